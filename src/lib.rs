@@ -1,0 +1,43 @@
+//! Retries for clients of the TelEcho API, and of any API with the same error contract.
+//!
+//! TelEcho's contract: every error is a JSON envelope `{"error":{"type","code","message"}}`;
+//! on 429 wait for `Retry-After`; on 5xx back off exponentially, 1 s, 2 s, 4 s … up to 30 s;
+//! never retry any other 4xx. This crate turns that contract into:
+//!
+//! - [`RetryPolicy`]: classifies each outcome into a [`Decision`], with jittered backoff
+//!   ([`Jitter`]) and full RFC 9110 `Retry-After` parsing ([`parse_retry_after`]);
+//! - [`RetryState`]: the one per-request engine both adapters drive;
+//! - [`ApiError`], [`ErrorCode`], [`ErrorType`]: the envelope as types you can `match` on;
+//! - with feature `tower`, [`TelEchoRetry`] as a `tower::Layer`; with feature `reqwest`, the
+//!   same [`TelEchoRetry`] as a `reqwest_middleware::Middleware`.
+//!
+//! # Features
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `tower` | yes | [`TelEchoRetry`] as a `Layer`, [`RetryService`], hyper error classification |
+//! | `reqwest` | yes | [`TelEchoRetry`] as a `Middleware`, typed errors for `reqwest::Response` |
+//! | `tracing` | yes | one `tracing` event per retry (target `telecho_retry`) |
+//!
+//! The core (policy, state, parsing, typed errors) builds with `--no-default-features`.
+//!
+//! # Minimum supported Rust version
+//!
+//! 1.85.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+
+pub mod api_error;
+pub mod backoff;
+pub mod policy;
+pub mod retry_after;
+pub mod state;
+pub mod transport;
+
+pub use api_error::{ApiError, ApiErrorParseError, ErrorCode, ErrorType, MAX_ENVELOPE_BYTES};
+pub use backoff::Jitter;
+pub use policy::{CodeRule, Decision, RetryPolicy, RetryPolicyBuilder};
+pub use retry_after::parse_retry_after;
+pub use state::{Action, Outcome, RetryInfo, RetryState, StopReason};
+pub use transport::{is_idempotent_method, TransportErrorKind};

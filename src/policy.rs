@@ -1,0 +1,725 @@
+//! [`RetryPolicy`]: what the TelEcho contract says to do with each outcome.
+//!
+//! The policy is *what*; [`RetryState`](crate::RetryState) is *when*: it turns a
+//! [`Decision`] into "sleep this long, then retry" or "stop", and both adapters drive it.
+//!
+//! | outcome | [`Decision`] |
+//! |---|---|
+//! | 1xx, 2xx, 3xx | [`Accept`](Decision::Accept): never retried |
+//! | 429 with a usable `Retry-After` ≤ `max_retry_after` | [`RetryAfter(d)`](Decision::RetryAfter) |
+//! | 429 without a usable `Retry-After` | [`Backoff`](Decision::Backoff) |
+//! | 5xx with a usable `Retry-After` ≤ `max_retry_after` | [`RetryAfter(d)`](Decision::RetryAfter) |
+//! | 5xx without one | [`Backoff`](Decision::Backoff) |
+//! | 429 or 5xx with `Retry-After` > `max_retry_after` | [`Fatal`](Decision::Fatal): handed back at once, header intact |
+//! | any other 4xx | [`Fatal`](Decision::Fatal) |
+//! | status 600–999 (not HTTP) | [`Fatal`](Decision::Fatal) |
+//!
+//! A "usable" `Retry-After` is the first such header that
+//! [`parse_retry_after`](crate::parse_retry_after) accepts; unparsable ones are ignored.
+//!
+//! ```
+//! use std::time::Duration;
+//! use http::{HeaderMap, HeaderValue, StatusCode};
+//! use telecho_retry::{Decision, RetryPolicy};
+//!
+//! let policy = RetryPolicy::default();
+//! let mut headers = HeaderMap::new();
+//! assert_eq!(policy.classify(StatusCode::SERVICE_UNAVAILABLE, &headers), Decision::Backoff);
+//! assert_eq!(policy.classify(StatusCode::UNAUTHORIZED, &headers), Decision::Fatal);
+//! assert_eq!(policy.classify(StatusCode::CREATED, &headers), Decision::Accept);
+//!
+//! headers.insert("retry-after", HeaderValue::from_static("7"));
+//! assert_eq!(
+//!     policy.classify(StatusCode::TOO_MANY_REQUESTS, &headers),
+//!     Decision::RetryAfter(Duration::from_secs(7))
+//! );
+//! headers.insert("retry-after", HeaderValue::from_static("3600")); // above the 60 s cap
+//! assert_eq!(policy.classify(StatusCode::TOO_MANY_REQUESTS, &headers), Decision::Fatal);
+//! ```
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use http::header::{HeaderName, RETRY_AFTER};
+use http::{HeaderMap, Method, StatusCode};
+
+use crate::api_error::ErrorCode;
+use crate::backoff::{nominal_delay, Jitter, Rng};
+use crate::retry_after::parse_retry_after;
+use crate::transport::{is_idempotent_method, TransportErrorKind};
+
+/// What to do with one outcome.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Decision {
+    /// Not a failure (1xx, 2xx, 3xx): hand it to the caller, never retry.
+    Accept,
+    /// Retry no earlier than this long from now, as the server's `Retry-After` said.
+    RetryAfter(Duration),
+    /// Retry after the next delay of the exponential backoff schedule.
+    Backoff,
+    /// Do not retry: hand the outcome to the caller unchanged.
+    Fatal,
+}
+
+/// A per-[`ErrorCode`] override of the status-based decision (see
+/// [`RetryPolicyBuilder::on_code`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CodeRule {
+    /// Never retry a response carrying this code.
+    Fatal,
+    /// Retry a response carrying this code even when its status alone would be fatal:
+    /// after its `Retry-After` if it has a usable one, else on the backoff schedule.
+    Retry,
+}
+
+/// The detailed verdict behind a [`Decision`], used by [`RetryState`](crate::RetryState)
+/// to say why it stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    Accept,
+    RetryAfter(Duration),
+    Backoff,
+    Fatal,
+    /// A `Retry-After` above the cap.
+    TooLong(Duration),
+}
+
+impl From<Verdict> for Decision {
+    fn from(v: Verdict) -> Decision {
+        match v {
+            Verdict::Accept => Decision::Accept,
+            Verdict::RetryAfter(d) => Decision::RetryAfter(d),
+            Verdict::Backoff => Decision::Backoff,
+            Verdict::Fatal | Verdict::TooLong(_) => Decision::Fatal,
+        }
+    }
+}
+
+type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
+
+/// The retry policy: the TelEcho contract by default, tunable through
+/// [`RetryPolicy::builder`].
+///
+/// Cheap to clone (one `Arc`). See the [module docs](crate::policy) for the decision table.
+///
+/// # Defaults
+///
+/// | setting | default | why |
+/// |---|---|---|
+/// | `max_retries` | 5 | 1+2+4+8+16 s ≈ 31 s of backoff: one outage of the length the contract's ladder describes |
+/// | `base_delay` / `max_delay` | 1 s / 30 s | the contract's 1 s, 2 s, 4 s … up to 30 s |
+/// | `jitter` | [`Jitter::Proportional`] | see [`Jitter`] |
+/// | `max_retry_after` | 60 s | covers `rate_limit_per_minute`; a `rate_limit_per_hour` wait is handed back at once |
+/// | `retry_after_spread` | 500 ms | clients told the same instant do not all return at once |
+/// | idempotency header | `Idempotency-Key` | a `POST` carrying one may be resent after a timeout |
+///
+/// ```
+/// use std::time::Duration;
+/// use telecho_retry::{Jitter, RetryPolicy};
+///
+/// let policy = RetryPolicy::builder()
+///     .max_retries(3)
+///     .base_delay(Duration::from_millis(100))
+///     .max_delay(Duration::from_secs(2))
+///     .jitter(Jitter::None)
+///     .build();
+/// assert_eq!(policy.max_retries(), 3);
+/// assert_eq!(policy.nominal_delay(5), Duration::from_secs(1) + Duration::from_millis(600));
+/// ```
+#[derive(Clone)]
+pub struct RetryPolicy {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    max_retries: u32,
+    base_delay: Duration,
+    max_delay: Duration,
+    jitter: Jitter,
+    max_retry_after: Duration,
+    retry_after_spread: Duration,
+    idempotency_header: Option<HeaderName>,
+    code_rules: Vec<(ErrorCode, CodeRule)>,
+    clock: Option<Clock>,
+    seed: Option<u64>,
+    requests: AtomicU64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy::builder().build()
+    }
+}
+
+impl fmt::Debug for RetryPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let i = &*self.inner;
+        f.debug_struct("RetryPolicy")
+            .field("max_retries", &i.max_retries)
+            .field("base_delay", &i.base_delay)
+            .field("max_delay", &i.max_delay)
+            .field("jitter", &i.jitter)
+            .field("max_retry_after", &i.max_retry_after)
+            .field("retry_after_spread", &i.retry_after_spread)
+            .field("idempotency_header", &i.idempotency_header)
+            .field("code_rules", &i.code_rules)
+            .field("seeded", &i.seed.is_some())
+            .finish()
+    }
+}
+
+impl RetryPolicy {
+    /// A builder starting from the defaults.
+    pub fn builder() -> RetryPolicyBuilder {
+        RetryPolicyBuilder::default()
+    }
+
+    /// Classifies a response by status and headers (reading the clock for HTTP-date
+    /// `Retry-After` values). See the [module docs](crate::policy).
+    pub fn classify(&self, status: StatusCode, headers: &HeaderMap) -> Decision {
+        self.verdict(status, headers, None).into()
+    }
+
+    /// Like [`classify`](Self::classify), with the response's TelEcho error code (when its
+    /// body was read and parsed), so that [`CodeRule`]s apply.
+    pub fn classify_with_code(
+        &self,
+        status: StatusCode,
+        headers: &HeaderMap,
+        code: Option<&ErrorCode>,
+    ) -> Decision {
+        self.verdict(status, headers, code).into()
+    }
+
+    /// Classifies a transport error for a request with this method and headers: `Backoff`
+    /// or `Fatal`, by the rules in the [`transport`](crate::transport) module.
+    pub fn classify_transport(
+        &self,
+        kind: TransportErrorKind,
+        method: &Method,
+        headers: &HeaderMap,
+    ) -> Decision {
+        self.transport_verdict(kind, self.is_idempotent(method, headers))
+            .into()
+    }
+
+    /// `true` when resending this request cannot do harm twice: an idempotent method, or the
+    /// policy's idempotency header is present.
+    pub fn is_idempotent(&self, method: &Method, headers: &HeaderMap) -> bool {
+        is_idempotent_method(method)
+            || self
+                .inner
+                .idempotency_header
+                .as_ref()
+                .is_some_and(|h| headers.contains_key(h))
+    }
+
+    /// The nominal (un-jittered) delay before retry `n`: `min(base * 2^(n-1), max)`.
+    pub fn nominal_delay(&self, n: u32) -> Duration {
+        nominal_delay(self.inner.base_delay, self.inner.max_delay, n)
+    }
+
+    /// The most retries after the first attempt.
+    pub fn max_retries(&self) -> u32 {
+        self.inner.max_retries
+    }
+
+    /// The first backoff delay.
+    pub fn base_delay(&self) -> Duration {
+        self.inner.base_delay
+    }
+
+    /// The largest backoff delay.
+    pub fn max_delay(&self) -> Duration {
+        self.inner.max_delay
+    }
+
+    /// The jitter applied to backoff delays.
+    pub fn jitter(&self) -> Jitter {
+        self.inner.jitter
+    }
+
+    /// The longest `Retry-After` the policy will wait for.
+    pub fn max_retry_after(&self) -> Duration {
+        self.inner.max_retry_after
+    }
+
+    /// The most extra time added after a `Retry-After` instant.
+    pub fn retry_after_spread(&self) -> Duration {
+        self.inner.retry_after_spread
+    }
+
+    /// `true` when some [`CodeRule`] is set, so adapters should read error bodies.
+    pub fn has_code_rules(&self) -> bool {
+        !self.inner.code_rules.is_empty()
+    }
+
+    // ===== crate internals =====
+
+    pub(crate) fn now(&self) -> SystemTime {
+        match &self.inner.clock {
+            Some(c) => c(),
+            None => SystemTime::now(),
+        }
+    }
+
+    pub(crate) fn new_rng(&self) -> Rng {
+        match self.inner.seed {
+            Some(seed) => {
+                let n = self.inner.requests.fetch_add(1, Ordering::Relaxed);
+                let mut mix = Rng::new(seed ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+                Rng::new(mix.next_u64())
+            }
+            None => Rng::new(Rng::random_seed()),
+        }
+    }
+
+    pub(crate) fn backoff_delay(&self, n: u32, previous: Duration, rng: &mut Rng) -> Duration {
+        let i = &*self.inner;
+        i.jitter.delay(i.base_delay, i.max_delay, n, previous, rng)
+    }
+
+    pub(crate) fn verdict(
+        &self,
+        status: StatusCode,
+        headers: &HeaderMap,
+        code: Option<&ErrorCode>,
+    ) -> Verdict {
+        let s = status.as_u16();
+        if s < 400 {
+            return Verdict::Accept;
+        }
+        let rule = code.and_then(|c| {
+            self.inner
+                .code_rules
+                .iter()
+                .find(|(rc, _)| rc == c)
+                .map(|(_, r)| *r)
+        });
+        let retryable = match rule {
+            Some(CodeRule::Fatal) => return Verdict::Fatal,
+            Some(CodeRule::Retry) => true,
+            None => s == 429 || (500..=599).contains(&s),
+        };
+        if !retryable {
+            return Verdict::Fatal;
+        }
+        match self.retry_after(headers) {
+            Some(d) if d > self.inner.max_retry_after => Verdict::TooLong(d),
+            Some(d) => Verdict::RetryAfter(d),
+            None => Verdict::Backoff,
+        }
+    }
+
+    /// The first `Retry-After` header that parses (the clock is read only if one is there).
+    fn retry_after(&self, headers: &HeaderMap) -> Option<Duration> {
+        headers
+            .get_all(RETRY_AFTER)
+            .iter()
+            .find_map(|v| parse_retry_after(v, self.now()))
+    }
+
+    pub(crate) fn transport_verdict(&self, kind: TransportErrorKind, idempotent: bool) -> Verdict {
+        match kind {
+            TransportErrorKind::Connect => Verdict::Backoff,
+            TransportErrorKind::Timeout
+            | TransportErrorKind::Reset
+            | TransportErrorKind::IncompleteMessage
+                if idempotent =>
+            {
+                Verdict::Backoff
+            }
+            _ => Verdict::Fatal,
+        }
+    }
+}
+
+/// Builds a [`RetryPolicy`]. Every setting has a default (see [`RetryPolicy`]); no
+/// combination panics: inconsistent values are normalized as each method says.
+#[derive(Clone)]
+pub struct RetryPolicyBuilder {
+    max_retries: u32,
+    base_delay: Duration,
+    max_delay: Duration,
+    jitter: Jitter,
+    max_retry_after: Duration,
+    retry_after_spread: Duration,
+    idempotency_header: Option<HeaderName>,
+    code_rules: Vec<(ErrorCode, CodeRule)>,
+    clock: Option<Clock>,
+    seed: Option<u64>,
+}
+
+impl Default for RetryPolicyBuilder {
+    fn default() -> Self {
+        RetryPolicyBuilder {
+            max_retries: 5,
+            base_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(30),
+            jitter: Jitter::default(),
+            max_retry_after: Duration::from_secs(60),
+            retry_after_spread: Duration::from_millis(500),
+            idempotency_header: Some(HeaderName::from_static("idempotency-key")),
+            code_rules: Vec::new(),
+            clock: None,
+            seed: None,
+        }
+    }
+}
+
+impl fmt::Debug for RetryPolicyBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RetryPolicyBuilder")
+            .field("max_retries", &self.max_retries)
+            .field("base_delay", &self.base_delay)
+            .field("max_delay", &self.max_delay)
+            .field("jitter", &self.jitter)
+            .field("max_retry_after", &self.max_retry_after)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RetryPolicyBuilder {
+    /// The most retries after the first attempt (so at most `n + 1` attempts).
+    /// `0` disables retrying. Default: 5.
+    pub fn max_retries(mut self, n: u32) -> Self {
+        self.max_retries = n;
+        self
+    }
+
+    /// The first backoff delay. A zero delay is raised to 1 ms, so that the schedule stays
+    /// exponential and never spins. Default: 1 s.
+    pub fn base_delay(mut self, d: Duration) -> Self {
+        self.base_delay = d;
+        self
+    }
+
+    /// The largest backoff delay. A value below `base_delay` is raised to `base_delay`.
+    /// Default: 30 s.
+    pub fn max_delay(mut self, d: Duration) -> Self {
+        self.max_delay = d;
+        self
+    }
+
+    /// The jitter applied to backoff delays. Default: [`Jitter::Proportional`].
+    pub fn jitter(mut self, jitter: Jitter) -> Self {
+        self.jitter = jitter;
+        self
+    }
+
+    /// The longest `Retry-After` worth waiting for. A longer one makes the outcome
+    /// [`Decision::Fatal`]: the caller gets the response at once, header intact, instead of
+    /// a hidden long sleep. Default: 60 s.
+    pub fn max_retry_after(mut self, d: Duration) -> Self {
+        self.max_retry_after = d;
+        self
+    }
+
+    /// After a `Retry-After` instant, wait a further uniformly random time in
+    /// `[0, spread]`, so that clients told the same instant do not all return at once.
+    /// Never earlier than the header says. `Duration::ZERO` turns it off. Default: 500 ms.
+    pub fn retry_after_spread(mut self, spread: Duration) -> Self {
+        self.retry_after_spread = spread;
+        self
+    }
+
+    /// The request header whose presence makes a non-idempotent request safe to resend
+    /// after a timeout or reset. Default: `Idempotency-Key`.
+    pub fn idempotency_header(mut self, name: HeaderName) -> Self {
+        self.idempotency_header = Some(name);
+        self
+    }
+
+    /// Treat no header as an idempotency key: only the method decides.
+    pub fn without_idempotency_header(mut self) -> Self {
+        self.idempotency_header = None;
+        self
+    }
+
+    /// Overrides the status-based decision for responses whose TelEcho envelope carries
+    /// `code` (adapters that can read the body, such as the reqwest middleware, parse it).
+    /// A later rule for the same code replaces an earlier one.
+    ///
+    /// ```
+    /// use http::{HeaderMap, StatusCode};
+    /// use telecho_retry::{CodeRule, Decision, ErrorCode, RetryPolicy};
+    ///
+    /// // A caller that would rather not redial after a failed outbound call.
+    /// let policy = RetryPolicy::builder()
+    ///     .on_code(ErrorCode::OutboundCallFailed, CodeRule::Fatal)
+    ///     .build();
+    /// let h = HeaderMap::new();
+    /// let code = ErrorCode::OutboundCallFailed;
+    /// assert_eq!(policy.classify_with_code(StatusCode::BAD_GATEWAY, &h, Some(&code)), Decision::Fatal);
+    /// assert_eq!(policy.classify_with_code(StatusCode::BAD_GATEWAY, &h, None), Decision::Backoff);
+    /// ```
+    pub fn on_code(mut self, code: ErrorCode, rule: CodeRule) -> Self {
+        self.code_rules.retain(|(c, _)| *c != code);
+        self.code_rules.push((code, rule));
+        self
+    }
+
+    /// Seeds the jitter source, so that a run's delays are reproducible (tests,
+    /// simulations). Each request still gets its own stream, derived from the seed and the
+    /// request's sequence number. Default: random per process and request.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// The wall clock used to turn an HTTP-date `Retry-After` into a wait.
+    /// Default: `SystemTime::now`.
+    pub fn wall_clock(mut self, now: impl Fn() -> SystemTime + Send + Sync + 'static) -> Self {
+        self.clock = Some(Arc::new(now));
+        self
+    }
+
+    /// Builds the policy, normalizing `base_delay` (≥ 1 ms) and `max_delay` (≥ base).
+    pub fn build(self) -> RetryPolicy {
+        let base_delay = self.base_delay.max(Duration::from_millis(1));
+        let max_delay = self.max_delay.max(base_delay);
+        RetryPolicy {
+            inner: Arc::new(Inner {
+                max_retries: self.max_retries,
+                base_delay,
+                max_delay,
+                jitter: self.jitter,
+                max_retry_after: self.max_retry_after,
+                retry_after_spread: self.retry_after_spread,
+                idempotency_header: self.idempotency_header,
+                code_rules: self.code_rules,
+                clock: self.clock,
+                seed: self.seed,
+                requests: AtomicU64::new(0),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+    use std::time::UNIX_EPOCH;
+
+    fn with_ra(v: &'static str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, HeaderValue::from_static(v));
+        h
+    }
+
+    /// Every status the `http` crate can represent, 100..=999.
+    fn all_statuses() -> impl Iterator<Item = StatusCode> {
+        (100u16..=999).map(|s| StatusCode::from_u16(s).unwrap())
+    }
+
+    #[test]
+    fn status_matrix_without_retry_after() {
+        let p = RetryPolicy::default();
+        let h = HeaderMap::new();
+        for status in all_statuses() {
+            let s = status.as_u16();
+            let want = match s {
+                100..=399 => Decision::Accept,
+                429 => Decision::Backoff,
+                500..=599 => Decision::Backoff,
+                _ => Decision::Fatal,
+            };
+            assert_eq!(p.classify(status, &h), want, "{s}");
+        }
+    }
+
+    #[test]
+    fn status_matrix_with_retry_after() {
+        let p = RetryPolicy::default();
+        let h = with_ra("7");
+        for status in all_statuses() {
+            let s = status.as_u16();
+            let want = match s {
+                100..=399 => Decision::Accept,
+                429 | 500..=599 => Decision::RetryAfter(Duration::from_secs(7)),
+                _ => Decision::Fatal,
+            };
+            assert_eq!(p.classify(status, &h), want, "{s}");
+        }
+    }
+
+    #[test]
+    fn retry_after_above_cap_is_fatal_and_at_cap_is_not() {
+        let p = RetryPolicy::default();
+        assert_eq!(
+            p.classify(StatusCode::TOO_MANY_REQUESTS, &with_ra("60")),
+            Decision::RetryAfter(Duration::from_secs(60))
+        );
+        assert_eq!(
+            p.classify(StatusCode::TOO_MANY_REQUESTS, &with_ra("61")),
+            Decision::Fatal
+        );
+        assert_eq!(
+            p.classify(
+                StatusCode::TOO_MANY_REQUESTS,
+                &with_ra("99999999999999999999")
+            ),
+            Decision::Fatal
+        );
+        assert_eq!(
+            p.classify(StatusCode::SERVICE_UNAVAILABLE, &with_ra("3600")),
+            Decision::Fatal
+        );
+    }
+
+    #[test]
+    fn unusable_retry_after_falls_back_to_backoff() {
+        let p = RetryPolicy::default();
+        for bad in ["soon", "-3", "1.5", ""] {
+            assert_eq!(
+                p.classify(StatusCode::TOO_MANY_REQUESTS, &with_ra(bad)),
+                Decision::Backoff,
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn first_parsable_retry_after_wins() {
+        let p = RetryPolicy::default();
+        let mut h = HeaderMap::new();
+        h.append(RETRY_AFTER, HeaderValue::from_static("garbage"));
+        h.append(RETRY_AFTER, HeaderValue::from_static("3"));
+        h.append(RETRY_AFTER, HeaderValue::from_static("9"));
+        assert_eq!(
+            p.classify(StatusCode::TOO_MANY_REQUESTS, &h),
+            Decision::RetryAfter(Duration::from_secs(3))
+        );
+    }
+
+    #[test]
+    fn http_date_uses_injected_clock() {
+        let now = UNIX_EPOCH + Duration::from_secs(784_111_777 - 12);
+        let p = RetryPolicy::builder().wall_clock(move || now).build();
+        assert_eq!(
+            p.classify(
+                StatusCode::TOO_MANY_REQUESTS,
+                &with_ra("Sun, 06 Nov 1994 08:49:37 GMT")
+            ),
+            Decision::RetryAfter(Duration::from_secs(12))
+        );
+    }
+
+    #[test]
+    fn code_rules_override_status() {
+        let p = RetryPolicy::builder()
+            .on_code(ErrorCode::OutboundCallFailed, CodeRule::Fatal)
+            .on_code(ErrorCode::AgentInactive, CodeRule::Retry)
+            .build();
+        let h = HeaderMap::new();
+        assert!(p.has_code_rules());
+        assert!(!RetryPolicy::default().has_code_rules());
+        assert_eq!(
+            p.classify_with_code(
+                StatusCode::BAD_GATEWAY,
+                &h,
+                Some(&ErrorCode::OutboundCallFailed)
+            ),
+            Decision::Fatal
+        );
+        assert_eq!(
+            p.classify_with_code(StatusCode::CONFLICT, &h, Some(&ErrorCode::AgentInactive)),
+            Decision::Backoff
+        );
+        assert_eq!(
+            p.classify_with_code(
+                StatusCode::CONFLICT,
+                &with_ra("2"),
+                Some(&ErrorCode::AgentInactive)
+            ),
+            Decision::RetryAfter(Duration::from_secs(2))
+        );
+        // Success responses are never retried, whatever the body says.
+        assert_eq!(
+            p.classify_with_code(StatusCode::OK, &h, Some(&ErrorCode::AgentInactive)),
+            Decision::Accept
+        );
+        // A code without a rule keeps the status decision.
+        assert_eq!(
+            p.classify_with_code(StatusCode::BAD_GATEWAY, &h, Some(&ErrorCode::InvalidId)),
+            Decision::Backoff
+        );
+    }
+
+    #[test]
+    fn later_code_rule_replaces_earlier() {
+        let p = RetryPolicy::builder()
+            .on_code(ErrorCode::CallBlocked, CodeRule::Retry)
+            .on_code(ErrorCode::CallBlocked, CodeRule::Fatal)
+            .build();
+        assert_eq!(
+            p.classify_with_code(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &HeaderMap::new(),
+                Some(&ErrorCode::CallBlocked)
+            ),
+            Decision::Fatal
+        );
+    }
+
+    #[test]
+    fn transport_rules() {
+        let p = RetryPolicy::default();
+        let none = HeaderMap::new();
+        let mut keyed = HeaderMap::new();
+        keyed.insert("idempotency-key", HeaderValue::from_static("k1"));
+        use TransportErrorKind::*;
+        for kind in [Connect, Timeout, Reset, IncompleteMessage, Other] {
+            let get = p.classify_transport(kind, &Method::GET, &none);
+            let post = p.classify_transport(kind, &Method::POST, &none);
+            let post_keyed = p.classify_transport(kind, &Method::POST, &keyed);
+            let (want_get, want_post, want_keyed) = match kind {
+                Connect => (Decision::Backoff, Decision::Backoff, Decision::Backoff),
+                Other => (Decision::Fatal, Decision::Fatal, Decision::Fatal),
+                _ => (Decision::Backoff, Decision::Fatal, Decision::Backoff),
+            };
+            assert_eq!(
+                (get, post, post_keyed),
+                (want_get, want_post, want_keyed),
+                "{kind:?}"
+            );
+        }
+        let no_key = RetryPolicy::builder().without_idempotency_header().build();
+        assert_eq!(
+            no_key.classify_transport(Timeout, &Method::POST, &keyed),
+            Decision::Fatal
+        );
+    }
+
+    #[test]
+    fn builder_normalizes_instead_of_panicking() {
+        let p = RetryPolicy::builder()
+            .base_delay(Duration::from_secs(10))
+            .max_delay(Duration::from_secs(2))
+            .build();
+        assert_eq!(p.base_delay(), Duration::from_secs(10));
+        assert_eq!(p.max_delay(), Duration::from_secs(10));
+        let z = RetryPolicy::builder()
+            .base_delay(Duration::ZERO)
+            .max_delay(Duration::ZERO)
+            .build();
+        assert_eq!(z.base_delay(), Duration::from_millis(1));
+        assert_eq!(z.max_delay(), Duration::from_millis(1));
+    }
+
+    #[test]
+    fn defaults_are_the_contract() {
+        let p = RetryPolicy::default();
+        assert_eq!(p.max_retries(), 5);
+        assert_eq!(p.base_delay(), Duration::from_secs(1));
+        assert_eq!(p.max_delay(), Duration::from_secs(30));
+        assert_eq!(p.jitter(), Jitter::Proportional);
+        assert_eq!(p.max_retry_after(), Duration::from_secs(60));
+        assert_eq!(p.retry_after_spread(), Duration::from_millis(500));
+    }
+}

@@ -1,0 +1,432 @@
+//! [`RetryState`]: the per-request half of the engine, shared by every adapter.
+//!
+//! An adapter creates one `RetryState` per logical request, sends an attempt, and hands the
+//! outcome to [`RetryState::next`]. The answer is [`Action::Retry`] (sleep that long, then
+//! send again) or [`Action::Stop`] (hand this outcome to the caller). The schedule (attempt
+//! counting, backoff, jitter, `Retry-After` spread, caps) lives here and only here.
+//!
+//! ```
+//! use std::time::Duration;
+//! use http::{HeaderMap, StatusCode};
+//! use telecho_retry::{Action, Jitter, Outcome, RetryPolicy, RetryState, StopReason};
+//!
+//! let policy = RetryPolicy::builder().max_retries(2).jitter(Jitter::None).build();
+//! let mut state = RetryState::new(&policy);
+//! let headers = HeaderMap::new();
+//! let unavailable = Outcome::Response { status: StatusCode::SERVICE_UNAVAILABLE, headers: &headers, code: None };
+//!
+//! assert_eq!(state.next(unavailable, true), Action::Retry(Duration::from_secs(1)));
+//! let unavailable = Outcome::Response { status: StatusCode::SERVICE_UNAVAILABLE, headers: &headers, code: None };
+//! assert_eq!(state.next(unavailable, true), Action::Retry(Duration::from_secs(2)));
+//! let unavailable = Outcome::Response { status: StatusCode::SERVICE_UNAVAILABLE, headers: &headers, code: None };
+//! assert_eq!(state.next(unavailable, true), Action::Stop(StopReason::MaxRetries));
+//! assert_eq!(state.info().attempts(), 3);
+//! assert_eq!(state.info().slept(), Duration::from_secs(3));
+//! ```
+
+use std::fmt;
+use std::time::Duration;
+
+use http::{HeaderMap, StatusCode};
+use tokio::time::Instant;
+
+use crate::api_error::ErrorCode;
+use crate::backoff::Rng;
+use crate::policy::{Decision, RetryPolicy, Verdict};
+use crate::transport::TransportErrorKind;
+
+/// The outcome of one attempt, as the engine sees it.
+#[derive(Clone, Copy, Debug)]
+pub enum Outcome<'a> {
+    /// A response arrived.
+    Response {
+        /// Its status.
+        status: StatusCode,
+        /// Its headers (for `Retry-After`).
+        headers: &'a HeaderMap,
+        /// The TelEcho error code from its body, when the adapter read and parsed it.
+        code: Option<&'a ErrorCode>,
+    },
+    /// The attempt failed without a response.
+    Transport {
+        /// What kind of failure.
+        kind: TransportErrorKind,
+        /// Whether the request is safe to resend (see
+        /// [`RetryPolicy::is_idempotent`]).
+        idempotent: bool,
+    },
+}
+
+/// What the adapter does next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Sleep this long, then send the request again.
+    Retry(Duration),
+    /// Hand this outcome to the caller, unchanged.
+    Stop(StopReason),
+}
+
+/// Why retrying stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum StopReason {
+    /// The outcome was not a failure ([`Decision::Accept`]).
+    Success,
+    /// The outcome is not retryable ([`Decision::Fatal`]).
+    Fatal,
+    /// The server asked for a wait longer than
+    /// [`max_retry_after`](crate::RetryPolicyBuilder::max_retry_after).
+    RetryAfterTooLong,
+    /// Retryable, but [`max_retries`](crate::RetryPolicyBuilder::max_retries) were made.
+    MaxRetries,
+    /// Retryable, but the request could not be duplicated (a streaming body that did not
+    /// fit the replay buffer, a body type that cannot be cloned).
+    NotReplayable,
+}
+
+impl StopReason {
+    /// A short lowercase name, for logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StopReason::Success => "success",
+            StopReason::Fatal => "fatal",
+            StopReason::RetryAfterTooLong => "retry_after_too_long",
+            StopReason::MaxRetries => "max_retries",
+            StopReason::NotReplayable => "not_replayable",
+        }
+    }
+}
+
+impl fmt::Display for StopReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What happened to one logical request; adapters attach it to the response they hand back
+/// (as an `http::Extensions` entry).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryInfo {
+    attempts: u32,
+    slept: Duration,
+    stop: Option<StopReason>,
+}
+
+impl RetryInfo {
+    /// Attempts sent, the first included.
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    /// Retries made (`attempts - 1`).
+    pub fn retries(&self) -> u32 {
+        self.attempts.saturating_sub(1)
+    }
+
+    /// Total time spent sleeping between attempts.
+    pub fn slept(&self) -> Duration {
+        self.slept
+    }
+
+    /// Why retrying stopped (`None` while still going).
+    pub fn stop_reason(&self) -> Option<StopReason> {
+        self.stop
+    }
+}
+
+/// The per-request retry state. See the [module docs](crate::state).
+#[derive(Debug)]
+pub struct RetryState {
+    policy: RetryPolicy,
+    rng: Rng,
+    started: Instant,
+    attempts: u32,
+    slept: Duration,
+    previous_delay: Duration,
+    next_delay: Option<Duration>,
+    decision: Option<Decision>,
+    stop: Option<StopReason>,
+}
+
+impl RetryState {
+    /// Starts the state for one logical request.
+    pub fn new(policy: &RetryPolicy) -> Self {
+        RetryState {
+            rng: policy.new_rng(),
+            previous_delay: policy.base_delay(),
+            policy: policy.clone(),
+            started: Instant::now(),
+            attempts: 0,
+            slept: Duration::ZERO,
+            next_delay: None,
+            decision: None,
+            stop: None,
+        }
+    }
+
+    /// The policy driving this state.
+    pub fn policy(&self) -> &RetryPolicy {
+        &self.policy
+    }
+
+    /// `true` when the attempt about to be sent could still be followed by a retry. An
+    /// adapter duplicates the request only then: the last allowed attempt needs no copy.
+    pub fn may_retry(&self) -> bool {
+        self.stop.is_none() && self.attempts < self.policy.max_retries()
+    }
+
+    /// Records the outcome of the attempt just made and says what to do next.
+    ///
+    /// `can_resend` tells whether the adapter holds a usable duplicate of the request; a
+    /// retryable outcome without one stops with [`StopReason::NotReplayable`].
+    pub fn next(&mut self, outcome: Outcome<'_>, can_resend: bool) -> Action {
+        self.attempts = self.attempts.saturating_add(1);
+        self.next_delay = None;
+        let verdict = match outcome {
+            Outcome::Response {
+                status,
+                headers,
+                code,
+            } => self.policy.verdict(status, headers, code),
+            Outcome::Transport { kind, idempotent } => {
+                self.policy.transport_verdict(kind, idempotent)
+            }
+        };
+        self.decision = Some(verdict.into());
+        let wait = match verdict {
+            Verdict::Accept => return self.stop(StopReason::Success),
+            Verdict::Fatal => return self.stop(StopReason::Fatal),
+            Verdict::TooLong(_) => return self.stop(StopReason::RetryAfterTooLong),
+            Verdict::RetryAfter(d) => {
+                let spread = self.policy.retry_after_spread();
+                d.saturating_add(self.rng.uniform(Duration::ZERO, spread))
+            }
+            Verdict::Backoff => {
+                let d =
+                    self.policy
+                        .backoff_delay(self.attempts, self.previous_delay, &mut self.rng);
+                self.previous_delay = d;
+                d
+            }
+        };
+        if self.attempts > self.policy.max_retries() {
+            return self.stop(StopReason::MaxRetries);
+        }
+        if !can_resend {
+            return self.stop(StopReason::NotReplayable);
+        }
+        self.slept = self.slept.saturating_add(wait);
+        self.next_delay = Some(wait);
+        Action::Retry(wait)
+    }
+
+    fn stop(&mut self, reason: StopReason) -> Action {
+        self.stop = Some(reason);
+        Action::Stop(reason)
+    }
+
+    /// Attempts whose outcome was recorded.
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    /// The decision for the last outcome.
+    pub fn decision(&self) -> Option<Decision> {
+        self.decision
+    }
+
+    /// The delay chosen by the last [`Action::Retry`], until the next outcome.
+    pub fn next_delay(&self) -> Option<Duration> {
+        self.next_delay
+    }
+
+    /// Time since the state was created (tokio's clock: paused in tests).
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Why retrying stopped, once it has.
+    pub fn stop_reason(&self) -> Option<StopReason> {
+        self.stop
+    }
+
+    /// A summary to attach to the response.
+    pub fn info(&self) -> RetryInfo {
+        RetryInfo {
+            attempts: self.attempts,
+            slept: self.slept,
+            stop: self.stop,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backoff::Jitter;
+    use http::header::RETRY_AFTER;
+    use http::HeaderValue;
+
+    const S: fn(u64) -> Duration = Duration::from_secs;
+
+    fn status(s: u16) -> (StatusCode, HeaderMap) {
+        (StatusCode::from_u16(s).unwrap(), HeaderMap::new())
+    }
+
+    fn resp(st: &(StatusCode, HeaderMap)) -> Outcome<'_> {
+        Outcome::Response {
+            status: st.0,
+            headers: &st.1,
+            code: None,
+        }
+    }
+
+    fn exact(max_retries: u32) -> RetryPolicy {
+        RetryPolicy::builder()
+            .max_retries(max_retries)
+            .jitter(Jitter::None)
+            .retry_after_spread(Duration::ZERO)
+            .build()
+    }
+
+    #[test]
+    fn ladder_is_exact_without_jitter() {
+        let p = exact(8);
+        let mut st = RetryState::new(&p);
+        let r = status(503);
+        let mut got = Vec::new();
+        while let Action::Retry(d) = st.next(resp(&r), true) {
+            got.push(d);
+        }
+        assert_eq!(got, [1, 2, 4, 8, 16, 30, 30, 30].map(S));
+        assert_eq!(st.stop_reason(), Some(StopReason::MaxRetries));
+        assert_eq!(st.info().attempts(), 9);
+        assert_eq!(st.info().slept(), S(121));
+    }
+
+    #[test]
+    fn may_retry_is_false_for_the_last_attempt() {
+        let p = exact(2);
+        let mut st = RetryState::new(&p);
+        let r = status(500);
+        assert!(st.may_retry());
+        st.next(resp(&r), true);
+        assert!(st.may_retry());
+        st.next(resp(&r), true);
+        assert!(!st.may_retry(), "third attempt is the last: no copy needed");
+        assert_eq!(
+            st.next(resp(&r), false),
+            Action::Stop(StopReason::MaxRetries)
+        );
+        assert!(!RetryState::new(&exact(0)).may_retry());
+    }
+
+    #[test]
+    fn retry_after_then_backoff_counts_retries() {
+        let p = exact(5);
+        let mut st = RetryState::new(&p);
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, HeaderValue::from_static("7"));
+        let limited = (StatusCode::TOO_MANY_REQUESTS, h);
+        assert_eq!(st.next(resp(&limited), true), Action::Retry(S(7)));
+        // Second retry on the backoff ladder is n = 2.
+        assert_eq!(st.next(resp(&status(502)), true), Action::Retry(S(2)));
+        assert_eq!(
+            st.next(resp(&status(201)), true),
+            Action::Stop(StopReason::Success)
+        );
+        assert_eq!(st.info().slept(), S(9));
+        assert_eq!(st.decision(), Some(Decision::Accept));
+    }
+
+    #[test]
+    fn retry_after_spread_is_bounded_and_never_early() {
+        let p = RetryPolicy::builder().seed(7).build();
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, HeaderValue::from_static("7"));
+        let limited = (StatusCode::TOO_MANY_REQUESTS, h);
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..200 {
+            let mut st = RetryState::new(&p);
+            match st.next(resp(&limited), true) {
+                Action::Retry(d) => {
+                    assert!(d >= S(7) && d <= S(7) + Duration::from_millis(500), "{d:?}");
+                    seen.insert(d);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(seen.len() > 190, "spread is random per request");
+    }
+
+    #[test]
+    fn fatal_and_too_long_stop_at_once() {
+        let p = exact(5);
+        let mut st = RetryState::new(&p);
+        assert_eq!(
+            st.next(resp(&status(401)), true),
+            Action::Stop(StopReason::Fatal)
+        );
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, HeaderValue::from_static("3600"));
+        let mut st = RetryState::new(&p);
+        assert_eq!(
+            st.next(resp(&(StatusCode::TOO_MANY_REQUESTS, h)), true),
+            Action::Stop(StopReason::RetryAfterTooLong)
+        );
+        assert_eq!(st.info().attempts(), 1);
+        assert_eq!(st.info().slept(), Duration::ZERO);
+    }
+
+    #[test]
+    fn not_replayable_stops_retryable_outcomes_only() {
+        let p = exact(5);
+        let mut st = RetryState::new(&p);
+        assert_eq!(
+            st.next(resp(&status(503)), false),
+            Action::Stop(StopReason::NotReplayable)
+        );
+        let mut st = RetryState::new(&p);
+        assert_eq!(
+            st.next(resp(&status(200)), false),
+            Action::Stop(StopReason::Success)
+        );
+    }
+
+    #[test]
+    fn transport_outcomes_follow_idempotency() {
+        let p = exact(5);
+        let mut st = RetryState::new(&p);
+        let post_timeout = Outcome::Transport {
+            kind: TransportErrorKind::Timeout,
+            idempotent: false,
+        };
+        assert_eq!(st.next(post_timeout, true), Action::Stop(StopReason::Fatal));
+        let mut st = RetryState::new(&p);
+        let get_timeout = Outcome::Transport {
+            kind: TransportErrorKind::Timeout,
+            idempotent: true,
+        };
+        assert_eq!(st.next(get_timeout, true), Action::Retry(S(1)));
+        let post_connect = Outcome::Transport {
+            kind: TransportErrorKind::Connect,
+            idempotent: false,
+        };
+        assert_eq!(st.next(post_connect, true), Action::Retry(S(2)));
+    }
+
+    #[test]
+    fn seeded_policies_reproduce_delays() {
+        let run = || {
+            let p = RetryPolicy::builder().seed(99).build();
+            let r = status(503);
+            (0..20)
+                .map(|_| {
+                    let mut st = RetryState::new(&p);
+                    (0..4).map(|_| st.next(resp(&r), true)).collect::<Vec<_>>()
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(run(), run());
+    }
+}

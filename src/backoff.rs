@@ -119,7 +119,7 @@ impl Rng {
     /// A seed that differs between processes and between calls.
     pub(crate) fn random_seed() -> u64 {
         let mut h = RandomState::new().build_hasher();
-        h.write_u64(0x7e1e_c40);
+        h.write_u64(0x07e1_ec40);
         h.finish()
     }
 

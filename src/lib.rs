@@ -31,13 +31,38 @@
 pub mod api_error;
 pub mod backoff;
 pub mod policy;
+pub mod replay;
+pub mod request;
+pub mod response_error;
 pub mod retry_after;
 pub mod state;
 pub mod transport;
 
+#[cfg(feature = "tower")]
+mod future;
+#[cfg(feature = "tower")]
+mod layer;
+#[cfg(feature = "reqwest")]
+pub mod middleware;
+#[cfg(feature = "tower")]
+mod service;
+#[cfg(feature = "tower")]
+mod trace;
+
+#[cfg(feature = "tower")]
+pub use future::ResponseFuture;
+#[cfg(feature = "tower")]
+pub use layer::TelEchoRetry;
+#[cfg(feature = "tower")]
+pub use service::RetryService;
+
 pub use api_error::{ApiError, ApiErrorParseError, ErrorCode, ErrorType, MAX_ENVELOPE_BYTES};
 pub use backoff::Jitter;
 pub use policy::{CodeRule, Decision, RetryPolicy, RetryPolicyBuilder};
+pub use replay::ReplayBody;
+#[cfg(feature = "reqwest")]
+pub use response_error::ReqwestResponseExt;
+pub use response_error::{HttpResponseExt, ResponseError};
 pub use retry_after::parse_retry_after;
 pub use state::{Action, Outcome, RetryInfo, RetryState, StopReason};
 pub use transport::{is_idempotent_method, TransportErrorKind};

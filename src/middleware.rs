@@ -1,0 +1,408 @@
+//! [`TelEchoRetry`] as a `reqwest_middleware::Middleware` (feature `reqwest`).
+//!
+//! ```no_run
+//! use telecho_retry::TelEchoRetry;
+//!
+//! let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+//!     .with(TelEchoRetry::default())
+//!     .build();
+//! ```
+//!
+//! The middleware runs the same engine as the tower layer: the rest of the middleware
+//! chain (`Next`) is wrapped as a tower `Service` and driven by
+//! [`ResponseFuture`](crate::ResponseFuture). What it adds on top:
+//!
+//! - **Streaming bodies.** A body `reqwest::Request::try_clone` cannot copy is wrapped in a
+//!   [`ReplayBody`] that records up to [`TelEchoRetry::replay_buffer`] bytes (64 KiB by
+//!   default) while it is sent. If the body fit, a retry replays it; if not, the request is
+//!   sent once and its outcome returned. Such requests are never refused up front.
+//! - **Extensions.** Each attempt gets its own copy of the caller's `Extensions`; the caller
+//!   ends up with the final attempt's extensions plus a [`RetryInfo`].
+//! - **Code-aware decisions.** When the policy has [`CodeRule`](crate::CodeRule)s, the body
+//!   of an error response (status ≥ 400) is read, at most 64 KiB and for at most 10 s, to
+//!   find the TelEcho error code. The response handed back still carries its full,
+//!   unchanged body and headers: what was read is put back in front of the rest.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::{Extensions, HeaderMap, Method, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use reqwest_middleware::{Middleware, Next};
+use tower_service::Service;
+
+use crate::api_error::{ApiError, ErrorCode, MAX_ENVELOPE_BYTES};
+use crate::future::ResponseFuture;
+use crate::layer::TelEchoRetry;
+use crate::replay::ReplayBody;
+use crate::request::{ClassifyError, RetryRequest, RetryResponse, TryCloneBody};
+use crate::state::{RetryInfo, RetryState};
+use crate::transport::TransportErrorKind;
+
+/// How long the middleware reads an error body for its TelEcho code before giving up on it.
+const PEEK_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[async_trait::async_trait]
+impl Middleware for TelEchoRetry {
+    async fn handle(
+        &self,
+        req: reqwest::Request,
+        extensions: &mut Extensions,
+        next: Next<'_>,
+    ) -> reqwest_middleware::Result<reqwest::Response> {
+        let attempt = Attempt::new(req, self.replay_buffer.0);
+        let service = NextService {
+            next,
+            extensions: extensions.clone(),
+            read_codes: self.policy.has_code_rules(),
+        };
+        let state = RetryState::new(&self.policy);
+        match ResponseFuture::new(service, state, attempt).await {
+            Ok(done) => {
+                *extensions = done.extensions;
+                if let Some(info) = done.response.extensions().get::<RetryInfo>() {
+                    extensions.insert(*info);
+                }
+                Ok(done.response)
+            }
+            Err(failed) => {
+                *extensions = failed.extensions;
+                if let Some(info) = failed.info {
+                    extensions.insert(info);
+                }
+                Err(failed.error)
+            }
+        }
+    }
+}
+
+// ===== the request side =====
+
+/// One attempt's request: a `reqwest::Request` whose body, if it is a stream, is held
+/// apart as a [`ReplayBody`].
+struct Attempt {
+    request: reqwest::Request,
+    replay: Option<ReplayBody<reqwest::Body>>,
+}
+
+impl Attempt {
+    fn new(mut request: reqwest::Request, limit: usize) -> Self {
+        let streaming = request.body().is_some_and(|b| b.as_bytes().is_none());
+        let replay = if streaming && limit > 0 {
+            request.body_mut().take().map(|b| ReplayBody::new(b, limit))
+        } else {
+            None
+        };
+        Attempt { request, replay }
+    }
+
+    fn into_request(self) -> reqwest::Request {
+        let mut request = self.request;
+        if let Some(body) = self.replay {
+            *request.body_mut() = Some(reqwest::Body::wrap(body));
+        }
+        request
+    }
+}
+
+impl RetryRequest for Attempt {
+    fn method(&self) -> &Method {
+        self.request.method()
+    }
+
+    fn headers(&self) -> &HeaderMap {
+        self.request.headers()
+    }
+
+    fn try_clone_request(&self) -> Option<Self> {
+        let replay = match &self.replay {
+            Some(body) => Some(body.try_clone_body()?),
+            None => None,
+        };
+        Some(Attempt {
+            request: self.request.try_clone()?,
+            replay,
+        })
+    }
+
+    fn is_replayable(&self) -> bool {
+        self.replay.as_ref().is_none_or(TryCloneBody::is_replayable)
+    }
+}
+
+// ===== the rest of the chain as a tower Service =====
+
+#[derive(Clone)]
+struct NextService<'a> {
+    next: Next<'a>,
+    /// The caller's extensions; each attempt runs with its own copy.
+    extensions: Extensions,
+    read_codes: bool,
+}
+
+struct Attempted {
+    response: reqwest::Response,
+    extensions: Extensions,
+    code: Option<ErrorCode>,
+}
+
+struct Failed {
+    error: reqwest_middleware::Error,
+    extensions: Extensions,
+    info: Option<RetryInfo>,
+}
+
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+impl<'a> Service<Attempt> for NextService<'a> {
+    type Response = Attempted;
+    type Error = Failed;
+    type Future = BoxFuture<'a, Result<Attempted, Failed>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Failed>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, attempt: Attempt) -> Self::Future {
+        let next = self.next.clone();
+        let mut extensions = self.extensions.clone();
+        let read_codes = self.read_codes;
+        Box::pin(async move {
+            let result = next.run(attempt.into_request(), &mut extensions).await;
+            match result {
+                Ok(response) if read_codes && response.status().as_u16() >= 400 => {
+                    let (response, code) = peek_error_code(response).await;
+                    Ok(Attempted {
+                        response,
+                        extensions,
+                        code,
+                    })
+                }
+                Ok(response) => Ok(Attempted {
+                    response,
+                    extensions,
+                    code: None,
+                }),
+                Err(error) => Err(Failed {
+                    error,
+                    extensions,
+                    info: None,
+                }),
+            }
+        })
+    }
+}
+
+impl RetryResponse for Attempted {
+    fn status(&self) -> StatusCode {
+        self.response.status()
+    }
+
+    fn headers(&self) -> &HeaderMap {
+        self.response.headers()
+    }
+
+    fn extensions_mut(&mut self) -> &mut Extensions {
+        self.response.extensions_mut()
+    }
+
+    fn error_code(&self) -> Option<&ErrorCode> {
+        self.code.as_ref()
+    }
+}
+
+impl ClassifyError for Failed {
+    fn transport_error_kind(&self) -> TransportErrorKind {
+        self.error.transport_error_kind()
+    }
+
+    fn attach_retry_info(&mut self, info: RetryInfo) {
+        self.info = Some(info);
+    }
+}
+
+// ===== reqwest types for the tower layer =====
+
+impl RetryRequest for reqwest::Request {
+    fn method(&self) -> &Method {
+        self.method()
+    }
+
+    fn headers(&self) -> &HeaderMap {
+        self.headers()
+    }
+
+    fn try_clone_request(&self) -> Option<Self> {
+        self.try_clone()
+    }
+}
+
+impl RetryResponse for reqwest::Response {
+    fn status(&self) -> StatusCode {
+        self.status()
+    }
+
+    fn headers(&self) -> &HeaderMap {
+        self.headers()
+    }
+
+    fn extensions_mut(&mut self) -> &mut Extensions {
+        self.extensions_mut()
+    }
+}
+
+impl ClassifyError for reqwest::Error {
+    fn transport_error_kind(&self) -> TransportErrorKind {
+        TransportErrorKind::of_error(self)
+    }
+}
+
+impl ClassifyError for reqwest_middleware::Error {
+    fn transport_error_kind(&self) -> TransportErrorKind {
+        match self {
+            reqwest_middleware::Error::Reqwest(e) => TransportErrorKind::of_error(e),
+            reqwest_middleware::Error::Middleware(e) => TransportErrorKind::of_error(e.as_ref()),
+        }
+    }
+}
+
+// ===== reading an error body without losing it =====
+
+/// Reads at most [`MAX_ENVELOPE_BYTES`] of the body (for at most [`PEEK_TIMEOUT`]) and
+/// parses the TelEcho code; returns the response with its body whole again.
+async fn peek_error_code(response: reqwest::Response) -> (reqwest::Response, Option<ErrorCode>) {
+    use reqwest::ResponseBuilderExt;
+
+    let url = response.url().clone();
+    let (mut parts, body) = http::Response::<reqwest::Body>::from(response).into_parts();
+    let mut peeked = Peeked {
+        frames: VecDeque::new(),
+        len: 0,
+        ended: false,
+        error: None,
+        rest: Some(body),
+    };
+    // Timing out leaves what was read in `peeked`; nothing is lost either way.
+    let _ = tokio::time::timeout(PEEK_TIMEOUT, peeked.read(MAX_ENVELOPE_BYTES)).await;
+    let code = peeked.code();
+    // Put back the response URL, which the http::Response conversion does not carry.
+    if let Ok(with_url) = http::Response::builder().url(url).body(()) {
+        parts.extensions.extend(with_url.into_parts().0.extensions);
+    }
+    let body = reqwest::Body::wrap(peeked.into_body());
+    (
+        reqwest::Response::from(http::Response::from_parts(parts, body)),
+        code,
+    )
+}
+
+struct Peeked {
+    frames: VecDeque<Frame<Bytes>>,
+    len: usize,
+    ended: bool,
+    error: Option<reqwest::Error>,
+    rest: Option<reqwest::Body>,
+}
+
+impl Peeked {
+    async fn read(&mut self, limit: usize) {
+        while self.len <= limit {
+            let Some(rest) = self.rest.as_mut() else {
+                return;
+            };
+            match rest.frame().await {
+                None => {
+                    self.ended = true;
+                    self.rest = None;
+                }
+                Some(Ok(frame)) => {
+                    if let Some(data) = frame.data_ref() {
+                        self.len += data.len();
+                    }
+                    self.frames.push_back(frame);
+                }
+                Some(Err(e)) => {
+                    self.error = Some(e);
+                    self.rest = None;
+                }
+            }
+        }
+    }
+
+    fn code(&self) -> Option<ErrorCode> {
+        if !self.ended || self.len > MAX_ENVELOPE_BYTES {
+            return None;
+        }
+        let mut all = BytesMut::with_capacity(self.len);
+        for data in self.frames.iter().filter_map(Frame::data_ref) {
+            all.extend_from_slice(data);
+        }
+        ApiError::from_json(&all).ok().map(|e| e.code().clone())
+    }
+
+    fn into_body(self) -> PrefixedBody {
+        PrefixedBody {
+            prefix: self.frames,
+            error: self.error,
+            rest: self.rest,
+        }
+    }
+}
+
+/// The frames already read, then the error that stopped the read (if any), then the rest.
+struct PrefixedBody {
+    prefix: VecDeque<Frame<Bytes>>,
+    error: Option<reqwest::Error>,
+    rest: Option<reqwest::Body>,
+}
+
+impl Body for PrefixedBody {
+    type Data = Bytes;
+    type Error = reqwest::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, reqwest::Error>>> {
+        if let Some(frame) = self.prefix.pop_front() {
+            return Poll::Ready(Some(Ok(frame)));
+        }
+        if let Some(error) = self.error.take() {
+            return Poll::Ready(Some(Err(error)));
+        }
+        match self.rest.as_mut() {
+            Some(rest) => Pin::new(rest).poll_frame(cx),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.prefix.is_empty()
+            && self.error.is_none()
+            && self.rest.as_ref().is_none_or(Body::is_end_stream)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let head: u64 = self
+            .prefix
+            .iter()
+            .filter_map(Frame::data_ref)
+            .map(|d| d.len() as u64)
+            .sum();
+        let rest = self
+            .rest
+            .as_ref()
+            .map_or(SizeHint::with_exact(0), Body::size_hint);
+        let mut hint = SizeHint::new();
+        if let Some(upper) = rest.upper() {
+            hint.set_upper(upper.saturating_add(head));
+        }
+        hint.set_lower(rest.lower().saturating_add(head));
+        hint
+    }
+}

@@ -1,0 +1,274 @@
+//! What the engine needs from a request, a response and an error, as small traits.
+//!
+//! - [`RetryRequest`]: the method and headers (idempotency), and a way to duplicate the
+//!   request for the next attempt. Implemented for `http::Request<B>` where
+//!   `B: `[`TryCloneBody`], and with feature `reqwest` for `reqwest::Request`.
+//! - [`TryCloneBody`]: implemented for the bodies that can be copied (`Full`, `Empty`,
+//!   `String`, `Bytes`, `Vec<u8>`, static slices, `()`), for
+//!   [`ReplayBody`](crate::ReplayBody) (a streaming body teed into a bounded buffer), and as
+//!   "cannot be copied" for `BoxBody`, `UnsyncBoxBody` and hyper's `Incoming`. A request
+//!   whose body cannot be copied is sent once and its outcome returned unchanged.
+//! - [`RetryResponse`]: status, headers and extensions (for [`RetryInfo`]).
+//! - [`ClassifyError`]: maps an inner service's error to a [`TransportErrorKind`].
+//!   Implemented for `std::convert::Infallible`, `std::io::Error`, `tower::BoxError`
+//!   (`Box<dyn Error + Send + Sync>`, walking its `source()` chain), and with features for
+//!   `hyper::Error`, hyper-util's client error, `reqwest::Error` and
+//!   `reqwest_middleware::Error`. Implement it for your own error type to supply your own
+//!   classification.
+
+use std::convert::Infallible;
+use std::error::Error as StdError;
+
+use bytes::{Buf, Bytes};
+use http::{Extensions, HeaderMap, Method, StatusCode};
+
+use crate::api_error::ErrorCode;
+use crate::state::RetryInfo;
+use crate::transport::TransportErrorKind;
+
+/// A request the engine can inspect and duplicate.
+pub trait RetryRequest: Sized {
+    /// The request method (idempotency).
+    fn method(&self) -> &Method;
+
+    /// The request headers (idempotency key).
+    fn headers(&self) -> &HeaderMap;
+
+    /// A copy to send as the next attempt, or `None` when the request cannot be copied
+    /// (then it is sent once). Called before an attempt is sent, only when a retry could
+    /// follow it.
+    fn try_clone_request(&self) -> Option<Self>;
+
+    /// Whether a copy made by [`try_clone_request`](Self::try_clone_request) can still be
+    /// sent, checked after the attempt's outcome. `true` unless the copy replays a body
+    /// that overflowed its buffer.
+    fn is_replayable(&self) -> bool {
+        true
+    }
+}
+
+/// A request body that may be duplicated for a retry.
+pub trait TryCloneBody: Sized {
+    /// A copy of the body, or `None` when it cannot be copied.
+    fn try_clone_body(&self) -> Option<Self>;
+
+    /// See [`RetryRequest::is_replayable`].
+    fn is_replayable(&self) -> bool {
+        true
+    }
+}
+
+/// A response the engine can classify and annotate.
+pub trait RetryResponse {
+    /// The status.
+    fn status(&self) -> StatusCode;
+
+    /// The headers (`Retry-After`).
+    fn headers(&self) -> &HeaderMap;
+
+    /// The extensions, where the engine puts a [`RetryInfo`] before handing it back.
+    fn extensions_mut(&mut self) -> &mut Extensions;
+
+    /// The TelEcho error code of the response, when the adapter read its body.
+    fn error_code(&self) -> Option<&ErrorCode> {
+        None
+    }
+}
+
+/// Maps an inner service's error to a [`TransportErrorKind`].
+///
+/// ```
+/// use telecho_retry::request::ClassifyError;
+/// use telecho_retry::TransportErrorKind;
+///
+/// #[derive(Debug)]
+/// enum MyError { Refused, Other }
+///
+/// impl ClassifyError for MyError {
+///     fn transport_error_kind(&self) -> TransportErrorKind {
+///         match self {
+///             MyError::Refused => TransportErrorKind::Connect,
+///             MyError::Other => TransportErrorKind::Other,
+///         }
+///     }
+/// }
+/// assert_eq!(MyError::Refused.transport_error_kind(), TransportErrorKind::Connect);
+/// ```
+pub trait ClassifyError {
+    /// The kind of failure, for the policy's transport rules.
+    fn transport_error_kind(&self) -> TransportErrorKind;
+
+    /// Called once on the error handed back to the caller. Adapters whose error type can
+    /// carry it use this to attach the [`RetryInfo`]; the default does nothing.
+    fn attach_retry_info(&mut self, info: RetryInfo) {
+        let _ = info;
+    }
+}
+
+// ===== impl RetryRequest =====
+
+impl<B: TryCloneBody> RetryRequest for http::Request<B> {
+    fn method(&self) -> &Method {
+        self.method()
+    }
+
+    fn headers(&self) -> &HeaderMap {
+        self.headers()
+    }
+
+    fn try_clone_request(&self) -> Option<Self> {
+        let body = self.body().try_clone_body()?;
+        let mut req = http::Request::new(body);
+        *req.method_mut() = self.method().clone();
+        *req.uri_mut() = self.uri().clone();
+        *req.version_mut() = self.version();
+        *req.headers_mut() = self.headers().clone();
+        *req.extensions_mut() = self.extensions().clone();
+        Some(req)
+    }
+
+    fn is_replayable(&self) -> bool {
+        self.body().is_replayable()
+    }
+}
+
+// ===== impl TryCloneBody =====
+
+macro_rules! clone_body {
+    ($($t:ty),* $(,)?) => {
+        $(impl TryCloneBody for $t {
+            fn try_clone_body(&self) -> Option<Self> {
+                Some(self.clone())
+            }
+        })*
+    };
+}
+
+clone_body!(String, Bytes, Vec<u8>, &'static str, &'static [u8], ());
+
+impl<D: Buf + Clone> TryCloneBody for http_body_util::Full<D> {
+    fn try_clone_body(&self) -> Option<Self> {
+        Some(self.clone())
+    }
+}
+
+impl<D> TryCloneBody for http_body_util::Empty<D> {
+    fn try_clone_body(&self) -> Option<Self> {
+        Some(http_body_util::Empty::new())
+    }
+}
+
+impl<D, E> TryCloneBody for http_body_util::combinators::BoxBody<D, E> {
+    fn try_clone_body(&self) -> Option<Self> {
+        None
+    }
+}
+
+impl<D, E> TryCloneBody for http_body_util::combinators::UnsyncBoxBody<D, E> {
+    fn try_clone_body(&self) -> Option<Self> {
+        None
+    }
+}
+
+#[cfg(feature = "tower")]
+impl TryCloneBody for hyper::body::Incoming {
+    fn try_clone_body(&self) -> Option<Self> {
+        None
+    }
+}
+
+// ===== impl RetryResponse =====
+
+impl<B> RetryResponse for http::Response<B> {
+    fn status(&self) -> StatusCode {
+        self.status()
+    }
+
+    fn headers(&self) -> &HeaderMap {
+        self.headers()
+    }
+
+    fn extensions_mut(&mut self) -> &mut Extensions {
+        self.extensions_mut()
+    }
+}
+
+// ===== impl ClassifyError =====
+
+impl ClassifyError for Infallible {
+    fn transport_error_kind(&self) -> TransportErrorKind {
+        match *self {}
+    }
+}
+
+impl ClassifyError for std::io::Error {
+    fn transport_error_kind(&self) -> TransportErrorKind {
+        TransportErrorKind::of_error(self)
+    }
+}
+
+impl ClassifyError for Box<dyn StdError + Send + Sync> {
+    fn transport_error_kind(&self) -> TransportErrorKind {
+        TransportErrorKind::of_error(&**self)
+    }
+}
+
+#[cfg(feature = "tower")]
+impl ClassifyError for hyper::Error {
+    fn transport_error_kind(&self) -> TransportErrorKind {
+        TransportErrorKind::of_error(self)
+    }
+}
+
+#[cfg(feature = "tower")]
+impl ClassifyError for hyper_util::client::legacy::Error {
+    fn transport_error_kind(&self) -> TransportErrorKind {
+        TransportErrorKind::of_error(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::{BodyExt, Full};
+
+    #[test]
+    fn http_request_copy_keeps_everything() {
+        #[derive(Clone, Debug, PartialEq)]
+        struct Tag(u32);
+        let mut req = http::Request::builder()
+            .method(Method::PUT)
+            .uri("http://127.0.0.1:1/v1/calls?x=1")
+            .header("authorization", "Bearer s3cr3t")
+            .body(Full::new(Bytes::from_static(b"payload")))
+            .unwrap();
+        req.extensions_mut().insert(Tag(7));
+        let copy = req.try_clone_request().unwrap();
+        assert_eq!(copy.method(), Method::PUT);
+        assert_eq!(copy.uri(), req.uri());
+        assert_eq!(copy.headers(), req.headers());
+        assert_eq!(copy.extensions().get::<Tag>(), Some(&Tag(7)));
+        let body = futures_executor_block_on(copy.into_body().collect()).unwrap();
+        assert_eq!(body.to_bytes(), Bytes::from_static(b"payload"));
+    }
+
+    #[test]
+    fn boxed_bodies_cannot_be_copied() {
+        let req = http::Request::new(Full::new(Bytes::new()).boxed());
+        assert!(req.try_clone_request().is_none());
+    }
+
+    #[test]
+    fn box_error_walks_sources() {
+        let e: Box<dyn StdError + Send + Sync> =
+            Box::new(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert_eq!(e.transport_error_kind(), TransportErrorKind::Reset);
+    }
+
+    fn futures_executor_block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+}

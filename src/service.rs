@@ -1,0 +1,93 @@
+//! [`RetryService`]: the tower `Service` that [`TelEchoRetry`] produces.
+
+use std::task::{Context, Poll};
+
+use tower_service::Service;
+
+use crate::future::ResponseFuture;
+use crate::layer::TelEchoRetry;
+use crate::request::{ClassifyError, RetryRequest, RetryResponse};
+use crate::state::RetryState;
+
+/// Wraps an HTTP client service and retries its requests by a [`RetryPolicy`](crate::RetryPolicy).
+///
+/// Built by [`TelEchoRetry`] as a layer; see there for an example.
+///
+/// # Why not `tower::retry::Retry`
+///
+/// `tower::retry::Retry` with a `Policy` would do for the loop, but it clones the request
+/// before every attempt (the last included), cannot tell "could not clone" apart from
+/// "do not retry" when it has to explain why it stopped, and its future cannot be driven
+/// from the reqwest middleware. This service's [`ResponseFuture`] is the single engine both
+/// adapters run: it copies the request only when a retry could follow, attaches
+/// [`RetryInfo`](crate::RetryInfo), and is a small named state machine (no boxing).
+///
+/// # Requirements
+///
+/// - `S: Clone`: each in-flight request keeps its own clone of the inner service, the one it
+///   polled ready, to send its retries (the same pattern as `tower::retry`).
+/// - requests implement [`RetryRequest`] (`http::Request<B>` for bodies that implement
+///   [`TryCloneBody`](crate::request::TryCloneBody), `reqwest::Request`);
+/// - responses implement [`RetryResponse`], errors [`ClassifyError`].
+///
+/// # Discarded responses
+///
+/// A response that is retried is dropped with its body unread. For hyper that closes the
+/// connection instead of returning it to the pool; error bodies are small, and draining one
+/// could wait on a slow server while the retry is due. The response finally handed back is
+/// untouched.
+#[derive(Clone, Debug)]
+pub struct RetryService<S> {
+    inner: S,
+    retry: TelEchoRetry,
+}
+
+impl<S> RetryService<S> {
+    /// Wraps `inner`.
+    pub fn new(inner: S, retry: TelEchoRetry) -> Self {
+        RetryService { inner, retry }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+
+    /// The retry configuration.
+    pub fn retry(&self) -> &TelEchoRetry {
+        &self.retry
+    }
+}
+
+impl<S, Req> Service<Req> for RetryService<S>
+where
+    S: Service<Req> + Clone,
+    S::Response: RetryResponse,
+    S::Error: ClassifyError,
+    Req: RetryRequest,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, Req>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Req) -> Self::Future {
+        // Keep the instance that was polled ready for this call; leave a fresh clone behind.
+        let clone = self.inner.clone();
+        let service = std::mem::replace(&mut self.inner, clone);
+        ResponseFuture::new(service, RetryState::new(&self.retry.policy), request)
+    }
+}

@@ -1,8 +1,11 @@
 //! [`TelEchoRetry`]: the one configuration type, used as a tower `Layer` and (feature
 //! `reqwest`) as a `reqwest_middleware::Middleware`.
 
+use std::sync::Arc;
+
 use tower_layer::Layer;
 
+use crate::limits::SharedLimits;
 use crate::policy::RetryPolicy;
 use crate::service::RetryService;
 
@@ -36,10 +39,17 @@ use crate::service::RetryService;
 /// assert_eq!(resp.extensions().get::<RetryInfo>().unwrap().attempts(), 3);
 /// # }
 /// ```
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct TelEchoRetry {
     pub(crate) policy: RetryPolicy,
+    pub(crate) limits: Arc<SharedLimits>,
     pub(crate) replay_buffer: ReplayBuffer,
+}
+
+impl Default for TelEchoRetry {
+    fn default() -> Self {
+        TelEchoRetry::new(RetryPolicy::default())
+    }
 }
 
 /// Bytes of a streaming request body kept for a replay (see [`TelEchoRetry::replay_buffer`]).
@@ -53,12 +63,20 @@ impl Default for ReplayBuffer {
 }
 
 impl TelEchoRetry {
-    /// Retries with this policy.
+    /// Retries with this policy. The retry budget and the rate-limit cooldown (see
+    /// [`limits`](crate::limits)) are created here and shared by every clone of the result:
+    /// clone one `TelEchoRetry` for all the clients that use one API key.
     pub fn new(policy: RetryPolicy) -> Self {
         TelEchoRetry {
+            limits: Arc::new(SharedLimits::new(&policy)),
             policy,
             replay_buffer: ReplayBuffer::default(),
         }
+    }
+
+    /// The limits shared by every clone (budget, cooldown).
+    pub fn limits(&self) -> &Arc<SharedLimits> {
+        &self.limits
     }
 
     /// The policy.

@@ -30,6 +30,7 @@
 
 pub mod api_error;
 pub mod backoff;
+pub mod limits;
 pub mod policy;
 pub mod replay;
 pub mod request;
@@ -58,11 +59,12 @@ pub use service::RetryService;
 
 pub use api_error::{ApiError, ApiErrorParseError, ErrorCode, ErrorType, MAX_ENVELOPE_BYTES};
 pub use backoff::Jitter;
+pub use limits::{RetryBudget, SharedLimits};
 pub use policy::{CodeRule, Decision, RetryPolicy, RetryPolicyBuilder};
 pub use replay::ReplayBody;
 #[cfg(feature = "reqwest")]
 pub use response_error::ReqwestResponseExt;
 pub use response_error::{HttpResponseExt, ResponseError};
 pub use retry_after::parse_retry_after;
-pub use state::{Action, Outcome, RetryInfo, RetryState, StopReason};
-pub use transport::{is_idempotent_method, TransportErrorKind};
+pub use state::{Action, AttemptNumber, Outcome, RetryInfo, RetryState, StopReason};
+pub use transport::{is_idempotent_method, AttemptTimedOut, TransportErrorKind};

@@ -42,7 +42,7 @@ use crate::layer::TelEchoRetry;
 use crate::replay::ReplayBody;
 use crate::request::{ClassifyError, RetryRequest, RetryResponse, TryCloneBody};
 use crate::state::{RetryInfo, RetryState};
-use crate::transport::TransportErrorKind;
+use crate::transport::{AttemptTimedOut, TransportErrorKind};
 
 /// How long the middleware reads an error body for its TelEcho code before giving up on it.
 const PEEK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -55,13 +55,12 @@ impl Middleware for TelEchoRetry {
         extensions: &mut Extensions,
         next: Next<'_>,
     ) -> reqwest_middleware::Result<reqwest::Response> {
-        let attempt = Attempt::new(req, self.replay_buffer.0);
+        let attempt = Attempt::new(req, extensions.clone(), self.replay_buffer.0);
         let service = NextService {
             next,
-            extensions: extensions.clone(),
             read_codes: self.policy.has_code_rules(),
         };
-        let state = RetryState::new(&self.policy);
+        let state = RetryState::with_limits(&self.policy, &self.limits);
         match ResponseFuture::new(service, state, attempt).await {
             Ok(done) => {
                 *extensions = done.extensions;
@@ -84,29 +83,34 @@ impl Middleware for TelEchoRetry {
 // ===== the request side =====
 
 /// One attempt's request: a `reqwest::Request` whose body, if it is a stream, is held
-/// apart as a [`ReplayBody`].
+/// apart as a [`ReplayBody`], and the attempt's own copy of the caller's extensions.
 struct Attempt {
     request: reqwest::Request,
     replay: Option<ReplayBody<reqwest::Body>>,
+    extensions: Extensions,
 }
 
 impl Attempt {
-    fn new(mut request: reqwest::Request, limit: usize) -> Self {
+    fn new(mut request: reqwest::Request, extensions: Extensions, limit: usize) -> Self {
         let streaming = request.body().is_some_and(|b| b.as_bytes().is_none());
         let replay = if streaming && limit > 0 {
             request.body_mut().take().map(|b| ReplayBody::new(b, limit))
         } else {
             None
         };
-        Attempt { request, replay }
+        Attempt {
+            request,
+            replay,
+            extensions,
+        }
     }
 
-    fn into_request(self) -> reqwest::Request {
+    fn into_parts(self) -> (reqwest::Request, Extensions) {
         let mut request = self.request;
         if let Some(body) = self.replay {
             *request.body_mut() = Some(reqwest::Body::wrap(body));
         }
-        request
+        (request, self.extensions)
     }
 }
 
@@ -119,6 +123,14 @@ impl RetryRequest for Attempt {
         self.request.headers()
     }
 
+    fn headers_mut(&mut self) -> &mut HeaderMap {
+        self.request.headers_mut()
+    }
+
+    fn extensions_mut(&mut self) -> Option<&mut Extensions> {
+        Some(&mut self.extensions)
+    }
+
     fn try_clone_request(&self) -> Option<Self> {
         let replay = match &self.replay {
             Some(body) => Some(body.try_clone_body()?),
@@ -127,6 +139,7 @@ impl RetryRequest for Attempt {
         Some(Attempt {
             request: self.request.try_clone()?,
             replay,
+            extensions: self.extensions.clone(),
         })
     }
 
@@ -140,8 +153,6 @@ impl RetryRequest for Attempt {
 #[derive(Clone)]
 struct NextService<'a> {
     next: Next<'a>,
-    /// The caller's extensions; each attempt runs with its own copy.
-    extensions: Extensions,
     read_codes: bool,
 }
 
@@ -170,10 +181,10 @@ impl<'a> Service<Attempt> for NextService<'a> {
 
     fn call(&mut self, attempt: Attempt) -> Self::Future {
         let next = self.next.clone();
-        let mut extensions = self.extensions.clone();
         let read_codes = self.read_codes;
         Box::pin(async move {
-            let result = next.run(attempt.into_request(), &mut extensions).await;
+            let (request, mut extensions) = attempt.into_parts();
+            let result = next.run(request, &mut extensions).await;
             match result {
                 Ok(response) if read_codes && response.status().as_u16() >= 400 => {
                     let (response, code) = peek_error_code(response).await;
@@ -224,6 +235,14 @@ impl ClassifyError for Failed {
     fn attach_retry_info(&mut self, info: RetryInfo) {
         self.info = Some(info);
     }
+
+    fn attempt_timed_out(timeout: AttemptTimedOut) -> Option<Self> {
+        Some(Failed {
+            error: reqwest_middleware::Error::middleware(timeout),
+            extensions: Extensions::new(),
+            info: None,
+        })
+    }
 }
 
 // ===== reqwest types for the tower layer =====
@@ -235,6 +254,14 @@ impl RetryRequest for reqwest::Request {
 
     fn headers(&self) -> &HeaderMap {
         self.headers()
+    }
+
+    fn headers_mut(&mut self) -> &mut HeaderMap {
+        self.headers_mut()
+    }
+
+    fn extensions_mut(&mut self) -> Option<&mut Extensions> {
+        None // not public in reqwest 0.13
     }
 
     fn try_clone_request(&self) -> Option<Self> {

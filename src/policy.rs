@@ -47,6 +47,7 @@ use http::{HeaderMap, Method, StatusCode};
 
 use crate::api_error::ErrorCode;
 use crate::backoff::{nominal_delay, Jitter, Rng};
+use crate::limits::RetryBudget;
 use crate::retry_after::parse_retry_after;
 use crate::transport::{is_idempotent_method, TransportErrorKind};
 
@@ -116,6 +117,10 @@ type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
 /// | `max_retry_after` | 60 s | covers `rate_limit_per_minute`; a `rate_limit_per_hour` wait is handed back at once |
 /// | `retry_after_spread` | 500 ms | clients told the same instant do not all return at once |
 /// | idempotency header | `Idempotency-Key` | a `POST` carrying one may be resent after a timeout |
+/// | `retry_budget` | 20 % extra load + 10/s over 10 s | retries cannot multiply an outage's load (see [`limits`](crate::limits)) |
+/// | `shared_cooldown` | on | one 429 holds back every request of the same `TelEchoRetry` |
+/// | `deadline`, `attempt_timeout` | none | set them to bound a request's total time |
+/// | `generate_idempotency_keys`, `attempt_header` | off | opt-in request changes |
 ///
 /// ```
 /// use std::time::Duration;
@@ -147,6 +152,12 @@ struct Inner {
     clock: Option<Clock>,
     seed: Option<u64>,
     requests: AtomicU64,
+    deadline: Option<Duration>,
+    attempt_timeout: Option<Duration>,
+    budget: Option<RetryBudget>,
+    shared_cooldown: bool,
+    generate_idempotency_keys: bool,
+    attempt_header: Option<HeaderName>,
 }
 
 impl Default for RetryPolicy {
@@ -168,6 +179,12 @@ impl fmt::Debug for RetryPolicy {
             .field("idempotency_header", &i.idempotency_header)
             .field("code_rules", &i.code_rules)
             .field("seeded", &i.seed.is_some())
+            .field("deadline", &i.deadline)
+            .field("attempt_timeout", &i.attempt_timeout)
+            .field("budget", &i.budget)
+            .field("shared_cooldown", &i.shared_cooldown)
+            .field("generate_idempotency_keys", &i.generate_idempotency_keys)
+            .field("attempt_header", &i.attempt_header)
             .finish()
     }
 }
@@ -251,6 +268,41 @@ impl RetryPolicy {
     /// The most extra time added after a `Retry-After` instant.
     pub fn retry_after_spread(&self) -> Duration {
         self.inner.retry_after_spread
+    }
+
+    /// The total time allowed for one logical request, sleeps included.
+    pub fn deadline(&self) -> Option<Duration> {
+        self.inner.deadline
+    }
+
+    /// The time allowed for one attempt.
+    pub fn attempt_timeout(&self) -> Option<Duration> {
+        self.inner.attempt_timeout
+    }
+
+    /// The retry budget's settings, if a budget is on.
+    pub fn budget(&self) -> Option<RetryBudget> {
+        self.inner.budget
+    }
+
+    /// Whether a 429's `Retry-After` holds back every request of the same
+    /// [`TelEchoRetry`](crate::limits).
+    pub fn shared_cooldown(&self) -> bool {
+        self.inner.shared_cooldown
+    }
+
+    /// The header the engine puts a fresh idempotency key in, when key generation is on.
+    pub fn generated_idempotency_header(&self) -> Option<&HeaderName> {
+        if self.inner.generate_idempotency_keys {
+            self.inner.idempotency_header.as_ref()
+        } else {
+            None
+        }
+    }
+
+    /// The header that carries the attempt number, when on.
+    pub fn attempt_header(&self) -> Option<&HeaderName> {
+        self.inner.attempt_header.as_ref()
     }
 
     /// `true` when some [`CodeRule`] is set, so adapters should read error bodies.
@@ -352,6 +404,12 @@ pub struct RetryPolicyBuilder {
     code_rules: Vec<(ErrorCode, CodeRule)>,
     clock: Option<Clock>,
     seed: Option<u64>,
+    deadline: Option<Duration>,
+    attempt_timeout: Option<Duration>,
+    budget: Option<RetryBudget>,
+    shared_cooldown: bool,
+    generate_idempotency_keys: bool,
+    attempt_header: Option<HeaderName>,
 }
 
 impl Default for RetryPolicyBuilder {
@@ -367,6 +425,12 @@ impl Default for RetryPolicyBuilder {
             code_rules: Vec::new(),
             clock: None,
             seed: None,
+            deadline: None,
+            attempt_timeout: None,
+            budget: Some(RetryBudget::default()),
+            shared_cooldown: true,
+            generate_idempotency_keys: false,
+            attempt_header: None,
         }
     }
 }
@@ -478,6 +542,66 @@ impl RetryPolicyBuilder {
         self
     }
 
+    /// The total time one logical request may take, sleeps included. When the next delay
+    /// would cross it, the last outcome is returned at once rather than after a pointless
+    /// sleep; an attempt in flight is cut when it is reached (as an attempt timeout, see
+    /// [`attempt_timeout`](Self::attempt_timeout)). Default: none.
+    pub fn deadline(mut self, total: Duration) -> Self {
+        self.deadline = Some(total);
+        self
+    }
+
+    /// The time one attempt may take. An attempt that takes longer is abandoned and counts
+    /// as a [`TransportErrorKind::Timeout`]: retried for idempotent requests (or with an
+    /// idempotency key), returned otherwise. It is enforced where the inner error type can
+    /// express it ([`ClassifyError::attempt_timed_out`](crate::request::ClassifyError::attempt_timed_out):
+    /// `tower::BoxError`, `std::io::Error`, the reqwest middleware); for other error types,
+    /// put a `tower::timeout::TimeoutLayer` under the retry layer. Default: none.
+    pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
+        self.attempt_timeout = Some(timeout);
+        self
+    }
+
+    /// The retry budget shared by every request of one `TelEchoRetry` (see
+    /// [`limits`](crate::limits)). Default: [`RetryBudget::default`] (10 s, 10/s, 20 %).
+    pub fn retry_budget(mut self, budget: RetryBudget) -> Self {
+        self.budget = Some(budget);
+        self
+    }
+
+    /// No retry budget: only `max_retries` bounds retries.
+    pub fn without_retry_budget(mut self) -> Self {
+        self.budget = None;
+        self
+    }
+
+    /// Whether a 429 with a usable `Retry-After` holds back every request of the same
+    /// `TelEchoRetry` until then, first attempts included (see [`limits`](crate::limits)).
+    /// Default: on.
+    pub fn shared_cooldown(mut self, on: bool) -> Self {
+        self.shared_cooldown = on;
+        self
+    }
+
+    /// Gives every non-idempotent request that lacks the idempotency header (see
+    /// [`idempotency_header`](Self::idempotency_header)) a random UUID v4 key on its first
+    /// attempt, the same key on every retry. A request that already has one keeps it; `GET`
+    /// and the other idempotent methods never get one. With a key, timeouts and resets on a
+    /// `POST` are retried. Default: off.
+    pub fn generate_idempotency_keys(mut self, on: bool) -> Self {
+        self.generate_idempotency_keys = on;
+        self
+    }
+
+    /// Sends the attempt number (`1`, `2`, …) in this request header on every attempt, so
+    /// that servers and logs can tell retries apart (e.g. `x-retry-attempt`). Default: off.
+    /// (The number is always available downstream as an
+    /// [`AttemptNumber`](crate::AttemptNumber) request extension.)
+    pub fn attempt_header(mut self, name: HeaderName) -> Self {
+        self.attempt_header = Some(name);
+        self
+    }
+
     /// Builds the policy, normalizing `base_delay` (≥ 1 ms) and `max_delay` (≥ base).
     pub fn build(self) -> RetryPolicy {
         let base_delay = self.base_delay.max(Duration::from_millis(1));
@@ -495,6 +619,12 @@ impl RetryPolicyBuilder {
                 clock: self.clock,
                 seed: self.seed,
                 requests: AtomicU64::new(0),
+                deadline: self.deadline,
+                attempt_timeout: self.attempt_timeout,
+                budget: self.budget,
+                shared_cooldown: self.shared_cooldown,
+                generate_idempotency_keys: self.generate_idempotency_keys,
+                attempt_header: self.attempt_header,
             }),
         }
     }

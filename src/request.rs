@@ -24,7 +24,7 @@ use http::{Extensions, HeaderMap, Method, StatusCode};
 
 use crate::api_error::ErrorCode;
 use crate::state::RetryInfo;
-use crate::transport::TransportErrorKind;
+use crate::transport::{AttemptTimedOut, TransportErrorKind};
 
 /// A request the engine can inspect and duplicate.
 pub trait RetryRequest: Sized {
@@ -33,6 +33,13 @@ pub trait RetryRequest: Sized {
 
     /// The request headers (idempotency key).
     fn headers(&self) -> &HeaderMap;
+
+    /// The request headers, to add an idempotency key or the attempt header.
+    fn headers_mut(&mut self) -> &mut HeaderMap;
+
+    /// The request extensions, for [`AttemptNumber`](crate::AttemptNumber); `None` where the
+    /// request type does not expose them (`reqwest::Request`).
+    fn extensions_mut(&mut self) -> Option<&mut Extensions>;
 
     /// A copy to send as the next attempt, or `None` when the request cannot be copied
     /// (then it is sent once). Called before an attempt is sent, only when a retry could
@@ -103,6 +110,17 @@ pub trait ClassifyError {
     fn attach_retry_info(&mut self, info: RetryInfo) {
         let _ = info;
     }
+
+    /// The error that stands for an attempt abandoned after its timeout, or `None` when
+    /// this type cannot express one: then attempts are not cut (put a timeout layer under
+    /// the retry layer instead). The default is `None`.
+    fn attempt_timed_out(timeout: AttemptTimedOut) -> Option<Self>
+    where
+        Self: Sized,
+    {
+        let _ = timeout;
+        None
+    }
 }
 
 // ===== impl RetryRequest =====
@@ -114,6 +132,14 @@ impl<B: TryCloneBody> RetryRequest for http::Request<B> {
 
     fn headers(&self) -> &HeaderMap {
         self.headers()
+    }
+
+    fn headers_mut(&mut self) -> &mut HeaderMap {
+        self.headers_mut()
+    }
+
+    fn extensions_mut(&mut self) -> Option<&mut Extensions> {
+        Some(self.extensions_mut())
     }
 
     fn try_clone_request(&self) -> Option<Self> {
@@ -205,11 +231,19 @@ impl ClassifyError for std::io::Error {
     fn transport_error_kind(&self) -> TransportErrorKind {
         TransportErrorKind::of_error(self)
     }
+
+    fn attempt_timed_out(timeout: AttemptTimedOut) -> Option<Self> {
+        Some(std::io::Error::new(std::io::ErrorKind::TimedOut, timeout))
+    }
 }
 
 impl ClassifyError for Box<dyn StdError + Send + Sync> {
     fn transport_error_kind(&self) -> TransportErrorKind {
         TransportErrorKind::of_error(&**self)
+    }
+
+    fn attempt_timed_out(timeout: AttemptTimedOut) -> Option<Self> {
+        Some(Box::new(timeout))
     }
 }
 

@@ -88,6 +88,7 @@ where
         // Keep the instance that was polled ready for this call; leave a fresh clone behind.
         let clone = self.inner.clone();
         let service = std::mem::replace(&mut self.inner, clone);
-        ResponseFuture::new(service, RetryState::new(&self.retry.policy), request)
+        let state = RetryState::with_limits(&self.retry.policy, &self.retry.limits);
+        ResponseFuture::new(service, state, request)
     }
 }

@@ -25,6 +25,7 @@
 //! ```
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderMap, StatusCode};
@@ -32,6 +33,7 @@ use tokio::time::Instant;
 
 use crate::api_error::ErrorCode;
 use crate::backoff::Rng;
+use crate::limits::SharedLimits;
 use crate::policy::{Decision, RetryPolicy, Verdict};
 use crate::transport::TransportErrorKind;
 
@@ -82,6 +84,11 @@ pub enum StopReason {
     /// Retryable, but the request could not be duplicated (a streaming body that did not
     /// fit the replay buffer, a body type that cannot be cloned).
     NotReplayable,
+    /// Retryable, but the shared [retry budget](crate::limits) is spent.
+    Budget,
+    /// Retryable, but the next delay would cross the
+    /// [deadline](crate::RetryPolicyBuilder::deadline).
+    Deadline,
 }
 
 impl StopReason {
@@ -93,6 +100,8 @@ impl StopReason {
             StopReason::RetryAfterTooLong => "retry_after_too_long",
             StopReason::MaxRetries => "max_retries",
             StopReason::NotReplayable => "not_replayable",
+            StopReason::Budget => "budget",
+            StopReason::Deadline => "deadline",
         }
     }
 }
@@ -134,10 +143,16 @@ impl RetryInfo {
     }
 }
 
+/// The attempt number (1 for the first attempt), put in every attempt's request extensions
+/// by the engine so that services below the retry layer can tell retries apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AttemptNumber(pub u32);
+
 /// The per-request retry state. See the [module docs](crate::state).
 #[derive(Debug)]
 pub struct RetryState {
     policy: RetryPolicy,
+    limits: Option<Arc<SharedLimits>>,
     rng: Rng,
     started: Instant,
     attempts: u32,
@@ -149,9 +164,11 @@ pub struct RetryState {
 }
 
 impl RetryState {
-    /// Starts the state for one logical request.
+    /// Starts the state for one logical request, on its own: no budget, no cooldown shared
+    /// with other requests. Adapters use [`with_limits`](Self::with_limits).
     pub fn new(policy: &RetryPolicy) -> Self {
         RetryState {
+            limits: None,
             rng: policy.new_rng(),
             previous_delay: policy.base_delay(),
             policy: policy.clone(),
@@ -161,6 +178,38 @@ impl RetryState {
             next_delay: None,
             decision: None,
             stop: None,
+        }
+    }
+
+    /// Starts the state for one logical request that shares `limits` (budget, cooldown)
+    /// with the other requests of the same adapter; counts the request in the budget.
+    pub fn with_limits(policy: &RetryPolicy, limits: &Arc<SharedLimits>) -> Self {
+        limits.deposit();
+        RetryState {
+            limits: Some(Arc::clone(limits)),
+            ..RetryState::new(policy)
+        }
+    }
+
+    /// How long to hold back before sending the next attempt (the first included) because
+    /// of the shared cooldown: the time left plus a random share of the policy's
+    /// `retry_after_spread`; `None` to send now.
+    pub fn hold_back(&mut self) -> Option<Duration> {
+        let remaining = self.limits.as_ref()?.cooldown_remaining()?;
+        let spread = self.policy.retry_after_spread();
+        Some(remaining.saturating_add(self.rng.uniform(Duration::ZERO, spread)))
+    }
+
+    /// The time the attempt about to be sent may take: the policy's attempt timeout, cut
+    /// to what is left of the deadline. `None`: unbounded.
+    pub fn attempt_timeout(&self) -> Option<Duration> {
+        let left = self
+            .policy
+            .deadline()
+            .map(|d| d.saturating_sub(self.elapsed()));
+        match (self.policy.attempt_timeout(), left) {
+            (Some(a), Some(l)) => Some(a.min(l)),
+            (a, l) => a.or(l),
         }
     }
 
@@ -198,6 +247,11 @@ impl RetryState {
             Verdict::Fatal => return self.stop(StopReason::Fatal),
             Verdict::TooLong(_) => return self.stop(StopReason::RetryAfterTooLong),
             Verdict::RetryAfter(d) => {
+                if let (Outcome::Response { status, .. }, Some(limits)) = (outcome, &self.limits) {
+                    if status == StatusCode::TOO_MANY_REQUESTS {
+                        limits.cool_down_until(Instant::now() + d);
+                    }
+                }
                 let spread = self.policy.retry_after_spread();
                 d.saturating_add(self.rng.uniform(Duration::ZERO, spread))
             }
@@ -209,11 +263,26 @@ impl RetryState {
                 d
             }
         };
+        // Another request's 429 may hold every request back for longer.
+        let wait = match self.limits.as_ref().and_then(|l| l.cooldown_remaining()) {
+            Some(cooldown) => wait.max(cooldown),
+            None => wait,
+        };
         if self.attempts > self.policy.max_retries() {
             return self.stop(StopReason::MaxRetries);
         }
         if !can_resend {
             return self.stop(StopReason::NotReplayable);
+        }
+        if let Some(deadline) = self.policy.deadline() {
+            if self.elapsed().saturating_add(wait) > deadline {
+                return self.stop(StopReason::Deadline);
+            }
+        }
+        if let Some(limits) = &self.limits {
+            if !limits.withdraw() {
+                return self.stop(StopReason::Budget);
+            }
         }
         self.slept = self.slept.saturating_add(wait);
         self.next_delay = Some(wait);

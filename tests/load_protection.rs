@@ -1,0 +1,432 @@
+//! Load protection (retry budget, shared cooldown, deadline, attempt timeout, idempotency
+//! keys, attempt numbers) through the tower layer, on tokio's paused clock.
+#![cfg(feature = "tower")]
+
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use telecho_retry::{
+    AttemptNumber, AttemptTimedOut, Jitter, RetryBudget, RetryInfo, RetryPolicy, StopReason,
+    TelEchoRetry,
+};
+use tokio::time::Instant;
+use tower::{service_fn, BoxError, Service, ServiceExt};
+
+type Req = Request<Full<Bytes>>;
+
+/// What the mock server saw of one attempt.
+#[derive(Clone, Debug)]
+struct Seen {
+    at: Duration,
+    method: Method,
+    key: Option<String>,
+    attempt_ext: Option<u32>,
+    attempt_header: Option<String>,
+}
+
+#[derive(Clone)]
+struct Server {
+    start: Instant,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl Server {
+    fn new() -> Self {
+        Server {
+            start: Instant::now(),
+            seen: Arc::default(),
+        }
+    }
+
+    fn record(&self, req: &Req) -> (Duration, usize) {
+        let seen = Seen {
+            at: self.start.elapsed(),
+            method: req.method().clone(),
+            key: header(req, "idempotency-key"),
+            attempt_ext: req.extensions().get::<AttemptNumber>().map(|a| a.0),
+            attempt_header: header(req, "x-retry-attempt"),
+        };
+        let at = seen.at;
+        let mut all = self.seen.lock().unwrap();
+        all.push(seen);
+        (at, all.len())
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+fn header(req: &Req, name: &str) -> Option<String> {
+    req.headers()
+        .get(name)
+        .map(|v| v.to_str().unwrap().to_owned())
+}
+
+fn status(s: u16) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(s)
+        .body(Full::new(Bytes::new()))
+        .unwrap()
+}
+
+fn request(method: Method) -> Req {
+    Request::builder()
+        .method(method)
+        .uri("http://127.0.0.1/v1/calls")
+        .body(Full::new(Bytes::from_static(b"{}")))
+        .unwrap()
+}
+
+fn exact() -> telecho_retry::RetryPolicyBuilder {
+    RetryPolicy::builder()
+        .jitter(Jitter::None)
+        .retry_after_spread(Duration::ZERO)
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_429_holds_back_100_concurrent_requests() {
+    let server = Server::new();
+    let srv = server.clone();
+    let inner = service_fn(move |req: Req| {
+        let (at, _) = srv.record(&req);
+        let resp = if at < Duration::from_secs(5) {
+            Response::builder()
+                .status(429)
+                .header("retry-after", "5")
+                .body(Full::new(Bytes::new()))
+                .unwrap()
+        } else {
+            status(200)
+        };
+        async move { Ok::<_, Infallible>(resp) }
+    });
+    let svc = tower::ServiceBuilder::new()
+        .layer(TelEchoRetry::new(RetryPolicy::builder().build()))
+        .service(inner);
+
+    let mut tasks = Vec::new();
+    for _ in 0..100 {
+        let svc = svc.clone();
+        tasks.push(tokio::spawn(svc.oneshot(request(Method::GET))));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for t in tasks {
+        let resp = t.await.unwrap().unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+    let seen = server.seen();
+    let limited = seen
+        .iter()
+        .filter(|s| s.at < Duration::from_secs(5))
+        .count();
+    assert!(limited <= 3, "the server saw {limited} 429s");
+    assert_eq!(seen.len() - limited, 100, "every request succeeded once");
+    // Nobody came back before the server said, nor long after (5 s + 500 ms spread).
+    for s in seen.iter().filter(|s| s.at >= Duration::from_secs(5)) {
+        assert!(s.at <= Duration::from_millis(5500), "{:?}", s.at);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_shared_cooldown_every_request_collects_its_own_429() {
+    let server = Server::new();
+    let srv = server.clone();
+    let inner = service_fn(move |req: Req| {
+        let (at, _) = srv.record(&req);
+        let resp = if at < Duration::from_secs(5) {
+            Response::builder()
+                .status(429)
+                .header("retry-after", "5")
+                .body(Full::new(Bytes::new()))
+                .unwrap()
+        } else {
+            status(200)
+        };
+        async move { Ok::<_, Infallible>(resp) }
+    });
+    let policy = RetryPolicy::builder().shared_cooldown(false).build();
+    let svc = tower::ServiceBuilder::new()
+        .layer(TelEchoRetry::new(policy))
+        .service(inner);
+    let mut tasks = Vec::new();
+    for _ in 0..100 {
+        tasks.push(tokio::spawn(svc.clone().oneshot(request(Method::GET))));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let limited = server
+        .seen()
+        .iter()
+        .filter(|s| s.at < Duration::from_secs(5))
+        .count();
+    assert_eq!(limited, 100);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_flood_of_503s_stops_at_the_budget_and_resumes_as_it_refills() {
+    let server = Server::new();
+    let srv = server.clone();
+    let inner = service_fn(move |req: Req| {
+        srv.record(&req);
+        async move { Ok::<_, Infallible>(status(503)) }
+    });
+    // No share of traffic, a floor of 1 retry per second over 10 s: 10 retries per window.
+    let policy = exact()
+        .max_retries(3)
+        .base_delay(Duration::from_millis(100))
+        .retry_budget(RetryBudget::new(Duration::from_secs(10), 1, 0.0))
+        .build();
+    let svc = tower::ServiceBuilder::new()
+        .layer(TelEchoRetry::new(policy))
+        .service(inner);
+
+    let first = flood(svc.clone()).await;
+    let retries: u32 = first.iter().map(|r| r.0).sum();
+    assert_eq!(retries, 10, "the budget allows 10 retries in the window");
+    assert!(first.iter().any(|r| r.1 == StopReason::Budget));
+    assert_eq!(server.seen().len(), 30);
+
+    // Still inside the window: no retries at all.
+    let second = flood(svc.clone()).await;
+    assert!(
+        second.iter().all(|r| r == &(0, StopReason::Budget)),
+        "{second:?}"
+    );
+
+    // The window slides past: the budget has refilled.
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let third = flood(svc).await;
+    assert_eq!(third.iter().map(|r| r.0).sum::<u32>(), 10);
+}
+
+/// Sends 20 concurrent GETs; returns each one's (retries, stop reason).
+async fn flood<S>(svc: S) -> Vec<(u32, StopReason)>
+where
+    S: Service<Req, Response = Response<Full<Bytes>>> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: std::fmt::Debug + Send,
+{
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        tasks.push(tokio::spawn(svc.clone().oneshot(request(Method::GET))));
+    }
+    let mut reasons = Vec::new();
+    for t in tasks {
+        let resp = t.await.unwrap().unwrap();
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let info = *resp.extensions().get::<RetryInfo>().unwrap();
+        reasons.push((info.retries(), info.stop_reason().unwrap()));
+    }
+    reasons
+}
+
+#[tokio::test(start_paused = true)]
+async fn deadline_returns_the_last_outcome_instead_of_a_pointless_sleep() {
+    let server = Server::new();
+    let srv = server.clone();
+    let inner = service_fn(move |req: Req| {
+        srv.record(&req);
+        async move { Ok::<_, Infallible>(status(503)) }
+    });
+    let policy = exact()
+        .max_retries(10)
+        .deadline(Duration::from_secs(10))
+        .build();
+    let svc = TelEchoRetry::new(policy).layer_over(inner);
+    let start = Instant::now();
+    let resp = svc.oneshot(request(Method::GET)).await.unwrap();
+    // Attempts at 0, 1, 3, 7 s; the next delay (8 s) would end at 15 s > 10 s.
+    assert_eq!(start.elapsed(), Duration::from_secs(7));
+    let at: Vec<Duration> = server.seen().iter().map(|s| s.at).collect();
+    assert_eq!(at, [0, 1, 3, 7].map(Duration::from_secs));
+    let info = resp.extensions().get::<RetryInfo>().unwrap();
+    assert_eq!(info.stop_reason(), Some(StopReason::Deadline));
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test(start_paused = true)]
+async fn deadline_cuts_a_hanging_attempt_to_the_millisecond() {
+    let inner = service_fn(|_req: Req| async {
+        std::future::pending::<()>().await;
+        Ok::<Response<Full<Bytes>>, BoxError>(status(200))
+    });
+    let policy = exact().deadline(Duration::from_millis(2500)).build();
+    let svc = TelEchoRetry::new(policy).layer_over(inner);
+    let start = Instant::now();
+    let err = svc.oneshot(request(Method::POST)).await.unwrap_err();
+    assert_eq!(start.elapsed(), Duration::from_millis(2500));
+    let timed_out = err.downcast_ref::<AttemptTimedOut>().unwrap();
+    assert_eq!(timed_out.after, Duration::from_millis(2500));
+}
+
+#[tokio::test(start_paused = true)]
+async fn attempt_timeout_retries_idempotent_requests_only() {
+    let server = Server::new();
+    let srv = server.clone();
+    let inner = service_fn(move |req: Req| {
+        let (_, n) = srv.record(&req);
+        async move {
+            if n == 1 {
+                std::future::pending::<()>().await;
+            }
+            Ok::<_, BoxError>(status(200))
+        }
+    });
+    let policy = exact().attempt_timeout(Duration::from_secs(2)).build();
+    let svc = TelEchoRetry::new(policy.clone()).layer_over(inner.clone());
+    let resp = svc.oneshot(request(Method::GET)).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let at: Vec<Duration> = server.seen().iter().map(|s| s.at).collect();
+    assert_eq!(
+        at,
+        [0, 3].map(Duration::from_secs),
+        "timeout at 2 s + 1 s backoff"
+    );
+
+    let server = Server::new();
+    let srv = server.clone();
+    let hanging_post = service_fn(move |req: Req| {
+        srv.record(&req);
+        async move {
+            std::future::pending::<()>().await;
+            Ok::<_, BoxError>(status(200))
+        }
+    });
+    let svc = TelEchoRetry::new(policy).layer_over(hanging_post);
+    let err = svc.oneshot(request(Method::POST)).await.unwrap_err();
+    assert!(err.is::<AttemptTimedOut>());
+    assert_eq!(
+        server.seen().len(),
+        1,
+        "a POST that may have arrived is not resent"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn generated_idempotency_key_is_stable_across_attempts_and_absent_from_gets() {
+    let server = Server::new();
+    let srv = server.clone();
+    let inner = service_fn(move |req: Req| {
+        let (_, n) = srv.record(&req);
+        let s = if n % 3 == 0 { 200 } else { 503 };
+        async move { Ok::<_, Infallible>(status(s)) }
+    });
+    let policy = exact().generate_idempotency_keys(true).build();
+    let mut svc = TelEchoRetry::new(policy).layer_over(inner);
+
+    let resp = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(request(Method::POST))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let resp = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(request(Method::GET))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut keyed = request(Method::POST);
+    keyed
+        .headers_mut()
+        .insert("idempotency-key", "caller-key".parse().unwrap());
+    svc.ready().await.unwrap().call(keyed).await.unwrap();
+
+    let seen = server.seen();
+    assert_eq!(seen.len(), 9);
+    let post_keys: Vec<&str> = seen[..3]
+        .iter()
+        .map(|s| s.key.as_deref().unwrap())
+        .collect();
+    assert_eq!(post_keys[0].len(), 36, "a UUID: {}", post_keys[0]);
+    assert!(
+        post_keys.iter().all(|k| *k == post_keys[0]),
+        "{post_keys:?}"
+    );
+    assert!(seen[3..6]
+        .iter()
+        .all(|s| s.method == Method::GET && s.key.is_none()));
+    assert!(seen[6..]
+        .iter()
+        .all(|s| s.key.as_deref() == Some("caller-key")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_generated_key_makes_a_post_timeout_retryable() {
+    let server = Server::new();
+    let srv = server.clone();
+    let inner = service_fn(move |req: Req| {
+        let (_, n) = srv.record(&req);
+        async move {
+            if n == 1 {
+                return Err::<Response<Full<Bytes>>, BoxError>(Box::new(std::io::Error::from(
+                    std::io::ErrorKind::TimedOut,
+                )));
+            }
+            Ok(status(201))
+        }
+    });
+    let policy = exact().generate_idempotency_keys(true).build();
+    let svc = TelEchoRetry::new(policy).layer_over(inner);
+    let resp = svc.oneshot(request(Method::POST)).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    assert_eq!(server.seen().len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn attempt_number_is_visible_downstream() {
+    let server = Server::new();
+    let srv = server.clone();
+    let inner = service_fn(move |req: Req| {
+        let (_, n) = srv.record(&req);
+        let s = if n < 3 { 502 } else { 200 };
+        async move { Ok::<_, Infallible>(status(s)) }
+    });
+    let policy = exact()
+        .attempt_header(http::HeaderName::from_static("x-retry-attempt"))
+        .build();
+    let svc = TelEchoRetry::new(policy).layer_over(inner);
+    svc.oneshot(request(Method::GET)).await.unwrap();
+    let seen = server.seen();
+    let ext: Vec<Option<u32>> = seen.iter().map(|s| s.attempt_ext).collect();
+    assert_eq!(ext, [Some(1), Some(2), Some(3)]);
+    let hdr: Vec<Option<&str>> = seen.iter().map(|s| s.attempt_header.as_deref()).collect();
+    assert_eq!(hdr, [Some("1"), Some("2"), Some("3")]);
+
+    // The header is opt-in.
+    let server = Server::new();
+    let srv = server.clone();
+    let inner = service_fn(move |req: Req| {
+        srv.record(&req);
+        async move { Ok::<_, Infallible>(status(200)) }
+    });
+    TelEchoRetry::default()
+        .layer_over(inner)
+        .oneshot(request(Method::GET))
+        .await
+        .unwrap();
+    assert_eq!(server.seen()[0].attempt_header, None);
+    assert_eq!(server.seen()[0].attempt_ext, Some(1));
+}
+
+/// `Layer::layer` without importing the trait at every call site.
+trait LayerOver {
+    fn layer_over<S>(&self, inner: S) -> telecho_retry::RetryService<S>;
+}
+
+impl LayerOver for TelEchoRetry {
+    fn layer_over<S>(&self, inner: S) -> telecho_retry::RetryService<S> {
+        tower::Layer::layer(self, inner)
+    }
+}

@@ -81,7 +81,7 @@ where
                     sleep: tokio::time::sleep(wait),
                 }
             }
-            None => send(&mut service, &retry, &mut slot, request),
+            None => send(&mut service, &mut retry, &mut slot, request),
         };
         ResponseFuture {
             state,
@@ -97,7 +97,7 @@ where
 /// follow, marks the attempt number, and arms the attempt timeout.
 fn send<S, Req>(
     service: &mut S,
-    retry: &RetryState,
+    retry: &mut RetryState,
     slot: &mut Option<Req>,
     mut request: Req,
 ) -> State<S::Future>
@@ -119,6 +119,7 @@ where
             .insert(name.clone(), HeaderValue::from(number));
     }
     let future = service.call(request);
+    retry.attempt_sent();
     match retry.attempt_timeout() {
         Some(after) => State::Timed {
             future,

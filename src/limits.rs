@@ -238,6 +238,15 @@ impl SharedLimits {
         self.budget.as_ref().is_none_or(Budget::withdraw)
     }
 
+    /// Returns a retry taken with [`withdraw`](Self::withdraw) that was never sent (its
+    /// request was cancelled while waiting).
+    pub(crate) fn refund(&self) {
+        if let Some(b) = &self.budget {
+            let mut g = b.lock();
+            g.current = g.current.saturating_add(b.withdraw);
+        }
+    }
+
     /// Holds every request back until `until` (if later than the current cooldown).
     pub(crate) fn cool_down_until(&self, until: Instant) {
         if let Some(c) = &self.cooldown {
@@ -294,6 +303,15 @@ mod tests {
         assert!(!l.withdraw(), "withdrawals still inside the window");
         tokio::time::advance(Duration::from_secs(6)).await;
         assert_eq!((0..100).filter(|_| l.withdraw()).count(), 10);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refund_gives_a_retry_back() {
+        let l = limits(RetryBudget::new(Duration::from_secs(10), 1, 0.0));
+        assert_eq!((0..100).filter(|_| l.withdraw()).count(), 10);
+        l.refund();
+        assert!(l.withdraw());
+        assert!(!l.withdraw());
     }
 
     #[tokio::test(start_paused = true)]

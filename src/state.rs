@@ -153,6 +153,8 @@ pub struct AttemptNumber(pub u32);
 pub struct RetryState {
     policy: RetryPolicy,
     limits: Option<Arc<SharedLimits>>,
+    /// A retry was granted (and taken from the budget) but not sent yet.
+    retry_pending: bool,
     rng: Rng,
     started: Instant,
     attempts: u32,
@@ -169,6 +171,7 @@ impl RetryState {
     pub fn new(policy: &RetryPolicy) -> Self {
         RetryState {
             limits: None,
+            retry_pending: false,
             rng: policy.new_rng(),
             previous_delay: policy.base_delay(),
             policy: policy.clone(),
@@ -185,10 +188,9 @@ impl RetryState {
     /// with the other requests of the same adapter; counts the request in the budget.
     pub fn with_limits(policy: &RetryPolicy, limits: &Arc<SharedLimits>) -> Self {
         limits.deposit();
-        RetryState {
-            limits: Some(Arc::clone(limits)),
-            ..RetryState::new(policy)
-        }
+        let mut state = RetryState::new(policy);
+        state.limits = Some(Arc::clone(limits));
+        state
     }
 
     /// How long to hold back before sending the next attempt (the first included) because
@@ -283,10 +285,18 @@ impl RetryState {
             if !limits.withdraw() {
                 return self.stop(StopReason::Budget);
             }
+            self.retry_pending = true;
         }
         self.slept = self.slept.saturating_add(wait);
         self.next_delay = Some(wait);
         Action::Retry(wait)
+    }
+
+    /// Tells the state that the next attempt was sent. A retry granted by
+    /// [`next`](Self::next) and never sent (the request was dropped while it waited) is
+    /// given back to the budget when the state is dropped.
+    pub fn attempt_sent(&mut self) {
+        self.retry_pending = false;
     }
 
     fn stop(&mut self, reason: StopReason) -> Action {
@@ -325,6 +335,14 @@ impl RetryState {
             attempts: self.attempts,
             slept: self.slept,
             stop: self.stop,
+        }
+    }
+}
+
+impl Drop for RetryState {
+    fn drop(&mut self) {
+        if let (true, Some(limits)) = (self.retry_pending, &self.limits) {
+            limits.refund();
         }
     }
 }

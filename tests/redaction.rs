@@ -53,7 +53,10 @@ async fn no_secret_in_tracing_or_debug() {
     let mut calls = 0;
     let inner = service_fn(move |req: Request<Full<Bytes>>| {
         calls += 1;
-        assert!(req.headers()["authorization"].to_str().unwrap().contains(SECRET));
+        assert!(req.headers()["authorization"]
+            .to_str()
+            .unwrap()
+            .contains(SECRET));
         let resp = match calls {
             1 => Response::builder()
                 .status(429)
@@ -114,6 +117,9 @@ async fn no_secret_in_tracing_or_debug() {
     assert!(logs.matches("retrying").count() >= 2, "{logs}");
     for (name, text) in [("tracing output", &logs), ("Debug output", &debug)] {
         assert!(!text.contains(SECRET), "{name} leaks the secret:\n{text}");
-        assert!(!text.contains("TOPSECRET"), "{name} leaks part of the secret:\n{text}");
+        assert!(
+            !text.contains("TOPSECRET"),
+            "{name} leaks part of the secret:\n{text}"
+        );
     }
 }

@@ -1,0 +1,190 @@
+//! Cancellation: dropping a request's future at each await point sends no further attempt,
+//! leaks no task, and leaves the shared budget and cooldown consistent (paused clock).
+#![cfg(feature = "tower")]
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::Full;
+use telecho_retry::{Jitter, RetryBudget, RetryInfo, RetryPolicy, StopReason, TelEchoRetry};
+use tokio_test::{assert_pending, task};
+use tower::{Layer, Service, ServiceExt};
+use tower_test::mock;
+
+type Req = Request<Full<Bytes>>;
+type Resp = Response<Full<Bytes>>;
+
+fn get() -> Req {
+    Request::builder()
+        .uri("http://127.0.0.1/v1/agents")
+        .body(Full::new(Bytes::from_static(b"x")))
+        .unwrap()
+}
+
+fn status(s: u16, retry_after: Option<&str>) -> Resp {
+    let mut b = Response::builder().status(s);
+    if let Some(ra) = retry_after {
+        b = b.header("retry-after", ra);
+    }
+    b.body(Full::new(Bytes::new())).unwrap()
+}
+
+fn policy() -> telecho_retry::RetryPolicyBuilder {
+    RetryPolicy::builder()
+        .jitter(Jitter::None)
+        .retry_after_spread(Duration::ZERO)
+}
+
+/// Asserts the mock receives no request, even after a long wait.
+async fn assert_no_more_requests(handle: &mut mock::Handle<Req, Resp>) {
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    let mut next = task::spawn(handle.next_request());
+    assert_pending!(next.poll());
+}
+
+fn alive_tasks() -> usize {
+    tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks()
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropped_during_the_call() {
+    let (inner, mut handle) = mock::pair::<Req, Resp>();
+    let mut svc = TelEchoRetry::new(policy().build()).layer(inner);
+    let fut = svc.ready().await.unwrap().call(get());
+    let (_req, respond) = handle.next_request().await.unwrap();
+    drop(fut);
+    // The attempt in flight was dropped with the future: answering it goes nowhere.
+    respond.send_response(status(503, None));
+    assert_no_more_requests(&mut handle).await;
+    assert_eq!(alive_tasks(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropped_during_the_sleep() {
+    let (inner, mut handle) = mock::pair::<Req, Resp>();
+    let mut svc = TelEchoRetry::new(policy().build()).layer(inner);
+    let mut fut = task::spawn(svc.ready().await.unwrap().call(get()));
+    assert_pending!(fut.poll());
+    let (_req, respond) = handle.next_request().await.unwrap();
+    respond.send_response(status(503, None));
+    assert_pending!(fut.poll()); // now sleeping 1 s
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_pending!(fut.poll());
+    drop(fut);
+    assert_no_more_requests(&mut handle).await;
+    assert_eq!(alive_tasks(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropped_while_waiting_for_the_inner_service() {
+    let (inner, mut handle) = mock::pair::<Req, Resp>();
+    let mut svc = TelEchoRetry::new(policy().build()).layer(inner);
+    let mut fut = task::spawn(svc.ready().await.unwrap().call(get()));
+    assert_pending!(fut.poll());
+    let (_req, respond) = handle.next_request().await.unwrap();
+    handle.allow(0); // backpressure: the retry cannot be sent
+    respond.send_response(status(503, None));
+    assert_pending!(fut.poll());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_pending!(fut.poll()); // slept; now waiting for poll_ready
+    drop(fut);
+    handle.allow(10);
+    assert_no_more_requests(&mut handle).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancelled_retries_are_given_back_to_the_budget() {
+    let (inner, mut handle) = mock::pair::<Req, Resp>();
+    // 10 retries per window, no share of traffic.
+    let layer = TelEchoRetry::new(
+        policy()
+            .retry_budget(RetryBudget::new(Duration::from_secs(10), 1, 0.0))
+            .build(),
+    );
+    let mut svc = layer.layer(inner);
+
+    // Ten requests each get a retry granted, then are dropped while they wait for it.
+    let mut futs = Vec::new();
+    for _ in 0..10 {
+        let mut fut = task::spawn(svc.ready().await.unwrap().call(get()));
+        assert_pending!(fut.poll());
+        let (_req, respond) = handle.next_request().await.unwrap();
+        respond.send_response(status(503, None));
+        assert_pending!(fut.poll());
+        futs.push(fut);
+    }
+    drop(futs);
+
+    // None of those retries was sent, so the budget still has them: a new request retries.
+    let mut fut = task::spawn(svc.ready().await.unwrap().call(get()));
+    assert_pending!(fut.poll());
+    let (_req, respond) = handle.next_request().await.unwrap();
+    respond.send_response(status(503, None));
+    assert_pending!(fut.poll());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_pending!(fut.poll());
+    let (_req, respond) = handle.next_request().await.unwrap();
+    respond.send_response(status(200, None));
+    let resp = fut.await.unwrap();
+    let info = resp.extensions().get::<RetryInfo>().unwrap();
+    assert_eq!(
+        (info.attempts(), info.stop_reason()),
+        (2, Some(StopReason::Success))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_cooldown_outlives_a_cancelled_request() {
+    let (inner, mut handle) = mock::pair::<Req, Resp>();
+    let mut svc = TelEchoRetry::new(policy().build()).layer(inner);
+
+    // A gets a 429 with Retry-After: 5 and is dropped while it waits.
+    let mut a = task::spawn(svc.ready().await.unwrap().call(get()));
+    assert_pending!(a.poll());
+    let (_req, respond) = handle.next_request().await.unwrap();
+    respond.send_response(status(429, Some("5")));
+    assert_pending!(a.poll());
+    drop(a);
+
+    // B starts at 1 s: the server's instruction still holds, B waits until 5 s.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut b = task::spawn(svc.ready().await.unwrap().call(get()));
+    assert_pending!(b.poll());
+    tokio::time::sleep(Duration::from_millis(3999)).await;
+    assert_pending!(b.poll());
+    let mut next = task::spawn(handle.next_request());
+    assert_pending!(next.poll(), "nothing before 5 s");
+    drop(next);
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert_pending!(b.poll());
+    let (_req, respond) = handle.next_request().await.unwrap();
+    respond.send_response(status(200, None));
+    assert_eq!(b.await.unwrap().status(), 200);
+
+    // After the cooldown, requests go at once.
+    let mut c = task::spawn(svc.ready().await.unwrap().call(get()));
+    assert_pending!(c.poll());
+    let (_req, respond) = handle.next_request().await.unwrap();
+    respond.send_response(status(200, None));
+    assert_eq!(c.await.unwrap().status(), 200);
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropped_while_held_back_by_the_cooldown_sends_nothing() {
+    let (inner, mut handle) = mock::pair::<Req, Resp>();
+    let mut svc = TelEchoRetry::new(policy().max_retries(0).build()).layer(inner);
+    let resp = {
+        let fut = svc.ready().await.unwrap().call(get());
+        let (_req, respond) = handle.next_request().await.unwrap();
+        respond.send_response(status(429, Some("5")));
+        fut.await.unwrap()
+    };
+    assert_eq!(resp.status(), 429);
+    let mut held = task::spawn(svc.ready().await.unwrap().call(get()));
+    assert_pending!(held.poll());
+    drop(held);
+    assert_no_more_requests(&mut handle).await;
+}

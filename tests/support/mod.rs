@@ -1,0 +1,328 @@
+//! Test servers shared by the integration tests that need real sockets: [`Server`], a
+//! hyper 1 server on `127.0.0.1:0` that records every request and answers from a handler,
+//! and [`RawServer`], a bare `TcpListener` that misbehaves on purpose.
+#![allow(dead_code)] // each test crate uses its own subset
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::{HeaderMap, Method};
+use http_body::Frame;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::Instant;
+
+// ===== a recording hyper server =====
+
+/// One request as the server received it.
+#[derive(Clone, Debug)]
+pub(crate) struct Seen {
+    /// Monotonic arrival time (head and body fully read).
+    pub(crate) at: Instant,
+    /// Wall-clock arrival time, for HTTP-date `Retry-After`.
+    pub(crate) wall: SystemTime,
+    pub(crate) method: Method,
+    pub(crate) path: String,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
+}
+
+/// What the server answers.
+#[derive(Clone, Debug)]
+pub(crate) struct Reply {
+    pub(crate) status: u16,
+    pub(crate) headers: Vec<(String, String)>,
+    /// Sent as one body with a `Content-Length` when there is one chunk, else chunked.
+    pub(crate) chunks: Vec<Bytes>,
+}
+
+impl Reply {
+    pub(crate) fn status(status: u16) -> Self {
+        Reply {
+            status,
+            headers: Vec::new(),
+            chunks: Vec::new(),
+        }
+    }
+
+    pub(crate) fn header(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.headers.push((name.to_owned(), value.into()));
+        self
+    }
+
+    pub(crate) fn body(mut self, body: impl Into<Bytes>) -> Self {
+        self.chunks = vec![body.into()];
+        self
+    }
+
+    pub(crate) fn chunked(mut self, body: &Bytes, chunk: usize) -> Self {
+        self.chunks = (0..body.len())
+            .step_by(chunk)
+            .map(|i| body.slice(i..(i + chunk).min(body.len())))
+            .collect();
+        self
+    }
+
+    pub(crate) fn into_response(self) -> http::Response<BoxBody<Bytes, Infallible>> {
+        let body = if self.chunks.len() == 1 {
+            Full::new(self.chunks[0].clone()).boxed()
+        } else {
+            let frames = self.chunks.into_iter().map(|c| Ok(Frame::data(c)));
+            BodyExt::boxed(StreamBody::new(futures_util::stream::iter(frames)))
+        };
+        let mut builder = http::Response::builder().status(self.status);
+        for (name, value) in &self.headers {
+            builder = builder.header(name, value);
+        }
+        builder.body(body).expect("a valid test response")
+    }
+}
+
+pub(crate) type Handler = Arc<dyn Fn(&Seen) -> Reply + Send + Sync>;
+
+/// A hyper 1 HTTP/1.1 server on `127.0.0.1:0`; stops when dropped.
+pub(crate) struct Server {
+    pub(crate) addr: SocketAddr,
+    pub(crate) seen: Arc<Mutex<Vec<Seen>>>,
+    pub(crate) task: JoinHandle<()>,
+}
+
+impl Server {
+    /// Answers every request with `handler(request)`.
+    pub(crate) async fn start(handler: impl Fn(&Seen) -> Reply + Send + Sync + 'static) -> Server {
+        let handler: Handler = Arc::new(handler);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::clone(&seen);
+        let task = tokio::spawn(async move {
+            // Owned here, so aborting the accept loop also ends every connection.
+            let mut connections = JoinSet::new();
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let handler = Arc::clone(&handler);
+                let log = Arc::clone(&log);
+                let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let handler = Arc::clone(&handler);
+                    let log = Arc::clone(&log);
+                    async move {
+                        let (parts, body) = req.into_parts();
+                        let body = body.collect().await.map(|b| b.to_bytes());
+                        let seen = Seen {
+                            at: Instant::now(),
+                            wall: SystemTime::now(),
+                            method: parts.method,
+                            path: parts.uri.path().to_owned(),
+                            headers: parts.headers,
+                            body: body.unwrap_or_default(),
+                        };
+                        let reply = handler(&seen);
+                        log.lock().unwrap().push(seen);
+                        Ok::<_, Infallible>(reply.into_response())
+                    }
+                });
+                connections.spawn(async move {
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+                // Reap finished connections so the set does not grow without bound.
+                while connections.try_join_next().is_some() {}
+            }
+        });
+        Server { addr, seen, task }
+    }
+
+    /// Answers the n-th request (0-based, over all paths) with `replies[n]`; the last
+    /// reply repeats.
+    pub(crate) async fn scripted(replies: Vec<Reply>) -> Server {
+        assert!(!replies.is_empty());
+        let n = AtomicUsize::new(0);
+        Server::start(move |_| {
+            let i = n.fetch_add(1, Ordering::SeqCst).min(replies.len() - 1);
+            replies[i].clone()
+        })
+        .await
+    }
+
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub(crate) fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    pub(crate) fn hits(&self, path: &str) -> usize {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.path == path)
+            .count()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+// ===== a misbehaving raw TCP server =====
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Misbehave {
+    /// Reads the request, then resets the connection (RST, `SO_LINGER` 0).
+    Reset,
+    /// Reads the request, sends a cut-off status line and head, closes.
+    IncompleteHead,
+    /// Reads the request, sends a complete head with `Content-Length: 100`, 10 bytes of
+    /// body, closes.
+    TruncatedBody,
+    /// Reads the request, sends a complete `503` head with `Content-Length: 100`, 10 bytes
+    /// of body, closes.
+    TruncatedErrorBody,
+    /// Reads the request and never answers (holds the connection until the client goes).
+    Silent,
+}
+
+/// A `TcpListener` on `127.0.0.1:0` that misbehaves on every connection; stops when
+/// dropped.
+pub(crate) struct RawServer {
+    pub(crate) addr: SocketAddr,
+    pub(crate) connections: Arc<AtomicUsize>,
+    pub(crate) requests: Arc<AtomicUsize>,
+    pub(crate) task: JoinHandle<()>,
+}
+
+impl RawServer {
+    pub(crate) async fn start(how: Misbehave) -> RawServer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let requests = Arc::new(AtomicUsize::new(0));
+        let (conns, reqs) = (Arc::clone(&connections), Arc::clone(&requests));
+        let task = tokio::spawn(async move {
+            let mut tasks = JoinSet::new();
+            loop {
+                let Ok((mut stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                conns.fetch_add(1, Ordering::SeqCst);
+                let reqs = Arc::clone(&reqs);
+                tasks.spawn(async move {
+                    if !read_request(&mut stream).await {
+                        return;
+                    }
+                    reqs.fetch_add(1, Ordering::SeqCst);
+                    misbehave(stream, how).await;
+                });
+                while tasks.try_join_next().is_some() {}
+            }
+        });
+        RawServer {
+            addr,
+            connections,
+            requests,
+            task,
+        }
+    }
+
+    pub(crate) fn url(&self) -> String {
+        format!("http://{}/v1/calls", self.addr)
+    }
+
+    pub(crate) fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for RawServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Reads one request head and its `Content-Length` body; `false` if the client went away
+/// first.
+pub(crate) async fn read_request(stream: &mut TcpStream) -> bool {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map_or(0, |v| v.trim().parse().unwrap());
+    while buf.len() < head_end + length {
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    true
+}
+
+pub(crate) async fn misbehave(mut stream: TcpStream, how: Misbehave) {
+    match how {
+        Misbehave::Reset => {
+            // A zero linger makes the close an immediate RST and does not block on drop
+            // (the reason tokio deprecates `set_linger` is a non-zero linger).
+            #[allow(deprecated)]
+            stream.set_linger(Some(Duration::ZERO)).unwrap();
+            drop(stream);
+        }
+        Misbehave::IncompleteHead => {
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Le").await;
+            let _ = stream.shutdown().await;
+        }
+        Misbehave::TruncatedBody => {
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789")
+                .await;
+            let _ = stream.shutdown().await;
+        }
+        Misbehave::TruncatedErrorBody => {
+            let _ = stream
+                .write_all(
+                    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 100\r\n\r\n0123456789",
+                )
+                .await;
+            let _ = stream.shutdown().await;
+        }
+        Misbehave::Silent => {
+            // Hold the connection open, answering nothing, until the client closes it.
+            let mut sink = [0u8; 1024];
+            while let Ok(n) = stream.read(&mut sink).await {
+                if n == 0 {
+                    break;
+                }
+            }
+        }
+    }
+}

@@ -2,6 +2,9 @@
 //! leaks no task, and leaves the shared budget and cooldown consistent (paused clock).
 #![cfg(feature = "tower")]
 
+#[cfg(feature = "reqwest")]
+mod support;
+
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -187,4 +190,34 @@ async fn dropped_while_held_back_by_the_cooldown_sends_nothing() {
     assert_pending!(held.poll());
     drop(held);
     assert_no_more_requests(&mut handle).await;
+}
+
+/// Through the reqwest middleware, dropped while it reads an error body for its code.
+#[cfg(feature = "reqwest")]
+#[tokio::test]
+async fn dropped_during_the_error_body_read_sends_no_further_attempt() {
+    use support::{Misbehave, RawServer};
+    use telecho_retry::{CodeRule, ErrorCode};
+
+    let server = RawServer::start(Misbehave::StallAfterErrorHead).await;
+    let layer = TelEchoRetry::new(
+        policy()
+            .base_delay(Duration::from_millis(10))
+            .on_code(ErrorCode::OutboundCallFailed, CodeRule::Fatal)
+            .build(),
+    );
+    let client = reqwest_middleware::ClientBuilder::new(
+        reqwest::Client::builder().no_proxy().build().unwrap(),
+    )
+    .with(layer.clone())
+    .build();
+    // The head arrives, the body stalls: the middleware is reading it when we give up.
+    let send = client.get(server.url()).send();
+    assert!(tokio::time::timeout(Duration::from_millis(300), send)
+        .await
+        .is_err());
+    assert_eq!(server.requests(), 1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(server.requests(), 1, "no attempt after the drop");
+    assert_eq!(layer.limits().cooldown_remaining(), None);
 }

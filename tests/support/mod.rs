@@ -197,6 +197,15 @@ pub(crate) enum Misbehave {
     TruncatedErrorBody,
     /// Reads the request and never answers (holds the connection until the client goes).
     Silent,
+    /// Reads the request, sends a chunked `503` whose body never ends (until the client
+    /// goes away).
+    EndlessErrorBody,
+    /// Reads the request, sends a complete head with this status and
+    /// `Content-Length: 100`, then resets the connection.
+    ResetAfterHead(u16),
+    /// Reads the request, sends a `502` head with `Content-Length: 100` and 4 bytes, then
+    /// holds the connection without sending more.
+    StallAfterErrorHead,
 }
 
 /// A `TcpListener` on `127.0.0.1:0` that misbehaves on every connection; stops when
@@ -314,6 +323,33 @@ pub(crate) async fn misbehave(mut stream: TcpStream, how: Misbehave) {
                 )
                 .await;
             let _ = stream.shutdown().await;
+        }
+        Misbehave::EndlessErrorBody => {
+            let head = b"HTTP/1.1 503 Service Unavailable\r\nTransfer-Encoding: chunked\r\n\r\n";
+            if stream.write_all(head).await.is_err() {
+                return;
+            }
+            let chunk = format!("{:x}\r\n{}\r\n", 16 * 1024, "x".repeat(16 * 1024));
+            while stream.write_all(chunk.as_bytes()).await.is_ok() {}
+        }
+        Misbehave::ResetAfterHead(status) => {
+            let head = format!("HTTP/1.1 {status} Whatever\r\nContent-Length: 100\r\n\r\n");
+            let _ = stream.write_all(head.as_bytes()).await;
+            let _ = stream.flush().await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            #[allow(deprecated)]
+            let _ = stream.set_linger(Some(Duration::ZERO));
+            drop(stream);
+        }
+        Misbehave::StallAfterErrorHead => {
+            let head = b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 100\r\n\r\n{\"er";
+            let _ = stream.write_all(head).await;
+            let mut sink = [0u8; 1024];
+            while let Ok(n) = stream.read(&mut sink).await {
+                if n == 0 {
+                    break;
+                }
+            }
         }
         Misbehave::Silent => {
             // Hold the connection open, answering nothing, until the client closes it.

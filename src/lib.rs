@@ -68,3 +68,7 @@ pub use response_error::{HttpResponseExt, ResponseError};
 pub use retry_after::parse_retry_after;
 pub use state::{Action, AttemptNumber, Outcome, RetryInfo, RetryState, StopReason};
 pub use transport::{is_idempotent_method, AttemptTimedOut, TransportErrorKind};
+
+#[cfg(all(doctest, feature = "tower", feature = "reqwest"))]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

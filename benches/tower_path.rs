@@ -1,0 +1,292 @@
+//! The tower success path: one `service_fn` answering 200, called bare, through
+//! `tower::retry::Retry` with a minimal policy that clones the request, and through
+//! `TelEchoRetry::default()`.
+//!
+//! Run with `cargo bench --bench tower_path`. Before the timings it prints heap allocations
+//! and bytes allocated per call for the three, counted by a global allocator wrapper
+//! (`stats_alloc`; it adds one relaxed atomic update per allocation to every variant).
+//!
+//! The request is what a TelEcho client sends: `POST` with a URI, eight headers (one of them
+//! `Authorization`) and a 1 KiB JSON body, built fresh for every call the way a client
+//! builds it (the body a `Vec` turned into `Bytes`, header values from `String`s), outside
+//! the timed region.
+
+use std::alloc::System;
+use std::convert::Infallible;
+use std::fmt::Debug;
+use std::future::{ready, Ready};
+use std::hint::black_box;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use bytes::Bytes;
+use criterion::{BatchSize, Criterion};
+use http::{HeaderValue, Request, Response, StatusCode};
+use http_body_util::Full;
+use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
+use telecho_retry::{Outcome, RetryPolicy, RetryState, TelEchoRetry};
+use tower::retry::{Policy, Retry};
+use tower::{service_fn, Layer, Service};
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+type Req = Request<Full<Bytes>>;
+type Resp = Response<Full<Bytes>>;
+
+/// A realistic request: method, URI, eight headers including `Authorization`, 1 KiB body.
+fn request(i: usize) -> Req {
+    let mut body = Vec::with_capacity(1024);
+    body.extend_from_slice(b"{\"to\":\"+15551234567\",\"from\":\"+15557654321\",\"note\":\"");
+    while body.len() < 1022 {
+        body.push(b'a' + (body.len() % 26) as u8);
+    }
+    body.extend_from_slice(b"\"}");
+    let token = format!("Bearer tk_live_{:032x}", 0x5eed_u128 * (i as u128 + 1));
+    let request_id = format!("{:08x}-e88f-11ee-a506-0242ac120002", i);
+    Request::builder()
+        .method("POST")
+        .uri("https://api.telecho.example/v1/calls?dry_run=false")
+        .header("host", "api.telecho.example")
+        .header("authorization", HeaderValue::try_from(token).unwrap())
+        .header("content-type", "application/json")
+        .header("accept", "application/json")
+        .header("user-agent", "telecho-client/0.1.0")
+        .header("x-request-id", HeaderValue::try_from(request_id).unwrap())
+        .header("accept-encoding", "identity")
+        .header("content-length", body.len())
+        .body(Full::new(Bytes::from(body)))
+        .unwrap()
+}
+
+/// What a minimal `tower::retry::Policy` has to do to copy a request.
+fn copy_request(req: &Req) -> Req {
+    let mut copy = Request::new(req.body().clone());
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.version_mut() = req.version();
+    *copy.headers_mut() = req.headers().clone();
+    *copy.extensions_mut() = req.extensions().clone();
+    copy
+}
+
+/// The smallest honest `tower::retry::Policy`: copy the request for every attempt, retry a
+/// 5xx at once, at most `left` times.
+#[derive(Clone, Copy)]
+struct MinimalPolicy {
+    left: u32,
+}
+
+impl Policy<Req, Resp, Infallible> for MinimalPolicy {
+    type Future = Ready<()>;
+
+    fn retry(
+        &mut self,
+        _req: &mut Req,
+        result: &mut Result<Resp, Infallible>,
+    ) -> Option<Ready<()>> {
+        match result {
+            Ok(resp) if resp.status().is_server_error() && self.left > 0 => {
+                self.left -= 1;
+                Some(ready(()))
+            }
+            _ => None,
+        }
+    }
+
+    fn clone_request(&mut self, req: &Req) -> Option<Req> {
+        Some(copy_request(req))
+    }
+}
+
+/// The inner service every variant wraps: answers 200 with a small JSON body.
+fn inner() -> impl Service<Req, Response = Resp, Error = Infallible, Future: Send> + Clone {
+    service_fn(|req: Req| {
+        black_box(&req);
+        async {
+            let mut resp = Response::new(Full::new(Bytes::from_static(b"{\"id\":\"call_123\"}")));
+            *resp.status_mut() = StatusCode::OK;
+            Ok::<_, Infallible>(resp)
+        }
+    })
+}
+
+/// Polls `svc` ready (every service here is ready at once) and calls it. The future owns
+/// everything it needs, so criterion can await it outside the closure.
+fn call_now<S>(svc: &mut S, req: Req) -> S::Future
+where
+    S: Service<Req>,
+    S::Error: Debug,
+{
+    let mut cx = Context::from_waker(Waker::noop());
+    match svc.poll_ready(&mut cx) {
+        Poll::Ready(Ok(())) => svc.call(req),
+        other => panic!("service not ready: {other:?}"),
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Allocations and bytes per call, over `n` calls (requests built before counting starts,
+/// responses dropped inside the counted region).
+fn count<S>(rt: &tokio::runtime::Runtime, mut svc: S, n: usize) -> (f64, f64)
+where
+    S: Service<Req, Response = Resp>,
+    S::Error: Debug,
+{
+    let requests: Vec<Req> = (0..n).map(request).collect();
+    rt.block_on(async {
+        // Warm up: lazily initialized thread locals and the like are not per-call costs.
+        let resp = call_now(&mut svc, request(0)).await.unwrap();
+        drop(resp);
+        let region = Region::new(GLOBAL);
+        for req in requests {
+            let resp = call_now(&mut svc, req).await.unwrap();
+            assert_eq!(resp.status(), StatusCode::OK);
+            drop(resp);
+        }
+        let s = region.change();
+        (
+            (s.allocations + s.reallocations) as f64 / n as f64,
+            s.bytes_allocated as f64 / n as f64,
+        )
+    })
+}
+
+/// Allocations and bytes of `f`, per call, over `n` calls.
+fn count_fn(n: usize, mut f: impl FnMut(&Req)) -> (f64, f64) {
+    let requests: Vec<Req> = (0..n).map(request).collect();
+    let region = Region::new(GLOBAL);
+    for req in &requests {
+        f(req);
+    }
+    let s = region.change();
+    (
+        (s.allocations + s.reallocations) as f64 / n as f64,
+        s.bytes_allocated as f64 / n as f64,
+    )
+}
+
+fn allocation_table(rt: &tokio::runtime::Runtime) {
+    const N: usize = 10_000;
+    let rows = [
+        ("bare", count(rt, inner(), N)),
+        (
+            "tower::retry",
+            count(rt, Retry::new(MinimalPolicy { left: 5 }, inner()), N),
+        ),
+        (
+            "telecho-retry",
+            count(rt, TelEchoRetry::default().layer(inner()), N),
+        ),
+    ];
+    println!("\nheap allocations per call (tower success path, {N} calls each)");
+    println!("{:<34} {:>12} {:>14}", "variant", "allocations", "bytes");
+    for (name, (allocs, bytes)) in rows {
+        println!("{name:<34} {allocs:>12.2} {bytes:>14.1}");
+    }
+    // Where the extra allocations come from: the parts of a success-path call.
+    let copy = count_fn(N, |req| drop(black_box(copy_request(req))));
+    println!(
+        "{:<34} {:>12.2} {:>14.1}",
+        "  of which: one request copy", copy.0, copy.1
+    );
+    let info = count_fn(N, |_| {
+        let mut ext = http::Extensions::new();
+        ext.insert(black_box(7u64));
+        drop(black_box(ext));
+    });
+    println!(
+        "{:<34} {:>12.2} {:>14.1}",
+        "  of which: one Extensions::insert", info.0, info.1
+    );
+    println!();
+}
+
+fn success_path(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
+    let mut g = c.benchmark_group("tower success path");
+    let mut idx = 0usize;
+    let mut next_request = move || {
+        idx = idx.wrapping_add(1);
+        request(idx)
+    };
+
+    let mut bare = inner();
+    g.bench_function("bare", |b| {
+        b.to_async(rt).iter_batched(
+            &mut next_request,
+            |req| call_now(&mut bare, req),
+            BatchSize::SmallInput,
+        )
+    });
+    let mut tower_retry = Retry::new(MinimalPolicy { left: 5 }, inner());
+    g.bench_function("tower::retry", |b| {
+        b.to_async(rt).iter_batched(
+            &mut next_request,
+            |req| call_now(&mut tower_retry, req),
+            BatchSize::SmallInput,
+        )
+    });
+    let mut ours = TelEchoRetry::default().layer(inner());
+    g.bench_function("telecho-retry", |b| {
+        b.to_async(rt).iter_batched(
+            &mut next_request,
+            |req| call_now(&mut ours, req),
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
+/// The pieces of our success path that `tower::retry` does not have, timed one by one.
+fn parts(c: &mut Criterion) {
+    let policy = RetryPolicy::default();
+    let mut g = c.benchmark_group("telecho-retry success path, by part");
+    let ok = Response::new(());
+    g.bench_function("RetryState::new + next(200) + info", |b| {
+        b.iter(|| {
+            let mut state = RetryState::new(black_box(&policy));
+            let outcome = Outcome::Response {
+                status: ok.status(),
+                headers: ok.headers(),
+                code: None,
+            };
+            black_box(state.next(outcome, true));
+            black_box(state.info())
+        })
+    });
+    let req = request(1);
+    g.bench_function("is_idempotent(POST)", |b| {
+        b.iter(|| policy.is_idempotent(black_box(req.method()), black_box(req.headers())))
+    });
+    let info = RetryState::new(&policy).info();
+    g.bench_function("Extensions::insert(RetryInfo)", |b| {
+        b.iter_batched(
+            http::Extensions::new,
+            |mut ext| {
+                ext.insert(black_box(info));
+                ext
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("request copy", |b| b.iter(|| copy_request(black_box(&req))));
+    g.finish();
+}
+
+fn main() {
+    let rt = runtime();
+    allocation_table(&rt);
+    let mut c = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .configure_from_args();
+    success_path(&mut c, &rt);
+    parts(&mut c);
+    c.final_summary();
+}

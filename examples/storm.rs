@@ -1,0 +1,607 @@
+//! Retry-storm simulation: N clients start at the same instant against a server that admits
+//! at most `C` requests per second, and retry by one strategy or another.
+//!
+//! ```text
+//! cargo run --release --example storm            # N = 10, 100, 1000; writes docs/storm.svg
+//! cargo run --release --example storm -- --quick # N = 10, 100; no file written (CI)
+//! ```
+//!
+//! It is a discrete-event simulation: nothing sleeps, time is a number. Each of our clients
+//! is driven by the crate's real schedule code, a [`RetryState`] of a real (seeded)
+//! [`RetryPolicy`] fed each response through [`RetryState::next`], so every delay is exactly
+//! the one the tower layer or the reqwest middleware would sleep.
+//!
+//! The server counts admitted requests in fixed one-second windows (`[k s, k+1 s)`). A
+//! request arriving when the window's `C` slots are taken is rejected at once, in one of two
+//! scenarios, both run:
+//!
+//! - **429**: `429 Too Many Requests` with `Retry-After: <seconds until the next window>`
+//!   (delta-seconds, rounded up, so always `1` with one-second windows);
+//! - **503**: `503 Service Unavailable` without `Retry-After`.
+//!
+//! Answers take no time and rejected requests cost the server nothing, so the numbers are
+//! about the schedule alone. Strategies (all allow 5 retries, 6 attempts):
+//!
+//! - `ours/<jitter>`: `RetryPolicy::builder().jitter(..)` with every other setting at its
+//!   default (base 1 s, max 30 s, `retry_after_spread` 500 ms). Under **429** the jitter
+//!   is never used (the wait is `Retry-After` plus up to `retry_after_spread`), so the five
+//!   jitters are one row there, with two other spreads (0 and 1 s) for comparison.
+//! - `proposal: max(RA+spread, backoff)` (429 only): NOT the crate's schedule, a candidate
+//!   for it: wait the longer of what the crate waits after `Retry-After` and what it would
+//!   wait on the backoff ladder at that attempt; both halves come from real `RetryState`s of
+//!   the default policy.
+//! - `reqwest-retry`: what `reqwest-retry` 0.9's default middleware
+//!   (`ExponentialBackoff::builder().build_with_max_retries(5)`, retry-policies 0.5) does:
+//!   it ignores `Retry-After`, and waits `min(1 s * 2^n, 30 min) * U[0, 1)` before retry
+//!   `n + 1`, on 429 and 5xx alike.
+//!
+//! Measured: requests sent per success (amplification), clients that gave up, latency to
+//! success (median and 99th percentile, over the clients that succeeded), the time until
+//! every client succeeded, and the peak of retry arrivals in any one-second span (first
+//! attempts excluded: they are the same `N` at `t = 0` for every strategy). The full run
+//! repeats N = 1000 over 20 seeds, and draws `docs/storm.svg`.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use http::header::RETRY_AFTER;
+use http::{HeaderMap, HeaderValue, StatusCode};
+use telecho_retry::{Action, Jitter, Outcome, RetryPolicy, RetryState};
+
+/// Server capacity: admitted requests per one-second window.
+const CAPACITY: u32 = 50;
+/// The seed of every policy and of the reqwest-retry-like clients.
+const SEED: u64 = 0x5707_2026;
+/// Retries allowed after the first attempt, for every strategy.
+const MAX_RETRIES: u32 = 5;
+const SECOND: u64 = 1_000_000_000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scenario {
+    /// 429 with `Retry-After: <seconds to the next window>`.
+    TooMany,
+    /// 503 without `Retry-After`.
+    Unavailable,
+}
+
+impl Scenario {
+    fn label(self) -> &'static str {
+        match self {
+            Scenario::TooMany => "429 + Retry-After (seconds to the next window)",
+            Scenario::Unavailable => "503, no Retry-After",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Strategy {
+    Ours {
+        name: &'static str,
+        jitter: Jitter,
+        spread: Duration,
+    },
+    /// Not the crate's schedule: a proposal, `max(Retry-After + spread, backoff)`, both
+    /// halves computed by real `RetryState`s of the default policy.
+    Floor,
+    ReqwestRetry,
+}
+
+impl Strategy {
+    fn name(&self) -> &'static str {
+        match self {
+            Strategy::Ours { name, .. } => name,
+            Strategy::Floor => "proposal: max(RA+spread, backoff)",
+            Strategy::ReqwestRetry => "reqwest-retry",
+        }
+    }
+}
+
+fn ours(name: &'static str, jitter: Jitter) -> Strategy {
+    Strategy::Ours {
+        name,
+        jitter,
+        spread: Duration::from_millis(500),
+    }
+}
+
+fn strategies(scenario: Scenario) -> Vec<Strategy> {
+    match scenario {
+        // Jitter is unused when every rejection carries a usable Retry-After: one row for
+        // the five jitters (checked below), and the spread instead.
+        Scenario::TooMany => vec![
+            ours("ours (any jitter)", Jitter::Proportional),
+            Strategy::Ours {
+                name: "ours, spread 0",
+                jitter: Jitter::Proportional,
+                spread: Duration::ZERO,
+            },
+            Strategy::Ours {
+                name: "ours, spread 1 s",
+                jitter: Jitter::Proportional,
+                spread: Duration::from_secs(1),
+            },
+            Strategy::Floor,
+            Strategy::ReqwestRetry,
+        ],
+        Scenario::Unavailable => vec![
+            ours("ours/Proportional (default)", Jitter::Proportional),
+            ours("ours/None", Jitter::None),
+            ours("ours/Full", Jitter::Full),
+            ours("ours/Equal", Jitter::Equal),
+            ours("ours/Decorrelated", Jitter::Decorrelated),
+            Strategy::ReqwestRetry,
+        ],
+    }
+}
+
+// ===== clients =====
+
+/// SplitMix64, for the reqwest-retry-like clients' jitter.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next_f64(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+enum Client {
+    Ours(RetryState),
+    Floor {
+        retry_after: RetryState,
+        backoff: RetryState,
+    },
+    ReqwestRetry {
+        past_retries: u32,
+        rng: SplitMix,
+    },
+}
+
+impl Client {
+    /// The wait before the next attempt after a rejection, or `None` to give up.
+    fn rejected(&mut self, status: StatusCode, headers: &HeaderMap) -> Option<Duration> {
+        match self {
+            Client::Ours(state) => {
+                let outcome = Outcome::Response {
+                    status,
+                    headers,
+                    code: None,
+                };
+                match state.next(outcome, true) {
+                    Action::Retry(d) => Some(d),
+                    Action::Stop(_) => None,
+                }
+            }
+            Client::Floor {
+                retry_after,
+                backoff,
+            } => {
+                let outcome = Outcome::Response {
+                    status,
+                    headers,
+                    code: None,
+                };
+                let empty = HeaderMap::new();
+                let unavailable = Outcome::Response {
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    headers: &empty,
+                    code: None,
+                };
+                match (
+                    retry_after.next(outcome, true),
+                    backoff.next(unavailable, true),
+                ) {
+                    (Action::Retry(a), Action::Retry(b)) => Some(a.max(b)),
+                    _ => None,
+                }
+            }
+            // retry-policies 0.5 `ExponentialBackoff::should_retry` with the builder's
+            // defaults (min 1 s, max 30 min, base 2, `Jitter::Full`), max 5 retries.
+            Client::ReqwestRetry { past_retries, rng } => {
+                if *past_retries >= MAX_RETRIES {
+                    return None;
+                }
+                let unjittered =
+                    Duration::from_secs(1 << *past_retries).min(Duration::from_secs(30 * 60));
+                *past_retries += 1;
+                Some(unjittered.mul_f64(rng.next_f64()))
+            }
+        }
+    }
+}
+
+// ===== the simulation =====
+
+#[derive(Clone, Debug, PartialEq)]
+struct Run {
+    clients: usize,
+    sent: u64,
+    /// Per client: when it succeeded (ns), or `None` if it gave up.
+    done: Vec<Option<u64>>,
+    /// Every arrival: (time ns, is a retry).
+    arrivals: Vec<(u64, bool)>,
+}
+
+fn simulate(scenario: Scenario, strategy: &Strategy, n: usize, seed: u64) -> Run {
+    let mut clients: Vec<Client> = match strategy {
+        Strategy::Ours { jitter, spread, .. } => {
+            let policy = RetryPolicy::builder()
+                .max_retries(MAX_RETRIES)
+                .jitter(*jitter)
+                .retry_after_spread(*spread)
+                .seed(seed)
+                .build();
+            (0..n)
+                .map(|_| Client::Ours(RetryState::new(&policy)))
+                .collect()
+        }
+        Strategy::Floor => {
+            let policy = RetryPolicy::builder()
+                .max_retries(MAX_RETRIES)
+                .seed(seed)
+                .build();
+            (0..n)
+                .map(|_| Client::Floor {
+                    retry_after: RetryState::new(&policy),
+                    backoff: RetryState::new(&policy),
+                })
+                .collect()
+        }
+        Strategy::ReqwestRetry => (0..n)
+            .map(|i| Client::ReqwestRetry {
+                past_retries: 0,
+                rng: SplitMix(seed ^ (i as u64 + 1).wrapping_mul(0xa076_1d64_78bd_642f)),
+            })
+            .collect(),
+    };
+    // (time, client, is a retry); ties resolve by client index.
+    let mut queue: BinaryHeap<Reverse<(u64, usize, bool)>> =
+        (0..n).map(|c| Reverse((0, c, false))).collect();
+    let mut run = Run {
+        clients: n,
+        sent: 0,
+        done: vec![None; n],
+        arrivals: Vec::new(),
+    };
+    let (mut window, mut admitted) = (0u64, 0u32);
+    let empty = HeaderMap::new();
+    while let Some(Reverse((t, c, retry))) = queue.pop() {
+        run.sent += 1;
+        run.arrivals.push((t, retry));
+        if t / SECOND != window {
+            window = t / SECOND;
+            admitted = 0;
+        }
+        if admitted < CAPACITY {
+            admitted += 1;
+            run.done[c] = Some(t);
+            continue;
+        }
+        let wait = match scenario {
+            Scenario::TooMany => {
+                let to_next = (window + 1) * SECOND - t;
+                let mut h = HeaderMap::new();
+                h.insert(RETRY_AFTER, HeaderValue::from(to_next.div_ceil(SECOND)));
+                clients[c].rejected(StatusCode::TOO_MANY_REQUESTS, &h)
+            }
+            Scenario::Unavailable => clients[c].rejected(StatusCode::SERVICE_UNAVAILABLE, &empty),
+        };
+        if let Some(d) = wait {
+            let at = t.saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+            queue.push(Reverse((at, c, true)));
+        }
+    }
+    run
+}
+
+// ===== metrics =====
+
+struct Metrics {
+    sent: u64,
+    ok: usize,
+    gave_up: usize,
+    p50: f64,
+    p99: f64,
+    /// Time of the last success, and whether every client succeeded.
+    last_ok: f64,
+    all_ok: bool,
+    peak: usize,
+}
+
+fn secs(ns: u64) -> f64 {
+    ns as f64 / SECOND as f64
+}
+
+fn metrics(run: &Run) -> Metrics {
+    let mut lat: Vec<u64> = run.done.iter().flatten().copied().collect();
+    lat.sort_unstable();
+    let pct = |p: f64| {
+        if lat.is_empty() {
+            f64::NAN
+        } else {
+            let i = ((p * lat.len() as f64).ceil() as usize).clamp(1, lat.len()) - 1;
+            secs(lat[i])
+        }
+    };
+    // Peak retry arrivals in any one-second span [t, t + 1 s).
+    let retries: Vec<u64> = run
+        .arrivals
+        .iter()
+        .filter(|(_, r)| *r)
+        .map(|(t, _)| *t)
+        .collect();
+    let (mut peak, mut lo) = (0, 0);
+    for hi in 0..retries.len() {
+        while retries[hi] - retries[lo] >= SECOND {
+            lo += 1;
+        }
+        peak = peak.max(hi - lo + 1);
+    }
+    Metrics {
+        sent: run.sent,
+        ok: lat.len(),
+        gave_up: run.clients - lat.len(),
+        p50: pct(0.50),
+        p99: pct(0.99),
+        last_ok: lat.last().map_or(f64::NAN, |t| secs(*t)),
+        all_ok: lat.len() == run.clients,
+        peak,
+    }
+}
+
+fn print_table(scenario: Scenario, n: usize, rows: &[(String, Metrics)]) {
+    println!(
+        "\n{} | N = {n} clients | capacity {CAPACITY}/s",
+        scenario.label()
+    );
+    println!(
+        "{:<34} {:>6} {:>6} {:>7} {:>8} {:>8} {:>8} {:>11} {:>12}",
+        "strategy",
+        "sent",
+        "ok",
+        "gave up",
+        "sent/ok",
+        "p50 s",
+        "p99 s",
+        "all ok at s",
+        "peak retry/s"
+    );
+    for (name, m) in rows {
+        let all = if m.all_ok {
+            format!("{:.1}", m.last_ok)
+        } else {
+            "never".to_string()
+        };
+        println!(
+            "{:<34} {:>6} {:>6} {:>7} {:>8.2} {:>8.2} {:>8.2} {:>11} {:>12}",
+            name,
+            m.sent,
+            m.ok,
+            m.gave_up,
+            m.sent as f64 / m.ok.max(1) as f64,
+            m.p50,
+            m.p99,
+            all,
+            m.peak
+        );
+    }
+}
+
+// ===== the chart =====
+
+/// Arrivals in each one-second server window `[k s, k+1 s)`, for the first `span` seconds.
+fn per_window(run: &Run, span: u64) -> Vec<u32> {
+    let mut bins = vec![0u32; span as usize];
+    for (t, _) in &run.arrivals {
+        if let Some(b) = bins.get_mut((t / SECOND) as usize) {
+            *b += 1;
+        }
+    }
+    bins
+}
+
+/// One scenario's runs for the chart: (scenario, N, [(strategy, run)]).
+type Column = (Scenario, usize, Vec<(String, Run)>);
+
+/// Small multiples: one column per scenario, one panel per strategy, each a polyline of
+/// arrivals per one-second window on a log scale, with the capacity as a dashed line.
+fn svg(columns: &[Column]) -> String {
+    let (pw, ph) = (400.0, 100.0); // plot area of one panel
+    let (left, col_gap, top, row_gap) = (50.0, 80.0, 70.0, 52.0);
+    let span = 48u64;
+    let rows = columns.iter().map(|c| c.2.len()).max().unwrap_or(0);
+    let w = left + columns.len() as f64 * (pw + col_gap);
+    let h = top + rows as f64 * (ph + row_gap);
+    // log10 scale from 1 to 1000 arrivals, 1 lifted off the axis so that 0 sits apart.
+    let y_of = |y0: f64, v: u32| {
+        let l = if v == 0 {
+            0.0
+        } else {
+            f64::from(v).log10().min(3.0) + 0.3
+        };
+        y0 + ph - l / 3.3 * ph
+    };
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="11">"#
+    );
+    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let n = columns.first().map_or(0, |c| c.1);
+    let _ = writeln!(
+        s,
+        r#"<text x="{left}" y="22" font-size="15" font-weight="bold">Retry storm: {n} clients at t = 0, a server admitting {CAPACITY} per one-second window</text>"#
+    );
+    let _ = writeln!(
+        s,
+        r##"<text x="{left}" y="40" fill="#555">Arrivals per window (all attempts; log scale, 0 on the axis); dashed: capacity. Simulated time; seed {SEED:#x}.</text>"##
+    );
+    for (ci, (scenario, _, runs)) in columns.iter().enumerate() {
+        let x0 = left + ci as f64 * (pw + col_gap);
+        let _ = writeln!(
+            s,
+            r#"<text x="{x0}" y="{}" font-size="13" font-weight="bold">{}</text>"#,
+            top - 14.0,
+            scenario.label()
+        );
+        for (ri, (name, run)) in runs.iter().enumerate() {
+            let y0 = top + ri as f64 * (ph + row_gap) + 14.0;
+            let m = metrics(run);
+            let outcome = if m.all_ok {
+                format!("all ok at {:.1} s", m.last_ok)
+            } else {
+                format!("{} gave up", m.gave_up)
+            };
+            let _ = writeln!(
+                s,
+                r#"<text x="{x0}" y="{}"><tspan font-weight="bold">{name}</tspan>: {:.2} sent per success, {outcome}</text>"#,
+                y0 - 5.0,
+                m.sent as f64 / m.ok.max(1) as f64
+            );
+            let _ = writeln!(
+                s,
+                r##"<rect x="{x0}" y="{y0}" width="{pw}" height="{ph}" fill="none" stroke="#bbb"/>"##
+            );
+            for (v, label) in [(1, "1"), (10, "10"), (100, "100"), (1000, "1000")] {
+                let yy = y_of(y0, v);
+                let _ = writeln!(
+                    s,
+                    r##"<line x1="{x0}" y1="{yy}" x2="{}" y2="{yy}" stroke="#eee"/><text x="{}" y="{}" text-anchor="end" fill="#555">{label}</text>"##,
+                    x0 + pw,
+                    x0 - 4.0,
+                    yy + 4.0
+                );
+            }
+            for t in (0..=span).step_by(8) {
+                let xx = x0 + t as f64 / span as f64 * pw;
+                let _ = writeln!(
+                    s,
+                    r##"<text x="{xx}" y="{}" text-anchor="middle" fill="#555">{t} s</text>"##,
+                    y0 + ph + 13.0
+                );
+            }
+            let cy = y_of(y0, CAPACITY);
+            let _ = writeln!(
+                s,
+                r#"<line x1="{x0}" y1="{cy}" x2="{}" y2="{cy}" stroke="black" stroke-dasharray="5 4"/>"#,
+                x0 + pw
+            );
+            // A step line: each window's count held across the window.
+            let mut pts = Vec::new();
+            for (k, v) in per_window(run, span).iter().enumerate() {
+                let (xa, xb) = (
+                    x0 + k as f64 / span as f64 * pw,
+                    x0 + (k + 1) as f64 / span as f64 * pw,
+                );
+                let yy = y_of(y0, *v);
+                pts.push(format!("{xa:.1},{yy:.1} {xb:.1},{yy:.1}"));
+            }
+            let color = if name.starts_with("reqwest") {
+                "#7f7f7f"
+            } else if name.starts_with("proposal") {
+                "#2ca02c"
+            } else {
+                "#1f77b4"
+            };
+            let _ = writeln!(
+                s,
+                r#"<polyline fill="none" stroke="{color}" stroke-width="1.6" points="{}"/>"#,
+                pts.join(" ")
+            );
+        }
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+/// The same N = `n` storm over `seeds` seeds: how much of the table above is luck.
+fn seed_summary(scenario: Scenario, n: usize, seeds: u64) {
+    println!(
+        "\n{} | N = {n} | over {seeds} seeds (mean, and min..max of clients that gave up)",
+        scenario.label()
+    );
+    println!(
+        "{:<34} {:>8} {:>17} {:>10} {:>8} {:>12} {:>12}",
+        "strategy", "sent/ok", "gave up", "all ok in", "p99 s", "all ok at s", "peak retry/s"
+    );
+    for strategy in strategies(scenario) {
+        let ms: Vec<Metrics> = (0..seeds)
+            .map(|k| {
+                let seed = SEED ^ k.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                metrics(&simulate(scenario, &strategy, n, seed))
+            })
+            .collect();
+        let mean = |f: &dyn Fn(&Metrics) -> f64| ms.iter().map(f).sum::<f64>() / ms.len() as f64;
+        let all: Vec<f64> = ms.iter().filter(|m| m.all_ok).map(|m| m.last_ok).collect();
+        let all_at = if all.is_empty() {
+            "-".to_string()
+        } else {
+            format!("{:.1}", all.iter().sum::<f64>() / all.len() as f64)
+        };
+        let gave = |m: &Metrics| m.gave_up;
+        println!(
+            "{:<34} {:>8.2} {:>17} {:>10} {:>8.2} {:>12} {:>12.0}",
+            strategy.name(),
+            mean(&|m| m.sent as f64 / m.ok.max(1) as f64),
+            format!(
+                "{:.1} ({}..{})",
+                mean(&|m| m.gave_up as f64),
+                ms.iter().map(gave).min().unwrap_or(0),
+                ms.iter().map(gave).max().unwrap_or(0)
+            ),
+            format!("{}/{seeds}", all.len()),
+            mean(&|m| m.p99),
+            all_at,
+            mean(&|m| m.peak as f64),
+        );
+    }
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let sizes: &[usize] = if quick { &[10, 100] } else { &[10, 100, 1000] };
+    println!("retry storm: every client starts at t = 0; up to {MAX_RETRIES} retries each; seed {SEED:#x}");
+    let mut panels = Vec::new();
+    for scenario in [Scenario::TooMany, Scenario::Unavailable] {
+        for &n in sizes {
+            let mut rows = Vec::new();
+            let mut runs = Vec::new();
+            for strategy in strategies(scenario) {
+                let run = simulate(scenario, &strategy, n, SEED);
+                if scenario == Scenario::TooMany && strategy.name() == "ours (any jitter)" {
+                    for jitter in [
+                        Jitter::None,
+                        Jitter::Full,
+                        Jitter::Equal,
+                        Jitter::Decorrelated,
+                    ] {
+                        let other = simulate(scenario, &ours("", jitter), n, SEED);
+                        assert_eq!(other, run, "under 429 + Retry-After the jitter is unused");
+                    }
+                }
+                rows.push((strategy.name().to_string(), metrics(&run)));
+                runs.push((strategy.name().to_string(), run));
+            }
+            print_table(scenario, n, &rows);
+            if n == 1000 {
+                panels.push((scenario, n, runs));
+            }
+        }
+    }
+    if !quick {
+        for scenario in [Scenario::TooMany, Scenario::Unavailable] {
+            seed_summary(scenario, 1000, 20);
+        }
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/storm.svg");
+        std::fs::create_dir_all(concat!(env!("CARGO_MANIFEST_DIR"), "/docs")).unwrap();
+        std::fs::write(path, svg(&panels)).unwrap();
+        println!("\nwrote {path}");
+    }
+}

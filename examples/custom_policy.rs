@@ -95,7 +95,7 @@ async fn per_code_override(api: &MockApi) -> Result<(), Box<dyn Error>> {
             .body(r#"{"agent_id":"tel_agent_demo","to":"+15550100"}"#)
             .send()
             .await?;
-        let info = *response.extensions().get::<RetryInfo>().expect("RetryInfo");
+        let info = RetryInfo::of(response.extensions());
         let status = response.status();
         let label = if no_redial {
             "with on_code(OutboundCallFailed, Fatal)"
@@ -230,7 +230,7 @@ async fn custom_classifier(api: &MockApi) -> Result<(), Box<dyn Error>> {
     *faults.lock().expect("faults") =
         VecDeque::from([Some(AppErrorKind::GatewayDown), Some(AppErrorKind::Timeout)]);
     let response: Response<Incoming> = client.clone().oneshot(call(Some("order-78-call"))?).await?;
-    let info = *response.extensions().get::<RetryInfo>().expect("RetryInfo");
+    let info = RetryInfo::of(response.extensions());
     println!(
         "service_fn, POST with Idempotency-Key: gateway down, timeout, then {} after {} attempts",
         response.status(),

@@ -51,10 +51,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
         .send()
         .await?;
     let elapsed = started.elapsed();
-    let info = *response
-        .extensions()
-        .get::<RetryInfo>()
-        .expect("the middleware attaches a RetryInfo");
+    let info = RetryInfo::of(response.extensions());
     let status = response.status();
     let body = response.api_error_for_status().await?.text().await?;
     println!(
@@ -87,7 +84,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
         .body(r#"{"agent_id":"tel_agent_demo","to":"+15550101"}"#)
         .send()
         .await?;
-    let info = *response.extensions().get::<RetryInfo>().expect("RetryInfo");
+    let info = RetryInfo::of(response.extensions());
     match response.api_error_for_status().await {
         Ok(_) => return Err("expected a 402".into()),
         Err(err) => {

@@ -62,10 +62,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
         .body(Full::default())?;
     let response = client.clone().oneshot(request).await?;
     let elapsed = started.elapsed();
-    let info = *response
-        .extensions()
-        .get::<RetryInfo>()
-        .expect("the layer attaches a RetryInfo");
+    let info = RetryInfo::of(response.extensions());
     let status = response.status();
     let body = response.into_body().collect().await?.to_bytes();
     println!(
@@ -97,7 +94,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
         .header(AUTHORIZATION, format!("Bearer {API_KEY}"))
         .body(Full::default())?;
     let response = client.clone().oneshot(request).await?;
-    let info = *response.extensions().get::<RetryInfo>().expect("RetryInfo");
+    let info = RetryInfo::of(response.extensions());
     // Read the (small) body, then turn the response into `Result<_, ResponseError>`.
     let (parts, body) = response.into_parts();
     let body = body.collect().await?.to_bytes();

@@ -110,8 +110,11 @@ where
         .then(|| request.try_clone_request())
         .flatten();
     let number = retry.attempts() + 1;
-    if let Some(extensions) = request.extensions_mut() {
-        extensions.insert(AttemptNumber(number));
+    // Retries only: the first attempt stays allocation-free (no number means attempt 1).
+    if number > 1 {
+        if let Some(extensions) = request.extensions_mut() {
+            extensions.insert(AttemptNumber(number));
+        }
     }
     if let Some(name) = retry.policy().attempt_header() {
         request
@@ -163,6 +166,9 @@ where
     }
     let info = retry.info();
     match &mut result {
+        // A first attempt that succeeded carries no `RetryInfo`: the success path stays
+        // allocation-free, and "no `RetryInfo`" reads as "one attempt, success".
+        Ok(_) if info.is_first_try_success() => {}
         Ok(response) => {
             response.extensions_mut().insert(info);
         }

@@ -14,6 +14,12 @@
 //! | any other 4xx | [`Fatal`](Decision::Fatal) |
 //! | status 600–999 (not HTTP) | [`Fatal`](Decision::Fatal) |
 //!
+//! How long [`RetryState`](crate::RetryState) then waits: for `RetryAfter(d)`, `d` plus a
+//! random spread in `[0, retry_after_spread]`, or this retry's backoff delay if that is
+//! longer (so never earlier than the server said, and a server that keeps answering 429
+//! gets exponential backoff on top of its instruction: the retry-storm simulation shows
+//! why, see `examples/storm.rs`); for `Backoff`, the jittered backoff delay.
+//!
 //! A "usable" `Retry-After` is the first such header that
 //! [`parse_retry_after`](crate::parse_retry_after) accepts; unparsable ones are ignored.
 //!
@@ -48,7 +54,7 @@ use http::{HeaderMap, Method, StatusCode};
 use crate::api_error::ErrorCode;
 use crate::backoff::{nominal_delay, Jitter, Rng};
 use crate::limits::RetryBudget;
-use crate::retry_after::parse_retry_after;
+use crate::retry_after::parse_retry_after_at;
 use crate::transport::{is_idempotent_method, TransportErrorKind};
 
 /// What to do with one outcome.
@@ -57,7 +63,9 @@ use crate::transport::{is_idempotent_method, TransportErrorKind};
 pub enum Decision {
     /// Not a failure (1xx, 2xx, 3xx): hand it to the caller, never retry.
     Accept,
-    /// Retry no earlier than this long from now, as the server's `Retry-After` said.
+    /// Retry no earlier than this long from now, as the server's `Retry-After` said
+    /// ([`RetryState`](crate::RetryState) adds the spread, or waits the backoff delay if
+    /// that is longer).
     RetryAfter(Duration),
     /// Retry after the next delay of the exponential backoff schedule.
     Backoff,
@@ -372,7 +380,7 @@ impl RetryPolicy {
         headers
             .get_all(RETRY_AFTER)
             .iter()
-            .find_map(|v| parse_retry_after(v, self.now()))
+            .find_map(|v| parse_retry_after_at(v, || self.now()))
     }
 
     pub(crate) fn transport_verdict(&self, kind: TransportErrorKind, idempotent: bool) -> Verdict {

@@ -36,6 +36,14 @@ use http::HeaderValue;
 /// - empty, negative (`-1`), signed (`+1`), fractional (`1.5`), garbage, non-ASCII,
 ///   non-UTF-8 and impossible dates (`Feb 30`) give `None`: the header is treated as absent.
 pub fn parse_retry_after(value: &HeaderValue, now: SystemTime) -> Option<Duration> {
+    parse_retry_after_at(value, || now)
+}
+
+/// [`parse_retry_after`], reading the clock only for an HTTP-date.
+pub(crate) fn parse_retry_after_at(
+    value: &HeaderValue,
+    now: impl FnOnce() -> SystemTime,
+) -> Option<Duration> {
     let bytes = trim_ows(value.as_bytes());
     if bytes.is_empty() {
         return None;
@@ -49,7 +57,7 @@ pub fn parse_retry_after(value: &HeaderValue, now: SystemTime) -> Option<Duratio
         return None;
     }
     let at = httpdate::parse_http_date(text).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+    Some(at.duration_since(now()).unwrap_or(Duration::ZERO))
 }
 
 fn trim_ows(mut b: &[u8]) -> &[u8] {

@@ -113,7 +113,8 @@ impl fmt::Display for StopReason {
 }
 
 /// What happened to one logical request; adapters attach it to the response they hand back
-/// (as an `http::Extensions` entry).
+/// (as an `http::Extensions` entry) whenever a retry was made or retrying stopped for a
+/// reason other than success. Read it with [`RetryInfo::of`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RetryInfo {
     attempts: u32,
@@ -141,12 +142,56 @@ impl RetryInfo {
     pub fn stop_reason(&self) -> Option<StopReason> {
         self.stop
     }
+
+    /// `true` for one attempt that succeeded: the case in which adapters attach no
+    /// `RetryInfo` to the response (see [`RetryInfo::of`]).
+    pub fn is_first_try_success(&self) -> bool {
+        self.attempts <= 1 && self.stop == Some(StopReason::Success)
+    }
+
+    /// The `RetryInfo` of a response that went through a retry adapter.
+    ///
+    /// Adapters attach one whenever a retry was made or retrying stopped for a reason other
+    /// than success; a first attempt that succeeded carries none, so that the success path
+    /// allocates nothing. This returns the attached one, or "one attempt, success" when
+    /// there is none (which is also what a response that did not go through an adapter
+    /// gets).
+    ///
+    /// ```
+    /// use telecho_retry::{RetryInfo, StopReason};
+    /// let info = RetryInfo::of(&http::Extensions::new());
+    /// assert_eq!((info.attempts(), info.stop_reason()), (1, Some(StopReason::Success)));
+    /// ```
+    pub fn of(extensions: &http::Extensions) -> RetryInfo {
+        extensions.get::<RetryInfo>().copied().unwrap_or(RetryInfo {
+            attempts: 1,
+            slept: Duration::ZERO,
+            stop: Some(StopReason::Success),
+        })
+    }
 }
 
-/// The attempt number (1 for the first attempt), put in every attempt's request extensions
-/// by the engine so that services below the retry layer can tell retries apart.
+/// The attempt number, put in the request extensions of every retry (2, 3, …) by the
+/// engine so that services below the retry layer can tell retries apart. The first attempt
+/// carries none, so that it allocates nothing: read it with [`AttemptNumber::of`], which
+/// gives 1 then.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct AttemptNumber(pub u32);
+
+impl AttemptNumber {
+    /// The attempt number of a request: its `AttemptNumber`, or 1 when it has none.
+    ///
+    /// ```
+    /// use telecho_retry::AttemptNumber;
+    /// let mut ext = http::Extensions::new();
+    /// assert_eq!(AttemptNumber::of(&ext), 1);
+    /// ext.insert(AttemptNumber(3));
+    /// assert_eq!(AttemptNumber::of(&ext), 3);
+    /// ```
+    pub fn of(extensions: &http::Extensions) -> u32 {
+        extensions.get::<AttemptNumber>().map_or(1, |a| a.0)
+    }
+}
 
 /// The per-request retry state. See the [module docs](crate::state).
 #[derive(Debug)]
@@ -155,7 +200,8 @@ pub struct RetryState {
     limits: Option<Arc<SharedLimits>>,
     /// A retry was granted (and taken from the budget) but not sent yet.
     retry_pending: bool,
-    rng: Rng,
+    /// Seeded on first use: a request that succeeds at once never pays for it.
+    rng: Option<Rng>,
     started: Instant,
     attempts: u32,
     slept: Duration,
@@ -172,7 +218,7 @@ impl RetryState {
         RetryState {
             limits: None,
             retry_pending: false,
-            rng: policy.new_rng(),
+            rng: None,
             previous_delay: policy.base_delay(),
             policy: policy.clone(),
             started: Instant::now(),
@@ -199,7 +245,7 @@ impl RetryState {
     pub fn hold_back(&mut self) -> Option<Duration> {
         let remaining = self.limits.as_ref()?.cooldown_remaining()?;
         let spread = self.policy.retry_after_spread();
-        Some(remaining.saturating_add(self.rng.uniform(Duration::ZERO, spread)))
+        Some(remaining.saturating_add(self.rng().uniform(Duration::ZERO, spread)))
     }
 
     /// The time the attempt about to be sent may take: the policy's attempt timeout, cut
@@ -254,16 +300,13 @@ impl RetryState {
                         limits.cool_down_until(Instant::now() + d);
                     }
                 }
+                // Never earlier than told; and a server that keeps rate limiting gets at
+                // least the backoff schedule on top of its instruction.
                 let spread = self.policy.retry_after_spread();
-                d.saturating_add(self.rng.uniform(Duration::ZERO, spread))
+                let told = d.saturating_add(self.rng().uniform(Duration::ZERO, spread));
+                told.max(self.backoff())
             }
-            Verdict::Backoff => {
-                let d =
-                    self.policy
-                        .backoff_delay(self.attempts, self.previous_delay, &mut self.rng);
-                self.previous_delay = d;
-                d
-            }
+            Verdict::Backoff => self.backoff(),
         };
         // Another request's 429 may hold every request back for longer.
         let wait = match self.limits.as_ref().and_then(|l| l.cooldown_remaining()) {
@@ -297,6 +340,20 @@ impl RetryState {
     /// given back to the budget when the state is dropped.
     pub fn attempt_sent(&mut self) {
         self.retry_pending = false;
+    }
+
+    fn rng(&mut self) -> &mut Rng {
+        let policy = &self.policy;
+        self.rng.get_or_insert_with(|| policy.new_rng())
+    }
+
+    /// The jittered backoff delay for the retry being decided (retry `attempts`).
+    fn backoff(&mut self) -> Duration {
+        let policy = &self.policy;
+        let rng = self.rng.get_or_insert_with(|| policy.new_rng());
+        let d = policy.backoff_delay(self.attempts, self.previous_delay, rng);
+        self.previous_delay = d;
+        d
     }
 
     fn stop(&mut self, reason: StopReason) -> Action {
@@ -424,6 +481,39 @@ mod tests {
         );
         assert_eq!(st.info().slept(), S(9));
         assert_eq!(st.decision(), Some(Decision::Accept));
+    }
+
+    #[test]
+    fn retry_after_is_a_floor_under_the_backoff_schedule() {
+        let p = exact(6);
+        let mut st = RetryState::new(&p);
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, HeaderValue::from_static("7"));
+        let limited = (StatusCode::TOO_MANY_REQUESTS, h);
+        let got: Vec<Duration> = (0..6)
+            .map(|_| match st.next(resp(&limited), true) {
+                Action::Retry(d) => d,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        // max(Retry-After, nominal backoff 1, 2, 4, 8, 16, 30).
+        assert_eq!(got, [7, 7, 7, 8, 16, 30].map(S));
+    }
+
+    #[test]
+    fn first_try_success_is_the_only_unannotated_outcome() {
+        let p = exact(3);
+        let mut st = RetryState::new(&p);
+        st.next(resp(&status(200)), true);
+        assert!(st.info().is_first_try_success());
+        let mut st = RetryState::new(&p);
+        st.next(resp(&status(404)), true);
+        assert!(!st.info().is_first_try_success());
+        let mut st = RetryState::new(&p);
+        st.next(resp(&status(503)), true);
+        st.next(resp(&status(200)), true);
+        assert!(!st.info().is_first_try_success());
+        assert_eq!(RetryInfo::of(&http::Extensions::new()).attempts(), 1);
     }
 
     #[test]

@@ -51,11 +51,9 @@ fn client(retry: TelEchoRetry) -> ClientWithMiddleware {
     ClientBuilder::new(reqwest_client()).with(retry).build()
 }
 
+/// The response's `RetryInfo` (absent, read as "one attempt, success", on a first-try success).
 fn info(resp: &reqwest::Response) -> RetryInfo {
-    *resp
-        .extensions()
-        .get::<RetryInfo>()
-        .expect("the middleware attaches a RetryInfo")
+    RetryInfo::of(resp.extensions())
 }
 
 fn kind(err: &reqwest_middleware::Error) -> TransportErrorKind {

@@ -86,11 +86,9 @@ fn with_retry_after(code: u16, value: &'static str) -> Resp {
         .unwrap()
 }
 
+/// The response's `RetryInfo` (absent, read as "one attempt, success", on a first-try success).
 fn info<B>(resp: &Response<B>) -> RetryInfo {
-    *resp
-        .extensions()
-        .get::<RetryInfo>()
-        .expect("the response handed back carries a RetryInfo")
+    RetryInfo::of(resp.extensions())
 }
 
 /// Wraps a fresh mock in the layer, polls it ready and calls it: the first attempt is on
@@ -749,4 +747,26 @@ async fn hyper_util_client_through_the_layer_against_a_real_server() {
     );
     drop(seen);
     server.abort();
+}
+
+#[tokio::test(start_paused = true)]
+async fn first_try_success_adds_nothing_to_the_response() {
+    let svc = tower::ServiceBuilder::new()
+        .layer(TelEchoRetry::default())
+        .service(tower::service_fn(|_req: Request<Full<Bytes>>| async {
+            Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::new())))
+        }));
+    let resp = svc
+        .oneshot(Request::new(Full::new(Bytes::from_static(b"x"))))
+        .await
+        .unwrap();
+    assert!(
+        resp.extensions().is_empty(),
+        "no allocation on the success path"
+    );
+    let info = RetryInfo::of(resp.extensions());
+    assert_eq!(
+        (info.attempts(), info.stop_reason()),
+        (1, Some(StopReason::Success))
+    );
 }

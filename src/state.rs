@@ -297,7 +297,10 @@ impl RetryState {
             Verdict::RetryAfter(d) => {
                 if let (Outcome::Response { status, .. }, Some(limits)) = (outcome, &self.limits) {
                     if status == StatusCode::TOO_MANY_REQUESTS {
-                        limits.cool_down_until(Instant::now() + d);
+                        // `d` may be huge if the cap was lifted: saturate, never overflow.
+                        let now = Instant::now();
+                        let far = now + Duration::from_secs(86_400 * 365 * 30);
+                        limits.cool_down_until(now.checked_add(d).unwrap_or(far).min(far));
                     }
                 }
                 // Never earlier than told; and a server that keeps rate limiting gets at
@@ -498,6 +501,26 @@ mod tests {
             .collect();
         // max(Retry-After, nominal backoff 1, 2, 4, 8, 16, 30).
         assert_eq!(got, [7, 7, 7, 8, 16, 30].map(S));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lifted_cap_and_an_absurd_retry_after_do_not_overflow() {
+        let p = RetryPolicy::builder()
+            .max_retry_after(Duration::MAX)
+            .build();
+        let limits = Arc::new(SharedLimits::new(&p));
+        let mut st = RetryState::with_limits(&p, &limits);
+        let mut h = HeaderMap::new();
+        h.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("99999999999999999999"),
+        );
+        match st.next(resp(&(StatusCode::TOO_MANY_REQUESTS, h)), true) {
+            Action::Retry(d) => assert!(d >= Duration::from_secs(u64::MAX)),
+            other => panic!("{other:?}"),
+        }
+        assert!(limits.cooldown_remaining().unwrap() >= Duration::from_secs(86_400 * 365));
+        assert!(st.hold_back().is_some());
     }
 
     #[test]

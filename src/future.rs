@@ -222,7 +222,10 @@ where
                         });
                         continue;
                     }
-                    ready!(this.service.poll_ready(cx))?;
+                    if let Err(mut error) = ready!(this.service.poll_ready(cx)) {
+                        error.attach_retry_info(this.retry.info());
+                        return Poll::Ready(Err(error));
+                    }
                     let Some(request) = this.request.take() else {
                         unreachable!("Resending is entered only with a request in hand");
                     };

@@ -135,13 +135,18 @@ impl Budget {
     }
 
     fn lock(&self) -> MutexGuard<'_, BudgetInner> {
+        self.lock_at(Instant::now())
+    }
+
+    /// Locks the bucket, first sliding its window to `now`.
+    fn lock_at(&self, now: Instant) -> MutexGuard<'_, BudgetInner> {
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        g.expire(self.window);
+        g.expire(self.window, now);
         g
     }
 
-    fn deposit(&self) {
-        let mut g = self.lock();
+    fn deposit(&self, now: Instant) {
+        let mut g = self.lock_at(now);
         g.current = g.current.saturating_add(self.deposit);
     }
 
@@ -162,8 +167,7 @@ impl Budget {
 }
 
 impl BudgetInner {
-    fn expire(&mut self, window: Duration) {
-        let now = Instant::now();
+    fn expire(&mut self, window: Duration, now: Instant) {
         let mut elapsed = now.saturating_duration_since(self.since);
         if elapsed < window {
             return;
@@ -226,10 +230,11 @@ impl SharedLimits {
         }
     }
 
-    /// Records a new logical request (a deposit into the budget).
-    pub(crate) fn deposit(&self) {
+    /// Records a new logical request, started at `now` (a deposit into the budget). The
+    /// caller passes its own clock reading so that starting a request reads the clock once.
+    pub(crate) fn deposit(&self, now: Instant) {
         if let Some(b) = &self.budget {
-            b.deposit();
+            b.deposit(now);
         }
     }
 
@@ -288,7 +293,7 @@ mod tests {
     async fn deposits_buy_a_share_of_retries() {
         let l = limits(RetryBudget::new(Duration::from_secs(10), 0, 0.2));
         for _ in 0..50 {
-            l.deposit();
+            l.deposit(Instant::now());
         }
         let allowed = (0..100).filter(|_| l.withdraw()).count();
         assert_eq!(allowed, 10, "20 % of 50 requests");

@@ -215,13 +215,17 @@ impl RetryState {
     /// Starts the state for one logical request, on its own: no budget, no cooldown shared
     /// with other requests. Adapters use [`with_limits`](Self::with_limits).
     pub fn new(policy: &RetryPolicy) -> Self {
+        RetryState::started_at(policy, Instant::now())
+    }
+
+    fn started_at(policy: &RetryPolicy, started: Instant) -> Self {
         RetryState {
             limits: None,
             retry_pending: false,
             rng: None,
             previous_delay: policy.base_delay(),
             policy: policy.clone(),
-            started: Instant::now(),
+            started,
             attempts: 0,
             slept: Duration::ZERO,
             next_delay: None,
@@ -233,8 +237,11 @@ impl RetryState {
     /// Starts the state for one logical request that shares `limits` (budget, cooldown)
     /// with the other requests of the same adapter; counts the request in the budget.
     pub fn with_limits(policy: &RetryPolicy, limits: &Arc<SharedLimits>) -> Self {
-        limits.deposit();
-        let mut state = RetryState::new(policy);
+        // One clock reading, not two, serves the budget's window and the request's start:
+        // on the success path a reading is one of the larger fixed costs.
+        let now = Instant::now();
+        limits.deposit(now);
+        let mut state = RetryState::started_at(policy, now);
         state.limits = Some(Arc::clone(limits));
         state
     }

@@ -1,4 +1,3 @@
-#![cfg(feature = "reqwest")]
 //! The reqwest middleware end to end, against real HTTP servers on `127.0.0.1:0`.
 //!
 //! Two servers live in this file: [`Server`], a hyper 1 server that records every request
@@ -9,6 +8,7 @@
 //! Delays are set through the policy builder (10-50 ms, no jitter, no `Retry-After`
 //! spread), so the file runs in a few seconds; only the two `Retry-After` tests wait real
 //! seconds, because that is what they measure.
+#![cfg(feature = "reqwest")]
 
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

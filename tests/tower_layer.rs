@@ -1,4 +1,3 @@
-#![cfg(feature = "tower")]
 //! The tower adapter (issue 3): `TelEchoRetry` as a `Layer` over an HTTP client service.
 //!
 //! The unit tests run on tokio's paused clock over `tower_test::mock`, so they can say
@@ -9,6 +8,7 @@
 //!
 //! The last test is the one end-to-end test: hyper-util's client through the layer against
 //! a hyper server on `127.0.0.1:0`, in real time.
+#![cfg(feature = "tower")]
 
 use std::convert::Infallible;
 use std::fmt::Debug;

@@ -38,7 +38,9 @@ pin_project! {
         // attempt is held back by the shared cooldown.
         request: Option<Req>,
         retry: RetryState,
-        idempotent: bool,
+        // Whether the attempt in flight is safe to resend after a transport error, when no
+        // duplicate is kept to tell (`None`: ask the duplicate, only if an error comes).
+        idempotent: Option<bool>,
     }
 }
 
@@ -70,10 +72,8 @@ where
                 request.headers_mut().insert(name.clone(), key);
             }
         }
-        let idempotent = retry
-            .policy()
-            .is_idempotent(request.method(), request.headers());
         let mut slot = None;
+        let mut idempotent = None;
         let state = match retry.hold_back() {
             Some(wait) => {
                 slot = Some(request);
@@ -81,7 +81,13 @@ where
                     sleep: tokio::time::sleep(wait),
                 }
             }
-            None => send(&mut service, &mut retry, &mut slot, request),
+            None => send(
+                &mut service,
+                &mut retry,
+                &mut slot,
+                &mut idempotent,
+                request,
+            ),
         };
         ResponseFuture {
             state,
@@ -99,6 +105,7 @@ fn send<S, Req>(
     service: &mut S,
     retry: &mut RetryState,
     slot: &mut Option<Req>,
+    idempotent: &mut Option<bool>,
     mut request: Req,
 ) -> State<S::Future>
 where
@@ -109,6 +116,16 @@ where
         .may_retry()
         .then(|| request.try_clone_request())
         .flatten();
+    // With a duplicate in hand, idempotency is read from it if an error ever comes; without
+    // one, read it now, before the request is gone (the stop reason depends on it).
+    *idempotent = match slot {
+        Some(_) => None,
+        None => Some(
+            retry
+                .policy()
+                .is_idempotent(request.method(), request.headers()),
+        ),
+    };
     let number = retry.attempts() + 1;
     // Retries only: the first attempt stays allocation-free (no number means attempt 1).
     if number > 1 {
@@ -138,7 +155,7 @@ where
 fn decide<Req, R, E>(
     retry: &mut RetryState,
     slot: &mut Option<Req>,
-    idempotent: bool,
+    idempotent: Option<bool>,
     mut result: Result<R, E>,
 ) -> ControlFlow<Result<R, E>, Duration>
 where
@@ -146,6 +163,12 @@ where
     R: RetryResponse,
     E: ClassifyError,
 {
+    let idempotent = || match (idempotent, slot.as_ref()) {
+        (Some(known), _) => known,
+        (None, Some(copy)) => retry.policy().is_idempotent(copy.method(), copy.headers()),
+        (None, None) => false,
+    };
+    let idempotent = result.is_err() && idempotent();
     let duplicate = slot.take().filter(Req::is_replayable);
     let outcome = match &result {
         Ok(response) => Outcome::Response {
@@ -229,7 +252,13 @@ where
                     let Some(request) = this.request.take() else {
                         unreachable!("Resending is entered only with a request in hand");
                     };
-                    let next = send(this.service, this.retry, this.request, request);
+                    let next = send(
+                        this.service,
+                        this.retry,
+                        this.request,
+                        this.idempotent,
+                        request,
+                    );
                     this.state.set(next);
                     continue;
                 }

@@ -92,11 +92,15 @@ fn exact() -> telecho_retry::RetryPolicyBuilder {
         .retry_after_spread(Duration::ZERO)
 }
 
-#[tokio::test(start_paused = true)]
-async fn one_429_holds_back_100_concurrent_requests() {
-    let server = Server::new();
+/// A server that answers 429 with `Retry-After: 5` until 5 s, then 200.
+fn limited_for_5s(
+    server: &Server,
+) -> impl Service<Req, Response = Response<Full<Bytes>>, Error = Infallible, Future: Send>
+       + Clone
+       + Send
+       + 'static {
     let srv = server.clone();
-    let inner = service_fn(move |req: Req| {
+    service_fn(move |req: Req| {
         let (at, _) = srv.record(&req);
         let resp = if at < Duration::from_secs(5) {
             Response::builder()
@@ -108,27 +112,36 @@ async fn one_429_holds_back_100_concurrent_requests() {
             status(200)
         };
         async move { Ok::<_, Infallible>(resp) }
-    });
-    let svc = tower::ServiceBuilder::new()
-        .layer(TelEchoRetry::new(RetryPolicy::builder().build()))
-        .service(inner);
+    })
+}
 
+/// Starts 100 GETs, one every 10 ms, through `policy`; waits for all, asserts 200s; returns
+/// how many 429s the server sent.
+async fn hundred_staggered_gets(server: &Server, policy: RetryPolicy) -> usize {
+    let svc = tower::ServiceBuilder::new()
+        .layer(TelEchoRetry::new(policy))
+        .service(limited_for_5s(server));
     let mut tasks = Vec::new();
     for _ in 0..100 {
-        let svc = svc.clone();
-        tasks.push(tokio::spawn(svc.oneshot(request(Method::GET))));
+        tasks.push(tokio::spawn(svc.clone().oneshot(request(Method::GET))));
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     for t in tasks {
-        let resp = t.await.unwrap().unwrap();
-        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(t.await.unwrap().unwrap().status(), StatusCode::OK);
     }
-    let seen = server.seen();
-    let limited = seen
+    server
+        .seen()
         .iter()
         .filter(|s| s.at < Duration::from_secs(5))
-        .count();
+        .count()
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_429_holds_back_100_concurrent_requests() {
+    let server = Server::new();
+    let limited = hundred_staggered_gets(&server, RetryPolicy::default()).await;
     assert!(limited <= 3, "the server saw {limited} 429s");
+    let seen = server.seen();
     assert_eq!(seen.len() - limited, 100, "every request succeeded once");
     // Nobody came back before the server said, nor long after (5 s + 500 ms spread).
     for s in seen.iter().filter(|s| s.at >= Duration::from_secs(5)) {
@@ -139,38 +152,8 @@ async fn one_429_holds_back_100_concurrent_requests() {
 #[tokio::test(start_paused = true)]
 async fn without_shared_cooldown_every_request_collects_its_own_429() {
     let server = Server::new();
-    let srv = server.clone();
-    let inner = service_fn(move |req: Req| {
-        let (at, _) = srv.record(&req);
-        let resp = if at < Duration::from_secs(5) {
-            Response::builder()
-                .status(429)
-                .header("retry-after", "5")
-                .body(Full::new(Bytes::new()))
-                .unwrap()
-        } else {
-            status(200)
-        };
-        async move { Ok::<_, Infallible>(resp) }
-    });
     let policy = RetryPolicy::builder().shared_cooldown(false).build();
-    let svc = tower::ServiceBuilder::new()
-        .layer(TelEchoRetry::new(policy))
-        .service(inner);
-    let mut tasks = Vec::new();
-    for _ in 0..100 {
-        tasks.push(tokio::spawn(svc.clone().oneshot(request(Method::GET))));
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    for t in tasks {
-        t.await.unwrap().unwrap();
-    }
-    let limited = server
-        .seen()
-        .iter()
-        .filter(|s| s.at < Duration::from_secs(5))
-        .count();
-    assert_eq!(limited, 100);
+    assert_eq!(hundred_staggered_gets(&server, policy).await, 100);
 }
 
 #[tokio::test(start_paused = true)]

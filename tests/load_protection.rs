@@ -92,6 +92,21 @@ fn exact() -> telecho_retry::RetryPolicyBuilder {
         .retry_after_spread(Duration::ZERO)
 }
 
+/// A server that records every request and always answers `code`.
+fn always(
+    server: &Server,
+    code: u16,
+) -> impl Service<Req, Response = Response<Full<Bytes>>, Error = Infallible, Future: Send>
+       + Clone
+       + Send
+       + 'static {
+    let srv = server.clone();
+    service_fn(move |req: Req| {
+        srv.record(&req);
+        async move { Ok::<_, Infallible>(status(code)) }
+    })
+}
+
 /// A server that answers 429 with `Retry-After: 5` until 5 s, then 200.
 fn limited_for_5s(
     server: &Server,
@@ -159,11 +174,7 @@ async fn without_shared_cooldown_every_request_collects_its_own_429() {
 #[tokio::test(start_paused = true)]
 async fn a_flood_of_503s_stops_at_the_budget_and_resumes_as_it_refills() {
     let server = Server::new();
-    let srv = server.clone();
-    let inner = service_fn(move |req: Req| {
-        srv.record(&req);
-        async move { Ok::<_, Infallible>(status(503)) }
-    });
+    let inner = always(&server, 503);
     // No share of traffic, a floor of 1 retry per second over 10 s: 10 retries per window.
     let policy = exact()
         .max_retries(3)
@@ -217,11 +228,7 @@ where
 #[tokio::test(start_paused = true)]
 async fn deadline_returns_the_last_outcome_instead_of_a_pointless_sleep() {
     let server = Server::new();
-    let srv = server.clone();
-    let inner = service_fn(move |req: Req| {
-        srv.record(&req);
-        async move { Ok::<_, Infallible>(status(503)) }
-    });
+    let inner = always(&server, 503);
     let policy = exact()
         .max_retries(10)
         .deadline(Duration::from_secs(10))
@@ -395,11 +402,7 @@ async fn attempt_number_is_visible_downstream() {
 
     // The header is opt-in.
     let server = Server::new();
-    let srv = server.clone();
-    let inner = service_fn(move |req: Req| {
-        srv.record(&req);
-        async move { Ok::<_, Infallible>(status(200)) }
-    });
+    let inner = always(&server, 200);
     TelEchoRetry::default()
         .layer_over(inner)
         .oneshot(request(Method::GET))

@@ -10,8 +10,9 @@
 //!    the 502 (code rule); the same script without the override ends in the 201.
 //! 2. **A custom error classifier, with the tower layer.** The inner service is a
 //!    `tower::service_fn` with its own error type, `AppError`, which implements
-//!    [`ClassifyError`] to tell the policy what kind of failure each error is (and keeps the
-//!    [`RetryInfo`] the layer attaches to the error handed back).
+//!    [`ClassifyError`] to tell the policy what kind of failure each error is. The layer
+//!    hands back every error as a [`RetryError`] with the
+//!    [`RetryInfo`] of what was tried and the `AppError` as its source.
 //!
 //! Delays are short (100 ms base), so it ends in under a second. It checks its
 //! results and exits 0.
@@ -134,8 +135,6 @@ async fn per_code_override(api: &MockApi) -> Result<(), Box<dyn Error>> {
 #[derive(Debug)]
 struct AppError {
     kind: AppErrorKind,
-    /// Set by the retry layer on the error it hands back.
-    retry: Option<RetryInfo>,
 }
 
 #[derive(Debug)]
@@ -159,10 +158,6 @@ impl ClassifyError for AppError {
             AppErrorKind::Http(e) => e.transport_error_kind(),
         }
     }
-
-    fn attach_retry_info(&mut self, info: RetryInfo) {
-        self.retry = Some(info);
-    }
 }
 
 impl fmt::Display for AppError {
@@ -179,7 +174,7 @@ impl Error for AppError {}
 
 impl AppError {
     fn new(kind: AppErrorKind) -> Self {
-        AppError { kind, retry: None }
+        AppError { kind }
     }
 }
 
@@ -245,7 +240,7 @@ async fn custom_classifier(api: &MockApi) -> Result<(), Box<dyn Error>> {
     );
 
     // b) A timeout on a POST without an Idempotency-Key: it may have started a call, so it
-    //    is not resent. The caller gets the `AppError`, with the RetryInfo attached.
+    //    is not resent. The caller gets a `RetryError` whose source is the `AppError`.
     api.script(
         "/v1/calls",
         vec![Reply::json(201, r#"{"id":"tel_call_demo44"}"#)],
@@ -255,15 +250,17 @@ async fn custom_classifier(api: &MockApi) -> Result<(), Box<dyn Error>> {
         Ok(r) => return Err(format!("expected an AppError, got {}", r.status()).into()),
         Err(err) => err,
     };
-    let info = err
-        .retry
-        .expect("the layer attached RetryInfo to the error");
+    let info = err.info();
+    let app = err
+        .get_inner()
+        .and_then(|e| e.downcast_ref::<AppError>())
+        .expect("the AppError is its source");
     println!(
-        "service_fn, POST without Idempotency-Key: {err}, handed back after {} attempt ({})",
+        "service_fn, POST without Idempotency-Key: {app}, handed back after {} attempt ({})",
         info.attempts(),
         info.stop_reason().map_or("?", StopReason::as_str)
     );
-    assert!(matches!(err.kind, AppErrorKind::Timeout));
+    assert!(matches!(app.kind, AppErrorKind::Timeout));
     assert_eq!(info.attempts(), 1);
     assert_eq!(info.stop_reason(), Some(StopReason::Fatal));
     assert!(api.hits("/v1/calls").is_empty());

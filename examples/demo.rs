@@ -12,7 +12,8 @@
 //! - `rate-limit`: starting a call meets 429 `rate_limit_per_minute` with `Retry-After: 1`,
 //!   then a 503, then succeeds with 201;
 //! - `bad-key`: a bad API key fails at once, as a typed `invalid_api_key` error;
-//! - `long-retry-after`: a `Retry-After` longer than the policy's cap is handed back at once;
+//! - `long-retry-after`: a `Retry-After` longer than the policy's cap is handed back at once,
+//!   and later requests to the same API fail at once until it passes;
 //! - `streaming`: a streaming body larger than the replay buffer is sent once; a small one
 //!   is replayed.
 //!
@@ -69,7 +70,7 @@ const SCENARIOS: &[(&str, &str)] = &[
     ),
     (
         "long-retry-after",
-        "a Retry-After above the cap (3600 s > 5 s) is handed back at once",
+        "a Retry-After above the cap (3600 s > 5 s) is handed back at once; later requests fail fast",
     ),
     (
         "streaming",
@@ -107,7 +108,7 @@ async fn main() -> ExitCode {
         }
     };
     let events = capture::install(args.verbose);
-    let demo = Demo::start(events).await;
+    let mut demo = Demo::start(events).await;
     demo.intro();
 
     let started = Instant::now();
@@ -249,6 +250,17 @@ struct Sent {
 
 impl Demo {
     async fn start(events: capture::Events) -> Demo {
+        let (reqwest, tower) = Demo::clients();
+        Demo {
+            mock: MockApi::start().await,
+            events,
+            reqwest,
+            tower,
+        }
+    }
+
+    /// Both clients, sharing one `TelEchoRetry` (and so its budget and cooldown).
+    fn clients() -> (ClientWithMiddleware, TowerClient) {
         // One policy for both adapters: the TelEcho contract, with delays shortened so that
         // the demo is quick. The defaults are base 1 s, cap 30 s, Retry-After cap 60 s.
         let policy = RetryPolicy::builder()
@@ -271,13 +283,11 @@ impl Demo {
 
         let hyper = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
         let tower = tower::ServiceBuilder::new().layer(retry).service(hyper);
+        (reqwest, tower)
+    }
 
-        Demo {
-            mock: MockApi::start().await,
-            events,
-            reqwest,
-            tower,
-        }
+    fn reset_clients(&mut self) {
+        (self.reqwest, self.tower) = Demo::clients();
     }
 
     fn intro(&self) {
@@ -454,65 +464,105 @@ impl Demo {
         problems
     }
 
-    async fn long_retry_after(&self) -> Vec<String> {
+    async fn long_retry_after(&mut self) -> Vec<String> {
         let path = "/v1/phone-numbers";
         let mut problems = Vec::new();
-        for via in [Via::Reqwest, Via::Tower] {
-            self.mock.script(
-                path,
-                vec![
-                    Reply::error(429, "rate_limit_per_hour").retry_after(3600),
-                    Reply::json(200, r#"{"data":[]}"#),
-                ],
-            );
-            let call = Call {
-                method: Method::GET,
-                path,
-                key: API_KEY,
-                idempotency_key: None,
-                body: None,
-            };
-            println!("\n  GET {path}, via {}", via.label());
-            let mut c = Checks::default();
-            match self.send(via, call).await {
-                Ok(sent) => {
-                    self.report(&sent, path);
-                    c.expect(
-                        sent.status == StatusCode::TOO_MANY_REQUESTS,
-                        "final status is 429",
-                    );
-                    c.expect(sent.info.attempts() == 1, "1 attempt");
-                    c.expect(
-                        sent.info.stop_reason() == Some(StopReason::RetryAfterTooLong),
-                        "stop reason is retry_after_too_long",
-                    );
-                    c.expect(
-                        sent.elapsed < Duration::from_millis(500),
-                        format!("handed back at once (took {})", secs(sent.elapsed)),
-                    );
-                    match &sent.result {
-                        Err(err) => {
-                            println!("  Typed error: {err}");
-                            println!(
-                                "  err.retry_after() is {:?}: the caller decides what to do (queue the job, tell the user).",
-                                err.retry_after().unwrap_or_default()
-                            );
-                            c.expect(
-                                err.code() == Some(&ErrorCode::RateLimitPerHour),
-                                "code is rate_limit_per_hour",
-                            );
-                            c.expect(
-                                err.retry_after() == Some(Duration::from_secs(3600)),
-                                "the Retry-After header reached the caller intact",
-                            );
-                        }
-                        Ok(_) => c.fail("expected a typed ResponseError, got a success"),
+        self.mock.script(
+            path,
+            vec![
+                Reply::error(429, "rate_limit_per_hour").retry_after(3600),
+                Reply::json(200, r#"{"data":[]}"#),
+            ],
+        );
+        let call = Call {
+            method: Method::GET,
+            path,
+            key: API_KEY,
+            idempotency_key: None,
+            body: None,
+        };
+        println!("\n  GET {path}, via {}", Via::Reqwest.label());
+        let mut c = Checks::default();
+        match self.send(Via::Reqwest, call).await {
+            Ok(sent) => {
+                self.report(&sent, path);
+                c.expect(
+                    sent.status == StatusCode::TOO_MANY_REQUESTS,
+                    "final status is 429",
+                );
+                c.expect(sent.info.attempts() == 1, "1 attempt");
+                c.expect(
+                    sent.info.stop_reason() == Some(StopReason::RetryAfterTooLong),
+                    "stop reason is retry_after_too_long",
+                );
+                c.expect(
+                    sent.elapsed < Duration::from_millis(500),
+                    format!("handed back at once (took {})", secs(sent.elapsed)),
+                );
+                match &sent.result {
+                    Err(err) => {
+                        println!("  Typed error: {err}");
+                        println!(
+                            "  err.retry_after() is {:?}: the caller decides what to do (queue the job, tell the user).",
+                            err.retry_after().unwrap_or_default()
+                        );
+                        c.expect(
+                            err.code() == Some(&ErrorCode::RateLimitPerHour),
+                            "code is rate_limit_per_hour",
+                        );
+                        c.expect(
+                            err.retry_after() == Some(Duration::from_secs(3600)),
+                            "the Retry-After header reached the caller intact",
+                        );
                     }
+                    Ok(_) => c.fail("expected a typed ResponseError, got a success"),
                 }
-                Err(e) => c.fail(e),
             }
-            problems.extend(c.finish(via));
+            Err(e) => c.fail(e),
         }
+        problems.extend(c.finish(Via::Reqwest));
+
+        // The same `TelEchoRetry` serves the tower client: until the hour passes, it does
+        // not send what would meet the same 429, and fails at once instead.
+        println!("\n  GET {path} again, via {}", Via::Tower.label());
+        let mut c = Checks::default();
+        let hits_before = self.mock.hits(path).len();
+        let req = http::Request::get(self.mock.url(path))
+            .header(AUTHORIZATION, format!("Bearer {API_KEY}"))
+            .body(Full::new(Bytes::new()))
+            .expect("a request");
+        let start = Instant::now();
+        match self.tower.clone().oneshot(req).await {
+            Ok(resp) => c.fail(format!(
+                "expected a rate-limited error, got {}",
+                resp.status()
+            )),
+            Err(err) => {
+                println!(
+                    "  Not sent: {err} (RetryError, kind {:?}, {} attempts)",
+                    err.kind(),
+                    err.info().attempts()
+                );
+                c.expect(err.is_rate_limited(), "the error says rate limited");
+                c.expect(
+                    err.cooldown()
+                        .is_some_and(|c| c > Duration::from_secs(3500)),
+                    "it carries the remaining wait",
+                );
+                c.expect(err.info().attempts() == 0, "0 attempts");
+            }
+        }
+        c.expect(
+            start.elapsed() < Duration::from_millis(500),
+            "failed at once",
+        );
+        c.expect(
+            self.mock.hits(path).len() == hits_before,
+            "nothing reached the server",
+        );
+        problems.extend(c.finish(Via::Tower));
+        // The next scenarios start from fresh limits.
+        self.reset_clients();
         problems
     }
 

@@ -1,5 +1,5 @@
-//! [`ResponseFuture`]: the retry engine's future, shared by the tower service and the
-//! reqwest middleware.
+//! The retry engine's future ([`Retrying`]), shared by the tower service and the reqwest
+//! middleware, and the tower service's [`ResponseFuture`].
 
 use std::fmt;
 use std::future::Future;
@@ -10,24 +10,32 @@ use std::time::Duration;
 
 use http::HeaderValue;
 use pin_project_lite::pin_project;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Sleep;
 use tower_service::Service;
 
-use crate::backoff::Rng;
+use crate::error::{BoxError, RetryError, RetryErrorKind};
 use crate::request::{ClassifyError, RetryRequest, RetryResponse};
-use crate::state::{Action, AttemptNumber, Outcome, RetryState};
+use crate::state::{Action, Admission, AttemptNumber, Outcome, RetryInfo, RetryState, StopReason};
 use crate::trace;
-use crate::transport::{is_idempotent_method, AttemptTimedOut};
+use crate::transport::{is_idempotent_method, TransportErrorKind};
+
+/// How a logical request failed, as the engine hands it to an adapter.
+pub(crate) enum Failure<E> {
+    /// The last attempt's own error.
+    Inner(E, RetryInfo),
+    /// A failure the engine decided: a timeout, the deadline, a rate limit.
+    Engine(RetryError),
+}
 
 pin_project! {
-    /// The future of one logical request through [`RetryService`](crate::RetryService):
-    /// attempt, classify, sleep, retry, until [`RetryState`] says stop.
+    /// One logical request: admit, reserve the inner service, attempt, classify, wait,
+    /// until [`RetryState`] says stop.
     ///
     /// It holds the one duplicate of the request that the next attempt will send (made only
     /// when a retry could follow), the inner service instance it polls ready before every
-    /// retry, and a `tokio::time::Sleep`. Dropping it cancels cleanly: an attempt in flight
-    /// is dropped, and no further attempt is sent.
-    pub struct ResponseFuture<S, Req>
+    /// attempt, and the timers. Dropping it cancels cleanly: an attempt in flight is
+    /// dropped, and no further attempt is sent.
+    pub(crate) struct Retrying<S, Req>
     where
         S: Service<Req>,
     {
@@ -35,68 +43,106 @@ pin_project! {
         state: State<S::Future>,
         service: S,
         // The request the next attempt sends: a duplicate, or the original while the first
-        // attempt is held back by the shared cooldown.
+        // attempt waits to be admitted or for the inner service.
         request: Option<Req>,
         retry: RetryState,
         // Whether the attempt in flight is safe to resend after a transport error, when no
         // duplicate is kept to tell (`None`: ask the duplicate, only if an error comes).
         idempotent: Option<bool>,
+        // Fires at the policy's deadline; boxed, and only when a deadline is set.
+        deadline: Option<Pin<Box<Sleep>>>,
     }
 }
 
 pin_project! {
     #[project = StateProj]
     enum State<F> {
+        // Waiting out a backoff delay or the shared cooldown before the next attempt.
+        Waiting { #[pin] sleep: Sleep },
+        // About to ask whether the next attempt may be sent.
+        Admitting,
+        // Admitted; waiting for the inner service to be ready.
+        Reserving,
         // An attempt is in flight.
         Called { #[pin] future: F },
-        // An attempt is in flight, with a timeout.
+        // An attempt is in flight, bounded by the attempt timeout.
         Timed { #[pin] future: F, #[pin] sleep: Sleep, after: Duration },
-        // Waiting out the delay before the next attempt.
-        Sleeping { #[pin] sleep: Sleep },
-        // Waiting for the inner service to be ready for the next attempt.
-        Resending,
+        // Refused before an attempt was sent.
+        Refused { error: Option<RetryError> },
     }
 }
 
-impl<S, Req> ResponseFuture<S, Req>
+/// What one attempt came to.
+enum Attempted<R, E> {
+    Response(R),
+    Error(E),
+    TimedOut(Duration),
+}
+
+impl<S, Req> Retrying<S, Req>
 where
-    S: Service<Req>,
+    S: Service<Req> + Clone,
     Req: RetryRequest,
 {
-    /// Starts one logical request on `service`, which the caller polled ready: the first
-    /// attempt is sent at once unless the shared cooldown holds it back.
+    /// Starts one logical request on `service`, which the caller polled ready. The first
+    /// attempt is sent at once when it is admitted; held back by the shared cooldown, it
+    /// gives back the reservation and waits; refused, the future resolves to the error.
     pub(crate) fn new(mut service: S, mut retry: RetryState, mut request: Req) -> Self {
         if let Some(name) = retry.policy().generated_idempotency_header() {
             if !is_idempotent_method(request.method()) && !request.headers().contains_key(name) {
-                let key = new_idempotency_key();
-                request.headers_mut().insert(name.clone(), key);
+                request
+                    .headers_mut()
+                    .insert(name.clone(), new_idempotency_key());
             }
         }
+        let mut deadline = retry
+            .policy()
+            .deadline()
+            .map(|d| Box::pin(tokio::time::sleep_until(retry.started() + d)));
         let mut slot = None;
         let mut idempotent = None;
-        let state = match retry.hold_back() {
-            Some(wait) => {
-                slot = Some(request);
-                State::Sleeping {
-                    sleep: tokio::time::sleep(wait),
-                }
-            }
-            None => send(
+        let state = match retry.admit() {
+            Admission::Send => send(
                 &mut service,
                 &mut retry,
                 &mut slot,
                 &mut idempotent,
                 request,
             ),
+            Admission::Wait(wait) => {
+                // Give back what `poll_ready` reserved: a request held back holds no
+                // capacity of the inner service (a clone of a tower service is unreserved).
+                service = service.clone();
+                slot = Some(request);
+                State::Waiting {
+                    sleep: tokio::time::sleep(wait),
+                }
+            }
+            Admission::Reject { reason, cooldown } => {
+                deadline = None;
+                State::Refused {
+                    error: Some(refusal(reason, cooldown, retry.info())),
+                }
+            }
         };
-        ResponseFuture {
+        Retrying {
             state,
             service,
             request: slot,
             retry,
             idempotent,
+            deadline,
         }
     }
+}
+
+/// The error for a request the engine refused to send.
+fn refusal(reason: StopReason, cooldown: Option<Duration>, info: RetryInfo) -> RetryError {
+    let kind = match reason {
+        StopReason::RetryAfterTooLong => RetryErrorKind::RateLimited,
+        _ => RetryErrorKind::Deadline,
+    };
+    RetryError::new(kind, info).with_cooldown(cooldown)
 }
 
 /// Sends `request` as the next attempt: keeps a duplicate in `slot` when a retry could
@@ -140,7 +186,7 @@ where
     }
     let future = service.call(request);
     retry.attempt_sent();
-    match retry.attempt_timeout() {
+    match retry.policy().attempt_timeout() {
         Some(after) => State::Timed {
             future,
             sleep: tokio::time::sleep(after),
@@ -156,28 +202,32 @@ fn decide<Req, R, E>(
     retry: &mut RetryState,
     slot: &mut Option<Req>,
     idempotent: Option<bool>,
-    mut result: Result<R, E>,
-) -> ControlFlow<Result<R, E>, Duration>
+    attempted: Attempted<R, E>,
+) -> ControlFlow<Result<R, Failure<E>>, Duration>
 where
     Req: RetryRequest,
     R: RetryResponse,
     E: ClassifyError,
 {
-    let idempotent = || match (idempotent, slot.as_ref()) {
-        (Some(known), _) => known,
-        (None, Some(copy)) => retry.policy().is_idempotent(copy.method(), copy.headers()),
-        (None, None) => false,
+    let idempotent = match (&attempted, idempotent, slot.as_ref()) {
+        (Attempted::Response(_), _, _) => false,
+        (_, Some(known), _) => known,
+        (_, None, Some(copy)) => retry.policy().is_idempotent(copy.method(), copy.headers()),
+        (_, None, None) => false,
     };
-    let idempotent = result.is_err() && idempotent();
     let duplicate = slot.take().filter(Req::is_replayable);
-    let outcome = match &result {
-        Ok(response) => Outcome::Response {
+    let outcome = match &attempted {
+        Attempted::Response(response) => Outcome::Response {
             status: response.status(),
             headers: response.headers(),
             code: response.error_code(),
         },
-        Err(error) => Outcome::Transport {
+        Attempted::Error(error) => Outcome::Transport {
             kind: error.transport_error_kind(),
+            idempotent,
+        },
+        Attempted::TimedOut(_) => Outcome::Transport {
+            kind: TransportErrorKind::Timeout,
             idempotent,
         },
     };
@@ -188,69 +238,68 @@ where
         return ControlFlow::Continue(delay);
     }
     let info = retry.info();
-    match &mut result {
+    ControlFlow::Break(match attempted {
         // A first attempt that succeeded carries no `RetryInfo`: the success path stays
         // allocation-free, and "no `RetryInfo`" reads as "one attempt, success".
-        Ok(_) if info.is_first_try_success() => {}
-        Ok(response) => {
+        Attempted::Response(response) if info.is_first_try_success() => Ok(response),
+        Attempted::Response(mut response) => {
             response.extensions_mut().insert(info);
+            Ok(response)
         }
-        Err(error) => error.attach_retry_info(info),
-    }
-    ControlFlow::Break(result)
+        Attempted::Error(error) => Err(Failure::Inner(error, info)),
+        Attempted::TimedOut(_) if info.stop_reason() == Some(StopReason::Deadline) => Err(
+            Failure::Engine(RetryError::new(RetryErrorKind::Deadline, info)),
+        ),
+        Attempted::TimedOut(after) => Err(Failure::Engine(
+            RetryError::new(RetryErrorKind::AttemptTimeout, info).with_timeout(after),
+        )),
+    })
 }
 
-impl<S, Req> Future for ResponseFuture<S, Req>
+impl<S, Req> Future for Retrying<S, Req>
 where
     S: Service<Req>,
     S::Response: RetryResponse,
     S::Error: ClassifyError,
     Req: RetryRequest,
 {
-    type Output = Result<S::Response, S::Error>;
+    type Output = Result<S::Response, Failure<S::Error>>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         loop {
-            let result = match this.state.as_mut().project() {
-                StateProj::Called { future } => ready!(future.poll(cx)),
-                StateProj::Timed {
-                    future,
-                    mut sleep,
-                    after,
-                } => {
-                    if let Poll::Ready(result) = future.poll(cx) {
-                        result
-                    } else {
-                        ready!(sleep.as_mut().poll(cx));
-                        match S::Error::attempt_timed_out(AttemptTimedOut { after: *after }) {
-                            Some(error) => Err(error),
-                            None => {
-                                // This error type cannot say "timed out": let the attempt run.
-                                sleep.reset(Instant::now() + Duration::from_secs(86_400 * 365));
-                                continue;
-                            }
-                        }
-                    }
-                }
-                StateProj::Sleeping { sleep } => {
+            let attempted = match this.state.as_mut().project() {
+                StateProj::Waiting { sleep } => {
                     ready!(sleep.poll(cx));
-                    this.state.set(State::Resending);
+                    this.state.set(State::Admitting);
                     continue;
                 }
-                StateProj::Resending => {
-                    if let Some(wait) = this.retry.hold_back() {
-                        this.state.set(State::Sleeping {
+                StateProj::Admitting => {
+                    match this.retry.admit() {
+                        Admission::Send => this.state.set(State::Reserving),
+                        Admission::Wait(wait) => this.state.set(State::Waiting {
                             sleep: tokio::time::sleep(wait),
-                        });
-                        continue;
+                        }),
+                        Admission::Reject { reason, cooldown } => {
+                            return Poll::Ready(Err(Failure::Engine(refusal(
+                                reason,
+                                cooldown,
+                                this.retry.info(),
+                            ))));
+                        }
                     }
-                    if let Err(mut error) = ready!(this.service.poll_ready(cx)) {
-                        error.attach_retry_info(this.retry.info());
-                        return Poll::Ready(Err(error));
+                    continue;
+                }
+                StateProj::Reserving => {
+                    if past_deadline(this.deadline, cx) {
+                        this.retry.stop_at_deadline(false);
+                        return Poll::Ready(Err(deadline_error(this.retry)));
+                    }
+                    if let Err(error) = ready!(this.service.poll_ready(cx)) {
+                        return Poll::Ready(Err(Failure::Inner(error, this.retry.info())));
                     }
                     let Some(request) = this.request.take() else {
-                        unreachable!("Resending is entered only with a request in hand");
+                        unreachable!("Reserving is entered only with a request in hand");
                     };
                     let next = send(
                         this.service,
@@ -262,14 +311,116 @@ where
                     this.state.set(next);
                     continue;
                 }
+                StateProj::Called { future } => match future.poll(cx) {
+                    Poll::Ready(Ok(response)) => Attempted::Response(response),
+                    Poll::Ready(Err(error)) => Attempted::Error(error),
+                    Poll::Pending => {
+                        if past_deadline(this.deadline, cx) {
+                            this.state.set(State::Admitting);
+                            this.retry.stop_at_deadline(true);
+                            return Poll::Ready(Err(deadline_error(this.retry)));
+                        }
+                        return Poll::Pending;
+                    }
+                },
+                StateProj::Timed {
+                    future,
+                    sleep,
+                    after,
+                } => match future.poll(cx) {
+                    Poll::Ready(Ok(response)) => Attempted::Response(response),
+                    Poll::Ready(Err(error)) => Attempted::Error(error),
+                    Poll::Pending => {
+                        if past_deadline(this.deadline, cx) {
+                            this.state.set(State::Admitting);
+                            this.retry.stop_at_deadline(true);
+                            return Poll::Ready(Err(deadline_error(this.retry)));
+                        }
+                        ready!(sleep.poll(cx));
+                        Attempted::TimedOut(*after)
+                    }
+                },
+                StateProj::Refused { error } => {
+                    let error = error.take().unwrap_or_else(|| {
+                        RetryError::new(RetryErrorKind::Deadline, this.retry.info())
+                    });
+                    return Poll::Ready(Err(Failure::Engine(error)));
+                }
             };
-            match decide(this.retry, this.request, *this.idempotent, result) {
-                ControlFlow::Continue(delay) => this.state.set(State::Sleeping {
+            // The attempt is over: drop its future (and with it the connection it holds)
+            // before waiting for the next one.
+            this.state.set(State::Admitting);
+            match decide(this.retry, this.request, *this.idempotent, attempted) {
+                ControlFlow::Continue(delay) => this.state.set(State::Waiting {
                     sleep: tokio::time::sleep(delay),
                 }),
                 ControlFlow::Break(result) => return Poll::Ready(result),
             }
         }
+    }
+}
+
+/// Polls the deadline timer, if there is one: `true` once it has fired.
+fn past_deadline(deadline: &mut Option<Pin<Box<Sleep>>>, cx: &mut Context<'_>) -> bool {
+    deadline
+        .as_mut()
+        .is_some_and(|sleep| sleep.as_mut().poll(cx).is_ready())
+}
+
+fn deadline_error<E>(retry: &RetryState) -> Failure<E> {
+    Failure::Engine(RetryError::new(RetryErrorKind::Deadline, retry.info()))
+}
+
+impl<S, Req> fmt::Debug for Retrying<S, Req>
+where
+    S: Service<Req>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Retrying")
+            .field("retry", &self.retry)
+            .finish_non_exhaustive()
+    }
+}
+
+pin_project! {
+    /// The future of one logical request through [`RetryService`](crate::RetryService).
+    ///
+    /// Every error it resolves to is a [`RetryError`]: the inner service's error (its
+    /// `source()`), an attempt timeout, the deadline, or a refusal because the origin is
+    /// rate limited, each with the [`RetryInfo`] of what was tried.
+    pub struct ResponseFuture<S, Req>
+    where
+        S: Service<Req>,
+    {
+        #[pin]
+        inner: Retrying<S, Req>,
+    }
+}
+
+impl<S, Req> ResponseFuture<S, Req>
+where
+    S: Service<Req>,
+{
+    pub(crate) fn new(inner: Retrying<S, Req>) -> Self {
+        ResponseFuture { inner }
+    }
+}
+
+impl<S, Req> Future for ResponseFuture<S, Req>
+where
+    S: Service<Req>,
+    S::Response: RetryResponse,
+    S::Error: ClassifyError + Into<BoxError>,
+    Req: RetryRequest,
+{
+    type Output = Result<S::Response, RetryError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let result = ready!(self.project().inner.poll(cx));
+        Poll::Ready(result.map_err(|failure| match failure {
+            Failure::Inner(error, info) => RetryError::inner(error.into(), info),
+            Failure::Engine(error) => error,
+        }))
     }
 }
 
@@ -279,27 +430,16 @@ where
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture")
-            .field("retry", &self.retry)
-            .finish_non_exhaustive()
+            .field("inner", &self.inner)
+            .finish()
     }
 }
 
-/// A random UUID v4, as a header value.
+/// A random UUID v4 (from the operating system's randomness), as a header value.
 fn new_idempotency_key() -> HeaderValue {
-    let mut rng = Rng::new(Rng::random_seed());
-    let hi = rng.next_u64();
-    let lo = rng.next_u64();
-    let hi = (hi & !0xf000) | 0x4000; // version 4
-    let lo = (lo & !(0b11 << 62)) | (0b10 << 62); // RFC 4122 variant
-    let s = format!(
-        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
-        hi >> 32,
-        (hi >> 16) & 0xffff,
-        hi & 0xffff,
-        lo >> 48,
-        lo & 0xffff_ffff_ffff
-    );
-    HeaderValue::from_str(&s).unwrap_or_else(|_| HeaderValue::from_static("invalid-key"))
+    let mut buf = uuid::Uuid::encode_buffer();
+    let key = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
+    HeaderValue::from_str(key).expect("a hyphenated UUID is a valid header value")
 }
 
 #[cfg(test)]
@@ -308,20 +448,12 @@ mod tests {
 
     #[test]
     fn idempotency_keys_are_uuid_v4_and_distinct() {
-        let a = new_idempotency_key();
-        let b = new_idempotency_key();
-        assert_ne!(a, b);
-        let s = a.to_str().unwrap();
-        assert_eq!(s.len(), 36);
-        let parts: Vec<&str> = s.split('-').collect();
-        assert_eq!(
-            parts.iter().map(|p| p.len()).collect::<Vec<_>>(),
-            [8, 4, 4, 4, 12]
-        );
-        assert!(parts[2].starts_with('4'), "version 4: {s}");
-        assert!(
-            matches!(&parts[3][..1], "8" | "9" | "a" | "b"),
-            "variant: {s}"
-        );
+        let keys: std::collections::HashSet<_> = (0..1000).map(|_| new_idempotency_key()).collect();
+        assert_eq!(keys.len(), 1000);
+        for key in &keys {
+            let parsed = uuid::Uuid::parse_str(key.to_str().unwrap()).unwrap();
+            assert_eq!(parsed.get_version(), Some(uuid::Version::Random));
+            assert_eq!(parsed.get_variant(), uuid::Variant::RFC4122);
+        }
     }
 }

@@ -26,10 +26,11 @@
 //! 1.85.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod api_error;
 pub mod backoff;
+pub mod error;
 pub mod limits;
 pub mod policy;
 pub mod replay;
@@ -59,15 +60,16 @@ pub use service::RetryService;
 
 pub use api_error::{ApiError, ApiErrorParseError, ErrorCode, ErrorType, MAX_ENVELOPE_BYTES};
 pub use backoff::Jitter;
-pub use limits::{RetryBudget, SharedLimits};
+pub use error::{RetryError, RetryErrorKind};
+pub use limits::{Origin, RetryBudget, SharedLimits};
 pub use policy::{CodeRule, Decision, RetryPolicy, RetryPolicyBuilder};
 pub use replay::ReplayBody;
 #[cfg(feature = "reqwest")]
 pub use response_error::ReqwestResponseExt;
 pub use response_error::{HttpResponseExt, ResponseError};
 pub use retry_after::parse_retry_after;
-pub use state::{Action, AttemptNumber, Outcome, RetryInfo, RetryState, StopReason};
-pub use transport::{is_idempotent_method, AttemptTimedOut, TransportErrorKind};
+pub use state::{Action, Admission, AttemptNumber, Outcome, RetryInfo, RetryState, StopReason};
+pub use transport::{is_idempotent_method, TransportErrorKind};
 
 #[cfg(all(doctest, feature = "tower", feature = "reqwest"))]
 #[doc = include_str!("../README.md")]

@@ -18,8 +18,11 @@
 //!   by default for 429; see
 //!   [`RetryPolicyBuilder::shared_cooldown`](crate::RetryPolicyBuilder::shared_cooldown).
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Mutex, MutexGuard};
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -92,6 +95,11 @@ impl RetryBudget {
 
 const SLOTS: usize = 10;
 
+/// Fixed-point scale of the budget's balance: a request deposits `SCALE` when the ratio is
+/// above zero, a retry withdraws `SCALE / ratio`, rounded. Integer division of `1 / ratio`
+/// (what tower's `TpsBudget` does) would let a ratio of 0.6 allow as many retries as 1.0.
+const SCALE: i64 = 1000;
+
 /// The running token bucket of a [`RetryBudget`]: deposits per request, withdrawals per
 /// retry, kept in `SLOTS` slots of `ttl / SLOTS` each.
 struct Budget {
@@ -110,20 +118,19 @@ struct BudgetInner {
 }
 
 impl Budget {
-    fn new(cfg: RetryBudget) -> Self {
+    fn new(cfg: RetryBudget, now: Instant) -> Self {
         let (deposit, withdraw) = if cfg.retry_ratio <= 0.0 {
-            (0, 1)
-        } else if cfg.retry_ratio <= 1.0 {
-            (1, (1.0 / cfg.retry_ratio) as i64)
+            (0, SCALE)
         } else {
-            (1000, ((1000.0 / cfg.retry_ratio) as i64).max(1))
+            let w = (SCALE as f64 / f64::from(cfg.retry_ratio)).round();
+            (SCALE, (w as i64).max(1))
         };
         Budget {
             inner: Mutex::new(BudgetInner {
                 slots: [0; SLOTS],
                 current: 0,
                 index: 0,
-                since: Instant::now(),
+                since: now,
             }),
             reserve: i64::from(cfg.min_per_sec)
                 .saturating_mul(cfg.ttl.as_secs() as i64)
@@ -158,11 +165,16 @@ impl Budget {
             .fold(g.current, |a, s| a.saturating_add(*s))
             .saturating_add(self.reserve);
         if balance >= self.withdraw {
-            g.current -= self.withdraw;
+            g.current = g.current.saturating_sub(self.withdraw);
             true
         } else {
             false
         }
+    }
+
+    fn refund(&self) {
+        let mut g = self.lock();
+        g.current = g.current.saturating_add(self.withdraw);
     }
 }
 
@@ -189,47 +201,107 @@ impl BudgetInner {
     }
 }
 
-/// The instant until which requests hold back after a 429.
+/// The instant until which requests hold back after a 429, as nanoseconds after `base`
+/// plus one (`0`: no cooldown). An atomic: the request path reads it without a lock.
 struct Cooldown {
-    until: Mutex<Option<Instant>>,
+    base: Instant,
+    until: AtomicU64,
 }
 
 impl Cooldown {
-    fn extend(&self, until: Instant) {
-        let mut g = self.until.lock().unwrap_or_else(|e| e.into_inner());
-        if g.is_none_or(|u| u < until) {
-            *g = Some(until);
+    fn new(base: Instant) -> Self {
+        Cooldown {
+            base,
+            until: AtomicU64::new(0),
         }
     }
 
-    fn remaining(&self) -> Option<Duration> {
-        let g = self.until.lock().unwrap_or_else(|e| e.into_inner());
-        let until = (*g)?;
-        let now = Instant::now();
+    fn extend(&self, until: Instant) {
+        let nanos = until.saturating_duration_since(self.base).as_nanos();
+        let nanos = u64::try_from(nanos)
+            .unwrap_or(u64::MAX - 1)
+            .saturating_add(1);
+        self.until.fetch_max(nanos, Ordering::AcqRel);
+    }
+
+    fn remaining(&self, now: Instant) -> Option<Duration> {
+        let until = self.until.load(Ordering::Acquire);
+        if until == 0 {
+            return None;
+        }
+        let until = Duration::from_nanos(until - 1);
+        let now = now.saturating_duration_since(self.base);
         (until > now).then(|| until - now)
     }
 }
 
-/// The budget and cooldown shared by every request of one
-/// [`TelEchoRetry`](crate::TelEchoRetry). Adapters hold one in an `Arc` and start each
-/// request's [`RetryState`](crate::RetryState) with
-/// [`RetryState::with_limits`](crate::RetryState::with_limits).
-pub struct SharedLimits {
+/// An origin: scheme, host and port of a request's URL, borrowed from the request. Retry
+/// budgets and rate-limit cooldowns are kept per origin (see the [module docs](self)).
+/// A request without an absolute URL (`/path`, as in tests over `tower::service_fn`)
+/// has the empty origin, shared by all such requests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Origin<'a> {
+    scheme: Option<&'a str>,
+    host: Option<&'a str>,
+    port: Option<u16>,
+}
+
+impl<'a> Origin<'a> {
+    /// The origin of `uri`; the port defaults to the scheme's (80 for `http`, 443 for
+    /// `https`).
+    pub fn of_uri(uri: &'a http::Uri) -> Self {
+        let scheme = uri.scheme_str();
+        Origin {
+            scheme,
+            host: uri.host(),
+            port: uri.port_u16().or_else(|| default_port(scheme)),
+        }
+    }
+
+    /// An origin from its parts (`port` `None`: the scheme's default).
+    pub fn new(scheme: Option<&'a str>, host: Option<&'a str>, port: Option<u16>) -> Self {
+        Origin {
+            scheme,
+            host,
+            port: port.or_else(|| default_port(scheme)),
+        }
+    }
+
+    /// A 64-bit key: scheme and host compared without regard to ASCII case.
+    fn key(&self) -> u64 {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        for part in [self.scheme, self.host] {
+            match part {
+                Some(s) => {
+                    h.write_u8(1);
+                    for b in s.bytes() {
+                        h.write_u8(b.to_ascii_lowercase());
+                    }
+                    h.write_u8(0xff);
+                }
+                None => h.write_u8(0),
+            }
+        }
+        self.port.hash(&mut h);
+        h.finish()
+    }
+}
+
+fn default_port(scheme: Option<&str>) -> Option<u16> {
+    match scheme {
+        Some(s) if s.eq_ignore_ascii_case("http") => Some(80),
+        Some(s) if s.eq_ignore_ascii_case("https") => Some(443),
+        _ => None,
+    }
+}
+
+/// The budget and cooldown of one origin.
+pub(crate) struct Scope {
     budget: Option<Budget>,
     cooldown: Option<Cooldown>,
 }
 
-impl SharedLimits {
-    /// Limits as the policy configures them.
-    pub fn new(policy: &RetryPolicy) -> Self {
-        SharedLimits {
-            budget: policy.budget().map(Budget::new),
-            cooldown: policy.shared_cooldown().then(|| Cooldown {
-                until: Mutex::new(None),
-            }),
-        }
-    }
-
+impl Scope {
     /// Records a new logical request, started at `now` (a deposit into the budget). The
     /// caller passes its own clock reading so that starting a request reads the clock once.
     pub(crate) fn deposit(&self, now: Instant) {
@@ -247,29 +319,129 @@ impl SharedLimits {
     /// request was cancelled while waiting).
     pub(crate) fn refund(&self) {
         if let Some(b) = &self.budget {
-            let mut g = b.lock();
-            g.current = g.current.saturating_add(b.withdraw);
+            b.refund();
         }
     }
 
-    /// Holds every request back until `until` (if later than the current cooldown).
+    /// Holds every request to this origin back until `until` (if later than the current
+    /// cooldown).
     pub(crate) fn cool_down_until(&self, until: Instant) {
         if let Some(c) = &self.cooldown {
             c.extend(until);
         }
     }
 
-    /// How long requests must still hold back, if at all.
-    pub fn cooldown_remaining(&self) -> Option<Duration> {
-        self.cooldown.as_ref().and_then(Cooldown::remaining)
+    /// How long requests to this origin must still hold back, if at all.
+    pub(crate) fn cooldown_remaining(&self, now: Instant) -> Option<Duration> {
+        self.cooldown.as_ref().and_then(|c| c.remaining(now))
+    }
+}
+
+impl fmt::Debug for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Scope")
+            .field("budget", &self.budget.is_some())
+            .field(
+                "cooldown_remaining",
+                &self.cooldown_remaining(Instant::now()),
+            )
+            .finish()
+    }
+}
+
+/// The most origins one [`SharedLimits`] tracks apart; past it, origins with nothing in
+/// flight and no cooldown are forgotten, and if none can be, the rest share one scope.
+const MAX_SCOPES: usize = 256;
+
+/// The budgets and cooldowns shared by every request of one
+/// [`TelEchoRetry`](crate::TelEchoRetry), one of each per [`Origin`].
+pub struct SharedLimits {
+    budget: Option<RetryBudget>,
+    cooldown: bool,
+    base: Instant,
+    scopes: RwLock<HashMap<u64, Arc<Scope>>>,
+    overflow: Arc<Scope>,
+}
+
+impl SharedLimits {
+    /// Limits as the policy configures them.
+    pub fn new(policy: &RetryPolicy) -> Self {
+        let base = Instant::now();
+        let mut limits = SharedLimits {
+            budget: policy.budget(),
+            cooldown: policy.shared_cooldown(),
+            base,
+            scopes: RwLock::new(HashMap::new()),
+            overflow: Arc::new(Scope {
+                budget: None,
+                cooldown: None,
+            }),
+        };
+        limits.overflow = Arc::new(limits.new_scope());
+        limits
+    }
+
+    fn new_scope(&self) -> Scope {
+        Scope {
+            budget: self.budget.map(|b| Budget::new(b, self.base)),
+            cooldown: self.cooldown.then(|| Cooldown::new(self.base)),
+        }
+    }
+
+    /// The budget and cooldown of `origin`, created on first use.
+    pub(crate) fn scope(&self, origin: &Origin<'_>) -> Arc<Scope> {
+        let key = origin.key();
+        if let Some(scope) = self
+            .scopes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
+            return Arc::clone(scope);
+        }
+        let mut scopes = self.scopes.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(scope) = scopes.get(&key) {
+            return Arc::clone(scope);
+        }
+        if scopes.len() >= MAX_SCOPES {
+            let now = Instant::now();
+            scopes.retain(|_, s| Arc::strong_count(s) > 1 || s.cooldown_remaining(now).is_some());
+            if scopes.len() >= MAX_SCOPES {
+                return Arc::clone(&self.overflow);
+            }
+        }
+        let scope = Arc::new(self.new_scope());
+        scopes.insert(key, Arc::clone(&scope));
+        scope
+    }
+
+    /// How long requests to `origin` must still hold back, if at all.
+    pub fn cooldown_remaining(&self, origin: &Origin<'_>) -> Option<Duration> {
+        let scopes = self.scopes.read().unwrap_or_else(|e| e.into_inner());
+        scopes
+            .get(&origin.key())
+            .and_then(|s| s.cooldown_remaining(Instant::now()))
+    }
+
+    /// The longest cooldown any origin is under, if any.
+    pub fn longest_cooldown(&self) -> Option<Duration> {
+        let now = Instant::now();
+        let scopes = self.scopes.read().unwrap_or_else(|e| e.into_inner());
+        scopes
+            .values()
+            .filter_map(|s| s.cooldown_remaining(now))
+            .max()
     }
 }
 
 impl fmt::Debug for SharedLimits {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let origins = self.scopes.read().map_or(0, |s| s.len());
         f.debug_struct("SharedLimits")
-            .field("budget", &self.budget.is_some())
-            .field("cooldown_remaining", &self.cooldown_remaining())
+            .field("budget", &self.budget)
+            .field("shared_cooldown", &self.cooldown)
+            .field("origins", &origins)
+            .field("longest_cooldown", &self.longest_cooldown())
             .finish()
     }
 }
@@ -278,8 +450,13 @@ impl fmt::Debug for SharedLimits {
 mod tests {
     use super::*;
 
-    fn limits(budget: RetryBudget) -> SharedLimits {
+    fn limits(budget: RetryBudget) -> Arc<Scope> {
         SharedLimits::new(&RetryPolicy::builder().retry_budget(budget).build())
+            .scope(&Origin::default())
+    }
+
+    fn remaining(scope: &Scope) -> Option<Duration> {
+        scope.cooldown_remaining(Instant::now())
     }
 
     #[tokio::test(start_paused = true)]
@@ -297,6 +474,24 @@ mod tests {
         }
         let allowed = (0..100).filter(|_| l.withdraw()).count();
         assert_eq!(allowed, 10, "20 % of 50 requests");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_ratio_allows_its_share_of_100_requests() {
+        for tenth in 1..=10 {
+            for ratio in [tenth as f32 / 10.0, tenth as f32 / 10.0 - 0.05, 1.0 / 3.0] {
+                let l = limits(RetryBudget::new(Duration::from_secs(10), 0, ratio));
+                for _ in 0..100 {
+                    l.deposit(Instant::now());
+                }
+                let allowed = (0..1000).filter(|_| l.withdraw()).count() as i64;
+                let want = (100.0 * f64::from(ratio)).floor() as i64;
+                assert!(
+                    (allowed - want).abs() <= 1,
+                    "ratio {ratio}: {allowed} retries for 100 requests, want {want} ± 1"
+                );
+            }
+        }
     }
 
     #[tokio::test(start_paused = true)]
@@ -321,7 +516,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn no_budget_never_refuses() {
-        let l = SharedLimits::new(&RetryPolicy::builder().without_retry_budget().build());
+        let l = SharedLimits::new(&RetryPolicy::builder().without_retry_budget().build())
+            .scope(&Origin::default());
         assert!((0..10_000).all(|_| l.withdraw()));
     }
 
@@ -337,20 +533,70 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn cooldown_keeps_the_latest_instant() {
-        let l = SharedLimits::new(&RetryPolicy::default());
-        assert_eq!(l.cooldown_remaining(), None);
+        let l = SharedLimits::new(&RetryPolicy::default()).scope(&Origin::default());
+        assert_eq!(remaining(&l), None);
         let now = Instant::now();
         l.cool_down_until(now + Duration::from_secs(5));
         l.cool_down_until(now + Duration::from_secs(2));
-        assert_eq!(l.cooldown_remaining(), Some(Duration::from_secs(5)));
+        assert_eq!(remaining(&l), Some(Duration::from_secs(5)));
         tokio::time::advance(Duration::from_secs(5)).await;
-        assert_eq!(l.cooldown_remaining(), None);
+        assert_eq!(remaining(&l), None);
     }
 
     #[tokio::test(start_paused = true)]
     async fn cooldown_can_be_turned_off() {
-        let l = SharedLimits::new(&RetryPolicy::builder().shared_cooldown(false).build());
+        let l = SharedLimits::new(&RetryPolicy::builder().shared_cooldown(false).build())
+            .scope(&Origin::default());
         l.cool_down_until(Instant::now() + Duration::from_secs(5));
-        assert_eq!(l.cooldown_remaining(), None);
+        assert_eq!(remaining(&l), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn origins_have_their_own_cooldown_and_budget() {
+        let shared = SharedLimits::new(
+            &RetryPolicy::builder()
+                .retry_budget(RetryBudget::new(Duration::from_secs(10), 1, 0.0))
+                .build(),
+        );
+        let a: http::Uri = "http://api.example:8080/v1/calls".parse().unwrap();
+        let a_again: http::Uri = "HTTP://API.EXAMPLE:8080/other".parse().unwrap();
+        let b: http::Uri = "http://api.example:8081/v1/calls".parse().unwrap();
+        let (a, a_again, b) = (
+            Origin::of_uri(&a),
+            Origin::of_uri(&a_again),
+            Origin::of_uri(&b),
+        );
+        shared
+            .scope(&a)
+            .cool_down_until(Instant::now() + Duration::from_secs(30));
+        assert_eq!(
+            shared.cooldown_remaining(&a_again),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(shared.cooldown_remaining(&b), None);
+        assert_eq!((0..100).filter(|_| shared.scope(&a).withdraw()).count(), 10);
+        assert_eq!((0..100).filter(|_| shared.scope(&b).withdraw()).count(), 10);
+    }
+
+    #[test]
+    fn default_ports_are_filled_in() {
+        let explicit: http::Uri = "https://h:443/".parse().unwrap();
+        let implicit: http::Uri = "https://h/".parse().unwrap();
+        assert_eq!(
+            Origin::of_uri(&explicit).key(),
+            Origin::of_uri(&implicit).key()
+        );
+        let relative: http::Uri = "/v1/agents".parse().unwrap();
+        assert_eq!(Origin::of_uri(&relative), Origin::default());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn many_origins_stay_bounded() {
+        let shared = SharedLimits::new(&RetryPolicy::default());
+        let hosts: Vec<String> = (0..2 * MAX_SCOPES).map(|i| format!("h{i}")).collect();
+        for h in &hosts {
+            let _ = shared.scope(&Origin::new(Some("http"), Some(h), None));
+        }
+        assert!(shared.scopes.read().unwrap().len() <= MAX_SCOPES);
     }
 }

@@ -37,12 +37,13 @@ use reqwest_middleware::{Middleware, Next};
 use tower_service::Service;
 
 use crate::api_error::{ApiError, ErrorCode, MAX_ENVELOPE_BYTES};
-use crate::future::ResponseFuture;
+use crate::future::{Failure, Retrying};
 use crate::layer::TelEchoRetry;
+use crate::limits::Origin;
 use crate::replay::ReplayBody;
 use crate::request::{ClassifyError, RetryRequest, RetryResponse, TryCloneBody};
 use crate::state::{RetryInfo, RetryState};
-use crate::transport::{AttemptTimedOut, TransportErrorKind};
+use crate::transport::TransportErrorKind;
 
 /// How long the middleware reads an error body for its TelEcho code before giving up on it.
 const PEEK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -55,13 +56,19 @@ impl Middleware for TelEchoRetry {
         extensions: &mut Extensions,
         next: Next<'_>,
     ) -> reqwest_middleware::Result<reqwest::Response> {
-        let attempt = Attempt::new(req, extensions.clone(), self.replay_buffer.0);
+        let state = RetryState::with_limits(&self.policy, &self.limits, &url_origin(req.url()));
+        // Nothing is recorded for a replay that can never happen.
+        let replay_limit = if self.policy.max_retries() > 0 {
+            self.replay_buffer.0
+        } else {
+            0
+        };
+        let attempt = Attempt::new(req, extensions.clone(), replay_limit);
         let service = NextService {
             next,
             read_codes: self.policy.has_code_rules(),
         };
-        let state = RetryState::with_limits(&self.policy, &self.limits);
-        match ResponseFuture::new(service, state, attempt).await {
+        match Retrying::new(service, state, attempt).await {
             Ok(done) => {
                 *extensions = done.extensions;
                 if let Some(info) = done.response.extensions().get::<RetryInfo>() {
@@ -69,12 +76,16 @@ impl Middleware for TelEchoRetry {
                 }
                 Ok(done.response)
             }
-            Err(failed) => {
+            Err(Failure::Inner(failed, info)) => {
                 *extensions = failed.extensions;
-                if let Some(info) = failed.info {
-                    extensions.insert(info);
-                }
+                extensions.insert(info);
                 Err(failed.error)
+            }
+            // Decided by the engine (a timeout, the deadline, a rate limit): the caller's
+            // extensions stay as they were, plus the `RetryInfo`.
+            Err(Failure::Engine(error)) => {
+                extensions.insert(error.info());
+                Err(reqwest_middleware::Error::middleware(error))
             }
         }
     }
@@ -127,6 +138,10 @@ impl RetryRequest for Attempt {
         self.request.headers_mut()
     }
 
+    fn origin(&self) -> Origin<'_> {
+        url_origin(self.request.url())
+    }
+
     fn extensions_mut(&mut self) -> Option<&mut Extensions> {
         Some(&mut self.extensions)
     }
@@ -165,7 +180,6 @@ struct Attempted {
 struct Failed {
     error: reqwest_middleware::Error,
     extensions: Extensions,
-    info: Option<RetryInfo>,
 }
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -199,11 +213,7 @@ impl<'a> Service<Attempt> for NextService<'a> {
                     extensions,
                     code: None,
                 }),
-                Err(error) => Err(Failed {
-                    error,
-                    extensions,
-                    info: None,
-                }),
+                Err(error) => Err(Failed { error, extensions }),
             }
         })
     }
@@ -231,18 +241,15 @@ impl ClassifyError for Failed {
     fn transport_error_kind(&self) -> TransportErrorKind {
         self.error.transport_error_kind()
     }
+}
 
-    fn attach_retry_info(&mut self, info: RetryInfo) {
-        self.info = Some(info);
-    }
-
-    fn attempt_timed_out(timeout: AttemptTimedOut) -> Option<Self> {
-        Some(Failed {
-            error: reqwest_middleware::Error::middleware(timeout),
-            extensions: Extensions::new(),
-            info: None,
-        })
-    }
+/// The origin of a URL, for the per-origin limits.
+fn url_origin(url: &reqwest::Url) -> Origin<'_> {
+    Origin::new(
+        Some(url.scheme()),
+        url.host_str(),
+        url.port_or_known_default(),
+    )
 }
 
 // ===== reqwest types for the tower layer =====
@@ -258,6 +265,10 @@ impl RetryRequest for reqwest::Request {
 
     fn headers_mut(&mut self) -> &mut HeaderMap {
         self.headers_mut()
+    }
+
+    fn origin(&self) -> Origin<'_> {
+        url_origin(self.url())
     }
 
     fn extensions_mut(&mut self) -> Option<&mut Extensions> {

@@ -23,8 +23,8 @@ use bytes::{Buf, Bytes};
 use http::{Extensions, HeaderMap, Method, StatusCode};
 
 use crate::api_error::ErrorCode;
-use crate::state::RetryInfo;
-use crate::transport::{AttemptTimedOut, TransportErrorKind};
+use crate::limits::Origin;
+use crate::transport::TransportErrorKind;
 
 /// A request the engine can inspect and duplicate.
 pub trait RetryRequest: Sized {
@@ -36,6 +36,10 @@ pub trait RetryRequest: Sized {
 
     /// The request headers, to add an idempotency key or the attempt header.
     fn headers_mut(&mut self) -> &mut HeaderMap;
+
+    /// The origin (scheme, host, port) the request goes to: the retry budget and the
+    /// rate-limit cooldown are kept per origin.
+    fn origin(&self) -> Origin<'_>;
 
     /// The request extensions, for [`AttemptNumber`](crate::AttemptNumber); `None` where the
     /// request type does not expose them (`reqwest::Request`).
@@ -104,23 +108,6 @@ pub trait RetryResponse {
 pub trait ClassifyError {
     /// The kind of failure, for the policy's transport rules.
     fn transport_error_kind(&self) -> TransportErrorKind;
-
-    /// Called once on the error handed back to the caller. Adapters whose error type can
-    /// carry it use this to attach the [`RetryInfo`]; the default does nothing.
-    fn attach_retry_info(&mut self, info: RetryInfo) {
-        let _ = info;
-    }
-
-    /// The error that stands for an attempt abandoned after its timeout, or `None` when
-    /// this type cannot express one: then attempts are not cut (put a timeout layer under
-    /// the retry layer instead). The default is `None`.
-    fn attempt_timed_out(timeout: AttemptTimedOut) -> Option<Self>
-    where
-        Self: Sized,
-    {
-        let _ = timeout;
-        None
-    }
 }
 
 // ===== impl RetryRequest =====
@@ -136,6 +123,10 @@ impl<B: TryCloneBody> RetryRequest for http::Request<B> {
 
     fn headers_mut(&mut self) -> &mut HeaderMap {
         self.headers_mut()
+    }
+
+    fn origin(&self) -> Origin<'_> {
+        Origin::of_uri(self.uri())
     }
 
     fn extensions_mut(&mut self) -> Option<&mut Extensions> {
@@ -231,19 +222,11 @@ impl ClassifyError for std::io::Error {
     fn transport_error_kind(&self) -> TransportErrorKind {
         TransportErrorKind::of_error(self)
     }
-
-    fn attempt_timed_out(timeout: AttemptTimedOut) -> Option<Self> {
-        Some(std::io::Error::new(std::io::ErrorKind::TimedOut, timeout))
-    }
 }
 
 impl ClassifyError for Box<dyn StdError + Send + Sync> {
     fn transport_error_kind(&self) -> TransportErrorKind {
         TransportErrorKind::of_error(&**self)
-    }
-
-    fn attempt_timed_out(timeout: AttemptTimedOut) -> Option<Self> {
-        Some(Box::new(timeout))
     }
 }
 

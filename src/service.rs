@@ -4,10 +4,11 @@ use std::task::{Context, Poll};
 
 use tower_service::Service;
 
-use crate::future::ResponseFuture;
+use crate::error::{BoxError, RetryError};
+use crate::future::{ResponseFuture, Retrying};
 use crate::layer::TelEchoRetry;
 use crate::request::{ClassifyError, RetryRequest, RetryResponse};
-use crate::state::RetryState;
+use crate::state::{RetryInfo, RetryState};
 
 /// Wraps an HTTP client service and retries its requests by a [`RetryPolicy`](crate::RetryPolicy).
 ///
@@ -28,7 +29,28 @@ use crate::state::RetryState;
 ///   polled ready, to send its retries (the same pattern as `tower::retry`).
 /// - requests implement [`RetryRequest`] (`http::Request<B>` for bodies that implement
 ///   [`TryCloneBody`](crate::request::TryCloneBody), `reqwest::Request`);
-/// - responses implement [`RetryResponse`], errors [`ClassifyError`].
+/// - responses implement [`RetryResponse`], errors [`ClassifyError`] and
+///   `Into<BoxError>`.
+///
+/// # Errors
+///
+/// The error type is [`RetryError`]: the inner service's error as its `source()`, or a
+/// failure the engine decided itself (attempt timeout, deadline, rate limit), always with
+/// the [`RetryInfo`] of what was tried. It converts into a `BoxError`, so layers above
+/// (`Timeout`, `Buffer`) take it; [`RetryError::of`] finds it in their boxed errors again.
+/// The engine enforces
+/// [`attempt_timeout`](crate::RetryPolicyBuilder::attempt_timeout) and
+/// [`deadline`](crate::RetryPolicyBuilder::deadline) itself, so they hold over any inner
+/// error type (hyper-util's client error included); this is why the layer does not keep
+/// the inner error type.
+///
+/// # Readiness
+///
+/// `poll_ready` reserves the inner service for the first attempt. If that attempt is held
+/// back by the shared rate-limit cooldown, the reservation is given back at once (the
+/// instance polled ready is dropped, a clone waits), and the inner service is polled ready
+/// again when the wait is over: a request waiting out a cooldown holds no
+/// `ConcurrencyLimit` permit or `Buffer` slot. Retries are likewise reserved only when due.
 ///
 /// # Discarded responses
 ///
@@ -73,22 +95,25 @@ impl<S, Req> Service<Req> for RetryService<S>
 where
     S: Service<Req> + Clone,
     S::Response: RetryResponse,
-    S::Error: ClassifyError,
+    S::Error: ClassifyError + Into<BoxError>,
     Req: RetryRequest,
 {
     type Response = S::Response;
-    type Error = S::Error;
+    type Error = RetryError;
     type Future = ResponseFuture<S, Req>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+        self.inner
+            .poll_ready(cx)
+            .map_err(|error| RetryError::inner(error.into(), RetryInfo::not_sent()))
     }
 
     fn call(&mut self, request: Req) -> Self::Future {
         // Keep the instance that was polled ready for this call; leave a fresh clone behind.
         let clone = self.inner.clone();
         let service = std::mem::replace(&mut self.inner, clone);
-        let state = RetryState::with_limits(&self.retry.policy, &self.retry.limits);
-        ResponseFuture::new(service, state, request)
+        let state =
+            RetryState::with_limits(&self.retry.policy, &self.retry.limits, &request.origin());
+        ResponseFuture::new(Retrying::new(service, state, request))
     }
 }

@@ -33,7 +33,7 @@ use tokio::time::Instant;
 
 use crate::api_error::ErrorCode;
 use crate::backoff::Rng;
-use crate::limits::SharedLimits;
+use crate::limits::{Origin, Scope, SharedLimits};
 use crate::policy::{Decision, RetryPolicy, Verdict};
 use crate::transport::TransportErrorKind;
 
@@ -149,6 +149,15 @@ impl RetryInfo {
         self.attempts <= 1 && self.stop == Some(StopReason::Success)
     }
 
+    /// The info of a request whose first attempt was never sent.
+    pub(crate) fn not_sent() -> RetryInfo {
+        RetryInfo {
+            attempts: 0,
+            slept: Duration::ZERO,
+            stop: None,
+        }
+    }
+
     /// The `RetryInfo` of a response that went through a retry adapter.
     ///
     /// Adapters attach one whenever a retry was made or retrying stopped for a reason other
@@ -193,11 +202,34 @@ impl AttemptNumber {
     }
 }
 
+/// Whether the next attempt (the first included) may be sent now: the answer of
+/// [`RetryState::admit`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Admission {
+    /// Send it now.
+    Send,
+    /// Hold back this long (the shared cooldown, plus a random share of the policy's
+    /// `retry_after_spread`), then ask again.
+    Wait(Duration),
+    /// Do not send it; hand the caller an error. `reason` is
+    /// [`StopReason::RetryAfterTooLong`] when the origin's cooldown lasts longer than the
+    /// policy's `max_retry_after` (a 429 with a `Retry-After` above the cap was seen), or
+    /// [`StopReason::Deadline`] when the deadline is reached or the cooldown would cross
+    /// it; `cooldown` is the cooldown left, if any.
+    Reject {
+        /// Why.
+        reason: StopReason,
+        /// The cooldown left, if one holds the request back.
+        cooldown: Option<Duration>,
+    },
+}
+
 /// The per-request retry state. See the [module docs](crate::state).
 #[derive(Debug)]
 pub struct RetryState {
     policy: RetryPolicy,
-    limits: Option<Arc<SharedLimits>>,
+    limits: Option<Arc<Scope>>,
     /// A retry was granted (and taken from the budget) but not sent yet.
     retry_pending: bool,
     /// Seeded on first use: a request that succeeds at once never pays for it.
@@ -234,37 +266,84 @@ impl RetryState {
         }
     }
 
-    /// Starts the state for one logical request that shares `limits` (budget, cooldown)
-    /// with the other requests of the same adapter; counts the request in the budget.
-    pub fn with_limits(policy: &RetryPolicy, limits: &Arc<SharedLimits>) -> Self {
+    /// Starts the state for one logical request to `origin` that shares the origin's
+    /// budget and cooldown in `limits` with the other requests of the same adapter; counts
+    /// the request in the budget.
+    pub fn with_limits(policy: &RetryPolicy, limits: &SharedLimits, origin: &Origin<'_>) -> Self {
+        RetryState::with_scope(policy, limits.scope(origin))
+    }
+
+    pub(crate) fn with_scope(policy: &RetryPolicy, scope: Arc<Scope>) -> Self {
         // One clock reading, not two, serves the budget's window and the request's start:
         // on the success path a reading is one of the larger fixed costs.
         let now = Instant::now();
-        limits.deposit(now);
+        scope.deposit(now);
         let mut state = RetryState::started_at(policy, now);
-        state.limits = Some(Arc::clone(limits));
+        state.limits = Some(scope);
         state
     }
 
-    /// How long to hold back before sending the next attempt (the first included) because
-    /// of the shared cooldown: the time left plus a random share of the policy's
-    /// `retry_after_spread`; `None` to send now.
-    pub fn hold_back(&mut self) -> Option<Duration> {
-        let remaining = self.limits.as_ref()?.cooldown_remaining()?;
-        let spread = self.policy.retry_after_spread();
-        Some(remaining.saturating_add(self.rng().uniform(Duration::ZERO, spread)))
+    /// Asks whether the next attempt (the first included) may be sent now. Call it before
+    /// reserving the inner service: a request held back should hold no capacity.
+    ///
+    /// A wait it answers counts in [`RetryInfo::slept`]; a rejection ends the request
+    /// (its [`stop_reason`](Self::stop_reason) is set).
+    pub fn admit(&mut self) -> Admission {
+        let now = Instant::now();
+        let left = self
+            .policy
+            .deadline()
+            .map(|d| d.saturating_sub(now.saturating_duration_since(self.started)));
+        if left == Some(Duration::ZERO) {
+            self.stop = Some(StopReason::Deadline);
+            return Admission::Reject {
+                reason: StopReason::Deadline,
+                cooldown: None,
+            };
+        }
+        let Some(cooldown) = self
+            .limits
+            .as_ref()
+            .and_then(|scope| scope.cooldown_remaining(now))
+        else {
+            return Admission::Send;
+        };
+        let reason = if cooldown > self.policy.max_retry_after() {
+            StopReason::RetryAfterTooLong
+        } else {
+            let spread = self.policy.retry_after_spread();
+            let wait = cooldown.saturating_add(self.rng().uniform(Duration::ZERO, spread));
+            if left.is_none_or(|left| wait < left) {
+                self.slept = self.slept.saturating_add(wait);
+                return Admission::Wait(wait);
+            }
+            StopReason::Deadline
+        };
+        self.stop = Some(reason);
+        Admission::Reject {
+            reason,
+            cooldown: Some(cooldown),
+        }
     }
 
     /// The time the attempt about to be sent may take: the policy's attempt timeout, cut
     /// to what is left of the deadline. `None`: unbounded.
     pub fn attempt_timeout(&self) -> Option<Duration> {
+        self.attempt_limit().map(|(limit, _)| limit)
+    }
+
+    /// Like [`attempt_timeout`](Self::attempt_timeout), and whether the deadline (rather
+    /// than the attempt timeout) is what bounds it.
+    pub(crate) fn attempt_limit(&self) -> Option<(Duration, bool)> {
         let left = self
             .policy
             .deadline()
             .map(|d| d.saturating_sub(self.elapsed()));
         match (self.policy.attempt_timeout(), left) {
-            (Some(a), Some(l)) => Some(a.min(l)),
-            (a, l) => a.or(l),
+            (Some(a), Some(l)) if l <= a => Some((l, true)),
+            (Some(a), _) => Some((a, false)),
+            (None, Some(l)) => Some((l, true)),
+            (None, None) => None,
         }
     }
 
@@ -300,16 +379,14 @@ impl RetryState {
         let wait = match verdict {
             Verdict::Accept => return self.stop(StopReason::Success),
             Verdict::Fatal => return self.stop(StopReason::Fatal),
-            Verdict::TooLong(_) => return self.stop(StopReason::RetryAfterTooLong),
+            Verdict::TooLong(d) => {
+                // Every later request to this origin would meet the same 429: they fail
+                // at once until it passes (see `admit`).
+                self.cool_down(outcome, d);
+                return self.stop(StopReason::RetryAfterTooLong);
+            }
             Verdict::RetryAfter(d) => {
-                if let (Outcome::Response { status, .. }, Some(limits)) = (outcome, &self.limits) {
-                    if status == StatusCode::TOO_MANY_REQUESTS {
-                        // `d` may be huge if the cap was lifted: saturate, never overflow.
-                        let now = Instant::now();
-                        let far = now + Duration::from_secs(86_400 * 365 * 30);
-                        limits.cool_down_until(now.checked_add(d).unwrap_or(far).min(far));
-                    }
-                }
+                self.cool_down(outcome, d);
                 // Never earlier than told; and a server that keeps rate limiting gets at
                 // least the backoff schedule on top of its instruction.
                 let spread = self.policy.retry_after_spread();
@@ -318,8 +395,16 @@ impl RetryState {
             }
             Verdict::Backoff => self.backoff(),
         };
-        // Another request's 429 may hold every request back for longer.
-        let wait = match self.limits.as_ref().and_then(|l| l.cooldown_remaining()) {
+        // Another request's 429 may hold every request back for longer, or for longer
+        // than this policy waits at all.
+        let cooldown = self
+            .limits
+            .as_ref()
+            .and_then(|l| l.cooldown_remaining(Instant::now()));
+        let wait = match cooldown {
+            Some(cooldown) if cooldown > self.policy.max_retry_after() => {
+                return self.stop(StopReason::RetryAfterTooLong)
+            }
             Some(cooldown) => wait.max(cooldown),
             None => wait,
         };
@@ -345,11 +430,38 @@ impl RetryState {
         Action::Retry(wait)
     }
 
+    /// Records that the deadline ended the request: an attempt in flight was cut (`sent`),
+    /// or the next one was not sent.
+    pub(crate) fn stop_at_deadline(&mut self, sent: bool) {
+        if sent {
+            self.attempts = self.attempts.saturating_add(1);
+        }
+        self.next_delay = None;
+        self.stop = Some(StopReason::Deadline);
+    }
+
+    /// When the request started (tokio's clock).
+    pub(crate) fn started(&self) -> Instant {
+        self.started
+    }
+
     /// Tells the state that the next attempt was sent. A retry granted by
     /// [`next`](Self::next) and never sent (the request was dropped while it waited) is
     /// given back to the budget when the state is dropped.
     pub fn attempt_sent(&mut self) {
         self.retry_pending = false;
+    }
+
+    /// Starts the origin's cooldown for `d` when `outcome` is a 429.
+    fn cool_down(&self, outcome: Outcome<'_>, d: Duration) {
+        if let (Outcome::Response { status, .. }, Some(limits)) = (outcome, &self.limits) {
+            if status == StatusCode::TOO_MANY_REQUESTS {
+                // `d` may be huge: saturate, never overflow.
+                let now = Instant::now();
+                let far = now + Duration::from_secs(86_400 * 365 * 30);
+                limits.cool_down_until(now.checked_add(d).unwrap_or(far).min(far));
+            }
+        }
     }
 
     fn rng(&mut self) -> &mut Rng {
@@ -515,8 +627,8 @@ mod tests {
         let p = RetryPolicy::builder()
             .max_retry_after(Duration::MAX)
             .build();
-        let limits = Arc::new(SharedLimits::new(&p));
-        let mut st = RetryState::with_limits(&p, &limits);
+        let limits = SharedLimits::new(&p);
+        let mut st = RetryState::with_limits(&p, &limits, &Origin::default());
         let mut h = HeaderMap::new();
         h.insert(
             RETRY_AFTER,
@@ -526,8 +638,83 @@ mod tests {
             Action::Retry(d) => assert!(d >= Duration::from_secs(u64::MAX)),
             other => panic!("{other:?}"),
         }
-        assert!(limits.cooldown_remaining().unwrap() >= Duration::from_secs(86_400 * 365));
-        assert!(st.hold_back().is_some());
+        let left = limits.cooldown_remaining(&Origin::default()).unwrap();
+        assert!(left >= Duration::from_secs(86_400 * 365));
+        assert!(matches!(st.admit(), Admission::Wait(_)));
+    }
+
+    fn rate_limited(retry_after: &'static str) -> (StatusCode, HeaderMap) {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, HeaderValue::from_static(retry_after));
+        (StatusCode::TOO_MANY_REQUESTS, h)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn admission_holds_back_behind_the_cooldown_and_counts_the_wait() {
+        let p = exact(3);
+        let limits = SharedLimits::new(&p);
+        let origin = Origin::default();
+        let mut first = RetryState::with_limits(&p, &limits, &origin);
+        assert_eq!(first.admit(), Admission::Send);
+        first.next(resp(&rate_limited("5")), true);
+        let mut other = RetryState::with_limits(&p, &limits, &origin);
+        assert_eq!(other.admit(), Admission::Wait(S(5)));
+        assert_eq!(other.info().slept(), S(5));
+        tokio::time::advance(S(5)).await;
+        assert_eq!(other.admit(), Admission::Send);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn admission_rejects_what_the_deadline_or_the_cap_cannot_wait_for() {
+        let p = RetryPolicy::builder()
+            .max_retries(3)
+            .retry_after_spread(Duration::ZERO)
+            .deadline(S(5))
+            .build();
+        let limits = SharedLimits::new(&p);
+        let origin = Origin::default();
+        let mut first = RetryState::with_limits(&p, &limits, &origin);
+        // 50 s fits under the 60 s cap but not under this request's 5 s deadline.
+        assert_eq!(
+            first.next(resp(&rate_limited("50")), true),
+            Action::Stop(StopReason::Deadline)
+        );
+        let mut second = RetryState::with_limits(&p, &limits, &origin);
+        assert_eq!(
+            second.admit(),
+            Admission::Reject {
+                reason: StopReason::Deadline,
+                cooldown: Some(S(50))
+            }
+        );
+        assert_eq!(second.stop_reason(), Some(StopReason::Deadline));
+
+        // Above the cap: the 429 is returned, and later requests fail at once.
+        let mut third = RetryState::with_limits(&p, &limits, &origin);
+        tokio::time::advance(S(50)).await;
+        assert_eq!(
+            third.admit(),
+            Admission::Reject {
+                reason: StopReason::Deadline,
+                cooldown: None
+            },
+            "third's deadline passed while it waited"
+        );
+        let mut fourth = RetryState::with_limits(&p, &limits, &origin);
+        assert_eq!(fourth.admit(), Admission::Send);
+        assert_eq!(
+            fourth.next(resp(&rate_limited("3600")), true),
+            Action::Stop(StopReason::RetryAfterTooLong)
+        );
+        let mut fifth = RetryState::with_limits(&p, &limits, &origin);
+        assert_eq!(
+            fifth.admit(),
+            Admission::Reject {
+                reason: StopReason::RetryAfterTooLong,
+                cooldown: Some(S(3600))
+            }
+        );
+        assert_eq!(fifth.info().attempts(), 0);
     }
 
     #[test]

@@ -105,8 +105,13 @@ fn kind_of_link(e: &(dyn StdError + 'static)) -> Option<TransportErrorKind> {
             _ => None,
         };
     }
-    if e.is::<tokio::time::error::Elapsed>() || e.is::<AttemptTimedOut>() {
+    if e.is::<tokio::time::error::Elapsed>() {
         return Some(Timeout);
+    }
+    if let Some(r) = e.downcast_ref::<crate::RetryError>() {
+        if r.is_timeout() {
+            return Some(Timeout);
+        }
     }
     #[cfg(feature = "tower")]
     {
@@ -140,24 +145,6 @@ fn kind_of_link(e: &(dyn StdError + 'static)) -> Option<TransportErrorKind> {
     }
     None
 }
-
-/// The error of an attempt abandoned after its
-/// [`attempt_timeout`](crate::RetryPolicyBuilder::attempt_timeout) (or at the
-/// [`deadline`](crate::RetryPolicyBuilder::deadline)); classified as
-/// [`TransportErrorKind::Timeout`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct AttemptTimedOut {
-    /// The time the attempt was allowed.
-    pub after: std::time::Duration,
-}
-
-impl fmt::Display for AttemptTimedOut {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "attempt timed out after {:?}", self.after)
-    }
-}
-
-impl StdError for AttemptTimedOut {}
 
 /// `true` for the methods RFC 9110 §9.2.2 defines as idempotent:
 /// `GET`, `HEAD`, `OPTIONS`, `PUT`, `DELETE`, `TRACE`.

@@ -219,5 +219,5 @@ async fn dropped_during_the_error_body_read_sends_no_further_attempt() {
     assert_eq!(server.requests(), 1);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(server.requests(), 1, "no attempt after the drop");
-    assert_eq!(layer.limits().cooldown_remaining(), None);
+    assert_eq!(layer.limits().longest_cooldown(), None);
 }

@@ -26,7 +26,8 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use telecho_retry::request::TryCloneBody;
 use telecho_retry::{
-    Jitter, ResponseFuture, RetryInfo, RetryPolicy, RetryService, StopReason, TelEchoRetry,
+    Jitter, ResponseFuture, RetryError, RetryErrorKind, RetryInfo, RetryPolicy, RetryService,
+    StopReason, TelEchoRetry,
 };
 use tokio::time::{advance, Instant};
 use tokio_test::{assert_pending, assert_ready, task};
@@ -465,7 +466,7 @@ fn io_error(kind: io::ErrorKind) -> BoxError {
 async fn first_attempt_fails(
     req: Request<Full<Bytes>>,
     error: BoxError,
-) -> (Result<Resp, BoxError>, usize) {
+) -> (Result<Resp, RetryError>, usize) {
     let (method, headers) = (req.method().clone(), req.headers().clone());
     let (mut fut, mut handle) = start(exact(5), req);
     let (_, first) = take_attempt(&mut handle);
@@ -487,8 +488,12 @@ async fn post_timeout_is_not_retried() {
     let (result, attempts) = first_attempt_fails(post(), io_error(io::ErrorKind::TimedOut)).await;
     assert_eq!(attempts, 1);
     let err = result.expect_err("the timeout is handed back");
+    assert_eq!(err.kind(), RetryErrorKind::Inner);
+    assert_eq!(err.info().attempts(), 1);
+    assert_eq!(err.stop_reason(), Some(StopReason::Fatal));
     let io = err
-        .downcast_ref::<io::Error>()
+        .get_inner()
+        .and_then(|e| e.downcast_ref::<io::Error>())
         .expect("the inner error, unchanged");
     assert_eq!(io.kind(), io::ErrorKind::TimedOut);
 }
@@ -583,7 +588,7 @@ async fn service_fn_with_infallible_error_works_through_service_builder() {
         .service(inner);
 
     let t0 = Instant::now();
-    let result: Result<Response<()>, Infallible> = client.oneshot(post()).await;
+    let result: Result<Response<()>, RetryError> = client.oneshot(post()).await;
     let resp = result.unwrap();
 
     assert_eq!(resp.status(), StatusCode::OK);

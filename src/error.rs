@@ -1,0 +1,213 @@
+//! [`RetryError`]: how a logical request failed, with the [`RetryInfo`] of what was tried.
+//!
+//! The tower adapter's error type is `RetryError`, whatever the inner service's error type
+//! (which becomes its `source()`): so that the engine can enforce the attempt timeout, the
+//! deadline and the rate-limit cooldown over any inner service, and so that every failure
+//! says how many attempts were made. Layers stacked above box it; [`RetryError::of`] finds
+//! it in a `BoxError`. The
+//! reqwest middleware returns the inner `reqwest_middleware::Error` for a failed attempt
+//! (with the `RetryInfo` in the caller's extensions) and a
+//! `reqwest_middleware::Error::Middleware` holding a `RetryError` for what the engine
+//! decided itself (a timeout, the deadline, a rate limit).
+//!
+//! ```
+//! use std::time::Duration;
+//! use bytes::Bytes;
+//! use http::Request;
+//! use http_body_util::Full;
+//! use telecho_retry::{RetryError, RetryErrorKind, RetryPolicy, TelEchoRetry};
+//! use tower::{service_fn, ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+//! let hangs = service_fn(|_req: Request<Full<Bytes>>| async {
+//!     std::future::pending::<Result<http::Response<()>, std::io::Error>>().await
+//! });
+//! let policy = RetryPolicy::builder()
+//!     .max_retries(1)
+//!     .attempt_timeout(Duration::from_secs(2))
+//!     .build();
+//! let client = ServiceBuilder::new().layer(TelEchoRetry::new(policy)).service(hangs);
+//!
+//! let err: RetryError = client.oneshot(Request::new(Full::new(Bytes::new()))).await.unwrap_err();
+//! assert_eq!(err.kind(), RetryErrorKind::AttemptTimeout);
+//! assert_eq!(err.info().attempts(), 2); // a GET is retried after a timeout
+//! # }
+//! ```
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::time::Duration;
+
+use crate::state::{RetryInfo, StopReason};
+use crate::transport::TransportErrorKind;
+
+/// A boxed error, `Send + Sync` (what `tower::BoxError` is).
+pub type BoxError = Box<dyn StdError + Send + Sync>;
+
+/// What kind of failure a [`RetryError`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RetryErrorKind {
+    /// The last attempt failed with the inner service's error ([`RetryError::inner`]).
+    Inner,
+    /// The last attempt was cut by the policy's
+    /// [`attempt_timeout`](crate::RetryPolicyBuilder::attempt_timeout) and not retried (a
+    /// request that is not safe to resend, or no retries left).
+    AttemptTimeout,
+    /// The policy's [`deadline`](crate::RetryPolicyBuilder::deadline) was reached: an
+    /// attempt in flight was cut, or the next one was not sent because it would have
+    /// started after the deadline (also when the wait behind the rate-limit cooldown would
+    /// cross it).
+    Deadline,
+    /// Not sent: the origin is rate limited for longer than the policy's
+    /// [`max_retry_after`](crate::RetryPolicyBuilder::max_retry_after) (a 429 with a longer
+    /// `Retry-After` was seen); [`RetryError::cooldown`] says for how long.
+    RateLimited,
+}
+
+/// A logical request that failed. See the [module docs](crate::error).
+///
+/// Its `source()` is the inner error (for [`RetryErrorKind::Inner`]); its `Display` names
+/// the kind and the attempts made, and its `Debug` the inner error's
+/// [`TransportErrorKind`] only: never a header, URL or body.
+pub struct RetryError {
+    kind: RetryErrorKind,
+    inner: Option<BoxError>,
+    info: RetryInfo,
+    cooldown: Option<Duration>,
+    timeout: Option<Duration>,
+}
+
+impl RetryError {
+    pub(crate) fn inner(error: BoxError, info: RetryInfo) -> Self {
+        RetryError {
+            kind: RetryErrorKind::Inner,
+            inner: Some(error),
+            info,
+            cooldown: None,
+            timeout: None,
+        }
+    }
+
+    pub(crate) fn new(kind: RetryErrorKind, info: RetryInfo) -> Self {
+        RetryError {
+            kind,
+            inner: None,
+            info,
+            cooldown: None,
+            timeout: None,
+        }
+    }
+
+    pub(crate) fn with_cooldown(mut self, cooldown: Option<Duration>) -> Self {
+        self.cooldown = cooldown;
+        self
+    }
+
+    pub(crate) fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// The `RetryError` inside a boxed error (what layers above the retry layer, such as
+    /// `Timeout` or `Buffer`, return), if it is one.
+    pub fn of<'a>(error: &'a (dyn StdError + Send + Sync + 'static)) -> Option<&'a RetryError> {
+        error.downcast_ref::<RetryError>()
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> RetryErrorKind {
+        self.kind
+    }
+
+    /// What was tried: attempts sent (0 when none was), time slept, why retrying stopped.
+    pub fn info(&self) -> RetryInfo {
+        self.info
+    }
+
+    /// Why retrying stopped (shortcut for `info().stop_reason()`).
+    pub fn stop_reason(&self) -> Option<StopReason> {
+        self.info.stop_reason()
+    }
+
+    /// `true` for an attempt timeout or the deadline.
+    pub fn is_timeout(&self) -> bool {
+        matches!(
+            self.kind,
+            RetryErrorKind::AttemptTimeout | RetryErrorKind::Deadline
+        )
+    }
+
+    /// `true` when the request was not sent because its origin is rate limited.
+    pub fn is_rate_limited(&self) -> bool {
+        self.kind == RetryErrorKind::RateLimited
+    }
+
+    /// The rate-limit cooldown that was left when the request was refused, if one was.
+    pub fn cooldown(&self) -> Option<Duration> {
+        self.cooldown
+    }
+
+    /// The inner service's error, for [`RetryErrorKind::Inner`].
+    pub fn get_inner(&self) -> Option<&(dyn StdError + Send + Sync + 'static)> {
+        self.inner.as_deref()
+    }
+
+    /// The inner service's error, owned.
+    pub fn into_inner(self) -> Option<BoxError> {
+        self.inner
+    }
+}
+
+impl fmt::Display for RetryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.info.attempts();
+        let plural = if n == 1 { "" } else { "s" };
+        match self.kind {
+            RetryErrorKind::Inner => write!(f, "request failed after {n} attempt{plural}"),
+            RetryErrorKind::AttemptTimeout => match self.timeout {
+                Some(t) => write!(
+                    f,
+                    "attempt timed out after {t:?} ({n} attempt{plural} made)"
+                ),
+                None => write!(f, "attempt timed out ({n} attempt{plural} made)"),
+            },
+            RetryErrorKind::Deadline => {
+                write!(f, "deadline exceeded ({n} attempt{plural} made)")
+            }
+            RetryErrorKind::RateLimited => match self.cooldown {
+                Some(c) => write!(
+                    f,
+                    "rate limited: not sent, the API accepts requests again in {c:?}"
+                ),
+                None => write!(f, "rate limited: not sent"),
+            },
+        }
+    }
+}
+
+impl fmt::Debug for RetryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RetryError")
+            .field("kind", &self.kind)
+            .field("info", &self.info)
+            .field("cooldown", &self.cooldown)
+            // The inner error's kind only: some errors' `Debug` show the URL, query included.
+            .field(
+                "inner",
+                &self
+                    .inner
+                    .as_deref()
+                    .map(|e| TransportErrorKind::of_error(e)),
+            )
+            .finish()
+    }
+}
+
+impl StdError for RetryError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.inner
+            .as_deref()
+            .map(|e| e as &(dyn StdError + 'static))
+    }
+}

@@ -48,7 +48,7 @@ pub type BoxError = Box<dyn StdError + Send + Sync>;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum RetryErrorKind {
-    /// The last attempt failed with the inner service's error ([`RetryError::inner`]).
+    /// The last attempt failed with the inner service's error ([`RetryError::get_inner`]).
     Inner,
     /// The last attempt was cut by the policy's
     /// [`attempt_timeout`](crate::RetryPolicyBuilder::attempt_timeout) and not retried (a

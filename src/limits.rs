@@ -1,22 +1,37 @@
 //! Limits shared by every request through one [`TelEchoRetry`](crate::TelEchoRetry): the
-//! retry budget and the rate-limit cooldown.
+//! retry budget and the rate-limit cooldown, kept apart per [`Origin`].
 //!
 //! Retries multiply load exactly when the server can least take it. Two mechanisms keep
-//! that in check, both shared by all clones of one `TelEchoRetry` (one [`SharedLimits`]):
+//! that in check, both shared by all clones of one `TelEchoRetry` (one [`SharedLimits`]),
+//! each kept per origin (scheme, host and port of the request URL), so that one API's
+//! limits never hold back requests to another:
 //!
 //! - **Retry budget** ([`RetryBudget`]): retries may add at most a share of extra load
 //!   (default 20 % of requests, plus a floor of 10 retries per second so that a quiet client
 //!   can still retry), measured over a sliding window (default 10 s). When it is spent the
 //!   response is returned with [`StopReason::Budget`](crate::StopReason::Budget) instead of
 //!   being retried. The algorithm is Finagle's, as in tower's `TpsBudget`; tower's type is
-//!   not reused because the core must build without tower and its constructor panics on
-//!   out-of-range values, where ours clamps them.
+//!   not reused because the core must build without tower, its constructor panics on
+//!   out-of-range values where ours clamps them, and its integer arithmetic lets any ratio
+//!   above 0.5 allow one retry per request (ours keeps the ratio to within one retry).
 //! - **Shared cooldown**: when a request gets a 429 with `Retry-After: T`, every request
-//!   through the same `TelEchoRetry` waits until then before its next attempt, first
-//!   attempts included (plus the policy's `retry_after_spread`), so that 100 concurrent
-//!   requests do not each collect their own 429: the contract's limits are per API key. On
-//!   by default for 429; see
+//!   to the same origin waits until then before its next attempt, first attempts included
+//!   (plus the policy's `retry_after_spread`), so that staggered requests do not each
+//!   collect their own 429: the contract's limits are per API key. A request whose wait
+//!   would cross its [deadline](crate::RetryPolicyBuilder::deadline) fails at once instead.
+//!   A 429 whose `Retry-After` is above
+//!   [`max_retry_after`](crate::RetryPolicyBuilder::max_retry_after) (say
+//!   `rate_limit_per_hour`) is handed back at once and also starts the cooldown: until it
+//!   passes, new requests to the origin are not sent but fail at once with
+//!   [`RetryErrorKind::RateLimited`](crate::RetryErrorKind::RateLimited), which carries the
+//!   wait left. The cooldown cannot stop requests already in flight when the first 429
+//!   arrives: fully concurrent requests may each meet it. On by default for 429; see
 //!   [`RetryPolicyBuilder::shared_cooldown`](crate::RetryPolicyBuilder::shared_cooldown).
+//!
+//! The request path reads the cooldown from an atomic; a request holds its origin's
+//! limits from start to end. At most 256 origins are kept apart; past that, origins with
+//! nothing in flight and no cooldown are forgotten, and if none can be, the extra origins
+//! share one set of limits.
 
 use std::collections::HashMap;
 use std::fmt;

@@ -550,21 +550,24 @@ impl RetryPolicyBuilder {
         self
     }
 
-    /// The total time one logical request may take, sleeps included. When the next delay
-    /// would cross it, the last outcome is returned at once rather than after a pointless
-    /// sleep; an attempt in flight is cut when it is reached (as an attempt timeout, see
-    /// [`attempt_timeout`](Self::attempt_timeout)). Default: none.
+    /// The total time one logical request may take: attempts, backoff sleeps and the wait
+    /// behind the shared rate-limit cooldown included. When the next delay would cross it,
+    /// the last outcome is returned at once rather than after a pointless sleep; when the
+    /// wait behind the cooldown would cross it, the request is not sent and fails at once;
+    /// an attempt in flight when it is reached is cut. Either way the adapters report a
+    /// [`RetryErrorKind::Deadline`](crate::RetryErrorKind::Deadline) error. No attempt is
+    /// ever sent after the deadline. Enforced by the engine, whatever the inner service's
+    /// error type. Default: none.
     pub fn deadline(mut self, total: Duration) -> Self {
         self.deadline = Some(total);
         self
     }
 
-    /// The time one attempt may take. An attempt that takes longer is abandoned and counts
-    /// as a [`TransportErrorKind::Timeout`]: retried for idempotent requests (or with an
-    /// idempotency key), returned otherwise. It is enforced where the inner error type can
-    /// express it ([`ClassifyError::attempt_timed_out`](crate::request::ClassifyError::attempt_timed_out):
-    /// `tower::BoxError`, `std::io::Error`, the reqwest middleware); for other error types,
-    /// put a `tower::timeout::TimeoutLayer` under the retry layer. Default: none.
+    /// The time one attempt may take. An attempt that takes longer is abandoned (its
+    /// future dropped) and counts as a [`TransportErrorKind::Timeout`]: retried for
+    /// idempotent requests (or with an idempotency key); otherwise the adapters report a
+    /// [`RetryErrorKind::AttemptTimeout`](crate::RetryErrorKind::AttemptTimeout) error.
+    /// Enforced by the engine, whatever the inner service's error type. Default: none.
     pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
         self.attempt_timeout = Some(timeout);
         self

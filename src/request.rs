@@ -8,7 +8,7 @@
 //!   [`ReplayBody`](crate::ReplayBody) (a streaming body teed into a bounded buffer), and as
 //!   "cannot be copied" for `BoxBody`, `UnsyncBoxBody` and hyper's `Incoming`. A request
 //!   whose body cannot be copied is sent once and its outcome returned unchanged.
-//! - [`RetryResponse`]: status, headers and extensions (for [`RetryInfo`]).
+//! - [`RetryResponse`]: status, headers and extensions (for [`RetryInfo`](crate::RetryInfo)).
 //! - [`ClassifyError`]: maps an inner service's error to a [`TransportErrorKind`].
 //!   Implemented for `std::convert::Infallible`, `std::io::Error`, `tower::BoxError`
 //!   (`Box<dyn Error + Send + Sync>`, walking its `source()` chain), and with features for
@@ -77,7 +77,7 @@ pub trait RetryResponse {
     /// The headers (`Retry-After`).
     fn headers(&self) -> &HeaderMap;
 
-    /// The extensions, where the engine puts a [`RetryInfo`] before handing it back.
+    /// The extensions, where the engine puts a [`RetryInfo`](crate::RetryInfo) before handing it back.
     fn extensions_mut(&mut self) -> &mut Extensions;
 
     /// The TelEcho error code of the response, when the adapter read its body.

@@ -225,6 +225,10 @@ pub enum Admission {
     },
 }
 
+/// The longest cooldown a 429 starts, unless the policy's `max_retry_after` is longer: a
+/// day. (`rate_limit_per_hour` asks for an hour at most.)
+pub const MAX_COOLDOWN: Duration = Duration::from_secs(86_400);
+
 /// The per-request retry state. See the [module docs](crate::state).
 #[derive(Debug)]
 pub struct RetryState {
@@ -452,10 +456,13 @@ impl RetryState {
         self.retry_pending = false;
     }
 
-    /// Starts the origin's cooldown for `d` when `outcome` is a 429.
+    /// Starts the origin's cooldown for `d` when `outcome` is a 429; at most
+    /// [`MAX_COOLDOWN`] or the policy's `max_retry_after`, whichever is longer, so that one
+    /// absurd `Retry-After` cannot lock the origin out for years.
     fn cool_down(&self, outcome: Outcome<'_>, d: Duration) {
         if let (Outcome::Response { status, .. }, Some(limits)) = (outcome, &self.limits) {
             if status == StatusCode::TOO_MANY_REQUESTS {
+                let d = d.min(MAX_COOLDOWN.max(self.policy.max_retry_after()));
                 // `d` may be huge: saturate, never overflow.
                 let now = Instant::now();
                 let far = now + Duration::from_secs(86_400 * 365 * 30);
@@ -641,6 +648,21 @@ mod tests {
         let left = limits.cooldown_remaining(&Origin::default()).unwrap();
         assert!(left >= Duration::from_secs(86_400 * 365));
         assert!(matches!(st.admit(), Admission::Wait(_)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_absurd_retry_after_locks_the_origin_out_for_a_day_at_most() {
+        let p = RetryPolicy::default();
+        let limits = SharedLimits::new(&p);
+        let mut st = RetryState::with_limits(&p, &limits, &Origin::default());
+        st.next(resp(&rate_limited("99999999999999999999")), true);
+        assert_eq!(
+            limits.cooldown_remaining(&Origin::default()),
+            Some(MAX_COOLDOWN)
+        );
+        tokio::time::advance(MAX_COOLDOWN).await;
+        let mut later = RetryState::with_limits(&p, &limits, &Origin::default());
+        assert_eq!(later.admit(), Admission::Send);
     }
 
     fn rate_limited(retry_after: &'static str) -> (StatusCode, HeaderMap) {

@@ -40,6 +40,8 @@ pub mod retry_after;
 pub mod state;
 pub mod transport;
 
+mod peek;
+
 #[cfg(feature = "tower")]
 mod future;
 #[cfg(feature = "tower")]
@@ -62,11 +64,14 @@ pub use api_error::{ApiError, ApiErrorParseError, ErrorCode, ErrorType, MAX_ENVE
 pub use backoff::Jitter;
 pub use error::{RetryError, RetryErrorKind};
 pub use limits::{Origin, RetryBudget, SharedLimits};
+pub use peek::PrefixedBody;
 pub use policy::{CodeRule, Decision, RetryPolicy, RetryPolicyBuilder};
 pub use replay::ReplayBody;
 #[cfg(feature = "reqwest")]
 pub use response_error::ReqwestResponseExt;
-pub use response_error::{HttpResponseExt, ResponseError};
+pub use response_error::{
+    HttpResponseExt, ResponseError, ERROR_BODY_TIMEOUT, MAX_ERROR_BODY_BYTES,
+};
 pub use retry_after::parse_retry_after;
 pub use state::{Action, Admission, AttemptNumber, Outcome, RetryInfo, RetryState, StopReason};
 pub use transport::{is_idempotent_method, TransportErrorKind};

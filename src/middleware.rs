@@ -23,30 +23,24 @@
 //!   find the TelEcho error code. The response handed back still carries its full,
 //!   unchanged body and headers: what was read is put back in front of the rest.
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
 use http::{Extensions, HeaderMap, Method, StatusCode};
-use http_body::{Body, Frame, SizeHint};
-use http_body_util::BodyExt;
 use reqwest_middleware::{Middleware, Next};
 use tower_service::Service;
 
-use crate::api_error::{ApiError, ErrorCode, MAX_ENVELOPE_BYTES};
+use crate::api_error::{ErrorCode, MAX_ENVELOPE_BYTES};
 use crate::future::{Failure, Retrying};
 use crate::layer::TelEchoRetry;
 use crate::limits::Origin;
+use crate::peek::peek;
 use crate::replay::ReplayBody;
 use crate::request::{ClassifyError, RetryRequest, RetryResponse, TryCloneBody};
+use crate::response_error::ERROR_BODY_TIMEOUT;
 use crate::state::{RetryInfo, RetryState};
 use crate::transport::TransportErrorKind;
-
-/// How long the middleware reads an error body for its TelEcho code before giving up on it.
-const PEEK_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[async_trait::async_trait]
 impl Middleware for TelEchoRetry {
@@ -311,23 +305,16 @@ impl ClassifyError for reqwest_middleware::Error {
 
 // ===== reading an error body without losing it =====
 
-/// Reads at most [`MAX_ENVELOPE_BYTES`] of the body (for at most [`PEEK_TIMEOUT`]) and
-/// parses the TelEcho code; returns the response with its body whole again.
+/// Reads at most [`MAX_ENVELOPE_BYTES`] of the body (for at most [`ERROR_BODY_TIMEOUT`])
+/// and parses the TelEcho code; returns the response with its body whole again (the
+/// shared reader in [`crate::peek`]), its headers and URL unchanged.
 async fn peek_error_code(response: reqwest::Response) -> (reqwest::Response, Option<ErrorCode>) {
     use reqwest::ResponseBuilderExt;
 
     let url = response.url().clone();
     let (mut parts, body) = http::Response::<reqwest::Body>::from(response).into_parts();
-    let mut peeked = Peeked {
-        frames: VecDeque::new(),
-        len: 0,
-        ended: false,
-        error: None,
-        rest: Some(body),
-    };
-    // Timing out leaves what was read in `peeked`; nothing is lost either way.
-    let _ = tokio::time::timeout(PEEK_TIMEOUT, peeked.read(MAX_ENVELOPE_BYTES)).await;
-    let code = peeked.code();
+    let peeked = peek(body, MAX_ENVELOPE_BYTES, ERROR_BODY_TIMEOUT).await;
+    let code = peeked.error_code();
     // Put back the response URL, which the http::Response conversion does not carry.
     if let Ok(with_url) = http::Response::builder().url(url).body(()) {
         parts.extensions.extend(with_url.into_parts().0.extensions);
@@ -337,110 +324,4 @@ async fn peek_error_code(response: reqwest::Response) -> (reqwest::Response, Opt
         reqwest::Response::from(http::Response::from_parts(parts, body)),
         code,
     )
-}
-
-struct Peeked {
-    frames: VecDeque<Frame<Bytes>>,
-    len: usize,
-    ended: bool,
-    error: Option<reqwest::Error>,
-    rest: Option<reqwest::Body>,
-}
-
-impl Peeked {
-    async fn read(&mut self, limit: usize) {
-        while self.len <= limit {
-            let Some(rest) = self.rest.as_mut() else {
-                return;
-            };
-            match rest.frame().await {
-                None => {
-                    self.ended = true;
-                    self.rest = None;
-                }
-                Some(Ok(frame)) => {
-                    if let Some(data) = frame.data_ref() {
-                        self.len += data.len();
-                    }
-                    self.frames.push_back(frame);
-                }
-                Some(Err(e)) => {
-                    self.error = Some(e);
-                    self.rest = None;
-                }
-            }
-        }
-    }
-
-    fn code(&self) -> Option<ErrorCode> {
-        if !self.ended || self.len > MAX_ENVELOPE_BYTES {
-            return None;
-        }
-        let mut all = BytesMut::with_capacity(self.len);
-        for data in self.frames.iter().filter_map(Frame::data_ref) {
-            all.extend_from_slice(data);
-        }
-        ApiError::from_json(&all).ok().map(|e| e.code().clone())
-    }
-
-    fn into_body(self) -> PrefixedBody {
-        PrefixedBody {
-            prefix: self.frames,
-            error: self.error,
-            rest: self.rest,
-        }
-    }
-}
-
-/// The frames already read, then the error that stopped the read (if any), then the rest.
-struct PrefixedBody {
-    prefix: VecDeque<Frame<Bytes>>,
-    error: Option<reqwest::Error>,
-    rest: Option<reqwest::Body>,
-}
-
-impl Body for PrefixedBody {
-    type Data = Bytes;
-    type Error = reqwest::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, reqwest::Error>>> {
-        if let Some(frame) = self.prefix.pop_front() {
-            return Poll::Ready(Some(Ok(frame)));
-        }
-        if let Some(error) = self.error.take() {
-            return Poll::Ready(Some(Err(error)));
-        }
-        match self.rest.as_mut() {
-            Some(rest) => Pin::new(rest).poll_frame(cx),
-            None => Poll::Ready(None),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.prefix.is_empty()
-            && self.error.is_none()
-            && self.rest.as_ref().is_none_or(Body::is_end_stream)
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        let head: u64 = self
-            .prefix
-            .iter()
-            .filter_map(Frame::data_ref)
-            .map(|d| d.len() as u64)
-            .sum();
-        let rest = self
-            .rest
-            .as_ref()
-            .map_or(SizeHint::with_exact(0), Body::size_hint);
-        let mut hint = SizeHint::new();
-        if let Some(upper) = rest.upper() {
-            hint.set_upper(upper.saturating_add(head));
-        }
-        hint.set_lower(rest.lower().saturating_add(head));
-        hint
-    }
 }

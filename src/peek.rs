@@ -1,0 +1,686 @@
+//! Reading the start of a response body without losing it: one bounded reader shared by
+//! every place the crate looks into an error body.
+//!
+//! - [`peek`] reads a body until it ends, until more than `limit` bytes have come, or until
+//!   `timeout` runs out, whichever is first, and hands back a [`Peeked`]: the bytes when the
+//!   whole body came within both bounds (to find the TelEcho code, [`Peeked::error_code`]),
+//!   and [`Peeked::into_body`], a [`PrefixedBody`] that replays what was read, then the
+//!   error that stopped the read (if one did), then the rest of the body. Nothing is lost:
+//!   a timeout or a limit overrun leaves the rest of the body where it was.
+//!   The middleware uses it to apply [`CodeRule`](crate::CodeRule)s.
+//! - [`collect`] reads at most `limit` bytes for at most `timeout` and keeps only the bytes
+//!   (for [`ResponseError`](crate::ResponseError)), saying whether the body was cut.
+//!
+//! Bodies whose data is not [`Bytes`] are accepted (`Data: Buf`); every frame is turned into
+//! [`Bytes`] with [`Buf::copy_to_bytes`], which for [`Bytes`] itself is a cheap slice.
+//!
+//! The read is polled by hand (no boxing, no task): [`PeekFuture`] is a pin-project-lite
+//! future over the body and a [`tokio::time::Sleep`], so it needs a tokio runtime with the
+//! time driver, and it follows tokio's paused clock in tests.
+//!
+//! Memory: empty data frames are dropped, and data frames smaller than 1 KiB are merged as
+//! they are read, so a body sent as many tiny frames costs one buffer, not one allocation
+//! per frame. At most `limit + 1` frames are read whatever their size (a body of endless
+//! empty frames cannot keep the reader spinning); a body cut there is treated as one over
+//! the limit.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+use tokio::time::Sleep;
+
+use crate::api_error::{ApiError, ErrorCode};
+
+/// Data frames smaller than this are merged into one buffer while peeking.
+const MERGE_BELOW: usize = 1024;
+
+fn into_bytes<D: Buf>(mut data: D) -> Bytes {
+    let len = data.remaining();
+    data.copy_to_bytes(len)
+}
+
+// ===== PrefixedBody =====
+
+pin_project! {
+    /// A response body of which the crate has already read the start: the frames already
+    /// read, then the error that stopped that read (if one did), then the rest of the
+    /// original body `B`, unread. Reading it gives exactly what reading `B` would have
+    /// given.
+    ///
+    /// The crate reads the start of an error response's body (at most 64 KiB
+    /// ([`MAX_ENVELOPE_BYTES`](crate::MAX_ENVELOPE_BYTES)) and for at most 10 s
+    /// ([`ERROR_BODY_TIMEOUT`](crate::ERROR_BODY_TIMEOUT))) to find its TelEcho error code
+    /// for a [`CodeRule`](crate::CodeRule), and hands the response back with this body.
+    /// What was read is put back in front of the rest; a read cut by the time bound or the
+    /// size bound leaves the rest of the body to be read as usual; an error the body
+    /// returned during that read is returned again, in its place.
+    ///
+    /// Its data is always [`Bytes`]: frames of a body whose data is another [`Buf`] are
+    /// turned into [`Bytes`] ([`Buf::copy_to_bytes`], a cheap slice when the data already
+    /// is [`Bytes`]). Frame boundaries of the part already read may differ from the
+    /// original's (small data frames are merged, empty ones dropped); the bytes and
+    /// trailers are the same. [`Body::is_end_stream`] and [`Body::size_hint`] count the
+    /// part already read and the rest.
+    ///
+    /// It is `Send`, `Sync` and `Unpin` when `B` and `B::Error` are. Its `Debug` shows
+    /// sizes, never data.
+    pub struct PrefixedBody<B: Body> {
+        prefix: VecDeque<Frame<Bytes>>,
+        prefix_len: u64,
+        error: Option<B::Error>,
+        // `B` ended or failed while the prefix was read: it is not polled again.
+        rest_done: bool,
+        #[pin]
+        rest: B,
+    }
+}
+
+impl<B: Body> PrefixedBody<B> {
+    /// A body that replays nothing and reads `body` (what a response whose body was not
+    /// read carries).
+    #[allow(dead_code)] // for the tower layer, which does not read every error body
+    pub(crate) fn new(body: B) -> Self {
+        PrefixedBody {
+            prefix: VecDeque::new(),
+            prefix_len: 0,
+            error: None,
+            rest_done: false,
+            rest: body,
+        }
+    }
+}
+
+impl<B> Body for PrefixedBody<B>
+where
+    B: Body,
+    B::Data: Buf,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = self.project();
+        if let Some(frame) = this.prefix.pop_front() {
+            if let Some(data) = frame.data_ref() {
+                *this.prefix_len -= data.len() as u64;
+            }
+            return Poll::Ready(Some(Ok(frame)));
+        }
+        if let Some(error) = this.error.take() {
+            return Poll::Ready(Some(Err(error)));
+        }
+        if *this.rest_done {
+            return Poll::Ready(None);
+        }
+        let frame = ready!(this.rest.poll_frame(cx));
+        Poll::Ready(frame.map(|r| r.map(|f| f.map_data(into_bytes))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.prefix.is_empty()
+            && self.error.is_none()
+            && (self.rest_done || self.rest.is_end_stream())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let head = self.prefix_len;
+        if self.rest_done {
+            return SizeHint::with_exact(head);
+        }
+        let rest = self.rest.size_hint();
+        let mut hint = SizeHint::new();
+        hint.set_lower(rest.lower().saturating_add(head));
+        if let Some(upper) = rest.upper() {
+            hint.set_upper(upper.saturating_add(head));
+        }
+        hint
+    }
+}
+
+impl<B: Body> fmt::Debug for PrefixedBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PrefixedBody")
+            .field("prefix_frames", &self.prefix.len())
+            .field("prefix_bytes", &self.prefix_len)
+            .field("error", &self.error.is_some())
+            .field("rest_done", &self.rest_done)
+            .finish_non_exhaustive()
+    }
+}
+
+// ===== peek =====
+
+/// Reads `body` until it ends, more than `limit` bytes (or frames) have come, or
+/// `timeout` runs out; see the [module docs](self).
+///
+/// The time bound starts now: call it right before awaiting. Needs a tokio runtime with
+/// the time driver.
+pub(crate) fn peek<B>(body: B, limit: usize, timeout: Duration) -> PeekFuture<B>
+where
+    B: Body + Unpin,
+    B::Data: Buf,
+{
+    PeekFuture {
+        sleep: tokio::time::sleep(timeout),
+        peeked: Some(Peeked {
+            frames: VecDeque::new(),
+            tail: BytesMut::new(),
+            len: 0,
+            frames_read: 0,
+            limit,
+            error: None,
+            ended: false,
+            timed_out: false,
+            rest: body,
+        }),
+    }
+}
+
+pin_project! {
+    /// The future of [`peek`].
+    pub(crate) struct PeekFuture<B: Body> {
+        #[pin]
+        sleep: Sleep,
+        peeked: Option<Peeked<B>>,
+    }
+}
+
+impl<B> Future for PeekFuture<B>
+where
+    B: Body + Unpin,
+    B::Data: Buf,
+{
+    type Output = Peeked<B>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Peeked<B>> {
+        let mut this = self.project();
+        let peeked = this
+            .peeked
+            .as_mut()
+            .expect("PeekFuture polled after completion");
+        while peeked.wants_more() {
+            match Pin::new(&mut peeked.rest).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => peeked.push(frame),
+                Poll::Ready(Some(Err(error))) => peeked.error = Some(error),
+                Poll::Ready(None) => peeked.ended = true,
+                Poll::Pending => {
+                    if this.sleep.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    peeked.timed_out = true;
+                }
+            }
+        }
+        let mut peeked = this.peeked.take().expect("checked above");
+        peeked.flush_tail();
+        Poll::Ready(peeked)
+    }
+}
+
+impl<B: Body> fmt::Debug for PeekFuture<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PeekFuture")
+            .field("peeked", &self.peeked)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`peek`] read of a body, and the rest of it.
+pub(crate) struct Peeked<B: Body> {
+    frames: VecDeque<Frame<Bytes>>,
+    /// Small data frames being merged (flushed into `frames` before anything else).
+    tail: BytesMut,
+    /// Data bytes read.
+    len: usize,
+    /// Frames read, of any kind and size.
+    frames_read: usize,
+    limit: usize,
+    error: Option<B::Error>,
+    ended: bool,
+    timed_out: bool,
+    rest: B,
+}
+
+impl<B: Body> Peeked<B>
+where
+    B::Data: Buf,
+{
+    fn wants_more(&self) -> bool {
+        !self.ended
+            && self.error.is_none()
+            && !self.timed_out
+            && self.len <= self.limit
+            && self.frames_read <= self.limit
+    }
+
+    fn push(&mut self, frame: Frame<B::Data>) {
+        self.frames_read += 1;
+        match frame.into_data() {
+            Ok(data) => {
+                let data = into_bytes(data);
+                self.len += data.len();
+                if data.is_empty() {
+                    // Nothing to replay.
+                } else if data.len() < MERGE_BELOW {
+                    self.tail.extend_from_slice(&data);
+                } else {
+                    self.flush_tail();
+                    self.frames.push_back(Frame::data(data));
+                }
+            }
+            Err(frame) => {
+                self.flush_tail();
+                self.frames.push_back(frame.map_data(into_bytes));
+            }
+        }
+    }
+}
+
+impl<B: Body> Peeked<B> {
+    fn flush_tail(&mut self) {
+        if !self.tail.is_empty() {
+            let merged = self.tail.split().freeze();
+            self.frames.push_back(Frame::data(merged));
+        }
+    }
+
+    /// `true` when the whole body was read: it ended within the size and time bounds,
+    /// without an error.
+    pub(crate) fn is_complete(&self) -> bool {
+        self.ended && self.len <= self.limit
+    }
+
+    /// The whole body, when it was read ([`is_complete`](Self::is_complete)).
+    pub(crate) fn bytes(&self) -> Option<Bytes> {
+        self.is_complete().then(|| self.data_prefix(self.len))
+    }
+
+    /// The TelEcho code of the body, when the whole body was read and is an envelope.
+    pub(crate) fn error_code(&self) -> Option<ErrorCode> {
+        let body = self.bytes()?;
+        ApiError::from_json(&body).ok().map(|e| e.code().clone())
+    }
+
+    /// The first `max` data bytes read.
+    fn data_prefix(&self, max: usize) -> Bytes {
+        let mut data = self.frames.iter().filter_map(Frame::data_ref);
+        match (data.next(), data.next()) {
+            (None, _) => Bytes::new(),
+            (Some(only), None) => only.slice(..only.len().min(max)),
+            (Some(_), Some(_)) => {
+                let mut all = BytesMut::with_capacity(self.len.min(max));
+                for d in self.frames.iter().filter_map(Frame::data_ref) {
+                    let room = max - all.len();
+                    all.extend_from_slice(&d[..d.len().min(room)]);
+                    if all.len() == max {
+                        break;
+                    }
+                }
+                all.freeze()
+            }
+        }
+    }
+
+    /// The body again, whole: what was read, then the error that stopped the read (if
+    /// any), then the rest.
+    pub(crate) fn into_body(self) -> PrefixedBody<B> {
+        let prefix_len = self
+            .frames
+            .iter()
+            .filter_map(Frame::data_ref)
+            .map(|d| d.len() as u64)
+            .sum();
+        PrefixedBody {
+            prefix: self.frames,
+            prefix_len,
+            rest_done: self.ended || self.error.is_some(),
+            error: self.error,
+            rest: self.rest,
+        }
+    }
+
+    /// What a typed error keeps: at most `limit` bytes, and how the read ended.
+    pub(crate) fn into_collected(self) -> Collected {
+        Collected {
+            bytes: self.data_prefix(self.limit),
+            truncated: !self.is_complete(),
+            timed_out: self.timed_out,
+        }
+    }
+}
+
+impl<B: Body> fmt::Debug for Peeked<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Peeked")
+            .field("len", &self.len)
+            .field("frames_read", &self.frames_read)
+            .field("limit", &self.limit)
+            .field("error", &self.error.is_some())
+            .field("ended", &self.ended)
+            .field("timed_out", &self.timed_out)
+            .finish_non_exhaustive()
+    }
+}
+
+// ===== collect =====
+
+/// What [`collect`] kept of a body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Collected {
+    /// At most `limit` bytes: the start of the body.
+    pub(crate) bytes: Bytes,
+    /// `bytes` is not the whole body: it was longer than `limit`, or the read was stopped
+    /// by the time bound or by a body error.
+    pub(crate) truncated: bool,
+    /// The time bound stopped the read.
+    pub(crate) timed_out: bool,
+}
+
+/// Reads at most `limit` bytes of `body` for at most `timeout`, then drops the body.
+pub(crate) async fn collect<B>(body: B, limit: usize, timeout: Duration) -> Collected
+where
+    B: Body + Unpin,
+    B::Data: Buf,
+{
+    peek(body, limit, timeout).await.into_collected()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::stream::{self, StreamExt};
+    use http::HeaderMap;
+    use http_body_util::{BodyExt, Full, StreamBody};
+    use std::io;
+    use tokio::sync::mpsc;
+    use tokio::time::Instant;
+
+    const ENVELOPE: &[u8] =
+        br#"{"error":{"type":"authentication_error","code":"invalid_api_key","message":"The API key provided is invalid."}}"#;
+    const TIMEOUT: Duration = Duration::from_secs(10);
+
+    type Item = Result<Frame<Bytes>, io::Error>;
+
+    fn data(b: &[u8]) -> Item {
+        Ok(Frame::data(Bytes::copy_from_slice(b)))
+    }
+
+    fn body_of(items: Vec<Item>) -> StreamBody<stream::Iter<std::vec::IntoIter<Item>>> {
+        StreamBody::new(stream::iter(items))
+    }
+
+    type ChannelBody = StreamBody<Pin<Box<dyn futures_util::Stream<Item = Item> + Send>>>;
+
+    /// A body fed by the test: the sender's frames, ended when the sender is dropped.
+    fn channel() -> (mpsc::UnboundedSender<Item>, ChannelBody) {
+        let (tx, rx) = mpsc::unbounded_channel::<Item>();
+        let s = stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|i| (i, rx)) });
+        (tx, StreamBody::new(Box::pin(s)))
+    }
+
+    async fn read_all<B>(body: B) -> (Bytes, Option<HeaderMap>)
+    where
+        B: Body<Data = Bytes>,
+        B::Error: fmt::Debug,
+    {
+        let collected = body.collect().await.expect("no body error");
+        let trailers = collected.trailers().cloned();
+        (collected.to_bytes(), trailers)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn body_within_limit_gives_its_code_and_is_replayed_whole() {
+        let started = Instant::now();
+        let peeked = peek(Full::new(Bytes::from_static(ENVELOPE)), 64 * 1024, TIMEOUT).await;
+        assert_eq!(started.elapsed(), Duration::ZERO, "no waiting");
+        assert!(peeked.is_complete());
+        assert!(!peeked.timed_out);
+        assert_eq!(peeked.bytes().as_deref(), Some(ENVELOPE));
+        assert_eq!(peeked.error_code(), Some(ErrorCode::InvalidApiKey));
+
+        let body = peeked.into_body();
+        assert!(!body.is_end_stream());
+        assert_eq!(body.size_hint().exact(), Some(ENVELOPE.len() as u64));
+        let (all, trailers) = read_all(body).await;
+        assert_eq!(all, ENVELOPE);
+        assert!(trailers.is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn body_of_exactly_the_limit_is_complete() {
+        let peeked = peek(
+            Full::new(Bytes::from_static(ENVELOPE)),
+            ENVELOPE.len(),
+            TIMEOUT,
+        )
+        .await;
+        assert_eq!(peeked.error_code(), Some(ErrorCode::InvalidApiKey));
+        let peeked = peek(
+            Full::new(Bytes::from_static(ENVELOPE)),
+            ENVELOPE.len() - 1,
+            TIMEOUT,
+        )
+        .await;
+        assert!(!peeked.is_complete());
+        assert_eq!(peeked.error_code(), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn body_over_the_limit_gives_no_code_and_is_replayed_whole() {
+        // An envelope followed by more: only the first 64 bytes would fit.
+        let mut items: Vec<Item> = ENVELOPE.chunks(40).map(data).collect();
+        items.push(data(&[b' '; 2000]));
+        items.push(data(b"tail"));
+        let mut want = ENVELOPE.to_vec();
+        want.extend_from_slice(&[b' '; 2000]);
+        want.extend_from_slice(b"tail");
+
+        let peeked = peek(body_of(items), 64, TIMEOUT).await;
+        assert!(!peeked.is_complete());
+        assert!(!peeked.timed_out);
+        assert_eq!(peeked.bytes(), None);
+        assert_eq!(peeked.error_code(), None);
+        assert!(peeked.len > 64 && peeked.len < want.len(), "stopped early");
+        let (all, _) = read_all(peeked.into_body()).await;
+        assert_eq!(all, want);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn body_that_never_ends_is_cut_by_the_timeout_and_the_rest_still_reads() {
+        let (tx, body) = channel();
+        tx.send(data(&ENVELOPE[..20])).unwrap();
+        tx.send(data(&ENVELOPE[20..50])).unwrap();
+
+        let started = Instant::now();
+        let peeked = peek(body, 64 * 1024, TIMEOUT).await;
+        assert_eq!(started.elapsed(), TIMEOUT, "returned at the time bound");
+        assert!(peeked.timed_out);
+        assert!(!peeked.is_complete());
+        assert_eq!(peeked.error_code(), None);
+        assert_eq!(peeked.len, 50, "kept what arrived");
+
+        let body = peeked.into_body();
+        assert!(!body.is_end_stream());
+        // The rest arrives later and is read after the prefix.
+        tx.send(data(&ENVELOPE[50..])).unwrap();
+        drop(tx);
+        let (all, _) = read_all(body).await;
+        assert_eq!(all, ENVELOPE);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn body_pending_forever_after_a_prefix() {
+        let items = vec![data(b"{\"error\":")];
+        let body = StreamBody::new(stream::iter(items).chain(stream::pending()));
+        let started = Instant::now();
+        let c = collect(body, 64 * 1024, Duration::from_millis(300)).await;
+        assert_eq!(started.elapsed(), Duration::from_millis(300));
+        assert_eq!(
+            c,
+            Collected {
+                bytes: Bytes::from_static(b"{\"error\":"),
+                truncated: true,
+                timed_out: true,
+            }
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn body_error_mid_read_is_replayed_after_the_prefix() {
+        let items = vec![
+            data(b"{\"err"),
+            data(b"or\":"),
+            Err(io::Error::new(io::ErrorKind::ConnectionReset, "gone")),
+            data(b"never read"),
+        ];
+        let peeked = peek(body_of(items), 64 * 1024, TIMEOUT).await;
+        assert!(!peeked.is_complete());
+        assert!(!peeked.timed_out);
+        assert_eq!(peeked.error_code(), None);
+
+        let mut body = peeked.into_body();
+        assert!(!body.is_end_stream());
+        let first = body.frame().await.unwrap().unwrap();
+        assert_eq!(
+            first.into_data().unwrap(),
+            "{\"error\":",
+            "merged small frames"
+        );
+        let err = body.frame().await.unwrap().unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionReset);
+        assert!(
+            body.frame().await.is_none(),
+            "the failed body is not polled again"
+        );
+        assert!(body.is_end_stream());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn many_tiny_frames_are_merged_and_replayed() {
+        let items: Vec<Item> = ENVELOPE.chunks(1).map(data).collect();
+        let peeked = peek(body_of(items), 64 * 1024, TIMEOUT).await;
+        assert_eq!(peeked.error_code(), Some(ErrorCode::InvalidApiKey));
+        assert_eq!(
+            peeked.frames.len(),
+            1,
+            "one buffer for {} frames",
+            ENVELOPE.len()
+        );
+        let (all, _) = read_all(peeked.into_body()).await;
+        assert_eq!(all, ENVELOPE);
+
+        // 200 000 one-byte frames past a 64 KiB limit: read up to the limit, replayed whole.
+        let n = 200_000;
+        let items: Vec<Item> = (0..n).map(|i| data(&[b'a' + (i % 26) as u8])).collect();
+        let want: Vec<u8> = (0..n).map(|i| b'a' + (i % 26) as u8).collect();
+        let peeked = peek(body_of(items), 64 * 1024, TIMEOUT).await;
+        assert!(!peeked.is_complete());
+        assert!(peeked.frames_read <= 64 * 1024 + 1);
+        let (all, _) = read_all(peeked.into_body()).await;
+        assert_eq!(all, want);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn endless_empty_frames_do_not_spin() {
+        let body = StreamBody::new(stream::repeat_with(|| data(b"")));
+        let peeked = peek(body, 1024, TIMEOUT).await;
+        assert!(!peeked.is_complete());
+        assert_eq!(peeked.frames_read, 1025);
+        assert!(peeked.frames.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn trailers_are_kept_in_place() {
+        let mut trailers = HeaderMap::new();
+        trailers.insert("grpc-status", "0".parse().unwrap());
+        let items = vec![
+            data(&ENVELOPE[..10]),
+            data(&ENVELOPE[10..]),
+            Ok(Frame::trailers(trailers.clone())),
+        ];
+        let peeked = peek(body_of(items), 64 * 1024, TIMEOUT).await;
+        assert_eq!(peeked.error_code(), Some(ErrorCode::InvalidApiKey));
+        let (all, got) = read_all(peeked.into_body()).await;
+        assert_eq!(all, ENVELOPE);
+        assert_eq!(got, Some(trailers.clone()));
+
+        // Trailers that arrive after the peek gave up are read from the rest.
+        let (tx, body) = channel();
+        tx.send(data(ENVELOPE)).unwrap();
+        let peeked = peek(body, 64 * 1024, TIMEOUT).await;
+        assert!(peeked.timed_out);
+        tx.send(Ok(Frame::trailers(trailers.clone()))).unwrap();
+        drop(tx);
+        let (all, got) = read_all(peeked.into_body()).await;
+        assert_eq!(all, ENVELOPE);
+        assert_eq!(got, Some(trailers));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn size_hint_and_end_of_stream_count_prefix_and_rest() {
+        // A 100-byte body of which 30 are read before the peek times out.
+        let (tx, body) = channel();
+        tx.send(data(&[b'x'; 30])).unwrap();
+        let peeked = peek(body, 64 * 1024, TIMEOUT).await;
+        let mut body = peeked.into_body();
+        let hint = body.size_hint();
+        assert_eq!((hint.lower(), hint.upper()), (30, None));
+        drop(tx);
+        let first = body.frame().await.unwrap().unwrap();
+        assert_eq!(first.data_ref().map(Bytes::len), Some(30));
+        assert_eq!(body.size_hint().lower(), 0);
+        assert!(body.frame().await.is_none());
+
+        // A `Full` read whole by the peek: exact hint, ends after its one frame.
+        let peeked = peek(Full::new(Bytes::from_static(b"12345")), 4, TIMEOUT).await;
+        assert!(!peeked.is_complete(), "5 bytes are over a 4-byte limit");
+        let mut body = peeked.into_body();
+        assert_eq!(body.size_hint().exact(), Some(5));
+        assert!(!body.is_end_stream());
+        body.frame().await.unwrap().unwrap();
+        assert!(body.is_end_stream());
+        assert_eq!(body.size_hint().exact(), Some(0));
+
+        // Nothing read: the rest's own hint.
+        let body = PrefixedBody::new(Full::new(Bytes::from_static(b"12345")));
+        assert_eq!(body.size_hint().exact(), Some(5));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn collect_keeps_at_most_the_limit() {
+        let c = collect(Full::new(Bytes::from_static(ENVELOPE)), 64 * 1024, TIMEOUT).await;
+        assert_eq!(
+            (c.bytes.as_ref(), c.truncated, c.timed_out),
+            (ENVELOPE, false, false)
+        );
+        let items: Vec<Item> = ENVELOPE.chunks(7).map(data).collect();
+        let c = collect(body_of(items), 20, TIMEOUT).await;
+        assert_eq!(
+            (c.bytes.as_ref(), c.truncated, c.timed_out),
+            (&ENVELOPE[..20], true, false)
+        );
+        let items = vec![data(b"abc"), Err(io::Error::other("boom"))];
+        let c = collect(body_of(items), 20, TIMEOUT).await;
+        assert_eq!((c.bytes.as_ref(), c.truncated), (&b"abc"[..], true));
+    }
+
+    #[test]
+    fn debug_shows_no_data_and_auto_traits_follow_the_body() {
+        fn send_sync_unpin<T: Send + Sync + Unpin>(_: &T) {}
+        let body = PrefixedBody::new(Full::new(Bytes::from_static(b"secret-token")));
+        send_sync_unpin(&body);
+        let shown = format!("{body:?}");
+        assert!(!shown.contains("secret"), "{shown}");
+        assert!(shown.contains("prefix_bytes"), "{shown}");
+    }
+}

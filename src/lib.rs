@@ -70,7 +70,7 @@ pub use replay::ReplayBody;
 #[cfg(feature = "reqwest")]
 pub use response_error::ReqwestResponseExt;
 pub use response_error::{
-    HttpResponseExt, ResponseError, ERROR_BODY_TIMEOUT, MAX_ERROR_BODY_BYTES,
+    HttpBodyResponseExt, HttpResponseExt, ResponseError, ERROR_BODY_TIMEOUT, MAX_ERROR_BODY_BYTES,
 };
 pub use retry_after::parse_retry_after;
 pub use state::{Action, Admission, AttemptNumber, Outcome, RetryInfo, RetryState, StopReason};

@@ -18,15 +18,28 @@
 //! assert_eq!(err.to_string(), "401 Unauthorized: invalid_api_key: The API key provided is invalid.");
 //! assert!(!format!("{err:?}").contains("never-shown"));
 //! ```
+//!
+//! | response type | trait | how the body is read |
+//! |---|---|---|
+//! | `http::Response<Bytes>` | [`HttpResponseExt`] (sync) | already in memory: at most [`MAX_ERROR_BODY_BYTES`] kept |
+//! | `http::Response<B>`, `B: http_body::Body` (hyper's `Incoming`, a tower client's body) | [`HttpBodyResponseExt`] (async) | at most [`MAX_ERROR_BODY_BYTES`], for at most [`ERROR_BODY_TIMEOUT`] |
+//! | `reqwest::Response` (feature `reqwest`) | [`ReqwestResponseExt`] (async) | at most [`MAX_ERROR_BODY_BYTES`], for at most [`ERROR_BODY_TIMEOUT`] |
+//!
+//! The async helpers never wait for an error body forever: a server that sends an error's
+//! head and then stalls costs at most [`ERROR_BODY_TIMEOUT`]. The [`ResponseError`] then
+//! keeps what had arrived, with [`body_truncated`](ResponseError::body_truncated) and
+//! [`body_timed_out`](ResponseError::body_timed_out) set, and is not parsed as an envelope.
 
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use http::header::RETRY_AFTER;
 use http::{HeaderMap, StatusCode};
+use http_body::Body;
 
 use crate::api_error::{ApiError, ErrorCode, MAX_ENVELOPE_BYTES};
+use crate::peek::collect;
 use crate::retry_after::parse_retry_after;
 
 /// The most bytes of an error body kept in a [`ResponseError`]: 64 KiB
@@ -51,12 +64,14 @@ pub struct ResponseError {
     api_error: Option<ApiError>,
     body: Bytes,
     body_truncated: bool,
+    body_timed_out: bool,
     retry_after: Option<Duration>,
 }
 
 impl ResponseError {
     /// Builds the error from a response's status, headers and (possibly truncated) body.
-    /// `body_truncated` says the body was longer than what is passed.
+    /// `body_truncated` says the body was longer than what is passed; the body is then not
+    /// parsed as an envelope.
     pub fn from_parts(
         status: StatusCode,
         headers: &HeaderMap,
@@ -78,8 +93,27 @@ impl ResponseError {
             api_error,
             body,
             body_truncated,
+            body_timed_out: false,
             retry_after,
         }
+    }
+
+    /// Reads at most [`MAX_ERROR_BODY_BYTES`] of `body` for at most `timeout` and builds
+    /// the error from what came.
+    async fn read<B>(
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: B,
+        timeout: Duration,
+    ) -> ResponseError
+    where
+        B: Body + Unpin,
+        B::Data: Buf,
+    {
+        let read = collect(body, MAX_ERROR_BODY_BYTES, timeout).await;
+        let mut error = ResponseError::from_parts(status, headers, read.bytes, read.truncated);
+        error.body_timed_out = read.timed_out;
+        error
     }
 
     /// The response status.
@@ -102,9 +136,19 @@ impl ResponseError {
         &self.body
     }
 
-    /// `true` when the body was longer than [`MAX_ERROR_BODY_BYTES`] and was cut.
+    /// `true` when [`body`](Self::body) is not the whole body, which is then not parsed as
+    /// an envelope: the body was longer than [`MAX_ERROR_BODY_BYTES`], or (async helpers)
+    /// its read was stopped early, by [`ERROR_BODY_TIMEOUT`]
+    /// ([`body_timed_out`](Self::body_timed_out)) or by an error of the body.
     pub fn body_truncated(&self) -> bool {
         self.body_truncated
+    }
+
+    /// `true` when the async helpers stopped reading the body after
+    /// [`ERROR_BODY_TIMEOUT`]: [`body`](Self::body) holds what had arrived by then, and
+    /// [`body_truncated`](Self::body_truncated) is `true` too.
+    pub fn body_timed_out(&self) -> bool {
+        self.body_timed_out
     }
 
     /// The parsed `Retry-After`, measured when the error was built.
@@ -122,7 +166,9 @@ impl fmt::Display for ResponseError {
                 "{}: response body is not a TelEcho error ({} bytes{})",
                 self.status,
                 self.body.len(),
-                if self.body_truncated {
+                if self.body_timed_out {
+                    ", timed out"
+                } else if self.body_truncated {
                     ", truncated"
                 } else {
                     ""
@@ -142,7 +188,10 @@ impl fmt::Debug for ResponseError {
             let head = &self.body[..self.body.len().min(64)];
             d.field("body_prefix", &String::from_utf8_lossy(head));
         }
-        d.field("body_len", &self.body.len()).finish()
+        d.field("body_len", &self.body.len())
+            .field("body_truncated", &self.body_truncated)
+            .field("body_timed_out", &self.body_timed_out)
+            .finish()
     }
 }
 
@@ -181,6 +230,63 @@ impl HttpResponseExt for http::Response<Bytes> {
     }
 }
 
+/// Typed errors for `http::Response<B>` whose body `B` is an [`http_body::Body`] still to
+/// be read: hyper's `Incoming`, the response of a tower HTTP client, a
+/// [`PrefixedBody`](crate::PrefixedBody).
+///
+/// The body must be `Unpin` (hyper's `Incoming`, `BoxBody` and `Full` are); wrap one that
+/// is not in `Box::pin`.
+///
+/// ```
+/// use bytes::Bytes;
+/// use http::StatusCode;
+/// use http_body_util::Full;
+/// use telecho_retry::{ErrorCode, HttpBodyResponseExt};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let body = Full::new(Bytes::from_static(
+///     br#"{"error":{"type":"authentication_error","code":"revoked_api_key","message":"Key revoked."}}"#,
+/// ));
+/// let resp = http::Response::builder().status(401).body(body).unwrap();
+/// let err = resp.api_error_for_status().await.unwrap_err();
+/// assert_eq!(err.status(), StatusCode::UNAUTHORIZED);
+/// assert_eq!(err.code(), Some(&ErrorCode::RevokedApiKey));
+/// assert!(!err.body_truncated());
+///
+/// let ok = http::Response::new(Full::new(Bytes::from_static(b"{}")));
+/// assert!(ok.api_error_for_status().await.is_ok());
+/// # }
+/// ```
+pub trait HttpBodyResponseExt: Sized {
+    /// `Ok(self)` for a status below 400, without touching the body; otherwise reads at
+    /// most [`MAX_ERROR_BODY_BYTES`] of the body for at most [`ERROR_BODY_TIMEOUT`] and
+    /// returns a [`ResponseError`] holding what came (see
+    /// [`body_truncated`](ResponseError::body_truncated) and
+    /// [`body_timed_out`](ResponseError::body_timed_out)). The rest of the body is not
+    /// read: it is dropped with the response.
+    ///
+    /// Needs a tokio runtime with the time driver (for the time bound).
+    fn api_error_for_status(
+        self,
+    ) -> impl std::future::Future<Output = Result<Self, ResponseError>> + Send;
+}
+
+impl<B> HttpBodyResponseExt for http::Response<B>
+where
+    B: Body + Unpin + Send,
+    B::Data: Buf + Send,
+    B::Error: Send,
+{
+    async fn api_error_for_status(self) -> Result<Self, ResponseError> {
+        if !is_error_status(self.status()) {
+            return Ok(self);
+        }
+        let (parts, body) = self.into_parts();
+        Err(ResponseError::read(parts.status, &parts.headers, body, ERROR_BODY_TIMEOUT).await)
+    }
+}
+
 /// Typed errors for `reqwest::Response` (feature `reqwest`).
 ///
 /// ```no_run
@@ -197,8 +303,11 @@ impl HttpResponseExt for http::Response<Bytes> {
 #[cfg(feature = "reqwest")]
 pub trait ReqwestResponseExt: Sized {
     /// `Ok(self)` for a status below 400; otherwise reads at most
-    /// [`MAX_ERROR_BODY_BYTES`] of the body and returns a [`ResponseError`]. A body read
-    /// error ends the read early: the error then holds what was read.
+    /// [`MAX_ERROR_BODY_BYTES`] of the body for at most [`ERROR_BODY_TIMEOUT`] and returns
+    /// a [`ResponseError`] holding what came. A body read error or the time bound ends the
+    /// read early: the error then holds what was read, with
+    /// [`body_truncated`](ResponseError::body_truncated) set (and
+    /// [`body_timed_out`](ResponseError::body_timed_out) for the time bound).
     fn api_error_for_status(
         self,
     ) -> impl std::future::Future<Output = Result<Self, ResponseError>> + Send;
@@ -206,29 +315,12 @@ pub trait ReqwestResponseExt: Sized {
 
 #[cfg(feature = "reqwest")]
 impl ReqwestResponseExt for reqwest::Response {
-    async fn api_error_for_status(mut self) -> Result<Self, ResponseError> {
-        let status = self.status();
-        if !is_error_status(status) {
+    async fn api_error_for_status(self) -> Result<Self, ResponseError> {
+        if !is_error_status(self.status()) {
             return Ok(self);
         }
-        let headers = std::mem::take(self.headers_mut());
-        let mut body = bytes::BytesMut::new();
-        let mut truncated = false;
-        while let Ok(Some(chunk)) = self.chunk().await {
-            let room = MAX_ERROR_BODY_BYTES - body.len();
-            if chunk.len() > room {
-                body.extend_from_slice(&chunk[..room]);
-                truncated = true;
-                break;
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Err(ResponseError::from_parts(
-            status,
-            &headers,
-            body.freeze(),
-            truncated,
-        ))
+        let (parts, body) = http::Response::<reqwest::Body>::from(self).into_parts();
+        Err(ResponseError::read(parts.status, &parts.headers, body, ERROR_BODY_TIMEOUT).await)
     }
 }
 
@@ -279,6 +371,117 @@ mod tests {
             e.to_string(),
             "502 Bad Gateway: response body is not a TelEcho error (24 bytes)"
         );
+    }
+
+    mod async_body {
+        use super::*;
+        use futures_util::stream::{self, StreamExt};
+        use http_body::Frame;
+        use http_body_util::StreamBody;
+        use tokio::time::Instant;
+
+        type Item = Result<Frame<Bytes>, std::io::Error>;
+
+        fn expect_err<T>(r: Result<T, ResponseError>) -> ResponseError {
+            match r {
+                Ok(_) => panic!("expected a ResponseError"),
+                Err(e) => e,
+            }
+        }
+
+        fn streaming(
+            status: u16,
+            chunks: &[&'static [u8]],
+            then_stall: bool,
+        ) -> http::Response<impl Body<Data = Bytes, Error = std::io::Error> + Unpin + Send>
+        {
+            let items: Vec<Item> = chunks
+                .iter()
+                .map(|c| Ok(Frame::data(Bytes::from_static(c))))
+                .collect();
+            let tail = if then_stall {
+                stream::pending().boxed()
+            } else {
+                stream::empty().boxed()
+            };
+            let body = StreamBody::new(stream::iter(items).chain(tail));
+            http::Response::builder()
+                .status(status)
+                .header("retry-after", "3")
+                .body(body)
+                .unwrap()
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn stalled_body_is_kept_as_it_was_at_the_time_bound() {
+            let started = Instant::now();
+            let e = expect_err(
+                streaming(401, &[b"{\"error\":", b"{\"type\""], true)
+                    .api_error_for_status()
+                    .await,
+            );
+            assert_eq!(started.elapsed(), ERROR_BODY_TIMEOUT);
+            assert_eq!(e.body(), &Bytes::from_static(b"{\"error\":{\"type\""));
+            assert!(e.body_truncated() && e.body_timed_out());
+            assert_eq!(e.retry_after(), Some(Duration::from_secs(3)));
+            assert_eq!(
+                e.to_string(),
+                "401 Unauthorized: response body is not a TelEcho error (16 bytes, timed out)"
+            );
+            assert!(format!("{e:?}").contains("body_timed_out: true"));
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn envelope_in_chunks_is_parsed_at_once() {
+            let started = Instant::now();
+            let e = expect_err(
+                streaming(
+                    429,
+                    &[
+                        br#"{"error":{"type":"rate_limit_error","#,
+                        br#""code":"rate_limit_per_hour","message":"later"}}"#,
+                    ],
+                    false,
+                )
+                .api_error_for_status()
+                .await,
+            );
+            assert_eq!(started.elapsed(), Duration::ZERO);
+            assert_eq!(e.code(), Some(&ErrorCode::RateLimitPerHour));
+            assert!(!e.body_truncated() && !e.body_timed_out());
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn success_is_handed_back_without_reading_the_body() {
+            let started = Instant::now();
+            let Ok(resp) = streaming(200, &[b"partial"], true)
+                .api_error_for_status()
+                .await
+            else {
+                panic!("a 200 passes");
+            };
+            assert_eq!(started.elapsed(), Duration::ZERO);
+            assert_eq!(resp.status(), 200);
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn body_over_the_limit_is_cut_without_waiting() {
+            let big: &'static [u8] =
+                Box::leak(vec![b'x'; MAX_ERROR_BODY_BYTES + 1].into_boxed_slice());
+            let started = Instant::now();
+            let e = expect_err(
+                streaming(500, &[big, b"more"], true)
+                    .api_error_for_status()
+                    .await,
+            );
+            assert_eq!(
+                started.elapsed(),
+                Duration::ZERO,
+                "the limit, not the clock, ended it"
+            );
+            assert_eq!(e.body().len(), MAX_ERROR_BODY_BYTES);
+            assert!(e.body_truncated() && !e.body_timed_out());
+        }
     }
 
     #[test]

@@ -206,6 +206,9 @@ pub(crate) enum Misbehave {
     /// Reads the request, sends a `502` head with `Content-Length: 100` and 4 bytes, then
     /// holds the connection without sending more.
     StallAfterErrorHead,
+    /// Reads the request, sends a complete head with this status and `Content-Length: 100`,
+    /// 10 bytes of body (`0123456789`), then holds the connection without sending more.
+    StallAfterPartialBody(u16),
 }
 
 /// A `TcpListener` on `127.0.0.1:0` that misbehaves on every connection; stops when
@@ -344,6 +347,19 @@ pub(crate) async fn misbehave(mut stream: TcpStream, how: Misbehave) {
         Misbehave::StallAfterErrorHead => {
             let head = b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 100\r\n\r\n{\"er";
             let _ = stream.write_all(head).await;
+            let mut sink = [0u8; 1024];
+            while let Ok(n) = stream.read(&mut sink).await {
+                if n == 0 {
+                    break;
+                }
+            }
+        }
+        Misbehave::StallAfterPartialBody(status) => {
+            let head = format!(
+                "HTTP/1.1 {status} Whatever\r\nContent-Type: application/json\r\n\
+                 Content-Length: 100\r\n\r\n0123456789"
+            );
+            let _ = stream.write_all(head.as_bytes()).await;
             let mut sink = [0u8; 1024];
             while let Ok(n) = stream.read(&mut sink).await {
                 if n == 0 {

@@ -134,9 +134,9 @@ fn runtime() -> tokio::runtime::Runtime {
 
 /// Allocations and bytes per call, over `n` calls (requests built before counting starts,
 /// responses dropped inside the counted region).
-fn count<S>(rt: &tokio::runtime::Runtime, mut svc: S, n: usize) -> (f64, f64)
+fn count<S, B>(rt: &tokio::runtime::Runtime, mut svc: S, n: usize) -> (f64, f64)
 where
-    S: Service<Req, Response = Resp>,
+    S: Service<Req, Response = Response<B>>,
     S::Error: Debug,
 {
     let requests: Vec<Req> = (0..n).map(request).collect();

@@ -35,8 +35,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use telecho_retry::request::ClassifyError;
 use telecho_retry::{
-    CodeRule, ErrorCode, Jitter, ReqwestResponseExt, RetryInfo, RetryPolicy, StopReason,
-    TelEchoRetry, TransportErrorKind,
+    CodeRule, ErrorCode, Jitter, ReqwestResponseExt, ResponseBody, RetryInfo, RetryPolicy,
+    StopReason, TelEchoRetry, TransportErrorKind,
 };
 use tower::{service_fn, ServiceBuilder, ServiceExt};
 
@@ -224,7 +224,8 @@ async fn custom_classifier(api: &MockApi) -> Result<(), Box<dyn Error>> {
     );
     *faults.lock().expect("faults") =
         VecDeque::from([Some(AppErrorKind::GatewayDown), Some(AppErrorKind::Timeout)]);
-    let response: Response<Incoming> = client.clone().oneshot(call(Some("order-78-call"))?).await?;
+    let response: Response<ResponseBody<Incoming>> =
+        client.clone().oneshot(call(Some("order-78-call"))?).await?;
     let info = RetryInfo::of(response.extensions());
     println!(
         "service_fn, POST with Idempotency-Key: gateway down, timeout, then {} after {} attempts",

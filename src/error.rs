@@ -20,7 +20,7 @@
 //!
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
 //! let hangs = service_fn(|_req: Request<Full<Bytes>>| async {
-//!     std::future::pending::<Result<http::Response<()>, std::io::Error>>().await
+//!     std::future::pending::<Result<http::Response<Full<Bytes>>, std::io::Error>>().await
 //! });
 //! let policy = RetryPolicy::builder()
 //!     .max_retries(1)

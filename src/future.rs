@@ -13,8 +13,11 @@ use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 use tower_service::Service;
 
+use crate::api_error::{ErrorCode, MAX_ENVELOPE_BYTES};
 use crate::error::{BoxError, RetryError, RetryErrorKind};
-use crate::request::{ClassifyError, RetryRequest, RetryResponse};
+use crate::peek::{peek, PeekFuture};
+use crate::request::{ClassifyError, ResponseParts, RetryRequest, RetryResponse};
+use crate::response_error::ERROR_BODY_TIMEOUT;
 use crate::state::{Action, Admission, AttemptNumber, Outcome, RetryInfo, RetryState, StopReason};
 use crate::trace;
 use crate::transport::{is_idempotent_method, TransportErrorKind};
@@ -27,6 +30,9 @@ pub(crate) enum Failure<E> {
     Engine(RetryError),
 }
 
+/// The response an adapter hands back for inner responses of type `R`.
+pub(crate) type Output<R> = <R as RetryResponse>::Output;
+
 pin_project! {
     /// One logical request: admit, reserve the inner service, attempt, classify, wait,
     /// until [`RetryState`] says stop.
@@ -38,9 +44,10 @@ pin_project! {
     pub(crate) struct Retrying<S, Req>
     where
         S: Service<Req>,
+        S::Response: RetryResponse,
     {
         #[pin]
-        state: State<S::Future>,
+        state: State<S::Future, S::Response>,
         service: S,
         // The request the next attempt sends: a duplicate, or the original while the first
         // attempt waits to be admitted or for the inner service.
@@ -56,7 +63,10 @@ pin_project! {
 
 pin_project! {
     #[project = StateProj]
-    enum State<F> {
+    enum State<F, R>
+    where
+        R: RetryResponse,
+    {
         // Waiting out a backoff delay or the shared cooldown before the next attempt.
         Waiting { #[pin] sleep: Sleep },
         // About to ask whether the next attempt may be sent.
@@ -67,14 +77,17 @@ pin_project! {
         Called { #[pin] future: F },
         // An attempt is in flight, bounded by the attempt timeout.
         Timed { #[pin] future: F, #[pin] sleep: Sleep, after: Duration },
+        // An error response arrived; reading its body for the error code.
+        Peeking { #[pin] peek: PeekFuture<R::Body>, head: Option<R::Head> },
         // Refused before an attempt was sent.
         Refused { error: Option<RetryError> },
     }
 }
 
-/// What one attempt came to.
+/// What one attempt came to: a response (as it will be handed back) with the error code
+/// read from its body, an error, or a timeout.
 enum Attempted<R, E> {
-    Response(R),
+    Response(R, Option<ErrorCode>),
     Error(E),
     TimedOut(Duration),
 }
@@ -82,6 +95,7 @@ enum Attempted<R, E> {
 impl<S, Req> Retrying<S, Req>
 where
     S: Service<Req> + Clone,
+    S::Response: RetryResponse,
     Req: RetryRequest,
 {
     /// Starts one logical request on `service`, which the caller polled ready. The first
@@ -153,9 +167,10 @@ fn send<S, Req>(
     slot: &mut Option<Req>,
     idempotent: &mut Option<bool>,
     mut request: Req,
-) -> State<S::Future>
+) -> State<S::Future, S::Response>
 where
     S: Service<Req>,
+    S::Response: RetryResponse,
     Req: RetryRequest,
 {
     *slot = retry
@@ -206,21 +221,21 @@ fn decide<Req, R, E>(
 ) -> ControlFlow<Result<R, Failure<E>>, Duration>
 where
     Req: RetryRequest,
-    R: RetryResponse,
+    R: ResponseParts,
     E: ClassifyError,
 {
     let idempotent = match (&attempted, idempotent, slot.as_ref()) {
-        (Attempted::Response(_), _, _) => false,
+        (Attempted::Response(..), _, _) => false,
         (_, Some(known), _) => known,
         (_, None, Some(copy)) => retry.policy().is_idempotent(copy.method(), copy.headers()),
         (_, None, None) => false,
     };
     let duplicate = slot.take().filter(Req::is_replayable);
     let outcome = match &attempted {
-        Attempted::Response(response) => Outcome::Response {
+        Attempted::Response(response, code) => Outcome::Response {
             status: response.status(),
             headers: response.headers(),
-            code: response.error_code(),
+            code: code.as_ref(),
         },
         Attempted::Error(error) => Outcome::Transport {
             kind: error.transport_error_kind(),
@@ -241,8 +256,8 @@ where
     ControlFlow::Break(match attempted {
         // A first attempt that succeeded carries no `RetryInfo`: the success path stays
         // allocation-free, and "no `RetryInfo`" reads as "one attempt, success".
-        Attempted::Response(response) if info.is_first_try_success() => Ok(response),
-        Attempted::Response(mut response) => {
+        Attempted::Response(response, _) if info.is_first_try_success() => Ok(response),
+        Attempted::Response(mut response, _) => {
             response.extensions_mut().insert(info);
             Ok(response)
         }
@@ -263,7 +278,7 @@ where
     S::Error: ClassifyError,
     Req: RetryRequest,
 {
-    type Output = Result<S::Response, Failure<S::Error>>;
+    type Output = Result<Output<S::Response>, Failure<S::Error>>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
@@ -312,7 +327,13 @@ where
                     continue;
                 }
                 StateProj::Called { future } => match future.poll(cx) {
-                    Poll::Ready(Ok(response)) => Attempted::Response(response),
+                    Poll::Ready(Ok(response)) => match read_code(response, this.retry) {
+                        CodeRead::Done(attempted) => attempted,
+                        CodeRead::Peek(peeking) => {
+                            this.state.set(peeking);
+                            continue;
+                        }
+                    },
                     Poll::Ready(Err(error)) => Attempted::Error(error),
                     Poll::Pending => {
                         if past_deadline(this.deadline, cx) {
@@ -328,7 +349,13 @@ where
                     sleep,
                     after,
                 } => match future.poll(cx) {
-                    Poll::Ready(Ok(response)) => Attempted::Response(response),
+                    Poll::Ready(Ok(response)) => match read_code(response, this.retry) {
+                        CodeRead::Done(attempted) => attempted,
+                        CodeRead::Peek(peeking) => {
+                            this.state.set(peeking);
+                            continue;
+                        }
+                    },
                     Poll::Ready(Err(error)) => Attempted::Error(error),
                     Poll::Pending => {
                         if past_deadline(this.deadline, cx) {
@@ -340,6 +367,25 @@ where
                         Attempted::TimedOut(*after)
                     }
                 },
+                StateProj::Peeking { peek, head } => {
+                    let peeked = match peek.poll(cx) {
+                        Poll::Ready(peeked) => peeked,
+                        Poll::Pending => {
+                            if past_deadline(this.deadline, cx) {
+                                this.state.set(State::Admitting);
+                                this.retry.stop_at_deadline(true);
+                                return Poll::Ready(Err(deadline_error(this.retry)));
+                            }
+                            return Poll::Pending;
+                        }
+                    };
+                    let Some(head) = head.take() else {
+                        unreachable!("Peeking holds the head until the read ends");
+                    };
+                    let code = peeked.error_code();
+                    let response = S::Response::from_head(head, peeked.into_body());
+                    Attempted::Response(response, code)
+                }
                 StateProj::Refused { error } => {
                     let error = error.take().unwrap_or_else(|| {
                         RetryError::new(RetryErrorKind::Deadline, this.retry.info())
@@ -360,6 +406,33 @@ where
     }
 }
 
+/// What [`read_code`] makes of a response.
+enum CodeRead<A, S> {
+    /// The response as it will be handed back; its body was not read.
+    Done(A),
+    /// The state that reads its body for the error code first.
+    Peek(S),
+}
+
+/// A response as it will be handed back, or, when the policy has code rules and this is an
+/// error response, the state that reads its body for the code first.
+fn read_code<R, E, F>(
+    response: R,
+    retry: &RetryState,
+) -> CodeRead<Attempted<Output<R>, E>, State<F, R>>
+where
+    R: RetryResponse,
+{
+    if retry.policy().has_code_rules() && response.status().as_u16() >= 400 {
+        let (head, body) = response.into_head();
+        return CodeRead::Peek(State::Peeking {
+            peek: peek(body, MAX_ENVELOPE_BYTES, ERROR_BODY_TIMEOUT),
+            head: Some(head),
+        });
+    }
+    CodeRead::Done(Attempted::Response(response.into_output(), None))
+}
+
 /// Polls the deadline timer, if there is one: `true` once it has fired.
 fn past_deadline(deadline: &mut Option<Pin<Box<Sleep>>>, cx: &mut Context<'_>) -> bool {
     deadline
@@ -374,6 +447,7 @@ fn deadline_error<E>(retry: &RetryState) -> Failure<E> {
 impl<S, Req> fmt::Debug for Retrying<S, Req>
 where
     S: Service<Req>,
+    S::Response: RetryResponse,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Retrying")
@@ -391,6 +465,7 @@ pin_project! {
     pub struct ResponseFuture<S, Req>
     where
         S: Service<Req>,
+        S::Response: RetryResponse,
     {
         #[pin]
         inner: Retrying<S, Req>,
@@ -400,6 +475,7 @@ pin_project! {
 impl<S, Req> ResponseFuture<S, Req>
 where
     S: Service<Req>,
+    S::Response: RetryResponse,
 {
     pub(crate) fn new(inner: Retrying<S, Req>) -> Self {
         ResponseFuture { inner }
@@ -413,7 +489,7 @@ where
     S::Error: ClassifyError + Into<BoxError>,
     Req: RetryRequest,
 {
-    type Output = Result<S::Response, RetryError>;
+    type Output = Result<Output<S::Response>, RetryError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let result = ready!(self.project().inner.poll(cx));
@@ -427,6 +503,7 @@ where
 impl<S, Req> fmt::Debug for ResponseFuture<S, Req>
 where
     S: Service<Req>,
+    S::Response: RetryResponse,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture")

@@ -30,7 +30,7 @@ use crate::service::RetryService;
 /// let inner = service_fn(move |_req: Request<Full<Bytes>>| {
 ///     calls += 1;
 ///     let status = if calls < 3 { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
-///     async move { Ok::<_, Infallible>(Response::builder().status(status).body(()).unwrap()) }
+///     async move { Ok::<_, Infallible>(Response::builder().status(status).body(String::new()).unwrap()) }
 /// });
 /// let client = ServiceBuilder::new().layer(TelEchoRetry::default()).service(inner);
 ///

@@ -64,7 +64,7 @@ pub use api_error::{ApiError, ApiErrorParseError, ErrorCode, ErrorType, MAX_ENVE
 pub use backoff::Jitter;
 pub use error::{RetryError, RetryErrorKind};
 pub use limits::{Origin, RetryBudget, SharedLimits};
-pub use peek::PrefixedBody;
+pub use peek::ResponseBody;
 pub use policy::{CodeRule, Decision, RetryPolicy, RetryPolicyBuilder};
 pub use replay::ReplayBody;
 #[cfg(feature = "reqwest")]

@@ -31,14 +31,12 @@ use http::{Extensions, HeaderMap, Method, StatusCode};
 use reqwest_middleware::{Middleware, Next};
 use tower_service::Service;
 
-use crate::api_error::{ErrorCode, MAX_ENVELOPE_BYTES};
 use crate::future::{Failure, Retrying};
 use crate::layer::TelEchoRetry;
 use crate::limits::Origin;
-use crate::peek::peek;
+use crate::peek::ResponseBody;
 use crate::replay::ReplayBody;
-use crate::request::{ClassifyError, RetryRequest, RetryResponse, TryCloneBody};
-use crate::response_error::ERROR_BODY_TIMEOUT;
+use crate::request::{ClassifyError, ResponseParts, RetryRequest, RetryResponse, TryCloneBody};
 use crate::state::{RetryInfo, RetryState};
 use crate::transport::TransportErrorKind;
 
@@ -58,10 +56,7 @@ impl Middleware for TelEchoRetry {
             0
         };
         let attempt = Attempt::new(req, extensions.clone(), replay_limit);
-        let service = NextService {
-            next,
-            read_codes: self.policy.has_code_rules(),
-        };
+        let service = NextService { next };
         match Retrying::new(service, state, attempt).await {
             Ok(done) => {
                 *extensions = done.extensions;
@@ -162,13 +157,11 @@ impl RetryRequest for Attempt {
 #[derive(Clone)]
 struct NextService<'a> {
     next: Next<'a>,
-    read_codes: bool,
 }
 
 struct Attempted {
     response: reqwest::Response,
     extensions: Extensions,
-    code: Option<ErrorCode>,
 }
 
 struct Failed {
@@ -189,23 +182,12 @@ impl<'a> Service<Attempt> for NextService<'a> {
 
     fn call(&mut self, attempt: Attempt) -> Self::Future {
         let next = self.next.clone();
-        let read_codes = self.read_codes;
         Box::pin(async move {
             let (request, mut extensions) = attempt.into_parts();
-            let result = next.run(request, &mut extensions).await;
-            match result {
-                Ok(response) if read_codes && response.status().as_u16() >= 400 => {
-                    let (response, code) = peek_error_code(response).await;
-                    Ok(Attempted {
-                        response,
-                        extensions,
-                        code,
-                    })
-                }
+            match next.run(request, &mut extensions).await {
                 Ok(response) => Ok(Attempted {
                     response,
                     extensions,
-                    code: None,
                 }),
                 Err(error) => Err(Failed { error, extensions }),
             }
@@ -213,7 +195,7 @@ impl<'a> Service<Attempt> for NextService<'a> {
     }
 }
 
-impl RetryResponse for Attempted {
+impl ResponseParts for Attempted {
     fn status(&self) -> StatusCode {
         self.response.status()
     }
@@ -225,9 +207,27 @@ impl RetryResponse for Attempted {
     fn extensions_mut(&mut self) -> &mut Extensions {
         self.response.extensions_mut()
     }
+}
 
-    fn error_code(&self) -> Option<&ErrorCode> {
-        self.code.as_ref()
+impl RetryResponse for Attempted {
+    type Output = Attempted;
+    type Body = reqwest::Body;
+    type Head = (ReqwestHead, Extensions);
+
+    fn into_output(self) -> Attempted {
+        self
+    }
+
+    fn into_head(self) -> (Self::Head, reqwest::Body) {
+        let (head, body) = self.response.into_head();
+        ((head, self.extensions), body)
+    }
+
+    fn from_head((head, extensions): Self::Head, body: ResponseBody<reqwest::Body>) -> Attempted {
+        Attempted {
+            response: reqwest::Response::from_head(head, body),
+            extensions,
+        }
     }
 }
 
@@ -274,7 +274,7 @@ impl RetryRequest for reqwest::Request {
     }
 }
 
-impl RetryResponse for reqwest::Response {
+impl ResponseParts for reqwest::Response {
     fn status(&self) -> StatusCode {
         self.status()
     }
@@ -285,6 +285,37 @@ impl RetryResponse for reqwest::Response {
 
     fn extensions_mut(&mut self) -> &mut Extensions {
         self.extensions_mut()
+    }
+}
+
+/// A `reqwest::Response` without its body: the `http` parts and the URL (which the
+/// conversion to `http::Response` does not carry).
+type ReqwestHead = (http::response::Parts, reqwest::Url);
+
+impl RetryResponse for reqwest::Response {
+    type Output = reqwest::Response;
+    type Body = reqwest::Body;
+    type Head = ReqwestHead;
+
+    fn into_output(self) -> reqwest::Response {
+        self
+    }
+
+    fn into_head(self) -> (ReqwestHead, reqwest::Body) {
+        let url = self.url().clone();
+        let (parts, body) = http::Response::<reqwest::Body>::from(self).into_parts();
+        ((parts, url), body)
+    }
+
+    fn from_head((mut parts, url): ReqwestHead, body: ResponseBody<reqwest::Body>) -> Self {
+        use reqwest::ResponseBuilderExt;
+
+        // Put back the response URL, which the `http::Response` conversion does not carry.
+        if let Ok(with_url) = http::Response::builder().url(url).body(()) {
+            parts.extensions.extend(with_url.into_parts().0.extensions);
+        }
+        let body = reqwest::Body::wrap(body);
+        reqwest::Response::from(http::Response::from_parts(parts, body))
     }
 }
 
@@ -301,27 +332,4 @@ impl ClassifyError for reqwest_middleware::Error {
             reqwest_middleware::Error::Middleware(e) => TransportErrorKind::of_error(e.as_ref()),
         }
     }
-}
-
-// ===== reading an error body without losing it =====
-
-/// Reads at most [`MAX_ENVELOPE_BYTES`] of the body (for at most [`ERROR_BODY_TIMEOUT`])
-/// and parses the TelEcho code; returns the response with its body whole again (the
-/// shared reader in [`crate::peek`]), its headers and URL unchanged.
-async fn peek_error_code(response: reqwest::Response) -> (reqwest::Response, Option<ErrorCode>) {
-    use reqwest::ResponseBuilderExt;
-
-    let url = response.url().clone();
-    let (mut parts, body) = http::Response::<reqwest::Body>::from(response).into_parts();
-    let peeked = peek(body, MAX_ENVELOPE_BYTES, ERROR_BODY_TIMEOUT).await;
-    let code = peeked.error_code();
-    // Put back the response URL, which the http::Response conversion does not carry.
-    if let Ok(with_url) = http::Response::builder().url(url).body(()) {
-        parts.extensions.extend(with_url.into_parts().0.extensions);
-    }
-    let body = reqwest::Body::wrap(peeked.into_body());
-    (
-        reqwest::Response::from(http::Response::from_parts(parts, body)),
-        code,
-    )
 }

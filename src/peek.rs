@@ -4,7 +4,7 @@
 //! - [`peek`] reads a body until it ends, until more than `limit` bytes have come, or until
 //!   `timeout` runs out, whichever is first, and hands back a [`Peeked`]: the bytes when the
 //!   whole body came within both bounds (to find the TelEcho code, [`Peeked::error_code`]),
-//!   and [`Peeked::into_body`], a [`PrefixedBody`] that replays what was read, then the
+//!   and [`Peeked::into_body`], a [`ResponseBody`] that replays what was read, then the
 //!   error that stopped the read (if one did), then the rest of the body. Nothing is lost:
 //!   a timeout or a limit overrun leaves the rest of the body where it was.
 //!   The middleware uses it to apply [`CodeRule`](crate::CodeRule)s.
@@ -46,7 +46,7 @@ fn into_bytes<D: Buf>(mut data: D) -> Bytes {
     data.copy_to_bytes(len)
 }
 
-// ===== PrefixedBody =====
+// ===== ResponseBody =====
 
 pin_project! {
     /// A response body of which the crate has already read the start: the frames already
@@ -71,7 +71,7 @@ pin_project! {
     ///
     /// It is `Send`, `Sync` and `Unpin` when `B` and `B::Error` are. Its `Debug` shows
     /// sizes, never data.
-    pub struct PrefixedBody<B: Body> {
+    pub struct ResponseBody<B: Body> {
         prefix: VecDeque<Frame<Bytes>>,
         prefix_len: u64,
         error: Option<B::Error>,
@@ -82,12 +82,11 @@ pin_project! {
     }
 }
 
-impl<B: Body> PrefixedBody<B> {
+impl<B: Body> ResponseBody<B> {
     /// A body that replays nothing and reads `body` (what a response whose body was not
     /// read carries).
-    #[allow(dead_code)] // for the tower layer, which does not read every error body
     pub(crate) fn new(body: B) -> Self {
-        PrefixedBody {
+        ResponseBody {
             prefix: VecDeque::new(),
             prefix_len: 0,
             error: None,
@@ -97,7 +96,7 @@ impl<B: Body> PrefixedBody<B> {
     }
 }
 
-impl<B> Body for PrefixedBody<B>
+impl<B> Body for ResponseBody<B>
 where
     B: Body,
     B::Data: Buf,
@@ -147,9 +146,9 @@ where
     }
 }
 
-impl<B: Body> fmt::Debug for PrefixedBody<B> {
+impl<B: Body> fmt::Debug for ResponseBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PrefixedBody")
+        f.debug_struct("ResponseBody")
             .field("prefix_frames", &self.prefix.len())
             .field("prefix_bytes", &self.prefix_len)
             .field("error", &self.error.is_some())
@@ -333,14 +332,14 @@ impl<B: Body> Peeked<B> {
 
     /// The body again, whole: what was read, then the error that stopped the read (if
     /// any), then the rest.
-    pub(crate) fn into_body(self) -> PrefixedBody<B> {
+    pub(crate) fn into_body(self) -> ResponseBody<B> {
         let prefix_len = self
             .frames
             .iter()
             .filter_map(Frame::data_ref)
             .map(|d| d.len() as u64)
             .sum();
-        PrefixedBody {
+        ResponseBody {
             prefix: self.frames,
             prefix_len,
             rest_done: self.ended || self.error.is_some(),
@@ -652,7 +651,7 @@ mod tests {
         assert_eq!(body.size_hint().exact(), Some(0));
 
         // Nothing read: the rest's own hint.
-        let body = PrefixedBody::new(Full::new(Bytes::from_static(b"12345")));
+        let body = ResponseBody::new(Full::new(Bytes::from_static(b"12345")));
         assert_eq!(body.size_hint().exact(), Some(5));
     }
 
@@ -677,7 +676,7 @@ mod tests {
     #[test]
     fn debug_shows_no_data_and_auto_traits_follow_the_body() {
         fn send_sync_unpin<T: Send + Sync + Unpin>(_: &T) {}
-        let body = PrefixedBody::new(Full::new(Bytes::from_static(b"secret-token")));
+        let body = ResponseBody::new(Full::new(Bytes::from_static(b"secret-token")));
         send_sync_unpin(&body);
         let shown = format!("{body:?}");
         assert!(!shown.contains("secret"), "{shown}");

@@ -8,7 +8,11 @@
 //!   [`ReplayBody`](crate::ReplayBody) (a streaming body teed into a bounded buffer), and as
 //!   "cannot be copied" for `BoxBody`, `UnsyncBoxBody` and hyper's `Incoming`. A request
 //!   whose body cannot be copied is sent once and its outcome returned unchanged.
-//! - [`RetryResponse`]: status, headers and extensions (for [`RetryInfo`](crate::RetryInfo)).
+//! - [`RetryResponse`] and [`ResponseParts`]: status, headers and extensions (for
+//!   [`RetryInfo`](crate::RetryInfo)), and the body, read for an error code when the policy
+//!   has [`CodeRule`](crate::CodeRule)s. Implemented for `http::Response<B>` (handed back as
+//!   `http::Response<`[`ResponseBody<B>`]`>`) and, with feature `reqwest`, for
+//!   `reqwest::Response`.
 //! - [`ClassifyError`]: maps an inner service's error to a [`TransportErrorKind`].
 //!   Implemented for `std::convert::Infallible`, `std::io::Error`, `tower::BoxError`
 //!   (`Box<dyn Error + Send + Sync>`, walking its `source()` chain), and with features for
@@ -22,8 +26,10 @@ use std::error::Error as StdError;
 use bytes::{Buf, Bytes};
 use http::{Extensions, HeaderMap, Method, StatusCode};
 
-use crate::api_error::ErrorCode;
+use http_body::Body;
+
 use crate::limits::Origin;
+use crate::peek::ResponseBody;
 use crate::transport::TransportErrorKind;
 
 /// A request the engine can inspect and duplicate.
@@ -69,21 +75,44 @@ pub trait TryCloneBody: Sized {
     }
 }
 
-/// A response the engine can classify and annotate.
-pub trait RetryResponse {
+/// The parts of a response the engine reads and annotates.
+pub trait ResponseParts {
     /// The status.
     fn status(&self) -> StatusCode;
 
     /// The headers (`Retry-After`).
     fn headers(&self) -> &HeaderMap;
 
-    /// The extensions, where the engine puts a [`RetryInfo`](crate::RetryInfo) before handing it back.
+    /// The extensions, where the engine puts a [`RetryInfo`](crate::RetryInfo) before
+    /// handing the response back.
     fn extensions_mut(&mut self) -> &mut Extensions;
+}
 
-    /// The TelEcho error code of the response, when the adapter read its body.
-    fn error_code(&self) -> Option<&ErrorCode> {
-        None
-    }
+/// A response the engine can classify, annotate, and read the error body of.
+///
+/// When the policy has [`CodeRule`](crate::CodeRule)s, the engine reads the start of an
+/// error response's body (status ≥ 400; at most 64 KiB, for at most 10 s) to find its
+/// TelEcho code, and hands the response back with a [`ResponseBody`] that puts what it
+/// read back in front of the rest: nothing is lost. So the adapter hands back
+/// [`Output`](Self::Output), in which the body can carry that prefix: for
+/// `http::Response<B>` that is `http::Response<ResponseBody<B>>` (whether or not the body
+/// was read), for `reqwest::Response` a `reqwest::Response` again.
+pub trait RetryResponse: ResponseParts + Sized {
+    /// What the adapter hands the caller.
+    type Output: ResponseParts;
+    /// The body the engine reads for an error code.
+    type Body: Body + Unpin;
+    /// Everything but the body.
+    type Head;
+
+    /// The response as handed back, its body unread.
+    fn into_output(self) -> Self::Output;
+
+    /// Splits the response to read its body.
+    fn into_head(self) -> (Self::Head, Self::Body);
+
+    /// Puts a response whose body was read back together.
+    fn from_head(head: Self::Head, body: ResponseBody<Self::Body>) -> Self::Output;
 }
 
 /// Maps an inner service's error to a [`TransportErrorKind`].
@@ -196,7 +225,7 @@ impl TryCloneBody for hyper::body::Incoming {
 
 // ===== impl RetryResponse =====
 
-impl<B> RetryResponse for http::Response<B> {
+impl<B> ResponseParts for http::Response<B> {
     fn status(&self) -> StatusCode {
         self.status()
     }
@@ -207,6 +236,27 @@ impl<B> RetryResponse for http::Response<B> {
 
     fn extensions_mut(&mut self) -> &mut Extensions {
         self.extensions_mut()
+    }
+}
+
+impl<B> RetryResponse for http::Response<B>
+where
+    B: Body + Unpin,
+{
+    type Output = http::Response<ResponseBody<B>>;
+    type Body = B;
+    type Head = http::response::Parts;
+
+    fn into_output(self) -> Self::Output {
+        self.map(ResponseBody::new)
+    }
+
+    fn into_head(self) -> (Self::Head, B) {
+        self.into_parts()
+    }
+
+    fn from_head(head: Self::Head, body: ResponseBody<B>) -> Self::Output {
+        http::Response::from_parts(head, body)
     }
 }
 

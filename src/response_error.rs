@@ -50,7 +50,7 @@ pub const MAX_ERROR_BODY_BYTES: usize = MAX_ENVELOPE_BYTES;
 ///
 /// It bounds the middleware's read of an error body for its TelEcho code (when the policy
 /// has [`CodeRule`](crate::CodeRule)s; the response then still carries its whole body, see
-/// [`PrefixedBody`](crate::PrefixedBody)), and the read of the async typed-error helpers
+/// [`ResponseBody`](crate::ResponseBody)), and the read of the async typed-error helpers
 /// (whose [`ResponseError`] then keeps what had arrived). A server that sends an error's
 /// head and then stalls costs at most this long, never forever.
 pub const ERROR_BODY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -232,7 +232,7 @@ impl HttpResponseExt for http::Response<Bytes> {
 
 /// Typed errors for `http::Response<B>` whose body `B` is an [`http_body::Body`] still to
 /// be read: hyper's `Incoming`, the response of a tower HTTP client, a
-/// [`PrefixedBody`](crate::PrefixedBody).
+/// [`ResponseBody`](crate::ResponseBody).
 ///
 /// The body must be `Unpin` (hyper's `Incoming`, `BoxBody` and `Full` are); wrap one that
 /// is not in `Box::pin`.

@@ -98,7 +98,7 @@ where
     S::Error: ClassifyError + Into<BoxError>,
     Req: RetryRequest,
 {
-    type Response = S::Response;
+    type Response = <S::Response as RetryResponse>::Output;
     type Error = RetryError;
     type Future = ResponseFuture<S, Req>;
 

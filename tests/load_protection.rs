@@ -14,8 +14,8 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use telecho_retry::{
-    AttemptNumber, Jitter, RetryBudget, RetryError, RetryErrorKind, RetryInfo, RetryPolicy,
-    StopReason, TelEchoRetry,
+    AttemptNumber, Jitter, ResponseBody, RetryBudget, RetryError, RetryErrorKind, RetryInfo,
+    RetryPolicy, StopReason, TelEchoRetry,
 };
 use tokio::time::Instant;
 use tower::{service_fn, BoxError, Service, ServiceExt};
@@ -207,7 +207,7 @@ async fn a_flood_of_503s_stops_at_the_budget_and_resumes_as_it_refills() {
 /// Sends 20 concurrent GETs; returns each one's (retries, stop reason).
 async fn flood<S>(svc: S) -> Vec<(u32, StopReason)>
 where
-    S: Service<Req, Response = Response<Full<Bytes>>> + Clone + Send + 'static,
+    S: Service<Req, Response = Response<ResponseBody<Full<Bytes>>>> + Clone + Send + 'static,
     S::Future: Send,
     S::Error: std::fmt::Debug + Send,
 {

@@ -26,8 +26,8 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use telecho_retry::request::TryCloneBody;
 use telecho_retry::{
-    Jitter, ResponseFuture, RetryError, RetryErrorKind, RetryInfo, RetryPolicy, RetryService,
-    StopReason, TelEchoRetry,
+    Jitter, ResponseBody, ResponseFuture, RetryError, RetryErrorKind, RetryInfo, RetryPolicy,
+    RetryService, StopReason, TelEchoRetry,
 };
 use tokio::time::{advance, Instant};
 use tokio_test::{assert_pending, assert_ready, task};
@@ -36,7 +36,7 @@ use tower_test::mock;
 
 // ===== helpers =====
 
-type Resp = Response<&'static str>;
+type Resp = Response<String>;
 type Handle<B> = mock::Handle<Request<B>, Resp>;
 type Fut<B> = task::Spawn<ResponseFuture<mock::Mock<Request<B>, Resp>, Request<B>>>;
 
@@ -76,14 +76,17 @@ fn post() -> Request<Full<Bytes>> {
 }
 
 fn status(code: u16) -> Resp {
-    Response::builder().status(code).body("").unwrap()
+    Response::builder()
+        .status(code)
+        .body(String::new())
+        .unwrap()
 }
 
 fn with_retry_after(code: u16, value: &'static str) -> Resp {
     Response::builder()
         .status(code)
         .header(RETRY_AFTER, value)
-        .body("")
+        .body(String::new())
         .unwrap()
 }
 
@@ -302,17 +305,20 @@ async fn exhausted_retries_return_the_last_response_with_retry_info() {
         Response::builder()
             .status(503)
             .header("x-attempt", "3")
-            .body("the third")
+            .body("the third".to_owned())
             .unwrap(),
     );
 
     let resp = assert_ready!(fut.poll()).unwrap();
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(resp.headers()["x-attempt"], "3");
-    assert_eq!(*resp.body(), "the third");
     let info = info(&resp);
     assert_eq!(info.attempts(), 3);
     assert_eq!(info.retries(), 2);
+    assert_eq!(
+        resp.into_body().collect().await.unwrap().to_bytes(),
+        "the third"
+    );
     assert_eq!(info.slept(), secs(3));
     assert_eq!(info.stop_reason(), Some(StopReason::MaxRetries));
 
@@ -356,14 +362,22 @@ async fn non_clonable_body_is_sent_once_and_its_503_returned() {
     // The one attempt carried the body untouched.
     let sent = sent.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(sent, Bytes::from_static(b"stream"));
-    first.send_response(Response::builder().status(503).body("unavailable").unwrap());
+    first.send_response(
+        Response::builder()
+            .status(503)
+            .body("unavailable".to_owned())
+            .unwrap(),
+    );
 
     // Never an error just because it could not be retried: the 503 itself comes back.
     let resp = assert_ready!(fut.poll()).unwrap();
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(*resp.body(), "unavailable");
     let info = info(&resp);
     assert_eq!(info.attempts(), 1);
+    assert_eq!(
+        resp.into_body().collect().await.unwrap().to_bytes(),
+        "unavailable"
+    );
     assert_eq!(info.stop_reason(), Some(StopReason::NotReplayable));
 
     advance(secs(3600)).await;
@@ -466,7 +480,7 @@ fn io_error(kind: io::ErrorKind) -> BoxError {
 async fn first_attempt_fails(
     req: Request<Full<Bytes>>,
     error: BoxError,
-) -> (Result<Resp, RetryError>, usize) {
+) -> (Result<Response<ResponseBody<String>>, RetryError>, usize) {
     let (method, headers) = (req.method().clone(), req.headers().clone());
     let (mut fut, mut handle) = start(exact(5), req);
     let (_, first) = take_attempt(&mut handle);
@@ -580,7 +594,12 @@ async fn service_fn_with_infallible_error_works_through_service_builder() {
                 log.len()
             };
             let code = if n < 3 { 503 } else { 200 };
-            Ok::<_, Infallible>(Response::builder().status(code).body(()).unwrap())
+            Ok::<_, Infallible>(
+                Response::builder()
+                    .status(code)
+                    .body(String::new())
+                    .unwrap(),
+            )
         }
     });
     let client = ServiceBuilder::new()
@@ -588,7 +607,7 @@ async fn service_fn_with_infallible_error_works_through_service_builder() {
         .service(inner);
 
     let t0 = Instant::now();
-    let result: Result<Response<()>, RetryError> = client.oneshot(post()).await;
+    let result: Result<Response<ResponseBody<String>>, RetryError> = client.oneshot(post()).await;
     let resp = result.unwrap();
 
     assert_eq!(resp.status(), StatusCode::OK);
@@ -622,7 +641,7 @@ async fn response_future_and_layer_are_send() {
     let mut svc = ServiceBuilder::new()
         .layer(TelEchoRetry::default())
         .service(tower::service_fn(|_req: Request<Full<Bytes>>| async {
-            Ok::<_, Infallible>(Response::new(()))
+            Ok::<_, Infallible>(Response::new(String::new()))
         }));
     let fut = svc.ready().await.unwrap().call(get());
     assert_send(&fut);

@@ -15,7 +15,7 @@
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
-//! | `tower` | yes | [`TelEchoRetry`] as a `Layer`, [`RetryService`], hyper error classification |
+//! | `tower` | yes | [`TelEchoRetry`] as a `Layer`, [`RetryService`], classification of hyper, HTTP/2 (`h2`) and `tower::timeout` errors |
 //! | `reqwest` | yes | [`TelEchoRetry`] as a `Middleware`, typed errors for `reqwest::Response` |
 //! | `tracing` | yes | one `tracing` event per retry (target `telecho_retry`) |
 //!

@@ -385,7 +385,7 @@ impl RetryPolicy {
 
     pub(crate) fn transport_verdict(&self, kind: TransportErrorKind, idempotent: bool) -> Verdict {
         match kind {
-            TransportErrorKind::Connect => Verdict::Backoff,
+            TransportErrorKind::Connect | TransportErrorKind::Refused => Verdict::Backoff,
             TransportErrorKind::Timeout
             | TransportErrorKind::Reset
             | TransportErrorKind::IncompleteMessage
@@ -815,12 +815,12 @@ mod tests {
         let mut keyed = HeaderMap::new();
         keyed.insert("idempotency-key", HeaderValue::from_static("k1"));
         use TransportErrorKind::*;
-        for kind in [Connect, Timeout, Reset, IncompleteMessage, Other] {
+        for kind in [Connect, Refused, Timeout, Reset, IncompleteMessage, Other] {
             let get = p.classify_transport(kind, &Method::GET, &none);
             let post = p.classify_transport(kind, &Method::POST, &none);
             let post_keyed = p.classify_transport(kind, &Method::POST, &keyed);
             let (want_get, want_post, want_keyed) = match kind {
-                Connect => (Decision::Backoff, Decision::Backoff, Decision::Backoff),
+                Connect | Refused => (Decision::Backoff, Decision::Backoff, Decision::Backoff),
                 Other => (Decision::Fatal, Decision::Fatal, Decision::Fatal),
                 _ => (Decision::Backoff, Decision::Fatal, Decision::Backoff),
             };

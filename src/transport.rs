@@ -7,11 +7,33 @@
 //! | kind | idempotent method, or idempotency key present | otherwise (e.g. a `POST`) |
 //! |---|---|---|
 //! | [`Connect`](TransportErrorKind::Connect): the request never left | retried | retried |
+//! | [`Refused`](TransportErrorKind::Refused): the server did not process it (HTTP/2 `REFUSED_STREAM`, `GOAWAY` with `NO_ERROR`) | retried | retried |
 //! | [`Timeout`](TransportErrorKind::Timeout), [`Reset`](TransportErrorKind::Reset), [`IncompleteMessage`](TransportErrorKind::IncompleteMessage) | retried | **fatal**: it may have reached the server |
 //! | [`Other`](TransportErrorKind::Other) | fatal | fatal |
 //!
 //! Idempotent methods are those RFC 9110 §9.2.2 names: `GET`, `HEAD`, `OPTIONS`, `PUT`,
 //! `DELETE`, `TRACE`.
+//!
+//! # What [`TransportErrorKind::of_error`] recognises
+//!
+//! | error (anywhere in the `source()` chain) | kind |
+//! |---|---|
+//! | `std::io::Error`: `ConnectionRefused`, `AddrNotAvailable`, `NotConnected`, `HostUnreachable`, `NetworkUnreachable` | `Connect` |
+//! | `std::io::Error`: `TimedOut`, `WouldBlock` | `Timeout` |
+//! | `std::io::Error`: `ConnectionReset`, `ConnectionAborted`, `BrokenPipe` | `Reset` |
+//! | `std::io::Error`: `UnexpectedEof` | `IncompleteMessage` |
+//! | `tokio::time::error::Elapsed`, a [`RetryError`](crate::RetryError) that `is_timeout()` (a retry layer below this one) | `Timeout` |
+//! | `tower::timeout::error::Elapsed` (feature `tower`: a `TimeoutLayer` under the retry layer) | `Timeout` |
+//! | hyper-util client error that `is_connect()` (feature `tower`) | `Connect` |
+//! | `hyper::Error`: incomplete message / timeout / closed or canceled (feature `tower`) | `IncompleteMessage` / `Timeout` / `Reset` |
+//! | `h2::Error` from the server: stream reset with `REFUSED_STREAM`, or `GOAWAY` with `NO_ERROR` (feature `tower`) | `Refused` |
+//! | `reqwest::Error` that `is_connect()` / `is_timeout()` (feature `reqwest`) | `Connect` / `Timeout` |
+//!
+//! The two `h2` cases are the ones RFC 9113 §8.7 says were not processed: a stream the
+//! server refused, and a stream above the last stream id of a graceful `GOAWAY`. reqwest's
+//! own retry classifier treats the same two as safe to retry. Any other HTTP/2 error (a
+//! reset with another reason, a `GOAWAY` with an error code) is not recognised: the rest of
+//! the chain decides, else `Other`.
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -26,6 +48,11 @@ pub enum TransportErrorKind {
     /// The connection could not be established (refused, DNS, TLS handshake, connect
     /// timeout): the request never left, so resending is always safe.
     Connect,
+    /// The server refused the request before processing it: an HTTP/2 stream reset with
+    /// `REFUSED_STREAM`, or a graceful `GOAWAY` (`NO_ERROR`) whose last stream id is below
+    /// the request's (RFC 9113 §8.7). The request may have been sent, but was not acted
+    /// on, so resending is always safe.
+    Refused,
     /// The request or its response timed out after it may have been sent.
     Timeout,
     /// The connection was reset or closed after the request may have been sent.
@@ -37,15 +64,20 @@ pub enum TransportErrorKind {
 }
 
 impl TransportErrorKind {
-    /// `true` when the request may have reached the server (every kind but `Connect`).
+    /// `true` when the server may have acted on the request: every kind but `Connect`
+    /// (nothing was sent) and `Refused` (the server says it did not process it).
     pub fn may_have_been_sent(self) -> bool {
-        !matches!(self, TransportErrorKind::Connect)
+        !matches!(
+            self,
+            TransportErrorKind::Connect | TransportErrorKind::Refused
+        )
     }
 
     /// A short lowercase name, for logs.
     pub fn as_str(self) -> &'static str {
         match self {
             TransportErrorKind::Connect => "connect",
+            TransportErrorKind::Refused => "refused",
             TransportErrorKind::Timeout => "timeout",
             TransportErrorKind::Reset => "reset",
             TransportErrorKind::IncompleteMessage => "incomplete_message",
@@ -55,28 +87,37 @@ impl TransportErrorKind {
 
     /// Classifies any error by walking its `source()` chain.
     ///
-    /// It downcasts each link to the error types it knows: [`std::io::Error`] (by
-    /// [`io::ErrorKind`]), `tokio::time::error::Elapsed`, and with the `tower` feature
-    /// `hyper::Error` and hyper-util's client error, with the `reqwest` feature
-    /// `reqwest::Error`. A `Connect` anywhere in the chain wins (a connect timeout is a
-    /// connect error: nothing was sent); otherwise the first link that says something
-    /// decides; otherwise [`TransportErrorKind::Other`].
+    /// It downcasts each link to the error types it knows (the table in the
+    /// [module docs](crate::transport)): [`std::io::Error`] (by [`io::ErrorKind`]),
+    /// `tokio::time::error::Elapsed`, and with the `tower` feature
+    /// `tower::timeout::error::Elapsed`, `hyper::Error`, hyper-util's client error and
+    /// `h2::Error`, with the `reqwest` feature `reqwest::Error`. A `Connect` anywhere in
+    /// the chain wins (a connect timeout is a connect error: nothing was sent), then a
+    /// `Refused` anywhere (the server says it did not process the request, whatever an
+    /// outer link says); otherwise the first link that says something decides; otherwise
+    /// [`TransportErrorKind::Other`].
     pub fn of_error(err: &(dyn StdError + 'static)) -> Self {
         let mut found = None;
+        let mut refused = false;
         let mut link = Some(err);
         let mut depth = 0;
         while let Some(e) = link {
-            if let Some(kind) = kind_of_link(e) {
-                if kind == TransportErrorKind::Connect {
-                    return kind;
+            match kind_of_link(e) {
+                Some(TransportErrorKind::Connect) => return TransportErrorKind::Connect,
+                Some(TransportErrorKind::Refused) => refused = true,
+                Some(kind) => {
+                    found.get_or_insert(kind);
                 }
-                found.get_or_insert(kind);
+                None => {}
             }
             depth += 1;
             if depth > 32 {
                 break; // a cyclic or absurd chain: stop, do not spin
             }
             link = e.source();
+        }
+        if refused {
+            return TransportErrorKind::Refused;
         }
         found.unwrap_or(TransportErrorKind::Other)
     }
@@ -115,6 +156,12 @@ fn kind_of_link(e: &(dyn StdError + 'static)) -> Option<TransportErrorKind> {
     }
     #[cfg(feature = "tower")]
     {
+        if e.is::<tower::timeout::error::Elapsed>() {
+            return Some(Timeout);
+        }
+        if let Some(h2) = e.downcast_ref::<h2::Error>() {
+            return h2_not_processed(h2).then_some(Refused);
+        }
         if let Some(h) = e.downcast_ref::<hyper_util::client::legacy::Error>() {
             if h.is_connect() {
                 return Some(Connect);
@@ -144,6 +191,17 @@ fn kind_of_link(e: &(dyn StdError + 'static)) -> Option<TransportErrorKind> {
         }
     }
     None
+}
+
+/// An HTTP/2 error that says the server did not process the request (RFC 9113 §8.7), as
+/// reqwest 0.13's retry classifier reads it: a graceful `GOAWAY` from the server (the
+/// stream is above its last stream id), or the server resetting the stream with
+/// `REFUSED_STREAM`.
+#[cfg(feature = "tower")]
+fn h2_not_processed(e: &h2::Error) -> bool {
+    e.is_remote()
+        && ((e.is_go_away() && e.reason() == Some(h2::Reason::NO_ERROR))
+            || (e.is_reset() && e.reason() == Some(h2::Reason::REFUSED_STREAM)))
 }
 
 /// `true` for the methods RFC 9110 §9.2.2 defines as idempotent:
@@ -221,6 +279,151 @@ mod tests {
         assert_eq!(
             TransportErrorKind::of_error(&e),
             TransportErrorKind::Connect
+        );
+    }
+
+    #[test]
+    fn refused_is_never_considered_sent_and_has_a_name() {
+        assert!(!TransportErrorKind::Refused.may_have_been_sent());
+        assert!(!TransportErrorKind::Connect.may_have_been_sent());
+        assert!(TransportErrorKind::Reset.may_have_been_sent());
+        assert_eq!(TransportErrorKind::Refused.to_string(), "refused");
+    }
+
+    #[cfg(feature = "tower")]
+    #[test]
+    fn tower_timeout_elapsed_is_a_timeout() {
+        let e = tower::timeout::error::Elapsed::new();
+        assert_eq!(
+            TransportErrorKind::of_error(&e),
+            TransportErrorKind::Timeout
+        );
+        // As a `TimeoutLayer` under the retry layer hands it up: boxed, maybe wrapped.
+        let boxed: Box<dyn StdError + Send + Sync> = Box::new(e);
+        assert_eq!(
+            TransportErrorKind::of_error(&*boxed),
+            TransportErrorKind::Timeout
+        );
+        let wrapped = Wrap(Box::new(tower::timeout::error::Elapsed::new()));
+        assert_eq!(
+            TransportErrorKind::of_error(&wrapped),
+            TransportErrorKind::Timeout
+        );
+    }
+
+    #[cfg(feature = "tower")]
+    #[test]
+    fn h2_reasons_of_our_own_are_not_the_servers_refusal() {
+        // `h2::Error::from(Reason)` is a reason this side produced, not the server's
+        // RST_STREAM or GOAWAY: nothing says the server did not process the request. (The
+        // server-sent cases are tested end to end in `tests/http2.rs`.)
+        for reason in [
+            h2::Reason::REFUSED_STREAM,
+            h2::Reason::NO_ERROR,
+            h2::Reason::CANCEL,
+        ] {
+            let e = Wrap(Box::new(h2::Error::from(reason)));
+            assert_eq!(
+                TransportErrorKind::of_error(&e),
+                TransportErrorKind::Other,
+                "{reason:?}"
+            );
+        }
+    }
+
+    /// The error an h2 client gets for one `POST` from an in-memory h2 server that runs
+    /// `serve` on its connection.
+    #[cfg(feature = "tower")]
+    async fn h2_client_error<F, Fut>(serve: F) -> h2::Error
+    where
+        F: FnOnce(h2::server::Connection<tokio::io::DuplexStream, bytes::Bytes>) -> Fut,
+        F: Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+        let server = tokio::spawn(async move {
+            let conn = h2::server::handshake(server_io).await.unwrap();
+            serve(conn).await;
+        });
+        let (send, conn) = h2::client::handshake(client_io).await.unwrap();
+        tokio::spawn(conn);
+        let err = async {
+            let mut send = send.ready().await?;
+            let req = http::Request::post("http://api.telecho.test/v1/calls")
+                .body(())
+                .unwrap();
+            let (resp, _) = send.send_request(req, true)?;
+            resp.await.map(|_| ())
+        }
+        .await
+        .expect_err("the server did not answer");
+        server.await.unwrap();
+        err
+    }
+
+    #[cfg(feature = "tower")]
+    #[tokio::test]
+    async fn h2_refused_stream_from_the_server_is_refused_whatever_wraps_it() {
+        let err = h2_client_error(|mut conn| async move {
+            let (_req, mut respond) = conn.accept().await.unwrap().unwrap();
+            respond.send_reset(h2::Reason::REFUSED_STREAM);
+            while conn.accept().await.is_some() {}
+        })
+        .await;
+        assert!(err.is_reset() && err.is_remote(), "{err:?}");
+        assert_eq!(
+            TransportErrorKind::of_error(&err),
+            TransportErrorKind::Refused
+        );
+        // An outer link that alone would say Timeout (an io::Error whose source() is the
+        // h2 error): the server's refusal is the more precise word.
+        #[derive(Debug)]
+        struct Via(h2::Error);
+        impl fmt::Display for Via {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("via")
+            }
+        }
+        impl StdError for Via {
+            fn source(&self) -> Option<&(dyn StdError + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let outer = io::Error::new(io::ErrorKind::TimedOut, Via(err));
+        assert_eq!(
+            TransportErrorKind::of_error(&outer),
+            TransportErrorKind::Refused
+        );
+    }
+
+    #[cfg(feature = "tower")]
+    #[tokio::test]
+    async fn h2_goaway_no_error_from_the_server_is_refused() {
+        let err = h2_client_error(|mut conn| async move {
+            conn.abrupt_shutdown(h2::Reason::NO_ERROR);
+            while conn.accept().await.is_some() {}
+        })
+        .await;
+        assert!(err.is_go_away() && err.is_remote(), "{err:?}");
+        assert_eq!(err.reason(), Some(h2::Reason::NO_ERROR));
+        assert_eq!(
+            TransportErrorKind::of_error(&err),
+            TransportErrorKind::Refused
+        );
+    }
+
+    #[cfg(feature = "tower")]
+    #[tokio::test]
+    async fn h2_goaway_with_an_error_code_is_not_refused() {
+        let err = h2_client_error(|mut conn| async move {
+            conn.abrupt_shutdown(h2::Reason::INTERNAL_ERROR);
+            while conn.accept().await.is_some() {}
+        })
+        .await;
+        assert!(err.is_go_away() && err.is_remote(), "{err:?}");
+        assert_eq!(
+            TransportErrorKind::of_error(&err),
+            TransportErrorKind::Other
         );
     }
 

@@ -275,7 +275,7 @@ pub trait HttpBodyResponseExt: Sized {
 impl<B> HttpBodyResponseExt for http::Response<B>
 where
     B: Body + Unpin + Send,
-    B::Data: Buf + Send,
+    B::Data: Buf,
     B::Error: Send,
 {
     async fn api_error_for_status(self) -> Result<Self, ResponseError> {

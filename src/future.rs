@@ -456,6 +456,7 @@ where
     }
 }
 
+#[cfg(feature = "tower")]
 pin_project! {
     /// The future of one logical request through [`RetryService`](crate::RetryService).
     ///
@@ -472,6 +473,7 @@ pin_project! {
     }
 }
 
+#[cfg(feature = "tower")]
 impl<S, Req> ResponseFuture<S, Req>
 where
     S: Service<Req>,
@@ -482,6 +484,7 @@ where
     }
 }
 
+#[cfg(feature = "tower")]
 impl<S, Req> Future for ResponseFuture<S, Req>
 where
     S: Service<Req>,
@@ -500,6 +503,7 @@ where
     }
 }
 
+#[cfg(feature = "tower")]
 impl<S, Req> fmt::Debug for ResponseFuture<S, Req>
 where
     S: Service<Req>,

@@ -27,6 +27,8 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
+// Without an adapter, the engine's future and the errors only adapters build are unused.
+#![cfg_attr(not(feature = "tower"), allow(dead_code, unused_imports))]
 
 pub mod api_error;
 pub mod backoff;
@@ -42,7 +44,7 @@ pub mod transport;
 
 mod peek;
 
-#[cfg(feature = "tower")]
+// The engine's future needs only `tower-service` (a dependency of the core).
 mod future;
 #[cfg(feature = "tower")]
 mod layer;
@@ -50,7 +52,6 @@ mod layer;
 pub mod middleware;
 #[cfg(feature = "tower")]
 mod service;
-#[cfg(feature = "tower")]
 mod trace;
 
 #[cfg(feature = "tower")]

@@ -9,8 +9,8 @@
 //! ```
 //!
 //! The middleware runs the same engine as the tower layer: the rest of the middleware
-//! chain (`Next`) is wrapped as a tower `Service` and driven by
-//! [`ResponseFuture`](crate::ResponseFuture). What it adds on top:
+//! chain (`Next`) is wrapped as a tower `Service` and driven by the engine's future. What it
+//! adds on top:
 //!
 //! - **Streaming bodies.** A body `reqwest::Request::try_clone` cannot copy is wrapped in a
 //!   [`ReplayBody`] that records up to [`TelEchoRetry::replay_buffer`] bytes (64 KiB by
@@ -22,6 +22,30 @@
 //!   of an error response (status ≥ 400) is read, at most 64 KiB and for at most 10 s, to
 //!   find the TelEcho error code. The response handed back still carries its full,
 //!   unchanged body and headers: what was read is put back in front of the rest.
+//!
+//! # Errors
+//!
+//! A failed attempt hands back the inner `reqwest_middleware::Error` unchanged, with the
+//! final attempt's extensions and a [`RetryInfo`] in the caller's `extensions`. What the
+//! engine decides itself comes back as `reqwest_middleware::Error::Middleware` holding a
+//! [`RetryError`](crate::RetryError) (an attempt timeout, the deadline, a rate limit that
+//! refuses the request), and the caller's extensions stay as they were, plus the
+//! [`RetryInfo`]. `reqwest_middleware::Error::is_timeout()` is `false` for every
+//! `Middleware` error by that crate's design; ask the `RetryError` instead:
+//!
+//! ```
+//! use telecho_retry::RetryError;
+//!
+//! fn timed_out(err: &reqwest_middleware::Error) -> bool {
+//!     match err {
+//!         reqwest_middleware::Error::Reqwest(e) => e.is_timeout(),
+//!         reqwest_middleware::Error::Middleware(e) => {
+//!             e.downcast_ref::<RetryError>().is_some_and(RetryError::is_timeout)
+//!         }
+//!     }
+//! }
+//! # let _ = timed_out;
+//! ```
 
 use std::future::Future;
 use std::pin::Pin;

@@ -33,7 +33,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use telecho_retry::request::ClassifyError;
+use telecho_retry::classify::ClassifyError;
 use telecho_retry::{
     CodeRule, ErrorCode, Jitter, ReqwestResponseExt, ResponseBody, RetryInfo, RetryPolicy,
     StopReason, TelEchoRetry, TransportErrorKind,

@@ -2,24 +2,75 @@
 //!
 //! TelEcho's contract: every error is a JSON envelope `{"error":{"type","code","message"}}`;
 //! on 429 wait for `Retry-After`; on 5xx back off exponentially, 1 s, 2 s, 4 s … up to 30 s;
-//! never retry any other 4xx. This crate turns that contract into:
+//! never retry any other 4xx. [`TelEchoRetry`] turns it into a tower `Layer` and a
+//! `reqwest_middleware::Middleware`, both driving one engine.
 //!
-//! - [`RetryPolicy`]: classifies each outcome into a [`Decision`], with jittered backoff
-//!   ([`Jitter`]) and full RFC 9110 `Retry-After` parsing ([`parse_retry_after`]);
-//! - [`RetryState`]: the one per-request engine both adapters drive;
-//! - [`ApiError`], [`ErrorCode`], [`ErrorType`]: the envelope as types you can `match` on;
-//! - with feature `tower`, [`TelEchoRetry`] as a `tower::Layer`; with feature `reqwest`, the
-//!   same [`TelEchoRetry`] as a `reqwest_middleware::Middleware`.
+//! # Quick start: tower
+//!
+//! ```no_run
+//! use bytes::Bytes;
+//! use http_body_util::Full;
+//! use hyper_util::client::legacy::Client;
+//! use hyper_util::rt::TokioExecutor;
+//! use telecho_retry::{RetryInfo, TelEchoRetry};
+//! use tower::{ServiceBuilder, ServiceExt};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+//! let client = ServiceBuilder::new().layer(TelEchoRetry::default()).service(client);
+//! let request = http::Request::get("http://127.0.0.1:8080/v1/agents")
+//!     .header("authorization", "Bearer tel_sk_...")
+//!     .body(Full::new(Bytes::new()))?;
+//! let response = client.oneshot(request).await?; // Err: a `RetryError`
+//! println!("{} after {} attempt(s)", response.status(), RetryInfo::of(response.extensions()).attempts());
+//! # Ok(()) }
+//! ```
+//!
+//! # Quick start: reqwest
+//!
+//! ```no_run
+//! use telecho_retry::{ReqwestResponseExt, TelEchoRetry};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+//!     .with(TelEchoRetry::default())
+//!     .build();
+//! let response = client.get("http://127.0.0.1:8080/v1/agents").bearer_auth("tel_sk_...").send().await?;
+//! let agents = response.api_error_for_status().await?.text().await?; // typed errors
+//! # let _ = agents; Ok(()) }
+//! ```
+//!
+//! # The main types
+//!
+//! - [`TelEchoRetry`]: the configuration, a `Layer` ([`RetryService`], [`ResponseFuture`])
+//!   and a `Middleware`; [`RetryPolicy`] / [`RetryPolicyBuilder`]: its settings;
+//!   [`RetryOverride`]: per-request changes, in the request's extensions.
+//! - [`RetryInfo`], [`StopReason`]: what happened to a request; [`RetryError`]: how it
+//!   failed (the tower layer's error type).
+//! - [`ApiError`], [`ErrorCode`], [`ErrorType`], [`ResponseError`]: the envelope as types
+//!   you can `match` on.
+//! - [`classify`]: the [`Classifier`](classify::Classifier) trait, for another API's
+//!   contract; [`limits`]: budgets and cooldowns, shareable between `TelEchoRetry` values;
+//!   [`body`]: what the engine copies and hands back; [`engine`]: the per-request state, for
+//!   adapters of your own.
+//!
+//! # Architecture
+//!
+//! Dependencies run one way: [`envelope`](ApiError) (the error contract's types) →
+//! [`classify`] (what kind of outcome) → [`policy`] (what to do about it) → [`engine`]
+//! (per-request state, the future, limits) → adapters (tower, reqwest), with [`body`]
+//! (replay, bounded reads) beside them.
 //!
 //! # Features
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
-//! | `tower` | yes | [`TelEchoRetry`] as a `Layer`, [`RetryService`], classification of hyper, HTTP/2 (`h2`) and `tower::timeout` errors |
-//! | `reqwest` | yes | [`TelEchoRetry`] as a `Middleware`, typed errors for `reqwest::Response` |
+//! | `tower` | yes | [`TelEchoRetry`] as a `Layer`, [`RetryService`], classification of hyper-util, HTTP/2 (`h2`) and `tower::timeout` errors |
+//! | `reqwest` | yes | [`TelEchoRetry`] as a `Middleware`, typed errors for `reqwest::Response`, `reqwest::Client` under the tower layer (with `tower`) |
 //! | `tracing` | yes | one `tracing` event per retry (target `telecho_retry`) |
 //!
-//! The core (policy, state, parsing, typed errors) builds with `--no-default-features`.
+//! The core (classification, policy, engine state, parsing, typed errors) builds with
+//! `--no-default-features`.
 //!
 //! # Minimum supported Rust version
 //!
@@ -28,54 +79,53 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 // Without an adapter, the engine's future and the errors only adapters build are unused.
-#![cfg_attr(not(feature = "tower"), allow(dead_code, unused_imports))]
+#![cfg_attr(
+    not(any(feature = "tower", feature = "reqwest")),
+    allow(dead_code, unused_imports)
+)]
 
-pub mod api_error;
-pub mod backoff;
-pub mod error;
-pub mod limits;
+mod adapters;
+pub mod body;
+pub mod classify;
+pub mod engine;
+mod envelope;
 pub mod policy;
-pub mod replay;
-pub mod request;
-pub mod response_error;
-pub mod retry_after;
-pub mod state;
-pub mod transport;
 
-mod peek;
+/// Retry budgets and rate-limit cooldowns, kept per origin and shareable between
+/// [`TelEchoRetry`] values (see [`SharedLimits`]).
+pub mod limits {
+    #[doc(inline)]
+    pub use crate::engine::limits::{LimitStore, Origin, OriginLimits, SharedLimits};
+    pub use crate::policy::RetryBudget;
+}
 
-// The engine's future needs only `tower-service` (a dependency of the core).
-mod future;
-#[cfg(feature = "tower")]
-mod layer;
 #[cfg(feature = "reqwest")]
-pub mod middleware;
+pub use adapters::reqwest as middleware;
+#[cfg(any(feature = "tower", feature = "reqwest"))]
+pub use adapters::retry::TelEchoRetry;
 #[cfg(feature = "tower")]
-mod service;
-mod trace;
+pub use adapters::tower::{ResponseFuture, RetryService};
 
-#[cfg(feature = "tower")]
-pub use future::ResponseFuture;
-#[cfg(feature = "tower")]
-pub use layer::TelEchoRetry;
-#[cfg(feature = "tower")]
-pub use service::RetryService;
+pub use policy::{Jitter, RetryBudget, RetryPolicy, RetryPolicyBuilder};
 
-pub use api_error::{ApiError, ApiErrorParseError, ErrorCode, ErrorType, MAX_ENVELOPE_BYTES};
-pub use backoff::Jitter;
-pub use error::{RetryError, RetryErrorKind};
-pub use limits::{Origin, RetryBudget, SharedLimits};
-pub use peek::ResponseBody;
-pub use policy::{CodeRule, Decision, RetryPolicy, RetryPolicyBuilder};
-pub use replay::ReplayBody;
-#[cfg(feature = "reqwest")]
-pub use response_error::ReqwestResponseExt;
-pub use response_error::{
-    HttpBodyResponseExt, HttpResponseExt, ResponseError, ERROR_BODY_TIMEOUT, MAX_ERROR_BODY_BYTES,
+pub use engine::{
+    Action, Admission, AttemptNumber, RetryError, RetryErrorKind, RetryInfo, RetryOverride,
+    RetryState, StopReason,
 };
-pub use retry_after::parse_retry_after;
-pub use state::{Action, Admission, AttemptNumber, Outcome, RetryInfo, RetryState, StopReason};
-pub use transport::{is_idempotent_method, TransportErrorKind};
+
+pub use classify::{
+    is_idempotent_method, parse_retry_after, CodeRule, Decision, Outcome, TransportErrorKind,
+};
+
+#[cfg(feature = "reqwest")]
+pub use envelope::ReqwestResponseExt;
+pub use envelope::{
+    ApiError, ApiErrorParseError, ErrorCode, ErrorType, HttpBodyResponseExt, HttpResponseExt,
+    ResponseError, MAX_ENVELOPE_BYTES, MAX_ERROR_BODY_BYTES,
+};
+
+pub use body::{ReplayBody, ResponseBody, ERROR_BODY_TIMEOUT};
+pub use limits::{Origin, SharedLimits};
 
 #[cfg(all(doctest, feature = "tower", feature = "reqwest"))]
 #[doc = include_str!("../README.md")]

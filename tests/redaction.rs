@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::Full;
-use telecho_retry::request::TryCloneBody;
+use telecho_retry::body::TryCloneBody;
 use telecho_retry::{
     HttpResponseExt, ReplayBody, RetryInfo, RetryPolicy, RetryState, TelEchoRetry,
 };

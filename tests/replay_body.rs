@@ -18,7 +18,7 @@ use http::{Extensions, Method, Request, StatusCode};
 use http_body::Frame;
 use http_body_util::StreamBody;
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware, Middleware, Next};
-use telecho_retry::replay::SourceFailed;
+use telecho_retry::body::SourceFailed;
 use telecho_retry::{Jitter, ReplayBody, RetryPolicy, TelEchoRetry};
 use tokio::sync::{mpsc, Notify};
 use tower::{ServiceBuilder, ServiceExt};

@@ -24,7 +24,7 @@ use http::header::RETRY_AFTER;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
-use telecho_retry::request::TryCloneBody;
+use telecho_retry::body::TryCloneBody;
 use telecho_retry::{
     Jitter, ResponseBody, ResponseFuture, RetryError, RetryErrorKind, RetryInfo, RetryPolicy,
     RetryService, StopReason, TelEchoRetry,

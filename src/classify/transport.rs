@@ -35,6 +35,7 @@
 //! reset with another reason, a `GOAWAY` with an error code) is not recognised: the rest of
 //! the chain decides, else `Other`.
 
+use std::convert::Infallible;
 use std::error::Error as StdError;
 use std::fmt;
 use std::io;
@@ -88,7 +89,7 @@ impl TransportErrorKind {
     /// Classifies any error by walking its `source()` chain.
     ///
     /// It downcasts each link to the error types it knows (the table in the
-    /// [module docs](crate::transport)): [`std::io::Error`] (by [`io::ErrorKind`]),
+    /// [`TransportErrorKind`] docs): [`std::io::Error`] (by [`io::ErrorKind`]),
     /// `tokio::time::error::Elapsed`, and with the `tower` feature
     /// `tower::timeout::error::Elapsed`, `hyper::Error`, hyper-util's client error and
     /// `h2::Error`, with the `reqwest` feature `reqwest::Error`. A `Connect` anywhere in
@@ -156,16 +157,19 @@ fn kind_of_link(e: &(dyn StdError + 'static)) -> Option<TransportErrorKind> {
     }
     #[cfg(feature = "tower")]
     {
-        if e.is::<tower::timeout::error::Elapsed>() {
+        if e.is::<::tower::timeout::error::Elapsed>() {
             return Some(Timeout);
-        }
-        if let Some(h2) = e.downcast_ref::<h2::Error>() {
-            return h2_not_processed(h2).then_some(Refused);
         }
         if let Some(h) = e.downcast_ref::<hyper_util::client::legacy::Error>() {
             if h.is_connect() {
                 return Some(Connect);
             }
+        }
+    }
+    #[cfg(any(feature = "tower", feature = "reqwest"))]
+    {
+        if let Some(h2) = e.downcast_ref::<h2::Error>() {
+            return h2_not_processed(h2).then_some(Refused);
         }
         if let Some(h) = e.downcast_ref::<hyper::Error>() {
             if h.is_incomplete_message() {
@@ -197,7 +201,7 @@ fn kind_of_link(e: &(dyn StdError + 'static)) -> Option<TransportErrorKind> {
 /// reqwest 0.13's retry classifier reads it: a graceful `GOAWAY` from the server (the
 /// stream is above its last stream id), or the server resetting the stream with
 /// `REFUSED_STREAM`.
-#[cfg(feature = "tower")]
+#[cfg(any(feature = "tower", feature = "reqwest"))]
 fn h2_not_processed(e: &h2::Error) -> bool {
     e.is_remote()
         && ((e.is_go_away() && e.reason() == Some(h2::Reason::NO_ERROR))
@@ -213,9 +217,91 @@ pub fn is_idempotent_method(method: &Method) -> bool {
     )
 }
 
+/// Maps an inner service's error to a [`TransportErrorKind`].
+///
+/// ```
+/// use telecho_retry::classify::ClassifyError;
+/// use telecho_retry::TransportErrorKind;
+///
+/// #[derive(Debug)]
+/// enum MyError { Refused, Other }
+///
+/// impl ClassifyError for MyError {
+///     fn transport_error_kind(&self) -> TransportErrorKind {
+///         match self {
+///             MyError::Refused => TransportErrorKind::Connect,
+///             MyError::Other => TransportErrorKind::Other,
+///         }
+///     }
+/// }
+/// assert_eq!(MyError::Refused.transport_error_kind(), TransportErrorKind::Connect);
+/// ```
+pub trait ClassifyError {
+    /// The kind of failure, for the policy's transport rules.
+    fn transport_error_kind(&self) -> TransportErrorKind;
+}
+
+// ===== impl ClassifyError =====
+
+impl ClassifyError for Infallible {
+    fn transport_error_kind(&self) -> TransportErrorKind {
+        match *self {}
+    }
+}
+
+impl ClassifyError for std::io::Error {
+    fn transport_error_kind(&self) -> TransportErrorKind {
+        TransportErrorKind::of_error(self)
+    }
+}
+
+impl ClassifyError for Box<dyn StdError + Send + Sync> {
+    fn transport_error_kind(&self) -> TransportErrorKind {
+        TransportErrorKind::of_error(&**self)
+    }
+}
+
+#[cfg(any(feature = "tower", feature = "reqwest"))]
+impl ClassifyError for hyper::Error {
+    fn transport_error_kind(&self) -> TransportErrorKind {
+        TransportErrorKind::of_error(self)
+    }
+}
+
+#[cfg(feature = "tower")]
+impl ClassifyError for hyper_util::client::legacy::Error {
+    fn transport_error_kind(&self) -> TransportErrorKind {
+        TransportErrorKind::of_error(self)
+    }
+}
+
+#[cfg(feature = "reqwest")]
+impl ClassifyError for reqwest::Error {
+    fn transport_error_kind(&self) -> TransportErrorKind {
+        TransportErrorKind::of_error(self)
+    }
+}
+
+#[cfg(feature = "reqwest")]
+impl ClassifyError for reqwest_middleware::Error {
+    fn transport_error_kind(&self) -> TransportErrorKind {
+        match self {
+            reqwest_middleware::Error::Reqwest(e) => TransportErrorKind::of_error(e),
+            reqwest_middleware::Error::Middleware(e) => TransportErrorKind::of_error(e.as_ref()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn box_error_walks_sources() {
+        let e: Box<dyn StdError + Send + Sync> =
+            Box::new(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert_eq!(e.transport_error_kind(), TransportErrorKind::Reset);
+    }
 
     #[derive(Debug)]
     struct Wrap(Box<dyn StdError + 'static>);

@@ -1,7 +1,8 @@
 //! Tracing events (feature `tracing`), target `telecho_retry`. Never a header value, a URL
 //! or a body: only the attempt number, status or error kind, decision, delay and stop reason.
 
-use crate::state::{Action, Outcome, RetryState};
+use super::state::{Action, RetryState};
+use crate::classify::Outcome;
 
 /// One event per outcome that leads to a retry (level `INFO`), and one when retrying stops
 /// after at least one retry (level `DEBUG`).

@@ -1,88 +1,4 @@
-//! [`ReplayBody`]: a streaming request body teed into a bounded buffer, so it can be sent
-//! again.
-//!
-//! The first attempt reads the wrapped body (the *source*) as usual and, while it does,
-//! copies each chunk into a recording shared with every copy made by
-//! [`TryCloneBody::try_clone_body`]. A copy sent as a retry replays the recording, then goes
-//! on reading the source where the earlier attempt stopped (recording as it goes), so a
-//! server that answered before reading the whole body does not prevent a retry.
-//!
-//! # One reader at a time
-//!
-//! The design follows linkerd's `ReplayBody`: only one copy at a time reads the source, so
-//! only one copy ever waits on it, and its waker is the one the source wakes. The reader
-//! is the *newest* copy that has been polled while the source still has data:
-//!
-//! - A copy polled while an older copy is reading takes the source over at once, and the
-//!   older copy is woken. The engine only polls a retry's copy once it is done with the
-//!   previous attempt, so the older copy belongs to an abandoned attempt (hyper may still be
-//!   sending it on the connection that got an early `503`).
-//! - A copy polled while a newer live copy is reading, that is, a *superseded* copy, ends
-//!   at once with a [`Superseded`] error instead of waiting: its connection is closed rather
-//!   than left open with half a request. It never waits for the newer copy.
-//! - When the reader is dropped, the source is free again: the next copy polled, older or
-//!   newer, takes it (replaying what it has not sent yet from the recording first).
-//!
-//! So a copy returns `Poll::Pending` only while it is the reader and the source is pending;
-//! if a newer copy takes over, the waiting copy is woken to find out. Linkerd instead lets
-//! the reader move the state out and panics if a second copy is polled meanwhile; here the
-//! state stays behind the shared lock so that a newer copy can take over from a reader that
-//! is not being polled (a connection stuck writing).
-//!
-//! Copies are meant to be sent one after another, as retries are: a program that polls two
-//! copies side by side (a tee) sees the older one fail with [`Superseded`].
-//!
-//! # Never a truncated body
-//!
-//! A copy sends the whole body or ends with an error, never a clean end after part of it:
-//!
-//! - if the source failed, every copy that has not already got that error fails with
-//!   [`SourceFailed`] (before sending anything it had not sent yet);
-//! - if the recording was given up while the copy still needs part of it, the copy fails
-//!   with [`NotReplayable`].
-//!
-//! [`is_replayable`](TryCloneBody::is_replayable) tells in advance: it is `false` for a copy
-//! in either case, and for a superseded copy. `try_clone_body` returns `None` once a new
-//! copy could no longer be sent whole. `is_replayable` is a snapshot: while the engine
-//! waits out the delay before a retry, the abandoned attempt's copy may still read on, go
-//! over the limit or hit a failing source, and the retry then ends with one of the errors
-//! above rather than send a wrong body.
-//!
-//! # Memory
-//!
-//! The recording is one buffer owned by the `ReplayBody`: chunks are copied into it, so
-//! neither many tiny chunks nor small slices of large buffers can make it hold more than
-//! `limit` bytes (plus the small shared state). Replayed data is copied out of it again, at
-//! most 16 KiB per frame. The recording is given up (and freed)
-//!
-//! - once more than `limit` bytes have been read: the body is then
-//!   [*capped*](ReplayBody::is_capped), and the engine hands the attempt's outcome back
-//!   instead of retrying;
-//! - when the reader reads more data while no other copy exists: nobody could replay it,
-//!   so nothing is recorded (the engine drops its copy when no retry can follow). A copy
-//!   made after that cannot be sent whole, so `try_clone_body` returns `None`.
-//!
-//! A copy made before any data was read needs no recording: it stays replayable (say,
-//! after a connection error) even for a body whose known length is over the limit.
-//!
-//! ```
-//! use bytes::Bytes;
-//! use http_body_util::{BodyExt, StreamBody};
-//! use http_body::Frame;
-//! use telecho_retry::request::TryCloneBody;
-//! use telecho_retry::ReplayBody;
-//!
-//! # #[tokio::main(flavor = "current_thread")] async fn main() {
-//! let chunks = vec![Ok::<_, std::io::Error>(Frame::data(Bytes::from("hello "))),
-//!                   Ok(Frame::data(Bytes::from("world")))];
-//! let body = ReplayBody::new(StreamBody::new(futures_util::stream::iter(chunks)), 64 * 1024);
-//! let copy = body.try_clone_body().unwrap();
-//!
-//! assert_eq!(body.collect().await.unwrap().to_bytes(), "hello world");
-//! assert!(copy.is_replayable());
-//! assert_eq!(copy.collect().await.unwrap().to_bytes(), "hello world");
-//! # }
-//! ```
+//! [`ReplayBody`]: a streaming request body teed into a bounded buffer.
 
 use std::fmt;
 use std::pin::Pin;
@@ -93,10 +9,11 @@ use bytes::{Buf, Bytes, BytesMut};
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 
-use crate::request::TryCloneBody;
+use super::TryCloneBody;
 
-/// The error type of a [`ReplayBody`]: the wrapped body's error, boxed.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The error type of a [`ReplayBody`]: the wrapped body's error, boxed (what
+/// `tower::BoxError` is).
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The most a replayed frame carries: the recording is copied out in pieces this size.
 const REPLAY_FRAME: usize = 16 * 1024;
@@ -104,8 +21,91 @@ const REPLAY_FRAME: usize = 16 * 1024;
 /// The smallest allocation for the recording, so tiny chunks do not regrow it every time.
 const MIN_RECORDING: usize = 1024;
 
-/// A body that records what it sends, up to a limit, so that a copy can send it again.
-/// See the [module docs](crate::replay).
+/// A body that records what it sends, up to a limit, so that a copy can send it again: a
+/// streaming request body teed into a bounded buffer.
+///
+/// The first attempt reads the wrapped body (the *source*) as usual and, while it does,
+/// copies each chunk into a recording shared with every copy made by
+/// [`TryCloneBody::try_clone_body`]. A copy sent as a retry replays the recording, then goes
+/// on reading the source where the earlier attempt stopped (recording as it goes), so a
+/// server that answered before reading the whole body does not prevent a retry.
+///
+/// # One reader at a time
+///
+/// The design follows linkerd's `ReplayBody`: only one copy at a time reads the source, so
+/// only one copy ever waits on it, and its waker is the one the source wakes. The reader
+/// is the *newest* copy that has been polled while the source still has data:
+///
+/// - A copy polled while an older copy is reading takes the source over at once, and the
+///   older copy is woken. The engine only polls a retry's copy once it is done with the
+///   previous attempt, so the older copy belongs to an abandoned attempt (hyper may still be
+///   sending it on the connection that got an early `503`).
+/// - A copy polled while a newer live copy is reading, that is, a *superseded* copy, ends
+///   at once with a [`Superseded`] error instead of waiting: its connection is closed rather
+///   than left open with half a request. It never waits for the newer copy.
+/// - When the reader is dropped, the source is free again: the next copy polled, older or
+///   newer, takes it (replaying what it has not sent yet from the recording first).
+///
+/// So a copy returns `Poll::Pending` only while it is the reader and the source is pending;
+/// if a newer copy takes over, the waiting copy is woken to find out. Linkerd instead lets
+/// the reader move the state out and panics if a second copy is polled meanwhile; here the
+/// state stays behind the shared lock so that a newer copy can take over from a reader that
+/// is not being polled (a connection stuck writing).
+///
+/// Copies are meant to be sent one after another, as retries are: a program that polls two
+/// copies side by side (a tee) sees the older one fail with [`Superseded`].
+///
+/// # Never a truncated body
+///
+/// A copy sends the whole body or ends with an error, never a clean end after part of it:
+///
+/// - if the source failed, every copy that has not already got that error fails with
+///   [`SourceFailed`] (before sending anything it had not sent yet);
+/// - if the recording was given up while the copy still needs part of it, the copy fails
+///   with [`NotReplayable`].
+///
+/// [`is_replayable`](TryCloneBody::is_replayable) tells in advance: it is `false` for a copy
+/// in either case, and for a superseded copy. `try_clone_body` returns `None` once a new
+/// copy could no longer be sent whole. `is_replayable` is a snapshot: while the engine
+/// waits out the delay before a retry, the abandoned attempt's copy may still read on, go
+/// over the limit or hit a failing source, and the retry then ends with one of the errors
+/// above rather than send a wrong body.
+///
+/// # Memory
+///
+/// The recording is one buffer owned by the `ReplayBody`: chunks are copied into it, so
+/// neither many tiny chunks nor small slices of large buffers can make it hold more than
+/// `limit` bytes (plus the small shared state). Replayed data is copied out of it again, at
+/// most 16 KiB per frame. The recording is given up (and freed)
+///
+/// - once more than `limit` bytes have been read: the body is then
+///   [*capped*](ReplayBody::is_capped), and the engine hands the attempt's outcome back
+///   instead of retrying;
+/// - when the reader reads more data while no other copy exists: nobody could replay it,
+///   so nothing is recorded (the engine drops its copy when no retry can follow). A copy
+///   made after that cannot be sent whole, so `try_clone_body` returns `None`.
+///
+/// A copy made before any data was read needs no recording: it stays replayable (say,
+/// after a connection error) even for a body whose known length is over the limit.
+///
+/// ```
+/// use bytes::Bytes;
+/// use http_body_util::{BodyExt, StreamBody};
+/// use http_body::Frame;
+/// use telecho_retry::body::TryCloneBody;
+/// use telecho_retry::ReplayBody;
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let chunks = vec![Ok::<_, std::io::Error>(Frame::data(Bytes::from("hello "))),
+///                   Ok(Frame::data(Bytes::from("world")))];
+/// let body = ReplayBody::new(StreamBody::new(futures_util::stream::iter(chunks)), 64 * 1024);
+/// let copy = body.try_clone_body().unwrap();
+///
+/// assert_eq!(body.collect().await.unwrap().to_bytes(), "hello world");
+/// assert!(copy.is_replayable());
+/// assert_eq!(copy.collect().await.unwrap().to_bytes(), "hello world");
+/// # }
+/// ```
 pub struct ReplayBody<B> {
     shared: Arc<Mutex<Shared<B>>>,
     cursor: Cursor,

@@ -55,14 +55,12 @@ use http::{Extensions, HeaderMap, Method, StatusCode};
 use reqwest_middleware::{Middleware, Next};
 use tower_service::Service;
 
-use crate::future::{Failure, Retrying};
-use crate::layer::TelEchoRetry;
-use crate::limits::Origin;
-use crate::peek::ResponseBody;
-use crate::replay::ReplayBody;
-use crate::request::{ClassifyError, ResponseParts, RetryRequest, RetryResponse, TryCloneBody};
-use crate::state::{RetryInfo, RetryState};
-use crate::transport::TransportErrorKind;
+use super::retry::TelEchoRetry;
+use crate::body::{ReplayBody, ResponseBody, TryCloneBody};
+use crate::classify::{ClassifyError, TransportErrorKind};
+use crate::engine::future::{Failure, Retrying};
+use crate::engine::limits::Origin;
+use crate::engine::{ResponseParts, RetryInfo, RetryRequest, RetryResponse};
 
 #[async_trait::async_trait]
 impl Middleware for TelEchoRetry {
@@ -72,14 +70,12 @@ impl Middleware for TelEchoRetry {
         extensions: &mut Extensions,
         next: Next<'_>,
     ) -> reqwest_middleware::Result<reqwest::Response> {
-        let state = RetryState::with_limits(&self.policy, &self.limits, &url_origin(req.url()));
+        let mut attempt = Attempt::new(req, extensions.clone());
+        let state = self.start(&attempt);
         // Nothing is recorded for a replay that can never happen.
-        let replay_limit = if self.policy.max_retries() > 0 {
-            self.replay_buffer.0
-        } else {
-            0
-        };
-        let attempt = Attempt::new(req, extensions.clone(), replay_limit);
+        if state.max_retries() > 0 {
+            attempt.record_streaming_body(self.replay_buffer.0);
+        }
         let service = NextService { next };
         match Retrying::new(service, state, attempt).await {
             Ok(done) => {
@@ -115,17 +111,24 @@ struct Attempt {
 }
 
 impl Attempt {
-    fn new(mut request: reqwest::Request, extensions: Extensions, limit: usize) -> Self {
-        let streaming = request.body().is_some_and(|b| b.as_bytes().is_none());
-        let replay = if streaming && limit > 0 {
-            request.body_mut().take().map(|b| ReplayBody::new(b, limit))
-        } else {
-            None
-        };
+    fn new(request: reqwest::Request, extensions: Extensions) -> Self {
         Attempt {
             request,
-            replay,
+            replay: None,
             extensions,
+        }
+    }
+
+    /// Records a streaming body (one `reqwest::Request::try_clone` cannot copy) for a
+    /// replay, up to `limit` bytes; `0` records nothing.
+    fn record_streaming_body(&mut self, limit: usize) {
+        let streaming = self.request.body().is_some_and(|b| b.as_bytes().is_none());
+        if streaming && limit > 0 {
+            self.replay = self
+                .request
+                .body_mut()
+                .take()
+                .map(|b| ReplayBody::new(b, limit));
         }
     }
 
@@ -153,6 +156,10 @@ impl RetryRequest for Attempt {
 
     fn origin(&self) -> Origin<'_> {
         url_origin(self.request.url())
+    }
+
+    fn extensions(&self) -> Option<&Extensions> {
+        Some(&self.extensions)
     }
 
     fn extensions_mut(&mut self) -> Option<&mut Extensions> {
@@ -289,6 +296,10 @@ impl RetryRequest for reqwest::Request {
         url_origin(self.url())
     }
 
+    fn extensions(&self) -> Option<&Extensions> {
+        None // not public in reqwest 0.13
+    }
+
     fn extensions_mut(&mut self) -> Option<&mut Extensions> {
         None // not public in reqwest 0.13
     }
@@ -340,20 +351,5 @@ impl RetryResponse for reqwest::Response {
         }
         let body = reqwest::Body::wrap(body);
         reqwest::Response::from(http::Response::from_parts(parts, body))
-    }
-}
-
-impl ClassifyError for reqwest::Error {
-    fn transport_error_kind(&self) -> TransportErrorKind {
-        TransportErrorKind::of_error(self)
-    }
-}
-
-impl ClassifyError for reqwest_middleware::Error {
-    fn transport_error_kind(&self) -> TransportErrorKind {
-        match self {
-            reqwest_middleware::Error::Reqwest(e) => TransportErrorKind::of_error(e),
-            reqwest_middleware::Error::Middleware(e) => TransportErrorKind::of_error(e.as_ref()),
-        }
     }
 }

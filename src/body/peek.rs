@@ -3,7 +3,7 @@
 //!
 //! - [`peek`] reads a body until it ends, until more than `limit` bytes have come, or until
 //!   `timeout` runs out, whichever is first, and hands back a [`Peeked`]: the bytes when the
-//!   whole body came within both bounds (to find the TelEcho code, [`Peeked::error_code`]),
+//!   whole body came within both bounds (to find the TelEcho code, the engine parses it),
 //!   and [`Peeked::into_body`], a [`ResponseBody`] that replays what was read, then the
 //!   error that stopped the read (if one did), then the rest of the body. Nothing is lost:
 //!   a timeout or a limit overrun leaves the rest of the body where it was.
@@ -36,7 +36,14 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 
-use crate::api_error::{ApiError, ErrorCode};
+/// The longest the crate reads an error body: 10 s.
+///
+/// It bounds the engine's read of an error body for its TelEcho code (when the classifier
+/// wants codes, as with [`CodeRule`](crate::CodeRule)s; the response then still carries its
+/// whole body, see [`ResponseBody`]), and the read of the async typed-error helpers (whose
+/// [`ResponseError`](crate::ResponseError) then keeps what had arrived). A server that sends an error's
+/// head and then stalls costs at most this long, never forever.
+pub const ERROR_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Data frames smaller than this are merged into one buffer while peeking.
 const MERGE_BELOW: usize = 1024;
@@ -304,12 +311,6 @@ impl<B: Body> Peeked<B> {
         self.is_complete().then(|| self.data_prefix(self.len))
     }
 
-    /// The TelEcho code of the body, when the whole body was read and is an envelope.
-    pub(crate) fn error_code(&self) -> Option<ErrorCode> {
-        let body = self.bytes()?;
-        ApiError::from_json(&body).ok().map(|e| e.code().clone())
-    }
-
     /// The first `max` data bytes read.
     fn data_prefix(&self, max: usize) -> Bytes {
         let mut data = self.frames.iter().filter_map(Frame::data_ref);
@@ -397,6 +398,13 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::envelope::{ApiError, ErrorCode};
+
+    fn code<B: Body>(peeked: &Peeked<B>) -> Option<ErrorCode> {
+        ApiError::from_json(&peeked.bytes()?)
+            .ok()
+            .map(|e| e.code().clone())
+    }
     use futures_util::stream::{self, StreamExt};
     use http::HeaderMap;
     use http_body_util::{BodyExt, Full, StreamBody};
@@ -445,7 +453,7 @@ mod tests {
         assert!(peeked.is_complete());
         assert!(!peeked.timed_out);
         assert_eq!(peeked.bytes().as_deref(), Some(ENVELOPE));
-        assert_eq!(peeked.error_code(), Some(ErrorCode::InvalidApiKey));
+        assert_eq!(code(&peeked), Some(ErrorCode::InvalidApiKey));
 
         let body = peeked.into_body();
         assert!(!body.is_end_stream());
@@ -463,7 +471,7 @@ mod tests {
             TIMEOUT,
         )
         .await;
-        assert_eq!(peeked.error_code(), Some(ErrorCode::InvalidApiKey));
+        assert_eq!(code(&peeked), Some(ErrorCode::InvalidApiKey));
         let peeked = peek(
             Full::new(Bytes::from_static(ENVELOPE)),
             ENVELOPE.len() - 1,
@@ -471,7 +479,7 @@ mod tests {
         )
         .await;
         assert!(!peeked.is_complete());
-        assert_eq!(peeked.error_code(), None);
+        assert_eq!(code(&peeked), None);
     }
 
     #[tokio::test(start_paused = true)]
@@ -488,7 +496,7 @@ mod tests {
         assert!(!peeked.is_complete());
         assert!(!peeked.timed_out);
         assert_eq!(peeked.bytes(), None);
-        assert_eq!(peeked.error_code(), None);
+        assert_eq!(code(&peeked), None);
         assert!(peeked.len > 64 && peeked.len < want.len(), "stopped early");
         let (all, _) = read_all(peeked.into_body()).await;
         assert_eq!(all, want);
@@ -505,7 +513,7 @@ mod tests {
         assert_eq!(started.elapsed(), TIMEOUT, "returned at the time bound");
         assert!(peeked.timed_out);
         assert!(!peeked.is_complete());
-        assert_eq!(peeked.error_code(), None);
+        assert_eq!(code(&peeked), None);
         assert_eq!(peeked.len, 50, "kept what arrived");
 
         let body = peeked.into_body();
@@ -545,7 +553,7 @@ mod tests {
         let peeked = peek(body_of(items), 64 * 1024, TIMEOUT).await;
         assert!(!peeked.is_complete());
         assert!(!peeked.timed_out);
-        assert_eq!(peeked.error_code(), None);
+        assert_eq!(code(&peeked), None);
 
         let mut body = peeked.into_body();
         assert!(!body.is_end_stream());
@@ -568,7 +576,7 @@ mod tests {
     async fn many_tiny_frames_are_merged_and_replayed() {
         let items: Vec<Item> = ENVELOPE.chunks(1).map(data).collect();
         let peeked = peek(body_of(items), 64 * 1024, TIMEOUT).await;
-        assert_eq!(peeked.error_code(), Some(ErrorCode::InvalidApiKey));
+        assert_eq!(code(&peeked), Some(ErrorCode::InvalidApiKey));
         assert_eq!(
             peeked.frames.len(),
             1,
@@ -608,7 +616,7 @@ mod tests {
             Ok(Frame::trailers(trailers.clone())),
         ];
         let peeked = peek(body_of(items), 64 * 1024, TIMEOUT).await;
-        assert_eq!(peeked.error_code(), Some(ErrorCode::InvalidApiKey));
+        assert_eq!(code(&peeked), Some(ErrorCode::InvalidApiKey));
         let (all, got) = read_all(peeked.into_body()).await;
         assert_eq!(all, ENVELOPE);
         assert_eq!(got, Some(trailers.clone()));

@@ -1,27 +1,15 @@
-//! [`RetryPolicy`]: what the TelEcho contract says to do with each outcome.
+//! [`RetryPolicy`]: the settings of the engine: how many retries, the backoff schedule and
+//! its jitter, the `Retry-After` cap and spread, the deadline and attempt timeout, the
+//! default limits, the request changes (idempotency keys, attempt header), and which
+//! [`Classifier`] decides what kind each outcome is (the TelEcho contract by default).
 //!
-//! The policy is *what*; [`RetryState`](crate::RetryState) is *when*: it turns a
-//! [`Decision`] into "sleep this long, then retry" or "stop", and both adapters drive it.
-//!
-//! | outcome | [`Decision`] |
-//! |---|---|
-//! | 1xx, 2xx, 3xx | [`Accept`](Decision::Accept): never retried |
-//! | 429 with a usable `Retry-After` ≤ `max_retry_after` | [`RetryAfter(d)`](Decision::RetryAfter) |
-//! | 429 without a usable `Retry-After` | [`Backoff`](Decision::Backoff) |
-//! | 5xx with a usable `Retry-After` ≤ `max_retry_after` | [`RetryAfter(d)`](Decision::RetryAfter) |
-//! | 5xx without one | [`Backoff`](Decision::Backoff) |
-//! | 429 or 5xx with `Retry-After` > `max_retry_after` | [`Fatal`](Decision::Fatal): handed back at once, header intact |
-//! | any other 4xx | [`Fatal`](Decision::Fatal) |
-//! | status 600–999 (not HTTP) | [`Fatal`](Decision::Fatal) |
-//!
-//! How long [`RetryState`](crate::RetryState) then waits: for `RetryAfter(d)`, `d` plus a
-//! random spread in `[0, retry_after_spread]`, or this retry's backoff delay if that is
-//! longer (so never earlier than the server said, and a server that keeps answering 429
-//! gets exponential backoff on top of its instruction: the retry-storm simulation shows
-//! why, see `examples/storm.rs`); for `Backoff`, the jittered backoff delay.
-//!
-//! A "usable" `Retry-After` is the first such header that
-//! [`parse_retry_after`](crate::parse_retry_after) accepts; unparsable ones are ignored.
+//! The classifier is *what kind of outcome*; the policy and [`RetryState`](crate::RetryState)
+//! are *what to do about it*: a [`Decision::RetryAfter`] above `max_retry_after` is handed
+//! back at once; otherwise the wait is `d` plus a random spread in
+//! `[0, retry_after_spread]`, or this retry's backoff delay if that is longer (so never
+//! earlier than the server said, and a server that keeps answering 429 gets exponential
+//! backoff on top of its instruction: the retry-storm simulation shows why, see
+//! `examples/storm.rs`); a [`Decision::Backoff`] waits the jittered backoff delay.
 //!
 //! ```
 //! use std::time::Duration;
@@ -43,50 +31,29 @@
 //! assert_eq!(policy.classify(StatusCode::TOO_MANY_REQUESTS, &headers), Decision::Fatal);
 //! ```
 
+pub(crate) mod backoff;
+mod budget;
+
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use http::header::{HeaderName, RETRY_AFTER};
+use http::header::HeaderName;
 use http::{HeaderMap, Method, StatusCode};
 
-use crate::api_error::ErrorCode;
-use crate::backoff::{nominal_delay, Jitter, Rng};
-use crate::limits::RetryBudget;
-use crate::retry_after::parse_retry_after_at;
-use crate::transport::{is_idempotent_method, TransportErrorKind};
+use crate::classify::{
+    is_idempotent_method, Classifier, CodeRule, Decision, Outcome, RequestView, TelEchoClassifier,
+    TransportErrorKind,
+};
+use crate::envelope::ErrorCode;
+use backoff::{nominal_delay, Rng};
 
-/// What to do with one outcome.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Decision {
-    /// Not a failure (1xx, 2xx, 3xx): hand it to the caller, never retry.
-    Accept,
-    /// Retry no earlier than this long from now, as the server's `Retry-After` said
-    /// ([`RetryState`](crate::RetryState) adds the spread, or waits the backoff delay if
-    /// that is longer).
-    RetryAfter(Duration),
-    /// Retry after the next delay of the exponential backoff schedule.
-    Backoff,
-    /// Do not retry: hand the outcome to the caller unchanged.
-    Fatal,
-}
+pub use backoff::Jitter;
+pub use budget::RetryBudget;
 
-/// A per-[`ErrorCode`] override of the status-based decision (see
-/// [`RetryPolicyBuilder::on_code`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum CodeRule {
-    /// Never retry a response carrying this code.
-    Fatal,
-    /// Retry a response carrying this code even when its status alone would be fatal:
-    /// after its `Retry-After` if it has a usable one, else on the backoff schedule.
-    Retry,
-}
-
-/// The detailed verdict behind a [`Decision`], used by [`RetryState`](crate::RetryState)
-/// to say why it stopped.
+/// The detailed verdict behind a [`Decision`], once the policy applied its cap: used by
+/// [`RetryState`](crate::RetryState) to say why it stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Verdict {
     Accept,
@@ -107,8 +74,6 @@ impl From<Verdict> for Decision {
         }
     }
 }
-
-type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
 
 /// The retry policy: the TelEcho contract by default, tunable through
 /// [`RetryPolicy::builder`].
@@ -156,8 +121,9 @@ struct Inner {
     max_retry_after: Duration,
     retry_after_spread: Duration,
     idempotency_header: Option<HeaderName>,
-    code_rules: Vec<(ErrorCode, CodeRule)>,
-    clock: Option<Clock>,
+    classifier: Arc<dyn Classifier>,
+    reads_error_codes: bool,
+    classifier_name: &'static str,
     seed: Option<u64>,
     requests: AtomicU64,
     deadline: Option<Duration>,
@@ -185,7 +151,8 @@ impl fmt::Debug for RetryPolicy {
             .field("max_retry_after", &i.max_retry_after)
             .field("retry_after_spread", &i.retry_after_spread)
             .field("idempotency_header", &i.idempotency_header)
-            .field("code_rules", &i.code_rules)
+            .field("classifier", &i.classifier_name)
+            .field("reads_error_codes", &i.reads_error_codes)
             .field("seeded", &i.seed.is_some())
             .field("deadline", &i.deadline)
             .field("attempt_timeout", &i.attempt_timeout)
@@ -203,10 +170,11 @@ impl RetryPolicy {
         RetryPolicyBuilder::default()
     }
 
-    /// Classifies a response by status and headers (reading the clock for HTTP-date
-    /// `Retry-After` values). See the [module docs](crate::policy).
+    /// Classifies a response by status and headers with the policy's classifier, then
+    /// applies the `Retry-After` cap (a wait above `max_retry_after` is
+    /// [`Decision::Fatal`]: handed back at once). See the [module docs](crate::policy).
     pub fn classify(&self, status: StatusCode, headers: &HeaderMap) -> Decision {
-        self.verdict(status, headers, None).into()
+        self.classify_with_code(status, headers, None)
     }
 
     /// Like [`classify`](Self::classify), with the response's TelEcho error code (when its
@@ -217,19 +185,26 @@ impl RetryPolicy {
         headers: &HeaderMap,
         code: Option<&ErrorCode>,
     ) -> Decision {
-        self.verdict(status, headers, code).into()
+        let outcome = Outcome::Response {
+            status,
+            headers,
+            code,
+        };
+        self.verdict(&RequestView::detached(false), &outcome).into()
     }
 
     /// Classifies a transport error for a request with this method and headers: `Backoff`
-    /// or `Fatal`, by the rules in the [`transport`](crate::transport) module.
+    /// or `Fatal`, by the rules of [`TransportErrorKind`] for the TelEcho classifier.
     pub fn classify_transport(
         &self,
         kind: TransportErrorKind,
         method: &Method,
         headers: &HeaderMap,
     ) -> Decision {
-        self.transport_verdict(kind, self.is_idempotent(method, headers))
-            .into()
+        let idempotent = self.is_idempotent(method, headers);
+        let request = RequestView::new(method, headers).with_idempotent(idempotent);
+        let outcome = Outcome::Transport { kind, idempotent };
+        self.verdict(&request, &outcome).into()
     }
 
     /// `true` when resending this request cannot do harm twice: an idempotent method, or the
@@ -313,19 +288,19 @@ impl RetryPolicy {
         self.inner.attempt_header.as_ref()
     }
 
-    /// `true` when some [`CodeRule`] is set, so adapters should read error bodies.
+    /// `true` when the classifier wants the error code of error responses, so the engine
+    /// reads their bodies ([`Classifier::reads_error_codes`]): with the TelEcho classifier,
+    /// when some [`CodeRule`] is set.
     pub fn has_code_rules(&self) -> bool {
-        !self.inner.code_rules.is_empty()
+        self.inner.reads_error_codes
+    }
+
+    /// The classifier that decides what kind each outcome is.
+    pub fn classifier(&self) -> &dyn Classifier {
+        &*self.inner.classifier
     }
 
     // ===== crate internals =====
-
-    pub(crate) fn now(&self) -> SystemTime {
-        match &self.inner.clock {
-            Some(c) => c(),
-            None => SystemTime::now(),
-        }
-    }
 
     pub(crate) fn new_rng(&self) -> Rng {
         match self.inner.seed {
@@ -343,57 +318,14 @@ impl RetryPolicy {
         i.jitter.delay(i.base_delay, i.max_delay, n, previous, rng)
     }
 
-    pub(crate) fn verdict(
-        &self,
-        status: StatusCode,
-        headers: &HeaderMap,
-        code: Option<&ErrorCode>,
-    ) -> Verdict {
-        let s = status.as_u16();
-        if s < 400 {
-            return Verdict::Accept;
-        }
-        let rule = code.and_then(|c| {
-            self.inner
-                .code_rules
-                .iter()
-                .find(|(rc, _)| rc == c)
-                .map(|(_, r)| *r)
-        });
-        let retryable = match rule {
-            Some(CodeRule::Fatal) => return Verdict::Fatal,
-            Some(CodeRule::Retry) => true,
-            None => s == 429 || (500..=599).contains(&s),
-        };
-        if !retryable {
-            return Verdict::Fatal;
-        }
-        match self.retry_after(headers) {
-            Some(d) if d > self.inner.max_retry_after => Verdict::TooLong(d),
-            Some(d) => Verdict::RetryAfter(d),
-            None => Verdict::Backoff,
-        }
-    }
-
-    /// The first `Retry-After` header that parses (the clock is read only if one is there).
-    fn retry_after(&self, headers: &HeaderMap) -> Option<Duration> {
-        headers
-            .get_all(RETRY_AFTER)
-            .iter()
-            .find_map(|v| parse_retry_after_at(v, || self.now()))
-    }
-
-    pub(crate) fn transport_verdict(&self, kind: TransportErrorKind, idempotent: bool) -> Verdict {
-        match kind {
-            TransportErrorKind::Connect | TransportErrorKind::Refused => Verdict::Backoff,
-            TransportErrorKind::Timeout
-            | TransportErrorKind::Reset
-            | TransportErrorKind::IncompleteMessage
-                if idempotent =>
-            {
-                Verdict::Backoff
-            }
-            _ => Verdict::Fatal,
+    /// The classifier's decision, with the `Retry-After` cap applied.
+    pub(crate) fn verdict(&self, request: &RequestView<'_>, outcome: &Outcome<'_>) -> Verdict {
+        match self.inner.classifier.classify(request, outcome) {
+            Decision::Accept => Verdict::Accept,
+            Decision::RetryAfter(d) if d > self.inner.max_retry_after => Verdict::TooLong(d),
+            Decision::RetryAfter(d) => Verdict::RetryAfter(d),
+            Decision::Backoff => Verdict::Backoff,
+            Decision::Fatal => Verdict::Fatal,
         }
     }
 }
@@ -409,8 +341,8 @@ pub struct RetryPolicyBuilder {
     max_retry_after: Duration,
     retry_after_spread: Duration,
     idempotency_header: Option<HeaderName>,
-    code_rules: Vec<(ErrorCode, CodeRule)>,
-    clock: Option<Clock>,
+    telecho: TelEchoClassifier,
+    classifier: Option<(Arc<dyn Classifier>, &'static str)>,
     seed: Option<u64>,
     deadline: Option<Duration>,
     attempt_timeout: Option<Duration>,
@@ -430,8 +362,8 @@ impl Default for RetryPolicyBuilder {
             max_retry_after: Duration::from_secs(60),
             retry_after_spread: Duration::from_millis(500),
             idempotency_header: Some(HeaderName::from_static("idempotency-key")),
-            code_rules: Vec::new(),
-            clock: None,
+            telecho: TelEchoClassifier::new(),
+            classifier: None,
             seed: None,
             deadline: None,
             attempt_timeout: None,
@@ -530,8 +462,21 @@ impl RetryPolicyBuilder {
     /// assert_eq!(policy.classify_with_code(StatusCode::BAD_GATEWAY, &h, None), Decision::Backoff);
     /// ```
     pub fn on_code(mut self, code: ErrorCode, rule: CodeRule) -> Self {
-        self.code_rules.retain(|(c, _)| *c != code);
-        self.code_rules.push((code, rule));
+        self.telecho = self.telecho.on_code(code, rule);
+        self
+    }
+
+    /// Decides what kind each outcome is with `classifier` instead of the TelEcho contract
+    /// (a type implementing [`Classifier`], or a closure through
+    /// [`classify_fn`](crate::classify::classify_fn)). [`on_code`](Self::on_code) and
+    /// [`wall_clock`](Self::wall_clock) configure the TelEcho classifier and have no effect
+    /// once another is set; every other setting applies whatever the classifier.
+    ///
+    /// # Default
+    ///
+    /// [`TelEchoClassifier`], configured by `on_code` and `wall_clock`.
+    pub fn classifier<C: Classifier>(mut self, classifier: C) -> Self {
+        self.classifier = Some((Arc::new(classifier), std::any::type_name::<C>()));
         self
     }
 
@@ -546,7 +491,7 @@ impl RetryPolicyBuilder {
     /// The wall clock used to turn an HTTP-date `Retry-After` into a wait.
     /// Default: `SystemTime::now`.
     pub fn wall_clock(mut self, now: impl Fn() -> SystemTime + Send + Sync + 'static) -> Self {
-        self.clock = Some(Arc::new(now));
+        self.telecho = self.telecho.with_wall_clock(now);
         self
     }
 
@@ -617,6 +562,13 @@ impl RetryPolicyBuilder {
     pub fn build(self) -> RetryPolicy {
         let base_delay = self.base_delay.max(Duration::from_millis(1));
         let max_delay = self.max_delay.max(base_delay);
+        let (classifier, classifier_name) = match self.classifier {
+            Some(custom) => custom,
+            None => (
+                Arc::new(self.telecho) as Arc<dyn Classifier>,
+                "TelEchoClassifier",
+            ),
+        };
         RetryPolicy {
             inner: Arc::new(Inner {
                 max_retries: self.max_retries,
@@ -626,8 +578,9 @@ impl RetryPolicyBuilder {
                 max_retry_after: self.max_retry_after,
                 retry_after_spread: self.retry_after_spread,
                 idempotency_header: self.idempotency_header,
-                code_rules: self.code_rules,
-                clock: self.clock,
+                reads_error_codes: classifier.reads_error_codes(),
+                classifier,
+                classifier_name,
                 seed: self.seed,
                 requests: AtomicU64::new(0),
                 deadline: self.deadline,
@@ -644,6 +597,7 @@ impl RetryPolicyBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::header::RETRY_AFTER;
     use http::HeaderValue;
     use std::time::UNIX_EPOCH;
 

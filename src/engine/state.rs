@@ -1,63 +1,17 @@
 //! [`RetryState`]: the per-request half of the engine, shared by every adapter.
-//!
-//! An adapter creates one `RetryState` per logical request, sends an attempt, and hands the
-//! outcome to [`RetryState::next`]. The answer is [`Action::Retry`] (sleep that long, then
-//! send again) or [`Action::Stop`] (hand this outcome to the caller). The schedule (attempt
-//! counting, backoff, jitter, `Retry-After` spread, caps) lives here and only here.
-//!
-//! ```
-//! use std::time::Duration;
-//! use http::{HeaderMap, StatusCode};
-//! use telecho_retry::{Action, Jitter, Outcome, RetryPolicy, RetryState, StopReason};
-//!
-//! let policy = RetryPolicy::builder().max_retries(2).jitter(Jitter::None).build();
-//! let mut state = RetryState::new(&policy);
-//! let headers = HeaderMap::new();
-//! let unavailable = Outcome::Response { status: StatusCode::SERVICE_UNAVAILABLE, headers: &headers, code: None };
-//!
-//! assert_eq!(state.next(unavailable, true), Action::Retry(Duration::from_secs(1)));
-//! let unavailable = Outcome::Response { status: StatusCode::SERVICE_UNAVAILABLE, headers: &headers, code: None };
-//! assert_eq!(state.next(unavailable, true), Action::Retry(Duration::from_secs(2)));
-//! let unavailable = Outcome::Response { status: StatusCode::SERVICE_UNAVAILABLE, headers: &headers, code: None };
-//! assert_eq!(state.next(unavailable, true), Action::Stop(StopReason::MaxRetries));
-//! assert_eq!(state.info().attempts(), 3);
-//! assert_eq!(state.info().slept(), Duration::from_secs(3));
-//! ```
 
-use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderMap, StatusCode};
+use http::StatusCode;
 use tokio::time::Instant;
 
-use crate::api_error::ErrorCode;
-use crate::backoff::Rng;
-use crate::limits::{Origin, Scope, SharedLimits};
-use crate::policy::{Decision, RetryPolicy, Verdict};
-use crate::transport::TransportErrorKind;
-
-/// The outcome of one attempt, as the engine sees it.
-#[derive(Clone, Copy, Debug)]
-pub enum Outcome<'a> {
-    /// A response arrived.
-    Response {
-        /// Its status.
-        status: StatusCode,
-        /// Its headers (for `Retry-After`).
-        headers: &'a HeaderMap,
-        /// The TelEcho error code from its body, when the adapter read and parsed it.
-        code: Option<&'a ErrorCode>,
-    },
-    /// The attempt failed without a response.
-    Transport {
-        /// What kind of failure.
-        kind: TransportErrorKind,
-        /// Whether the request is safe to resend (see
-        /// [`RetryPolicy::is_idempotent`]).
-        idempotent: bool,
-    },
-}
+use super::info::{RetryInfo, StopReason};
+use super::limits::{Origin, OriginLimits, SharedLimits};
+use super::overrides::RetryOverride;
+use crate::classify::{Decision, Outcome, RequestView};
+use crate::policy::backoff::Rng;
+use crate::policy::{RetryPolicy, Verdict};
 
 /// What the adapter does next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,140 +20,6 @@ pub enum Action {
     Retry(Duration),
     /// Hand this outcome to the caller, unchanged.
     Stop(StopReason),
-}
-
-/// Why retrying stopped.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum StopReason {
-    /// The outcome was not a failure ([`Decision::Accept`]).
-    Success,
-    /// The outcome is not retryable ([`Decision::Fatal`]).
-    Fatal,
-    /// The server asked for a wait longer than
-    /// [`max_retry_after`](crate::RetryPolicyBuilder::max_retry_after).
-    RetryAfterTooLong,
-    /// Retryable, but [`max_retries`](crate::RetryPolicyBuilder::max_retries) were made.
-    MaxRetries,
-    /// Retryable, but the request could not be duplicated (a streaming body that did not
-    /// fit the replay buffer, a body type that cannot be cloned).
-    NotReplayable,
-    /// Retryable, but the shared [retry budget](crate::limits) is spent.
-    Budget,
-    /// Retryable, but the next delay would cross the
-    /// [deadline](crate::RetryPolicyBuilder::deadline).
-    Deadline,
-}
-
-impl StopReason {
-    /// A short lowercase name, for logs.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StopReason::Success => "success",
-            StopReason::Fatal => "fatal",
-            StopReason::RetryAfterTooLong => "retry_after_too_long",
-            StopReason::MaxRetries => "max_retries",
-            StopReason::NotReplayable => "not_replayable",
-            StopReason::Budget => "budget",
-            StopReason::Deadline => "deadline",
-        }
-    }
-}
-
-impl fmt::Display for StopReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// What happened to one logical request; adapters attach it to the response they hand back
-/// (as an `http::Extensions` entry) whenever a retry was made or retrying stopped for a
-/// reason other than success. Read it with [`RetryInfo::of`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RetryInfo {
-    attempts: u32,
-    slept: Duration,
-    stop: Option<StopReason>,
-}
-
-impl RetryInfo {
-    /// Attempts sent, the first included.
-    pub fn attempts(&self) -> u32 {
-        self.attempts
-    }
-
-    /// Retries made (`attempts - 1`).
-    pub fn retries(&self) -> u32 {
-        self.attempts.saturating_sub(1)
-    }
-
-    /// Total time spent sleeping between attempts.
-    pub fn slept(&self) -> Duration {
-        self.slept
-    }
-
-    /// Why retrying stopped (`None` while still going).
-    pub fn stop_reason(&self) -> Option<StopReason> {
-        self.stop
-    }
-
-    /// `true` for one attempt that succeeded: the case in which adapters attach no
-    /// `RetryInfo` to the response (see [`RetryInfo::of`]).
-    pub fn is_first_try_success(&self) -> bool {
-        self.attempts <= 1 && self.stop == Some(StopReason::Success)
-    }
-
-    /// The info of a request whose first attempt was never sent.
-    pub(crate) fn not_sent() -> RetryInfo {
-        RetryInfo {
-            attempts: 0,
-            slept: Duration::ZERO,
-            stop: None,
-        }
-    }
-
-    /// The `RetryInfo` of a response that went through a retry adapter.
-    ///
-    /// Adapters attach one whenever a retry was made or retrying stopped for a reason other
-    /// than success; a first attempt that succeeded carries none, so that the success path
-    /// allocates nothing. This returns the attached one, or "one attempt, success" when
-    /// there is none (which is also what a response that did not go through an adapter
-    /// gets).
-    ///
-    /// ```
-    /// use telecho_retry::{RetryInfo, StopReason};
-    /// let info = RetryInfo::of(&http::Extensions::new());
-    /// assert_eq!((info.attempts(), info.stop_reason()), (1, Some(StopReason::Success)));
-    /// ```
-    pub fn of(extensions: &http::Extensions) -> RetryInfo {
-        extensions.get::<RetryInfo>().copied().unwrap_or(RetryInfo {
-            attempts: 1,
-            slept: Duration::ZERO,
-            stop: Some(StopReason::Success),
-        })
-    }
-}
-
-/// The attempt number, put in the request extensions of every retry (2, 3, …) by the
-/// engine so that services below the retry layer can tell retries apart. The first attempt
-/// carries none, so that it allocates nothing: read it with [`AttemptNumber::of`], which
-/// gives 1 then.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct AttemptNumber(pub u32);
-
-impl AttemptNumber {
-    /// The attempt number of a request: its `AttemptNumber`, or 1 when it has none.
-    ///
-    /// ```
-    /// use telecho_retry::AttemptNumber;
-    /// let mut ext = http::Extensions::new();
-    /// assert_eq!(AttemptNumber::of(&ext), 1);
-    /// ext.insert(AttemptNumber(3));
-    /// assert_eq!(AttemptNumber::of(&ext), 3);
-    /// ```
-    pub fn of(extensions: &http::Extensions) -> u32 {
-        extensions.get::<AttemptNumber>().map_or(1, |a| a.0)
-    }
 }
 
 /// Whether the next attempt (the first included) may be sent now: the answer of
@@ -229,11 +49,40 @@ pub enum Admission {
 /// day. (`rate_limit_per_hour` asks for an hour at most.)
 pub const MAX_COOLDOWN: Duration = Duration::from_secs(86_400);
 
-/// The per-request retry state. See the [module docs](crate::state).
+/// The per-request half of the engine, shared by every adapter.
+///
+/// An adapter creates one `RetryState` per logical request, sends an attempt, and hands the
+/// outcome to [`RetryState::next`]. The answer is [`Action::Retry`] (sleep that long, then
+/// send again) or [`Action::Stop`] (hand this outcome to the caller). The schedule (attempt
+/// counting, backoff, jitter, `Retry-After` spread, caps) lives here and only here.
+///
+/// ```
+/// use std::time::Duration;
+/// use http::{HeaderMap, StatusCode};
+/// use telecho_retry::{Action, Jitter, Outcome, RetryPolicy, RetryState, StopReason};
+///
+/// let policy = RetryPolicy::builder().max_retries(2).jitter(Jitter::None).build();
+/// let mut state = RetryState::new(&policy);
+/// let headers = HeaderMap::new();
+/// let unavailable = Outcome::Response { status: StatusCode::SERVICE_UNAVAILABLE, headers: &headers, code: None };
+///
+/// assert_eq!(state.next(unavailable, true), Action::Retry(Duration::from_secs(1)));
+/// let unavailable = Outcome::Response { status: StatusCode::SERVICE_UNAVAILABLE, headers: &headers, code: None };
+/// assert_eq!(state.next(unavailable, true), Action::Retry(Duration::from_secs(2)));
+/// let unavailable = Outcome::Response { status: StatusCode::SERVICE_UNAVAILABLE, headers: &headers, code: None };
+/// assert_eq!(state.next(unavailable, true), Action::Stop(StopReason::MaxRetries));
+/// assert_eq!(state.info().attempts(), 3);
+/// assert_eq!(state.info().slept(), Duration::from_secs(3));
+/// ```
 #[derive(Debug)]
 pub struct RetryState {
     policy: RetryPolicy,
-    limits: Option<Arc<Scope>>,
+    limits: Option<Arc<dyn OriginLimits>>,
+    // The policy's settings, as this request's `RetryOverride` changed them.
+    max_retries: u32,
+    deadline: Option<Duration>,
+    attempt_timeout: Option<Duration>,
+    idempotent: Option<bool>,
     /// A retry was granted (and taken from the budget) but not sent yet.
     retry_pending: bool,
     /// Seeded on first use: a request that succeeds at once never pays for it.
@@ -257,6 +106,10 @@ impl RetryState {
     fn started_at(policy: &RetryPolicy, started: Instant) -> Self {
         RetryState {
             limits: None,
+            max_retries: policy.max_retries(),
+            deadline: policy.deadline(),
+            attempt_timeout: policy.attempt_timeout(),
+            idempotent: None,
             retry_pending: false,
             rng: None,
             previous_delay: policy.base_delay(),
@@ -274,10 +127,10 @@ impl RetryState {
     /// budget and cooldown in `limits` with the other requests of the same adapter; counts
     /// the request in the budget.
     pub fn with_limits(policy: &RetryPolicy, limits: &SharedLimits, origin: &Origin<'_>) -> Self {
-        RetryState::with_scope(policy, limits.scope(origin))
+        RetryState::with_origin_limits(policy, limits.origin(origin))
     }
 
-    pub(crate) fn with_scope(policy: &RetryPolicy, scope: Arc<Scope>) -> Self {
+    pub(crate) fn with_origin_limits(policy: &RetryPolicy, scope: Arc<dyn OriginLimits>) -> Self {
         // One clock reading, not two, serves the budget's window and the request's start:
         // on the success path a reading is one of the larger fixed costs.
         let now = Instant::now();
@@ -295,8 +148,7 @@ impl RetryState {
     pub fn admit(&mut self) -> Admission {
         let now = Instant::now();
         let left = self
-            .policy
-            .deadline()
+            .deadline
             .map(|d| d.saturating_sub(now.saturating_duration_since(self.started)));
         if left == Some(Duration::ZERO) {
             self.stop = Some(StopReason::Deadline);
@@ -339,16 +191,52 @@ impl RetryState {
     /// Like [`attempt_timeout`](Self::attempt_timeout), and whether the deadline (rather
     /// than the attempt timeout) is what bounds it.
     pub(crate) fn attempt_limit(&self) -> Option<(Duration, bool)> {
-        let left = self
-            .policy
-            .deadline()
-            .map(|d| d.saturating_sub(self.elapsed()));
-        match (self.policy.attempt_timeout(), left) {
+        let left = self.deadline.map(|d| d.saturating_sub(self.elapsed()));
+        match (self.attempt_timeout, left) {
             (Some(a), Some(l)) if l <= a => Some((l, true)),
             (Some(a), _) => Some((a, false)),
             (None, Some(l)) => Some((l, true)),
             (None, None) => None,
         }
+    }
+
+    /// Applies a per-request [`RetryOverride`] (adapters read it from the request's
+    /// extensions). Call it before the first attempt.
+    pub fn apply_override(&mut self, o: &RetryOverride) {
+        if let Some(n) = o.max_retries_value() {
+            self.max_retries = n;
+        }
+        if let Some(d) = o.deadline_value() {
+            self.deadline = Some(d);
+        }
+        if let Some(t) = o.attempt_timeout_value() {
+            self.attempt_timeout = Some(t);
+        }
+        if let Some(i) = o.idempotent_value() {
+            self.idempotent = Some(i);
+        }
+    }
+
+    /// The most retries this request may make (the policy's, or its override's).
+    pub fn max_retries(&self) -> u32 {
+        self.max_retries
+    }
+
+    /// The deadline of this request (the policy's, or its override's).
+    pub fn deadline(&self) -> Option<Duration> {
+        self.deadline
+    }
+
+    /// The time each attempt of this request may take, before the deadline cuts it.
+    pub(crate) fn per_attempt_timeout(&self) -> Option<Duration> {
+        self.attempt_timeout
+    }
+
+    /// Whether a request with this method and headers is safe to resend: the override's
+    /// word if it has one, else [`RetryPolicy::is_idempotent`].
+    pub fn is_idempotent(&self, method: &http::Method, headers: &http::HeaderMap) -> bool {
+        self.idempotent
+            .unwrap_or_else(|| self.policy.is_idempotent(method, headers))
     }
 
     /// The policy driving this state.
@@ -359,7 +247,7 @@ impl RetryState {
     /// `true` when the attempt about to be sent could still be followed by a retry. An
     /// adapter duplicates the request only then: the last allowed attempt needs no copy.
     pub fn may_retry(&self) -> bool {
-        self.stop.is_none() && self.attempts < self.policy.max_retries()
+        self.stop.is_none() && self.attempts < self.max_retries
     }
 
     /// Records the outcome of the attempt just made and says what to do next.
@@ -367,18 +255,24 @@ impl RetryState {
     /// `can_resend` tells whether the adapter holds a usable duplicate of the request; a
     /// retryable outcome without one stops with [`StopReason::NotReplayable`].
     pub fn next(&mut self, outcome: Outcome<'_>, can_resend: bool) -> Action {
+        let idempotent = match outcome {
+            Outcome::Transport { idempotent, .. } => idempotent,
+            Outcome::Response { .. } => false,
+        };
+        self.next_for(&RequestView::detached(idempotent), outcome, can_resend)
+    }
+
+    /// Like [`next`](Self::next), for an outcome of `request` (what the classifier sees
+    /// of it).
+    pub fn next_for(
+        &mut self,
+        request: &RequestView<'_>,
+        outcome: Outcome<'_>,
+        can_resend: bool,
+    ) -> Action {
         self.attempts = self.attempts.saturating_add(1);
         self.next_delay = None;
-        let verdict = match outcome {
-            Outcome::Response {
-                status,
-                headers,
-                code,
-            } => self.policy.verdict(status, headers, code),
-            Outcome::Transport { kind, idempotent } => {
-                self.policy.transport_verdict(kind, idempotent)
-            }
-        };
+        let verdict = self.policy.verdict(request, &outcome);
         self.decision = Some(verdict.into());
         let wait = match verdict {
             Verdict::Accept => return self.stop(StopReason::Success),
@@ -412,13 +306,13 @@ impl RetryState {
             Some(cooldown) => wait.max(cooldown),
             None => wait,
         };
-        if self.attempts > self.policy.max_retries() {
+        if self.attempts > self.max_retries {
             return self.stop(StopReason::MaxRetries);
         }
         if !can_resend {
             return self.stop(StopReason::NotReplayable);
         }
-        if let Some(deadline) = self.policy.deadline() {
+        if let Some(deadline) = self.deadline {
             if self.elapsed().saturating_add(wait) > deadline {
                 return self.stop(StopReason::Deadline);
             }
@@ -536,8 +430,10 @@ impl Drop for RetryState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backoff::Jitter;
+    use crate::classify::TransportErrorKind;
+    use crate::policy::Jitter;
     use http::header::RETRY_AFTER;
+    use http::HeaderMap;
     use http::HeaderValue;
 
     const S: fn(u64) -> Duration = Duration::from_secs;

@@ -35,6 +35,12 @@
 //! | `type`, `code` or `message` missing or not a string | `Err(ApiErrorParseError::Json)` |
 //! | extra fields anywhere | ignored |
 
+mod response;
+
+#[cfg(feature = "reqwest")]
+pub use response::ReqwestResponseExt;
+pub use response::{HttpBodyResponseExt, HttpResponseExt, ResponseError, MAX_ERROR_BODY_BYTES};
+
 use std::borrow::Cow;
 use std::fmt;
 
@@ -187,7 +193,7 @@ wire_enum! {
 
 /// A parsed TelEcho error envelope.
 ///
-/// See the [module docs](crate::api_error) for an example and the bad-input table.
+/// See [`ApiError::from_json`] for the outcome of bad input.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ApiError {
     error_type: ErrorType,
@@ -260,7 +266,7 @@ impl ApiError {
 
     /// Parses the envelope `{"error":{"type","code","message"}}`.
     ///
-    /// Extra fields are ignored. See the [module docs](crate::api_error) for the outcome
+    /// Extra fields are ignored. See [`ApiError`] for the outcome
     /// of each kind of bad input; this function never panics.
     pub fn from_json(body: &[u8]) -> Result<ApiError, ApiErrorParseError> {
         if body.is_empty() {

@@ -38,22 +38,14 @@ use http::header::RETRY_AFTER;
 use http::{HeaderMap, StatusCode};
 use http_body::Body;
 
-use crate::api_error::{ApiError, ErrorCode, MAX_ENVELOPE_BYTES};
-use crate::peek::collect;
-use crate::retry_after::parse_retry_after;
+use super::{ApiError, ErrorCode, MAX_ENVELOPE_BYTES};
+use crate::body::peek::collect;
+use crate::body::ERROR_BODY_TIMEOUT;
+use crate::classify::parse_retry_after;
 
 /// The most bytes of an error body kept in a [`ResponseError`]: 64 KiB
 /// ([`MAX_ENVELOPE_BYTES`]); the rest is not read.
 pub const MAX_ERROR_BODY_BYTES: usize = MAX_ENVELOPE_BYTES;
-
-/// The longest the crate reads an error body: 10 s.
-///
-/// It bounds the middleware's read of an error body for its TelEcho code (when the policy
-/// has [`CodeRule`](crate::CodeRule)s; the response then still carries its whole body, see
-/// [`ResponseBody`](crate::ResponseBody)), and the read of the async typed-error helpers
-/// (whose [`ResponseError`] then keeps what had arrived). A server that sends an error's
-/// head and then stalls costs at most this long, never forever.
-pub const ERROR_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A non-success (4xx or 5xx) response, as an error value.
 ///

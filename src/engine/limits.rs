@@ -42,71 +42,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::policy::RetryPolicy;
-
-/// The retry budget's settings. See the [module docs](crate::limits).
-///
-/// ```
-/// use std::time::Duration;
-/// use telecho_retry::limits::RetryBudget;
-/// use telecho_retry::RetryPolicy;
-///
-/// // Retries may add 10 % load, with a floor of 1 retry per second, over 30 s.
-/// let policy = RetryPolicy::builder()
-///     .retry_budget(RetryBudget::new(Duration::from_secs(30), 1, 0.1))
-///     .build();
-/// # let _ = policy;
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct RetryBudget {
-    ttl: Duration,
-    min_per_sec: u32,
-    retry_ratio: f32,
-}
-
-impl Default for RetryBudget {
-    /// 10 s window, 10 retries per second floor, 20 % extra load (Finagle's defaults).
-    fn default() -> Self {
-        RetryBudget {
-            ttl: Duration::from_secs(10),
-            min_per_sec: 10,
-            retry_ratio: 0.2,
-        }
-    }
-}
-
-impl RetryBudget {
-    /// A budget over a sliding window of `ttl` (clamped to 1–60 s), allowing
-    /// `min_per_sec` retries per second whatever the traffic, plus `retry_ratio` retries per
-    /// request (clamped to 0–1000; `0.2` is 20 % extra load; NaN counts as 0).
-    pub fn new(ttl: Duration, min_per_sec: u32, retry_ratio: f32) -> Self {
-        let retry_ratio = if retry_ratio.is_nan() {
-            0.0
-        } else {
-            retry_ratio.clamp(0.0, 1000.0)
-        };
-        RetryBudget {
-            ttl: ttl.clamp(Duration::from_secs(1), Duration::from_secs(60)),
-            min_per_sec: min_per_sec.min(i32::MAX as u32 / 60),
-            retry_ratio,
-        }
-    }
-
-    /// The window.
-    pub fn ttl(&self) -> Duration {
-        self.ttl
-    }
-
-    /// The floor, in retries per second.
-    pub fn min_per_sec(&self) -> u32 {
-        self.min_per_sec
-    }
-
-    /// Retries allowed per request.
-    pub fn retry_ratio(&self) -> f32 {
-        self.retry_ratio
-    }
-}
+use crate::policy::{RetryBudget, RetryPolicy};
 
 const SLOTS: usize = 10;
 
@@ -134,10 +70,10 @@ struct BudgetInner {
 
 impl Budget {
     fn new(cfg: RetryBudget, now: Instant) -> Self {
-        let (deposit, withdraw) = if cfg.retry_ratio <= 0.0 {
+        let (deposit, withdraw) = if cfg.retry_ratio() <= 0.0 {
             (0, SCALE)
         } else {
-            let w = (SCALE as f64 / f64::from(cfg.retry_ratio)).round();
+            let w = (SCALE as f64 / f64::from(cfg.retry_ratio())).round();
             (SCALE, (w as i64).max(1))
         };
         Budget {
@@ -147,10 +83,10 @@ impl Budget {
                 index: 0,
                 since: now,
             }),
-            reserve: i64::from(cfg.min_per_sec)
-                .saturating_mul(cfg.ttl.as_secs() as i64)
+            reserve: i64::from(cfg.min_per_sec())
+                .saturating_mul(cfg.ttl().as_secs() as i64)
                 .saturating_mul(withdraw),
-            window: cfg.ttl / SLOTS as u32,
+            window: cfg.ttl() / SLOTS as u32,
             deposit,
             withdraw,
         }
@@ -251,7 +187,7 @@ impl Cooldown {
 }
 
 /// An origin: scheme, host and port of a request's URL, borrowed from the request. Retry
-/// budgets and rate-limit cooldowns are kept per origin (see the [module docs](self)).
+/// budgets and rate-limit cooldowns are kept per origin (see the [module docs](crate::limits)).
 /// A request without an absolute URL (`/path`, as in tests over `tower::service_fn`)
 /// has the empty origin, shared by all such requests.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -310,51 +246,89 @@ fn default_port(scheme: Option<&str>) -> Option<u16> {
     }
 }
 
-/// The budget and cooldown of one origin.
-pub(crate) struct Scope {
+// ===== the store interface =====
+
+/// Where the limits of a [`SharedLimits`] live: in this process ([`SharedLimits::in_process`])
+/// or, behind this trait, in a store shared by several processes. The engine asks it once
+/// per logical request for the limits of the request's origin, and then only talks to the
+/// [`OriginLimits`] it got.
+pub trait LimitStore: Send + Sync + fmt::Debug + 'static {
+    /// The budget and cooldown of `origin`, created on first use.
+    fn origin(&self, origin: &Origin<'_>) -> Arc<dyn OriginLimits>;
+
+    /// The cooldown left for `origin`, if one holds it back; `None` when the store knows of
+    /// none (the default).
+    fn cooldown_remaining(&self, origin: &Origin<'_>, now: Instant) -> Option<Duration> {
+        self.origin(origin).cooldown_remaining(now)
+    }
+
+    /// The longest cooldown any origin is under, if the store can tell (`None` by default).
+    fn longest_cooldown(&self, now: Instant) -> Option<Duration> {
+        let _ = now;
+        None
+    }
+}
+
+/// The budget and cooldown of one origin, as the engine uses them. Every method is called
+/// on the request path: it must answer from memory, never wait on I/O.
+pub trait OriginLimits: Send + Sync + fmt::Debug {
+    /// Records a new logical request, started at `now` (a deposit into the budget).
+    fn deposit(&self, now: Instant);
+
+    /// Takes one retry from the budget; `false` when it is spent.
+    fn withdraw(&self) -> bool;
+
+    /// Returns a retry taken with [`withdraw`](Self::withdraw) that was never sent (its
+    /// request was cancelled while it waited).
+    fn refund(&self);
+
+    /// Holds every request to this origin back until `until` (if later than the current
+    /// cooldown).
+    fn cool_down_until(&self, until: Instant);
+
+    /// How long requests to this origin must still hold back, if at all.
+    fn cooldown_remaining(&self, now: Instant) -> Option<Duration>;
+}
+
+// ===== in process =====
+
+/// The budget and cooldown of one origin, in this process.
+struct InProcessOrigin {
     budget: Option<Budget>,
     cooldown: Option<Cooldown>,
 }
 
-impl Scope {
-    /// Records a new logical request, started at `now` (a deposit into the budget). The
-    /// caller passes its own clock reading so that starting a request reads the clock once.
-    pub(crate) fn deposit(&self, now: Instant) {
+impl OriginLimits for InProcessOrigin {
+    fn deposit(&self, now: Instant) {
         if let Some(b) = &self.budget {
             b.deposit(now);
         }
     }
 
-    /// Takes one retry from the budget; `false` when it is spent.
-    pub(crate) fn withdraw(&self) -> bool {
+    fn withdraw(&self) -> bool {
         self.budget.as_ref().is_none_or(Budget::withdraw)
     }
 
-    /// Returns a retry taken with [`withdraw`](Self::withdraw) that was never sent (its
-    /// request was cancelled while waiting).
-    pub(crate) fn refund(&self) {
+    fn refund(&self) {
         if let Some(b) = &self.budget {
             b.refund();
         }
     }
 
-    /// Holds every request to this origin back until `until` (if later than the current
-    /// cooldown).
-    pub(crate) fn cool_down_until(&self, until: Instant) {
+    fn cool_down_until(&self, until: Instant) {
         if let Some(c) = &self.cooldown {
             c.extend(until);
         }
     }
 
-    /// How long requests to this origin must still hold back, if at all.
-    pub(crate) fn cooldown_remaining(&self, now: Instant) -> Option<Duration> {
+    fn cooldown_remaining(&self, now: Instant) -> Option<Duration> {
         self.cooldown.as_ref().and_then(|c| c.remaining(now))
     }
 }
 
-impl fmt::Debug for Scope {
+impl fmt::Debug for InProcessOrigin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Scope")
+        f.debug_struct("InProcessOrigin")
             .field("budget", &self.budget.is_some())
             .field(
                 "cooldown_remaining",
@@ -364,100 +338,163 @@ impl fmt::Debug for Scope {
     }
 }
 
-/// The most origins one [`SharedLimits`] tracks apart; past it, origins with nothing in
-/// flight and no cooldown are forgotten, and if none can be, the rest share one scope.
-const MAX_SCOPES: usize = 256;
+/// The most origins one in-process store tracks apart; past it, origins with nothing in
+/// flight and no cooldown are forgotten, and if none can be, the rest share one set.
+const MAX_ORIGINS: usize = 256;
 
-/// The budgets and cooldowns shared by every request of one
-/// [`TelEchoRetry`](crate::TelEchoRetry), one of each per [`Origin`].
-pub struct SharedLimits {
+/// The in-process [`LimitStore`]: per-origin budgets and cooldowns in memory, the
+/// cooldown an atomic read on the request path.
+struct InProcess {
     budget: Option<RetryBudget>,
     cooldown: bool,
     base: Instant,
-    scopes: RwLock<HashMap<u64, Arc<Scope>>>,
-    overflow: Arc<Scope>,
+    origins: RwLock<HashMap<u64, Arc<InProcessOrigin>>>,
+    overflow: Arc<InProcessOrigin>,
 }
 
-impl SharedLimits {
-    /// Limits as the policy configures them.
-    pub fn new(policy: &RetryPolicy) -> Self {
+impl InProcess {
+    fn new(budget: Option<RetryBudget>, cooldown: bool) -> Self {
         let base = Instant::now();
-        let mut limits = SharedLimits {
-            budget: policy.budget(),
-            cooldown: policy.shared_cooldown(),
-            base,
-            scopes: RwLock::new(HashMap::new()),
-            overflow: Arc::new(Scope {
-                budget: None,
-                cooldown: None,
-            }),
+        let new_origin = || InProcessOrigin {
+            budget: budget.map(|b| Budget::new(b, base)),
+            cooldown: cooldown.then(|| Cooldown::new(base)),
         };
-        limits.overflow = Arc::new(limits.new_scope());
-        limits
+        InProcess {
+            overflow: Arc::new(new_origin()),
+            budget,
+            cooldown,
+            base,
+            origins: RwLock::new(HashMap::new()),
+        }
     }
 
-    fn new_scope(&self) -> Scope {
-        Scope {
+    fn new_origin(&self) -> InProcessOrigin {
+        InProcessOrigin {
             budget: self.budget.map(|b| Budget::new(b, self.base)),
             cooldown: self.cooldown.then(|| Cooldown::new(self.base)),
         }
     }
 
-    /// The budget and cooldown of `origin`, created on first use.
-    pub(crate) fn scope(&self, origin: &Origin<'_>) -> Arc<Scope> {
+    fn get(&self, key: u64) -> Option<Arc<InProcessOrigin>> {
+        let origins = self.origins.read().unwrap_or_else(|e| e.into_inner());
+        origins.get(&key).cloned()
+    }
+}
+
+impl LimitStore for InProcess {
+    fn origin(&self, origin: &Origin<'_>) -> Arc<dyn OriginLimits> {
         let key = origin.key();
-        if let Some(scope) = self
-            .scopes
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-        {
-            return Arc::clone(scope);
+        if let Some(found) = self.get(key) {
+            return found;
         }
-        let mut scopes = self.scopes.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(scope) = scopes.get(&key) {
-            return Arc::clone(scope);
+        let mut origins = self.origins.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(found) = origins.get(&key) {
+            return Arc::clone(found) as Arc<dyn OriginLimits>;
         }
-        if scopes.len() >= MAX_SCOPES {
+        if origins.len() >= MAX_ORIGINS {
             let now = Instant::now();
-            scopes.retain(|_, s| Arc::strong_count(s) > 1 || s.cooldown_remaining(now).is_some());
-            if scopes.len() >= MAX_SCOPES {
-                return Arc::clone(&self.overflow);
+            origins.retain(|_, o| Arc::strong_count(o) > 1 || o.cooldown_remaining(now).is_some());
+            if origins.len() >= MAX_ORIGINS {
+                return Arc::clone(&self.overflow) as Arc<dyn OriginLimits>;
             }
         }
-        let scope = Arc::new(self.new_scope());
-        scopes.insert(key, Arc::clone(&scope));
-        scope
+        let created = Arc::new(self.new_origin());
+        origins.insert(key, Arc::clone(&created));
+        created
+    }
+
+    fn cooldown_remaining(&self, origin: &Origin<'_>, now: Instant) -> Option<Duration> {
+        self.get(origin.key())?.cooldown_remaining(now)
+    }
+
+    fn longest_cooldown(&self, now: Instant) -> Option<Duration> {
+        let origins = self.origins.read().unwrap_or_else(|e| e.into_inner());
+        origins
+            .values()
+            .filter_map(|o| o.cooldown_remaining(now))
+            .max()
+    }
+}
+
+impl fmt::Debug for InProcess {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let origins = self.origins.read().map_or(0, |o| o.len());
+        f.debug_struct("InProcess")
+            .field("budget", &self.budget)
+            .field("shared_cooldown", &self.cooldown)
+            .field("origins", &origins)
+            .field("longest_cooldown", &self.longest_cooldown(Instant::now()))
+            .finish()
+    }
+}
+
+// ===== the handle =====
+
+/// The retry budgets and rate-limit cooldowns shared by every request of the
+/// [`TelEchoRetry`](crate::TelEchoRetry) values that hold this handle, one of each per
+/// [`Origin`]. Cheap to clone (an `Arc`).
+///
+/// Each `TelEchoRetry` creates its own from its policy; create one yourself to share it
+/// between several, even with different policies:
+///
+/// ```
+/// use telecho_retry::limits::{RetryBudget, SharedLimits};
+/// use telecho_retry::{RetryPolicy, TelEchoRetry};
+///
+/// // One API key, two kinds of calls: a patient policy for batch jobs, a quick one for
+/// // interactive calls; one 429 holds both back.
+/// let limits = SharedLimits::in_process(Some(RetryBudget::default()), true);
+/// let batch = TelEchoRetry::new(RetryPolicy::builder().max_retries(8).build())
+///     .with_limits(limits.clone());
+/// let interactive = TelEchoRetry::new(RetryPolicy::builder().max_retries(1).build())
+///     .with_limits(limits);
+/// # let _ = (batch, interactive);
+/// ```
+#[derive(Clone)]
+pub struct SharedLimits {
+    store: Arc<dyn LimitStore>,
+}
+
+impl SharedLimits {
+    /// In-process limits as the policy configures them
+    /// ([`retry_budget`](crate::RetryPolicyBuilder::retry_budget),
+    /// [`shared_cooldown`](crate::RetryPolicyBuilder::shared_cooldown)).
+    pub fn new(policy: &RetryPolicy) -> Self {
+        SharedLimits::in_process(policy.budget(), policy.shared_cooldown())
+    }
+
+    /// In-process limits: a retry budget (`None`: none) and whether a 429 holds back the
+    /// other requests to its origin.
+    pub fn in_process(budget: Option<RetryBudget>, shared_cooldown: bool) -> Self {
+        SharedLimits::from_store(InProcess::new(budget, shared_cooldown))
+    }
+
+    /// Limits kept in `store`.
+    pub fn from_store(store: impl LimitStore) -> Self {
+        SharedLimits {
+            store: Arc::new(store),
+        }
+    }
+
+    /// The limits of `origin`, created on first use.
+    pub(crate) fn origin(&self, origin: &Origin<'_>) -> Arc<dyn OriginLimits> {
+        self.store.origin(origin)
     }
 
     /// How long requests to `origin` must still hold back, if at all.
     pub fn cooldown_remaining(&self, origin: &Origin<'_>) -> Option<Duration> {
-        let scopes = self.scopes.read().unwrap_or_else(|e| e.into_inner());
-        scopes
-            .get(&origin.key())
-            .and_then(|s| s.cooldown_remaining(Instant::now()))
+        self.store.cooldown_remaining(origin, Instant::now())
     }
 
-    /// The longest cooldown any origin is under, if any.
+    /// The longest cooldown any origin is under, if any (and if the store can tell).
     pub fn longest_cooldown(&self) -> Option<Duration> {
-        let now = Instant::now();
-        let scopes = self.scopes.read().unwrap_or_else(|e| e.into_inner());
-        scopes
-            .values()
-            .filter_map(|s| s.cooldown_remaining(now))
-            .max()
+        self.store.longest_cooldown(Instant::now())
     }
 }
 
 impl fmt::Debug for SharedLimits {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let origins = self.scopes.read().map_or(0, |s| s.len());
-        f.debug_struct("SharedLimits")
-            .field("budget", &self.budget)
-            .field("shared_cooldown", &self.cooldown)
-            .field("origins", &origins)
-            .field("longest_cooldown", &self.longest_cooldown())
-            .finish()
+        f.debug_tuple("SharedLimits").field(&self.store).finish()
     }
 }
 
@@ -465,12 +502,12 @@ impl fmt::Debug for SharedLimits {
 mod tests {
     use super::*;
 
-    fn limits(budget: RetryBudget) -> Arc<Scope> {
+    fn limits(budget: RetryBudget) -> Arc<dyn OriginLimits> {
         SharedLimits::new(&RetryPolicy::builder().retry_budget(budget).build())
-            .scope(&Origin::default())
+            .origin(&Origin::default())
     }
 
-    fn remaining(scope: &Scope) -> Option<Duration> {
+    fn remaining(scope: &Arc<dyn OriginLimits>) -> Option<Duration> {
         scope.cooldown_remaining(Instant::now())
     }
 
@@ -532,7 +569,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn no_budget_never_refuses() {
         let l = SharedLimits::new(&RetryPolicy::builder().without_retry_budget().build())
-            .scope(&Origin::default());
+            .origin(&Origin::default());
         assert!((0..10_000).all(|_| l.withdraw()));
     }
 
@@ -548,7 +585,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn cooldown_keeps_the_latest_instant() {
-        let l = SharedLimits::new(&RetryPolicy::default()).scope(&Origin::default());
+        let l = SharedLimits::new(&RetryPolicy::default()).origin(&Origin::default());
         assert_eq!(remaining(&l), None);
         let now = Instant::now();
         l.cool_down_until(now + Duration::from_secs(5));
@@ -561,7 +598,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn cooldown_can_be_turned_off() {
         let l = SharedLimits::new(&RetryPolicy::builder().shared_cooldown(false).build())
-            .scope(&Origin::default());
+            .origin(&Origin::default());
         l.cool_down_until(Instant::now() + Duration::from_secs(5));
         assert_eq!(remaining(&l), None);
     }
@@ -582,15 +619,21 @@ mod tests {
             Origin::of_uri(&b),
         );
         shared
-            .scope(&a)
+            .origin(&a)
             .cool_down_until(Instant::now() + Duration::from_secs(30));
         assert_eq!(
             shared.cooldown_remaining(&a_again),
             Some(Duration::from_secs(30))
         );
         assert_eq!(shared.cooldown_remaining(&b), None);
-        assert_eq!((0..100).filter(|_| shared.scope(&a).withdraw()).count(), 10);
-        assert_eq!((0..100).filter(|_| shared.scope(&b).withdraw()).count(), 10);
+        assert_eq!(
+            (0..100).filter(|_| shared.origin(&a).withdraw()).count(),
+            10
+        );
+        assert_eq!(
+            (0..100).filter(|_| shared.origin(&b).withdraw()).count(),
+            10
+        );
     }
 
     #[test]
@@ -608,10 +651,12 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn many_origins_stay_bounded() {
         let shared = SharedLimits::new(&RetryPolicy::default());
-        let hosts: Vec<String> = (0..2 * MAX_SCOPES).map(|i| format!("h{i}")).collect();
+        let store = InProcess::new(None, true);
+        let hosts: Vec<String> = (0..2 * MAX_ORIGINS).map(|i| format!("h{i}")).collect();
         for h in &hosts {
-            let _ = shared.scope(&Origin::new(Some("http"), Some(h), None));
+            let _ = store.origin(&Origin::new(Some("http"), Some(h), None));
         }
-        assert!(shared.scopes.read().unwrap().len() <= MAX_SCOPES);
+        assert!(store.origins.read().unwrap().len() <= MAX_ORIGINS);
+        drop(shared);
     }
 }

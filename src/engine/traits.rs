@@ -1,36 +1,24 @@
-//! What the engine needs from a request, a response and an error, as small traits.
+//! What the engine needs from a request and a response, as small traits.
 //!
-//! - [`RetryRequest`]: the method and headers (idempotency), and a way to duplicate the
-//!   request for the next attempt. Implemented for `http::Request<B>` where
-//!   `B: `[`TryCloneBody`], and with feature `reqwest` for `reqwest::Request`.
-//! - [`TryCloneBody`]: implemented for the bodies that can be copied (`Full`, `Empty`,
-//!   `String`, `Bytes`, `Vec<u8>`, static slices, `()`), for
-//!   [`ReplayBody`](crate::ReplayBody) (a streaming body teed into a bounded buffer), and as
-//!   "cannot be copied" for `BoxBody`, `UnsyncBoxBody` and hyper's `Incoming`. A request
-//!   whose body cannot be copied is sent once and its outcome returned unchanged.
+//! - [`RetryRequest`]: the method and headers (idempotency), the origin (per-origin
+//!   limits), the extensions ([`RetryOverride`](crate::RetryOverride),
+//!   [`AttemptNumber`](crate::AttemptNumber)), and a way to duplicate the request for the
+//!   next attempt. Implemented for `http::Request<B>` where
+//!   `B: `[`TryCloneBody`](crate::body::TryCloneBody), and with feature `reqwest` for
+//!   `reqwest::Request`.
 //! - [`RetryResponse`] and [`ResponseParts`]: status, headers and extensions (for
-//!   [`RetryInfo`](crate::RetryInfo)), and the body, read for an error code when the policy
-//!   has [`CodeRule`](crate::CodeRule)s. Implemented for `http::Response<B>` (handed back as
+//!   [`RetryInfo`](crate::RetryInfo)), and the body, read for an error code when the
+//!   classifier wants it. Implemented for `http::Response<B>` (handed back as
 //!   `http::Response<`[`ResponseBody<B>`]`>`) and, with feature `reqwest`, for
 //!   `reqwest::Response`.
-//! - [`ClassifyError`]: maps an inner service's error to a [`TransportErrorKind`].
-//!   Implemented for `std::convert::Infallible`, `std::io::Error`, `tower::BoxError`
-//!   (`Box<dyn Error + Send + Sync>`, walking its `source()` chain), and with features for
-//!   `hyper::Error`, hyper-util's client error, `reqwest::Error` and
-//!   `reqwest_middleware::Error`. Implement it for your own error type to supply your own
-//!   classification.
+//!
+//! What the engine needs from an error is in [`ClassifyError`](crate::classify::ClassifyError).
 
-use std::convert::Infallible;
-use std::error::Error as StdError;
-
-use bytes::{Buf, Bytes};
 use http::{Extensions, HeaderMap, Method, StatusCode};
-
 use http_body::Body;
 
-use crate::limits::Origin;
-use crate::peek::ResponseBody;
-use crate::transport::TransportErrorKind;
+use super::limits::Origin;
+use crate::body::{ResponseBody, TryCloneBody};
 
 /// A request the engine can inspect and duplicate.
 pub trait RetryRequest: Sized {
@@ -47,6 +35,11 @@ pub trait RetryRequest: Sized {
     /// rate-limit cooldown are kept per origin.
     fn origin(&self) -> Origin<'_>;
 
+    /// The request extensions, where the engine looks for a
+    /// [`RetryOverride`](crate::RetryOverride); `None` where the request type does not
+    /// expose them (`reqwest::Request`).
+    fn extensions(&self) -> Option<&Extensions>;
+
     /// The request extensions, for [`AttemptNumber`](crate::AttemptNumber); `None` where the
     /// request type does not expose them (`reqwest::Request`).
     fn extensions_mut(&mut self) -> Option<&mut Extensions>;
@@ -59,17 +52,6 @@ pub trait RetryRequest: Sized {
     /// Whether a copy made by [`try_clone_request`](Self::try_clone_request) can still be
     /// sent, checked after the attempt's outcome. `true` unless the copy replays a body
     /// that overflowed its buffer.
-    fn is_replayable(&self) -> bool {
-        true
-    }
-}
-
-/// A request body that may be duplicated for a retry.
-pub trait TryCloneBody: Sized {
-    /// A copy of the body, or `None` when it cannot be copied.
-    fn try_clone_body(&self) -> Option<Self>;
-
-    /// See [`RetryRequest::is_replayable`].
     fn is_replayable(&self) -> bool {
         true
     }
@@ -115,30 +97,6 @@ pub trait RetryResponse: ResponseParts + Sized {
     fn from_head(head: Self::Head, body: ResponseBody<Self::Body>) -> Self::Output;
 }
 
-/// Maps an inner service's error to a [`TransportErrorKind`].
-///
-/// ```
-/// use telecho_retry::request::ClassifyError;
-/// use telecho_retry::TransportErrorKind;
-///
-/// #[derive(Debug)]
-/// enum MyError { Refused, Other }
-///
-/// impl ClassifyError for MyError {
-///     fn transport_error_kind(&self) -> TransportErrorKind {
-///         match self {
-///             MyError::Refused => TransportErrorKind::Connect,
-///             MyError::Other => TransportErrorKind::Other,
-///         }
-///     }
-/// }
-/// assert_eq!(MyError::Refused.transport_error_kind(), TransportErrorKind::Connect);
-/// ```
-pub trait ClassifyError {
-    /// The kind of failure, for the policy's transport rules.
-    fn transport_error_kind(&self) -> TransportErrorKind;
-}
-
 // ===== impl RetryRequest =====
 
 impl<B: TryCloneBody> RetryRequest for http::Request<B> {
@@ -158,6 +116,10 @@ impl<B: TryCloneBody> RetryRequest for http::Request<B> {
         Origin::of_uri(self.uri())
     }
 
+    fn extensions(&self) -> Option<&Extensions> {
+        Some(self.extensions())
+    }
+
     fn extensions_mut(&mut self) -> Option<&mut Extensions> {
         Some(self.extensions_mut())
     }
@@ -175,51 +137,6 @@ impl<B: TryCloneBody> RetryRequest for http::Request<B> {
 
     fn is_replayable(&self) -> bool {
         self.body().is_replayable()
-    }
-}
-
-// ===== impl TryCloneBody =====
-
-macro_rules! clone_body {
-    ($($t:ty),* $(,)?) => {
-        $(impl TryCloneBody for $t {
-            fn try_clone_body(&self) -> Option<Self> {
-                Some(self.clone())
-            }
-        })*
-    };
-}
-
-clone_body!(String, Bytes, Vec<u8>, &'static str, &'static [u8], ());
-
-impl<D: Buf + Clone> TryCloneBody for http_body_util::Full<D> {
-    fn try_clone_body(&self) -> Option<Self> {
-        Some(self.clone())
-    }
-}
-
-impl<D> TryCloneBody for http_body_util::Empty<D> {
-    fn try_clone_body(&self) -> Option<Self> {
-        Some(http_body_util::Empty::new())
-    }
-}
-
-impl<D, E> TryCloneBody for http_body_util::combinators::BoxBody<D, E> {
-    fn try_clone_body(&self) -> Option<Self> {
-        None
-    }
-}
-
-impl<D, E> TryCloneBody for http_body_util::combinators::UnsyncBoxBody<D, E> {
-    fn try_clone_body(&self) -> Option<Self> {
-        None
-    }
-}
-
-#[cfg(feature = "tower")]
-impl TryCloneBody for hyper::body::Incoming {
-    fn try_clone_body(&self) -> Option<Self> {
-        None
     }
 }
 
@@ -260,43 +177,10 @@ where
     }
 }
 
-// ===== impl ClassifyError =====
-
-impl ClassifyError for Infallible {
-    fn transport_error_kind(&self) -> TransportErrorKind {
-        match *self {}
-    }
-}
-
-impl ClassifyError for std::io::Error {
-    fn transport_error_kind(&self) -> TransportErrorKind {
-        TransportErrorKind::of_error(self)
-    }
-}
-
-impl ClassifyError for Box<dyn StdError + Send + Sync> {
-    fn transport_error_kind(&self) -> TransportErrorKind {
-        TransportErrorKind::of_error(&**self)
-    }
-}
-
-#[cfg(feature = "tower")]
-impl ClassifyError for hyper::Error {
-    fn transport_error_kind(&self) -> TransportErrorKind {
-        TransportErrorKind::of_error(self)
-    }
-}
-
-#[cfg(feature = "tower")]
-impl ClassifyError for hyper_util::client::legacy::Error {
-    fn transport_error_kind(&self) -> TransportErrorKind {
-        TransportErrorKind::of_error(self)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
     use http_body_util::{BodyExt, Full};
 
     #[test]
@@ -323,13 +207,6 @@ mod tests {
     fn boxed_bodies_cannot_be_copied() {
         let req = http::Request::new(Full::new(Bytes::new()).boxed());
         assert!(req.try_clone_request().is_none());
-    }
-
-    #[test]
-    fn box_error_walks_sources() {
-        let e: Box<dyn StdError + Send + Sync> =
-            Box::new(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
-        assert_eq!(e.transport_error_kind(), TransportErrorKind::Reset);
     }
 
     fn futures_executor_block_on<F: std::future::Future>(f: F) -> F::Output {

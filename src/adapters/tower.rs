@@ -1,14 +1,30 @@
 //! [`RetryService`]: the tower `Service` that [`TelEchoRetry`] produces.
 
-use std::task::{Context, Poll};
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
 
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::error::{BoxError, RetryError};
-use crate::future::{ResponseFuture, Retrying};
-use crate::layer::TelEchoRetry;
-use crate::request::{ClassifyError, RetryRequest, RetryResponse};
-use crate::state::{RetryInfo, RetryState};
+use super::retry::TelEchoRetry;
+use crate::classify::ClassifyError;
+use crate::engine::future::{Failure, Output, Retrying};
+use crate::engine::{BoxError, RetryError, RetryInfo, RetryRequest, RetryResponse};
+
+// ===== impl Layer =====
+
+impl<S> Layer<S> for TelEchoRetry {
+    type Service = RetryService<S>;
+
+    fn layer(&self, inner: S) -> RetryService<S> {
+        RetryService::new(inner, self.clone())
+    }
+}
+
+// ===== RetryService =====
 
 /// Wraps an HTTP client service and retries its requests by a [`RetryPolicy`](crate::RetryPolicy).
 ///
@@ -28,7 +44,7 @@ use crate::state::{RetryInfo, RetryState};
 /// - `S: Clone`: each in-flight request keeps its own clone of the inner service, the one it
 ///   polled ready, to send its retries (the same pattern as `tower::retry`).
 /// - requests implement [`RetryRequest`] (`http::Request<B>` for bodies that implement
-///   [`TryCloneBody`](crate::request::TryCloneBody), `reqwest::Request`);
+///   [`TryCloneBody`](crate::body::TryCloneBody), `reqwest::Request`);
 /// - responses implement [`RetryResponse`], errors [`ClassifyError`] and
 ///   `Into<BoxError>`.
 ///
@@ -112,8 +128,65 @@ where
         // Keep the instance that was polled ready for this call; leave a fresh clone behind.
         let clone = self.inner.clone();
         let service = std::mem::replace(&mut self.inner, clone);
-        let state =
-            RetryState::with_limits(&self.retry.policy, &self.retry.limits, &request.origin());
+        let state = self.retry.start(&request);
         ResponseFuture::new(Retrying::new(service, state, request))
+    }
+}
+
+// ===== ResponseFuture =====
+
+pin_project! {
+    /// The future of one logical request through [`RetryService`](crate::RetryService).
+    ///
+    /// Every error it resolves to is a [`RetryError`]: the inner service's error (its
+    /// `source()`), an attempt timeout, the deadline, or a refusal because the origin is
+    /// rate limited, each with the [`RetryInfo`] of what was tried.
+    pub struct ResponseFuture<S, Req>
+    where
+        S: Service<Req>,
+        S::Response: RetryResponse,
+    {
+        #[pin]
+        inner: Retrying<S, Req>,
+    }
+}
+
+impl<S, Req> ResponseFuture<S, Req>
+where
+    S: Service<Req>,
+    S::Response: RetryResponse,
+{
+    pub(crate) fn new(inner: Retrying<S, Req>) -> Self {
+        ResponseFuture { inner }
+    }
+}
+
+impl<S, Req> Future for ResponseFuture<S, Req>
+where
+    S: Service<Req>,
+    S::Response: RetryResponse,
+    S::Error: ClassifyError + Into<BoxError>,
+    Req: RetryRequest,
+{
+    type Output = Result<Output<S::Response>, RetryError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let result = ready!(self.project().inner.poll(cx));
+        Poll::Ready(result.map_err(|failure| match failure {
+            Failure::Inner(error, info) => RetryError::inner(error.into(), info),
+            Failure::Engine(error) => error,
+        }))
+    }
+}
+
+impl<S, Req> fmt::Debug for ResponseFuture<S, Req>
+where
+    S: Service<Req>,
+    S::Response: RetryResponse,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("inner", &self.inner)
+            .finish()
     }
 }

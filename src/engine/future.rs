@@ -13,14 +13,17 @@ use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 use tower_service::Service;
 
-use crate::api_error::{ErrorCode, MAX_ENVELOPE_BYTES};
-use crate::error::{BoxError, RetryError, RetryErrorKind};
-use crate::peek::{peek, PeekFuture};
-use crate::request::{ClassifyError, ResponseParts, RetryRequest, RetryResponse};
-use crate::response_error::ERROR_BODY_TIMEOUT;
-use crate::state::{Action, Admission, AttemptNumber, Outcome, RetryInfo, RetryState, StopReason};
-use crate::trace;
-use crate::transport::{is_idempotent_method, TransportErrorKind};
+use super::error::{RetryError, RetryErrorKind};
+use super::info::{AttemptNumber, RetryInfo, StopReason};
+use super::state::{Action, Admission, RetryState};
+use super::trace;
+use super::traits::{ResponseParts, RetryRequest, RetryResponse};
+use crate::body::peek::{peek, PeekFuture};
+use crate::body::ERROR_BODY_TIMEOUT;
+use crate::classify::{
+    is_idempotent_method, ClassifyError, Outcome, RequestView, TransportErrorKind,
+};
+use crate::envelope::{ApiError, ErrorCode, MAX_ENVELOPE_BYTES};
 
 /// How a logical request failed, as the engine hands it to an adapter.
 pub(crate) enum Failure<E> {
@@ -110,7 +113,6 @@ where
             }
         }
         let mut deadline = retry
-            .policy()
             .deadline()
             .map(|d| Box::pin(tokio::time::sleep_until(retry.started() + d)));
         let mut slot = None;
@@ -181,11 +183,7 @@ where
     // one, read it now, before the request is gone (the stop reason depends on it).
     *idempotent = match slot {
         Some(_) => None,
-        None => Some(
-            retry
-                .policy()
-                .is_idempotent(request.method(), request.headers()),
-        ),
+        None => Some(retry.is_idempotent(request.method(), request.headers())),
     };
     let number = retry.attempts() + 1;
     // Retries only: the first attempt stays allocation-free (no number means attempt 1).
@@ -201,7 +199,7 @@ where
     }
     let future = service.call(request);
     retry.attempt_sent();
-    match retry.policy().attempt_timeout() {
+    match retry.per_attempt_timeout() {
         Some(after) => State::Timed {
             future,
             sleep: tokio::time::sleep(after),
@@ -224,10 +222,11 @@ where
     R: ResponseParts,
     E: ClassifyError,
 {
+    // Idempotency matters to failures only: a success pays nothing for it.
     let idempotent = match (&attempted, idempotent, slot.as_ref()) {
-        (Attempted::Response(..), _, _) => false,
+        (Attempted::Response(r, _), _, _) if r.status().as_u16() < 400 => false,
         (_, Some(known), _) => known,
-        (_, None, Some(copy)) => retry.policy().is_idempotent(copy.method(), copy.headers()),
+        (_, None, Some(copy)) => retry.is_idempotent(copy.method(), copy.headers()),
         (_, None, None) => false,
     };
     let duplicate = slot.take().filter(Req::is_replayable);
@@ -246,7 +245,17 @@ where
             idempotent,
         },
     };
-    let action = retry.next(outcome, duplicate.is_some());
+    let request = match &duplicate {
+        Some(copy) => {
+            let view = RequestView::new(copy.method(), copy.headers()).with_idempotent(idempotent);
+            match copy.extensions() {
+                Some(extensions) => view.with_extensions(extensions),
+                None => view,
+            }
+        }
+        None => RequestView::detached(idempotent),
+    };
+    let action = retry.next_for(&request, outcome, duplicate.is_some());
     trace::outcome(retry, &outcome, action);
     if let (Action::Retry(delay), Some(duplicate)) = (action, duplicate) {
         *slot = Some(duplicate);
@@ -382,7 +391,10 @@ where
                     let Some(head) = head.take() else {
                         unreachable!("Peeking holds the head until the read ends");
                     };
-                    let code = peeked.error_code();
+                    let code = peeked
+                        .bytes()
+                        .and_then(|body| ApiError::from_json(&body).ok())
+                        .map(|envelope| envelope.code().clone());
                     let response = S::Response::from_head(head, peeked.into_body());
                     Attempted::Response(response, code)
                 }
@@ -453,66 +465,6 @@ where
         f.debug_struct("Retrying")
             .field("retry", &self.retry)
             .finish_non_exhaustive()
-    }
-}
-
-#[cfg(feature = "tower")]
-pin_project! {
-    /// The future of one logical request through [`RetryService`](crate::RetryService).
-    ///
-    /// Every error it resolves to is a [`RetryError`]: the inner service's error (its
-    /// `source()`), an attempt timeout, the deadline, or a refusal because the origin is
-    /// rate limited, each with the [`RetryInfo`] of what was tried.
-    pub struct ResponseFuture<S, Req>
-    where
-        S: Service<Req>,
-        S::Response: RetryResponse,
-    {
-        #[pin]
-        inner: Retrying<S, Req>,
-    }
-}
-
-#[cfg(feature = "tower")]
-impl<S, Req> ResponseFuture<S, Req>
-where
-    S: Service<Req>,
-    S::Response: RetryResponse,
-{
-    pub(crate) fn new(inner: Retrying<S, Req>) -> Self {
-        ResponseFuture { inner }
-    }
-}
-
-#[cfg(feature = "tower")]
-impl<S, Req> Future for ResponseFuture<S, Req>
-where
-    S: Service<Req>,
-    S::Response: RetryResponse,
-    S::Error: ClassifyError + Into<BoxError>,
-    Req: RetryRequest,
-{
-    type Output = Result<Output<S::Response>, RetryError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let result = ready!(self.project().inner.poll(cx));
-        Poll::Ready(result.map_err(|failure| match failure {
-            Failure::Inner(error, info) => RetryError::inner(error.into(), info),
-            Failure::Engine(error) => error,
-        }))
-    }
-}
-
-#[cfg(feature = "tower")]
-impl<S, Req> fmt::Debug for ResponseFuture<S, Req>
-where
-    S: Service<Req>,
-    S::Response: RetryResponse,
-{
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResponseFuture")
-            .field("inner", &self.inner)
-            .finish()
     }
 }
 

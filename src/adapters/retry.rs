@@ -1,15 +1,11 @@
 //! [`TelEchoRetry`]: the one configuration type, used as a tower `Layer` and (feature
 //! `reqwest`) as a `reqwest_middleware::Middleware`.
 
-use std::sync::Arc;
-
-use tower_layer::Layer;
-
-use crate::limits::SharedLimits;
+use crate::engine::limits::SharedLimits;
+use crate::engine::{RetryOverride, RetryRequest, RetryState};
 use crate::policy::RetryPolicy;
-use crate::service::RetryService;
 
-/// Retries by the TelEcho contract. A tower [`Layer`] producing [`RetryService`], and with
+/// Retries by the TelEcho contract. A tower `Layer` producing [`RetryService`](crate::RetryService), and with
 /// feature `reqwest` a `reqwest_middleware::Middleware`; both run the same engine
 /// ([`RetryState`](crate::RetryState) driven by one future).
 ///
@@ -42,7 +38,7 @@ use crate::service::RetryService;
 #[derive(Clone, Debug)]
 pub struct TelEchoRetry {
     pub(crate) policy: RetryPolicy,
-    pub(crate) limits: Arc<SharedLimits>,
+    pub(crate) limits: SharedLimits,
     pub(crate) replay_buffer: ReplayBuffer,
 }
 
@@ -64,18 +60,31 @@ impl Default for ReplayBuffer {
 
 impl TelEchoRetry {
     /// Retries with this policy. The retry budget and the rate-limit cooldown (see
-    /// [`limits`](crate::limits)) are created here and shared by every clone of the result:
-    /// clone one `TelEchoRetry` for all the clients that use one API key.
+    /// [`limits`](crate::limits)) are created here, as the policy configures them, and
+    /// shared by every clone of the result: clone one `TelEchoRetry` for all the clients
+    /// that use one API key, or give several the same limits with
+    /// [`with_limits`](Self::with_limits).
     pub fn new(policy: RetryPolicy) -> Self {
         TelEchoRetry {
-            limits: Arc::new(SharedLimits::new(&policy)),
+            limits: SharedLimits::new(&policy),
             policy,
             replay_buffer: ReplayBuffer::default(),
         }
     }
 
+    /// Keeps its budgets and cooldowns in `limits`, shared with every other
+    /// `TelEchoRetry` that holds the same handle (whatever their policies).
+    ///
+    /// # Default
+    ///
+    /// Limits of its own, created by [`new`](Self::new) from the policy.
+    pub fn with_limits(mut self, limits: SharedLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
     /// The limits shared by every clone (budget, cooldown).
-    pub fn limits(&self) -> &Arc<SharedLimits> {
+    pub fn limits(&self) -> &SharedLimits {
         &self.limits
     }
 
@@ -86,17 +95,23 @@ impl TelEchoRetry {
 
     /// How many bytes of a streaming request body the reqwest middleware records so it can
     /// replay the body on a retry ([`ReplayBody`](crate::ReplayBody)). A body that does not
-    /// fit is sent once and its outcome returned. `0` turns recording off. Default: 64 KiB.
+    /// fit is sent once and its outcome returned. `0` turns recording off.
+    ///
+    /// # Default
+    ///
+    /// 64 KiB.
     pub fn replay_buffer(mut self, bytes: usize) -> Self {
         self.replay_buffer = ReplayBuffer(bytes);
         self
     }
-}
 
-impl<S> Layer<S> for TelEchoRetry {
-    type Service = RetryService<S>;
-
-    fn layer(&self, inner: S) -> RetryService<S> {
-        RetryService::new(inner, self.clone())
+    /// The engine's state for one logical request: its origin's limits, and its
+    /// [`RetryOverride`] if its extensions carry one.
+    pub(crate) fn start<Req: RetryRequest>(&self, request: &Req) -> RetryState {
+        let mut state = RetryState::with_limits(&self.policy, &self.limits, &request.origin());
+        if let Some(o) = request.extensions().and_then(|e| e.get::<RetryOverride>()) {
+            state.apply_override(o);
+        }
+        state
     }
 }

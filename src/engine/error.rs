@@ -1,45 +1,11 @@
 //! [`RetryError`]: how a logical request failed, with the [`RetryInfo`] of what was tried.
-//!
-//! The tower adapter's error type is `RetryError`, whatever the inner service's error type
-//! (which becomes its `source()`): so that the engine can enforce the attempt timeout, the
-//! deadline and the rate-limit cooldown over any inner service, and so that every failure
-//! says how many attempts were made. Layers stacked above box it; [`RetryError::of`] finds
-//! it in a `BoxError`. The
-//! reqwest middleware returns the inner `reqwest_middleware::Error` for a failed attempt
-//! (with the `RetryInfo` in the caller's extensions) and a
-//! `reqwest_middleware::Error::Middleware` holding a `RetryError` for what the engine
-//! decided itself (a timeout, the deadline, a rate limit).
-//!
-//! ```
-//! use std::time::Duration;
-//! use bytes::Bytes;
-//! use http::Request;
-//! use http_body_util::Full;
-//! use telecho_retry::{RetryError, RetryErrorKind, RetryPolicy, TelEchoRetry};
-//! use tower::{service_fn, ServiceBuilder, ServiceExt};
-//!
-//! # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
-//! let hangs = service_fn(|_req: Request<Full<Bytes>>| async {
-//!     std::future::pending::<Result<http::Response<Full<Bytes>>, std::io::Error>>().await
-//! });
-//! let policy = RetryPolicy::builder()
-//!     .max_retries(1)
-//!     .attempt_timeout(Duration::from_secs(2))
-//!     .build();
-//! let client = ServiceBuilder::new().layer(TelEchoRetry::new(policy)).service(hangs);
-//!
-//! let err: RetryError = client.oneshot(Request::new(Full::new(Bytes::new()))).await.unwrap_err();
-//! assert_eq!(err.kind(), RetryErrorKind::AttemptTimeout);
-//! assert_eq!(err.info().attempts(), 2); // a GET is retried after a timeout
-//! # }
-//! ```
 
 use std::error::Error as StdError;
 use std::fmt;
 use std::time::Duration;
 
-use crate::state::{RetryInfo, StopReason};
-use crate::transport::TransportErrorKind;
+use super::info::{RetryInfo, StopReason};
+use crate::classify::TransportErrorKind;
 
 /// A boxed error, `Send + Sync` (what `tower::BoxError` is).
 pub type BoxError = Box<dyn StdError + Send + Sync>;
@@ -65,7 +31,41 @@ pub enum RetryErrorKind {
     RateLimited,
 }
 
-/// A logical request that failed. See the [module docs](crate::error).
+/// How a logical request failed, with the [`RetryInfo`] of what was tried.
+///
+/// The tower adapter's error type is `RetryError`, whatever the inner service's error type
+/// (which becomes its `source()`): so that the engine can enforce the attempt timeout, the
+/// deadline and the rate-limit cooldown over any inner service, and so that every failure
+/// says how many attempts were made. Layers stacked above box it; [`RetryError::of`] finds
+/// it in a `BoxError`. The
+/// reqwest middleware returns the inner `reqwest_middleware::Error` for a failed attempt
+/// (with the `RetryInfo` in the caller's extensions) and a
+/// `reqwest_middleware::Error::Middleware` holding a `RetryError` for what the engine
+/// decided itself (a timeout, the deadline, a rate limit).
+///
+/// ```
+/// use std::time::Duration;
+/// use bytes::Bytes;
+/// use http::Request;
+/// use http_body_util::Full;
+/// use telecho_retry::{RetryError, RetryErrorKind, RetryPolicy, TelEchoRetry};
+/// use tower::{service_fn, ServiceBuilder, ServiceExt};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// let hangs = service_fn(|_req: Request<Full<Bytes>>| async {
+///     std::future::pending::<Result<http::Response<Full<Bytes>>, std::io::Error>>().await
+/// });
+/// let policy = RetryPolicy::builder()
+///     .max_retries(1)
+///     .attempt_timeout(Duration::from_secs(2))
+///     .build();
+/// let client = ServiceBuilder::new().layer(TelEchoRetry::new(policy)).service(hangs);
+///
+/// let err: RetryError = client.oneshot(Request::new(Full::new(Bytes::new()))).await.unwrap_err();
+/// assert_eq!(err.kind(), RetryErrorKind::AttemptTimeout);
+/// assert_eq!(err.info().attempts(), 2); // a GET is retried after a timeout
+/// # }
+/// ```
 ///
 /// Its `source()` is the inner error (for [`RetryErrorKind::Inner`]); its `Display` names
 /// the kind and the attempts made, and its `Debug` the inner error's
@@ -79,6 +79,7 @@ pub struct RetryError {
 }
 
 impl RetryError {
+    #[cfg_attr(not(feature = "tower"), allow(dead_code))] // the tower adapter's
     pub(crate) fn inner(error: BoxError, info: RetryInfo) -> Self {
         RetryError {
             kind: RetryErrorKind::Inner,

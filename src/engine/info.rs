@@ -79,10 +79,11 @@ impl RetryInfo {
         self.stop
     }
 
-    /// `true` for one attempt that succeeded: the case in which adapters attach no
-    /// `RetryInfo` to the response (see [`RetryInfo::of`]).
+    /// `true` for one attempt that succeeded without waiting (no cooldown hold-back): the
+    /// case in which adapters attach no `RetryInfo` to the response (see
+    /// [`RetryInfo::of`]).
     pub fn is_first_try_success(&self) -> bool {
-        self.attempts <= 1 && self.stop == Some(StopReason::Success)
+        self.attempts <= 1 && self.slept.is_zero() && self.stop == Some(StopReason::Success)
     }
 
     /// The info of a request whose first attempt was never sent.

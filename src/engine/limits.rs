@@ -283,11 +283,19 @@ pub trait OriginLimits: Send + Sync + fmt::Debug {
     fn refund(&self);
 
     /// Holds every request to this origin back until `until` (if later than the current
-    /// cooldown).
+    /// cooldown): a 429 whose `Retry-After` the policy waits for.
     fn cool_down_until(&self, until: Instant);
 
     /// How long requests to this origin must still hold back, if at all.
     fn cooldown_remaining(&self, now: Instant) -> Option<Duration>;
+
+    /// Refuses every request to this origin until `until` (if later than the current
+    /// refusal): a 429 whose `Retry-After` is above the policy's cap. Requests are not held
+    /// back but fail at once while it lasts.
+    fn refuse_until(&self, until: Instant);
+
+    /// How long requests to this origin are still refused, if at all.
+    fn refusal_remaining(&self, now: Instant) -> Option<Duration>;
 }
 
 // ===== in process =====
@@ -296,6 +304,7 @@ pub trait OriginLimits: Send + Sync + fmt::Debug {
 struct InProcessOrigin {
     budget: Option<Budget>,
     cooldown: Option<Cooldown>,
+    refusal: Option<Cooldown>,
 }
 
 impl OriginLimits for InProcessOrigin {
@@ -323,6 +332,16 @@ impl OriginLimits for InProcessOrigin {
 
     fn cooldown_remaining(&self, now: Instant) -> Option<Duration> {
         self.cooldown.as_ref().and_then(|c| c.remaining(now))
+    }
+
+    fn refuse_until(&self, until: Instant) {
+        if let Some(c) = &self.refusal {
+            c.extend(until);
+        }
+    }
+
+    fn refusal_remaining(&self, now: Instant) -> Option<Duration> {
+        self.refusal.as_ref().and_then(|c| c.remaining(now))
     }
 }
 
@@ -358,6 +377,7 @@ impl InProcess {
         let new_origin = || InProcessOrigin {
             budget: budget.map(|b| Budget::new(b, base)),
             cooldown: cooldown.then(|| Cooldown::new(base)),
+            refusal: cooldown.then(|| Cooldown::new(base)),
         };
         InProcess {
             overflow: Arc::new(new_origin()),
@@ -372,6 +392,7 @@ impl InProcess {
         InProcessOrigin {
             budget: self.budget.map(|b| Budget::new(b, self.base)),
             cooldown: self.cooldown.then(|| Cooldown::new(self.base)),
+            refusal: self.cooldown.then(|| Cooldown::new(self.base)),
         }
     }
 
@@ -393,7 +414,11 @@ impl LimitStore for InProcess {
         }
         if origins.len() >= MAX_ORIGINS {
             let now = Instant::now();
-            origins.retain(|_, o| Arc::strong_count(o) > 1 || o.cooldown_remaining(now).is_some());
+            origins.retain(|_, o| {
+                Arc::strong_count(o) > 1
+                    || o.cooldown_remaining(now).is_some()
+                    || o.refusal_remaining(now).is_some()
+            });
             if origins.len() >= MAX_ORIGINS {
                 return Arc::clone(&self.overflow) as Arc<dyn OriginLimits>;
             }
@@ -404,14 +429,15 @@ impl LimitStore for InProcess {
     }
 
     fn cooldown_remaining(&self, origin: &Origin<'_>, now: Instant) -> Option<Duration> {
-        self.get(origin.key())?.cooldown_remaining(now)
+        let o = self.get(origin.key())?;
+        o.cooldown_remaining(now).max(o.refusal_remaining(now))
     }
 
     fn longest_cooldown(&self, now: Instant) -> Option<Duration> {
         let origins = self.origins.read().unwrap_or_else(|e| e.into_inner());
         origins
             .values()
-            .filter_map(|o| o.cooldown_remaining(now))
+            .filter_map(|o| o.cooldown_remaining(now).max(o.refusal_remaining(now)))
             .max()
     }
 }

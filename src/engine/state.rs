@@ -33,8 +33,10 @@ pub enum Admission {
     /// `retry_after_spread`), then ask again.
     Wait(Duration),
     /// Do not send it; hand the caller an error. `reason` is
-    /// [`StopReason::RetryAfterTooLong`] when the origin's cooldown lasts longer than the
-    /// policy's `max_retry_after` (a 429 with a `Retry-After` above the cap was seen), or
+    /// [`StopReason::RetryAfterTooLong`] while the origin is refused (a 429 with a
+    /// `Retry-After` above the cap was seen: until that wait has passed, however little of
+    /// it is left) or when its cooldown lasts longer than this policy's `max_retry_after`
+    /// (another policy sharing the limits accepted a longer wait), or
     /// [`StopReason::Deadline`] when the deadline is reached or the cooldown would cross
     /// it; `cooldown` is the cooldown left, if any.
     Reject {
@@ -157,13 +159,21 @@ impl RetryState {
                 cooldown: None,
             };
         }
-        let Some(cooldown) = self
-            .limits
-            .as_ref()
-            .and_then(|scope| scope.cooldown_remaining(now))
-        else {
+        let Some(limits) = self.limits.as_ref() else {
             return Admission::Send;
         };
+        // A 429 above some policy's cap: refused while it lasts, however little is left.
+        if let Some(refused) = limits.refusal_remaining(now) {
+            self.stop = Some(StopReason::RetryAfterTooLong);
+            return Admission::Reject {
+                reason: StopReason::RetryAfterTooLong,
+                cooldown: Some(refused),
+            };
+        }
+        let Some(cooldown) = limits.cooldown_remaining(now) else {
+            return Admission::Send;
+        };
+        // A wait another policy (sharing these limits) accepted, but above this one's cap.
         let reason = if cooldown > self.policy.max_retry_after() {
             StopReason::RetryAfterTooLong
         } else {
@@ -280,11 +290,11 @@ impl RetryState {
             Verdict::TooLong(d) => {
                 // Every later request to this origin would meet the same 429: they fail
                 // at once until it passes (see `admit`).
-                self.cool_down(outcome, d);
+                self.cool_down(outcome, d, true);
                 return self.stop(StopReason::RetryAfterTooLong);
             }
             Verdict::RetryAfter(d) => {
-                self.cool_down(outcome, d);
+                self.cool_down(outcome, d, false);
                 // Never earlier than told; and a server that keeps rate limiting gets at
                 // least the backoff schedule on top of its instruction.
                 let spread = self.policy.retry_after_spread();
@@ -295,10 +305,13 @@ impl RetryState {
         };
         // Another request's 429 may hold every request back for longer, or for longer
         // than this policy waits at all.
-        let cooldown = self
-            .limits
-            .as_ref()
-            .and_then(|l| l.cooldown_remaining(Instant::now()));
+        let now = Instant::now();
+        if let Some(limits) = &self.limits {
+            if limits.refusal_remaining(now).is_some() {
+                return self.stop(StopReason::RetryAfterTooLong);
+            }
+        }
+        let cooldown = self.limits.as_ref().and_then(|l| l.cooldown_remaining(now));
         let wait = match cooldown {
             Some(cooldown) if cooldown > self.policy.max_retry_after() => {
                 return self.stop(StopReason::RetryAfterTooLong)
@@ -313,7 +326,8 @@ impl RetryState {
             return self.stop(StopReason::NotReplayable);
         }
         if let Some(deadline) = self.deadline {
-            if self.elapsed().saturating_add(wait) > deadline {
+            // A retry due at the deadline would be refused when it wakes: stop now.
+            if self.elapsed().saturating_add(wait) >= deadline {
                 return self.stop(StopReason::Deadline);
             }
         }
@@ -353,14 +367,20 @@ impl RetryState {
     /// Starts the origin's cooldown for `d` when `outcome` is a 429; at most
     /// [`MAX_COOLDOWN`] or the policy's `max_retry_after`, whichever is longer, so that one
     /// absurd `Retry-After` cannot lock the origin out for years.
-    fn cool_down(&self, outcome: Outcome<'_>, d: Duration) {
+    /// `refuse`: the wait is above the cap, so later requests fail at once rather than wait.
+    fn cool_down(&self, outcome: Outcome<'_>, d: Duration, refuse: bool) {
         if let (Outcome::Response { status, .. }, Some(limits)) = (outcome, &self.limits) {
             if status == StatusCode::TOO_MANY_REQUESTS {
                 let d = d.min(MAX_COOLDOWN.max(self.policy.max_retry_after()));
                 // `d` may be huge: saturate, never overflow.
                 let now = Instant::now();
                 let far = now + Duration::from_secs(86_400 * 365 * 30);
-                limits.cool_down_until(now.checked_add(d).unwrap_or(far).min(far));
+                let until = now.checked_add(d).unwrap_or(far).min(far);
+                if refuse {
+                    limits.refuse_until(until);
+                } else {
+                    limits.cool_down_until(until);
+                }
             }
         }
     }

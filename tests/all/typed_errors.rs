@@ -6,7 +6,7 @@
 //! runtime jumps to the time bound as soon as nothing but the stalled socket is left, so
 //! each test takes milliseconds of real time while the client waits 10 virtual seconds.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -23,7 +23,7 @@ use telecho_retry::{Jitter, ReplayBody, RetryPolicy, TelEchoRetry};
 use tokio::sync::{mpsc, Notify};
 use tower::{ServiceBuilder, ServiceExt};
 
-mod support;
+use crate::support;
 use support::*;
 
 // ===== helpers =====

@@ -3,7 +3,7 @@
 #![cfg(feature = "tower")]
 
 #[cfg(feature = "reqwest")]
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! absurd `Retry-After` values, huge and endless error bodies, resets after the headers.
 #![cfg(feature = "reqwest")]
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

@@ -22,7 +22,7 @@
 //! Tests marked `` assert a promise the engine does not keep yet.
 #![cfg(all(feature = "tower", feature = "reqwest"))]
 
-mod support;
+use crate::support;
 
 use std::error::Error as StdError;
 use std::fmt;

@@ -4,7 +4,7 @@
 #![cfg(feature = "tower")]
 
 #[cfg(feature = "reqwest")]
-mod support;
+use crate::support;
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};

@@ -3,7 +3,7 @@
 //! hands the response back with its body whole.
 #![cfg(all(feature = "tower", feature = "reqwest"))]
 
-mod support;
+use crate::support;
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};

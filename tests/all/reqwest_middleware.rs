@@ -24,7 +24,7 @@ use telecho_retry::{
 };
 use tokio::time::Instant;
 
-mod support;
+use crate::support;
 use support::*;
 
 // ===== clients and policies =====

@@ -1,0 +1,18 @@
+//! The integration tests, linked into one binary (each file a module) so that CI links once
+//! rather than once per file. `tests/replay_memory.rs` stays apart: it installs a counting
+//! global allocator.
+
+mod support;
+
+mod cancellation;
+mod code_rules;
+mod compositions;
+mod hostile_servers;
+mod http2;
+mod load_protection;
+mod properties;
+mod redaction;
+mod replay_body;
+mod reqwest_middleware;
+mod tower_layer;
+mod typed_errors;

@@ -160,7 +160,7 @@ impl Client {
                 };
                 match state.next(outcome, true) {
                     Action::Retry(d) => Some(d),
-                    Action::Stop(_) => None,
+                    _ => None,
                 }
             }
             // Not the crate's schedule: exactly what the server said, plus the spread.

@@ -82,6 +82,7 @@ pub enum Decision {
 
 /// The outcome of one attempt, as the engine and classifiers see it.
 #[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
 pub enum Outcome<'a> {
     /// A response arrived.
     Response {

@@ -15,6 +15,7 @@ use crate::policy::{RetryPolicy, Verdict};
 
 /// What the adapter does next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Action {
     /// Sleep this long, then send the request again.
     Retry(Duration),

@@ -389,27 +389,42 @@ impl fmt::Debug for RetryPolicyBuilder {
 
 impl RetryPolicyBuilder {
     /// The most retries after the first attempt (so at most `n + 1` attempts).
-    /// `0` disables retrying. Default: 5.
+    /// `0` disables retrying.
+    ///
+    /// # Default
+    ///
+    /// 5.
     pub fn max_retries(mut self, n: u32) -> Self {
         self.max_retries = n;
         self
     }
 
     /// The first backoff delay. A zero delay is raised to 1 ms, so that the schedule stays
-    /// exponential and never spins. Default: 1 s.
+    /// exponential and never spins.
+    ///
+    /// # Default
+    ///
+    /// 1 s.
     pub fn base_delay(mut self, d: Duration) -> Self {
         self.base_delay = d;
         self
     }
 
     /// The largest backoff delay. A value below `base_delay` is raised to `base_delay`.
-    /// Default: 30 s.
+    ///
+    /// # Default
+    ///
+    /// 30 s.
     pub fn max_delay(mut self, d: Duration) -> Self {
         self.max_delay = d;
         self
     }
 
-    /// The jitter applied to backoff delays. Default: [`Jitter::Proportional`].
+    /// The jitter applied to backoff delays.
+    ///
+    /// # Default
+    ///
+    /// [`Jitter::Proportional`].
     pub fn jitter(mut self, jitter: Jitter) -> Self {
         self.jitter = jitter;
         self
@@ -417,7 +432,11 @@ impl RetryPolicyBuilder {
 
     /// The longest `Retry-After` worth waiting for. A longer one makes the outcome
     /// [`Decision::Fatal`]: the caller gets the response at once, header intact, instead of
-    /// a hidden long sleep. Default: 60 s.
+    /// a hidden long sleep.
+    ///
+    /// # Default
+    ///
+    /// 60 s.
     pub fn max_retry_after(mut self, d: Duration) -> Self {
         self.max_retry_after = d;
         self
@@ -425,28 +444,45 @@ impl RetryPolicyBuilder {
 
     /// After a `Retry-After` instant, wait a further uniformly random time in
     /// `[0, spread]`, so that clients told the same instant do not all return at once.
-    /// Never earlier than the header says. `Duration::ZERO` turns it off. Default: 500 ms.
+    /// Never earlier than the header says. `Duration::ZERO` turns it off.
+    ///
+    /// # Default
+    ///
+    /// 500 ms.
     pub fn retry_after_spread(mut self, spread: Duration) -> Self {
         self.retry_after_spread = spread;
         self
     }
 
     /// The request header whose presence makes a non-idempotent request safe to resend
-    /// after a timeout or reset. Default: `Idempotency-Key`.
+    /// after a timeout or reset.
+    ///
+    /// # Default
+    ///
+    /// `Idempotency-Key`.
     pub fn idempotency_header(mut self, name: HeaderName) -> Self {
         self.idempotency_header = Some(name);
         self
     }
 
     /// Treat no header as an idempotency key: only the method decides.
+    ///
+    /// # Default
+    ///
+    /// Off: `Idempotency-Key` counts (see [`idempotency_header`](Self::idempotency_header)).
     pub fn without_idempotency_header(mut self) -> Self {
         self.idempotency_header = None;
         self
     }
 
-    /// Overrides the status-based decision for responses whose TelEcho envelope carries
-    /// `code` (adapters that can read the body, such as the reqwest middleware, parse it).
-    /// A later rule for the same code replaces an earlier one.
+    /// Overrides the status-based decision of the TelEcho classifier for responses whose
+    /// envelope carries `code` (with a rule set, the engine reads error bodies for their
+    /// code, in both adapters, and hands them back whole). A later rule for the same code
+    /// replaces an earlier one.
+    ///
+    /// # Default
+    ///
+    /// No rules: the status decides.
     ///
     /// ```
     /// use http::{HeaderMap, StatusCode};
@@ -482,14 +518,21 @@ impl RetryPolicyBuilder {
 
     /// Seeds the jitter source, so that a run's delays are reproducible (tests,
     /// simulations). Each request still gets its own stream, derived from the seed and the
-    /// request's sequence number. Default: random per process and request.
+    /// request's sequence number.
+    ///
+    /// # Default
+    ///
+    /// random per process and request.
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
         self
     }
 
     /// The wall clock used to turn an HTTP-date `Retry-After` into a wait.
-    /// Default: `SystemTime::now`.
+    ///
+    /// # Default
+    ///
+    /// `SystemTime::now`.
     pub fn wall_clock(mut self, now: impl Fn() -> SystemTime + Send + Sync + 'static) -> Self {
         self.telecho = self.telecho.with_wall_clock(now);
         self
@@ -502,7 +545,11 @@ impl RetryPolicyBuilder {
     /// an attempt in flight when it is reached is cut. Either way the adapters report a
     /// [`RetryErrorKind::Deadline`](crate::RetryErrorKind::Deadline) error. No attempt is
     /// ever sent after the deadline. Enforced by the engine, whatever the inner service's
-    /// error type. Default: none.
+    /// error type.
+    ///
+    /// # Default
+    ///
+    /// None.
     pub fn deadline(mut self, total: Duration) -> Self {
         self.deadline = Some(total);
         self
@@ -512,20 +559,32 @@ impl RetryPolicyBuilder {
     /// future dropped) and counts as a [`TransportErrorKind::Timeout`]: retried for
     /// idempotent requests (or with an idempotency key); otherwise the adapters report a
     /// [`RetryErrorKind::AttemptTimeout`](crate::RetryErrorKind::AttemptTimeout) error.
-    /// Enforced by the engine, whatever the inner service's error type. Default: none.
+    /// Enforced by the engine, whatever the inner service's error type.
+    ///
+    /// # Default
+    ///
+    /// None.
     pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
         self.attempt_timeout = Some(timeout);
         self
     }
 
     /// The retry budget shared by every request of one `TelEchoRetry` (see
-    /// [`limits`](crate::limits)). Default: [`RetryBudget::default`] (10 s, 10/s, 20 %).
+    /// [`limits`](crate::limits)).
+    ///
+    /// # Default
+    ///
+    /// [`RetryBudget::default`] (10 s, 10/s, 20 %).
     pub fn retry_budget(mut self, budget: RetryBudget) -> Self {
         self.budget = Some(budget);
         self
     }
 
     /// No retry budget: only `max_retries` bounds retries.
+    ///
+    /// # Default
+    ///
+    /// Off: [`RetryBudget::default`] (see [`retry_budget`](Self::retry_budget)).
     pub fn without_retry_budget(mut self) -> Self {
         self.budget = None;
         self
@@ -533,7 +592,10 @@ impl RetryPolicyBuilder {
 
     /// Whether a 429 with a usable `Retry-After` holds back every request of the same
     /// `TelEchoRetry` until then, first attempts included (see [`limits`](crate::limits)).
-    /// Default: on.
+    ///
+    /// # Default
+    ///
+    /// on.
     pub fn shared_cooldown(mut self, on: bool) -> Self {
         self.shared_cooldown = on;
         self
@@ -543,14 +605,22 @@ impl RetryPolicyBuilder {
     /// [`idempotency_header`](Self::idempotency_header)) a random UUID v4 key on its first
     /// attempt, the same key on every retry. A request that already has one keeps it; `GET`
     /// and the other idempotent methods never get one. With a key, timeouts and resets on a
-    /// `POST` are retried. Default: off.
+    /// `POST` are retried.
+    ///
+    /// # Default
+    ///
+    /// off.
     pub fn generate_idempotency_keys(mut self, on: bool) -> Self {
         self.generate_idempotency_keys = on;
         self
     }
 
     /// Sends the attempt number (`1`, `2`, …) in this request header on every attempt, so
-    /// that servers and logs can tell retries apart (e.g. `x-retry-attempt`). Default: off.
+    /// that servers and logs can tell retries apart (e.g. `x-retry-attempt`).
+    ///
+    /// # Default
+    ///
+    /// off.
     /// (The number is always available downstream as an
     /// [`AttemptNumber`](crate::AttemptNumber) request extension.)
     pub fn attempt_header(mut self, name: HeaderName) -> Self {

@@ -10,6 +10,7 @@ mod compositions;
 mod hostile_servers;
 mod http2;
 mod load_protection;
+mod overrides;
 mod properties;
 mod redaction;
 mod replay_body;

@@ -56,10 +56,10 @@
 //!
 //! # Architecture
 //!
-//! Dependencies run one way: [`envelope`](ApiError) (the error contract's types) →
+//! Dependencies run one way: envelope (the error contract's types, [`ApiError`]) →
 //! [`classify`] (what kind of outcome) → [`policy`] (what to do about it) → [`engine`]
-//! (per-request state, the future, limits) → adapters (tower, reqwest), with [`body`]
-//! (replay, bounded reads) beside them.
+//! (per-request state, the future, limits) → adapters (tower, reqwest) and typed response
+//! errors ([`ResponseError`]), with [`body`] (replay, bounded reads) a leaf beside them.
 //!
 //! # Features
 //!
@@ -90,6 +90,7 @@ pub mod classify;
 pub mod engine;
 mod envelope;
 pub mod policy;
+mod response_error;
 
 /// Retry budgets and rate-limit cooldowns, kept per origin and shareable between
 /// [`TelEchoRetry`] values (see [`SharedLimits`]).
@@ -117,11 +118,11 @@ pub use classify::{
     is_idempotent_method, parse_retry_after, CodeRule, Decision, Outcome, TransportErrorKind,
 };
 
+pub use envelope::{ApiError, ApiErrorParseError, ErrorCode, ErrorType, MAX_ENVELOPE_BYTES};
 #[cfg(feature = "reqwest")]
-pub use envelope::ReqwestResponseExt;
-pub use envelope::{
-    ApiError, ApiErrorParseError, ErrorCode, ErrorType, HttpBodyResponseExt, HttpResponseExt,
-    ResponseError, MAX_ENVELOPE_BYTES, MAX_ERROR_BODY_BYTES,
+pub use response_error::ReqwestResponseExt;
+pub use response_error::{
+    HttpBodyResponseExt, HttpResponseExt, ResponseError, MAX_ERROR_BODY_BYTES,
 };
 
 pub use body::{ReplayBody, ResponseBody, ERROR_BODY_TIMEOUT};

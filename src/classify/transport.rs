@@ -22,7 +22,7 @@
 //! | `std::io::Error`: `TimedOut`, `WouldBlock` | `Timeout` |
 //! | `std::io::Error`: `ConnectionReset`, `ConnectionAborted`, `BrokenPipe` | `Reset` |
 //! | `std::io::Error`: `UnexpectedEof` | `IncompleteMessage` |
-//! | `tokio::time::error::Elapsed`, a [`RetryError`](crate::RetryError) that `is_timeout()` (a retry layer below this one) | `Timeout` |
+//! | `tokio::time::error::Elapsed` | `Timeout` |
 //! | `tower::timeout::error::Elapsed` (feature `tower`: a `TimeoutLayer` under the retry layer) | `Timeout` |
 //! | hyper-util client error that `is_connect()` (feature `tower`) | `Connect` |
 //! | `hyper::Error`: incomplete message / timeout / closed or canceled (feature `tower`) | `IncompleteMessage` / `Timeout` / `Reset` |
@@ -149,11 +149,6 @@ fn kind_of_link(e: &(dyn StdError + 'static)) -> Option<TransportErrorKind> {
     }
     if e.is::<tokio::time::error::Elapsed>() {
         return Some(Timeout);
-    }
-    if let Some(r) = e.downcast_ref::<crate::RetryError>() {
-        if r.is_timeout() {
-            return Some(Timeout);
-        }
     }
     #[cfg(feature = "tower")]
     {

@@ -67,7 +67,9 @@ pub enum RetryErrorKind {
 /// # }
 /// ```
 ///
-/// Its `source()` is the inner error (for [`RetryErrorKind::Inner`]); its `Display` names
+/// Its `source()` is the inner error (for [`RetryErrorKind::Inner`]), or an `io::Error` of
+/// kind `TimedOut` for an attempt timeout or the deadline (so that a retry layer stacked
+/// above this one classifies it as a timeout); its `Display` names
 /// the kind and the attempts made, and its `Debug` the inner error's
 /// [`TransportErrorKind`] only: never a header, URL or body.
 pub struct RetryError {
@@ -76,6 +78,9 @@ pub struct RetryError {
     info: RetryInfo,
     cooldown: Option<Duration>,
     timeout: Option<Duration>,
+    // For a timeout or the deadline, an `io::ErrorKind::TimedOut` source, so that
+    // `TransportErrorKind::of_error` (a retry layer above this one) sees a timeout.
+    timed_out: Option<std::io::Error>,
 }
 
 impl RetryError {
@@ -87,16 +92,23 @@ impl RetryError {
             info,
             cooldown: None,
             timeout: None,
+            timed_out: None,
         }
     }
 
     pub(crate) fn new(kind: RetryErrorKind, info: RetryInfo) -> Self {
+        let timed_out = matches!(
+            kind,
+            RetryErrorKind::AttemptTimeout | RetryErrorKind::Deadline
+        )
+        .then(|| std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out"));
         RetryError {
             kind,
             inner: None,
             info,
             cooldown: None,
             timeout: None,
+            timed_out,
         }
     }
 
@@ -207,8 +219,32 @@ impl fmt::Debug for RetryError {
 
 impl StdError for RetryError {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        self.inner
-            .as_deref()
-            .map(|e| e as &(dyn StdError + 'static))
+        match (&self.inner, &self.timed_out) {
+            (Some(inner), _) => Some(&**inner as &(dyn StdError + 'static)),
+            (None, Some(timed_out)) => Some(timed_out),
+            (None, None) => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_classify_as_timeouts_through_their_source() {
+        let info = RetryInfo::not_sent();
+        for kind in [RetryErrorKind::AttemptTimeout, RetryErrorKind::Deadline] {
+            let e = RetryError::new(kind, info);
+            assert_eq!(
+                TransportErrorKind::of_error(&e),
+                TransportErrorKind::Timeout
+            );
+        }
+        let limited = RetryError::new(RetryErrorKind::RateLimited, info);
+        assert_eq!(
+            TransportErrorKind::of_error(&limited),
+            TransportErrorKind::Other
+        );
     }
 }

@@ -27,7 +27,7 @@ pub(crate) fn outcome(state: &RetryState, outcome: &Outcome<'_>, action: Action)
             delay_ms = delay.as_millis() as u64,
             "retrying"
         ),
-        Action::Stop(reason) if attempt > 1 || reason != crate::StopReason::Success => {
+        Action::Stop(reason) if attempt > 1 || reason != super::info::StopReason::Success => {
             tracing::debug!(
                 target: "telecho_retry",
                 attempt,

@@ -35,12 +35,6 @@
 //! | `type`, `code` or `message` missing or not a string | `Err(ApiErrorParseError::Json)` |
 //! | extra fields anywhere | ignored |
 
-mod response;
-
-#[cfg(feature = "reqwest")]
-pub use response::ReqwestResponseExt;
-pub use response::{HttpBodyResponseExt, HttpResponseExt, ResponseError, MAX_ERROR_BODY_BYTES};
-
 use std::borrow::Cow;
 use std::fmt;
 

@@ -38,10 +38,10 @@ use http::header::RETRY_AFTER;
 use http::{HeaderMap, StatusCode};
 use http_body::Body;
 
-use super::{ApiError, ErrorCode, MAX_ENVELOPE_BYTES};
 use crate::body::peek::collect;
 use crate::body::ERROR_BODY_TIMEOUT;
 use crate::classify::parse_retry_after;
+use crate::envelope::{ApiError, ErrorCode, MAX_ENVELOPE_BYTES};
 
 /// The most bytes of an error body kept in a [`ResponseError`]: 64 KiB
 /// ([`MAX_ENVELOPE_BYTES`]); the rest is not read.

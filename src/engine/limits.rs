@@ -36,8 +36,10 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -53,23 +55,29 @@ const SCALE: i64 = 1000;
 
 /// The running token bucket of a [`RetryBudget`]: deposits per request, withdrawals per
 /// retry, kept in `SLOTS` slots of `ttl / SLOTS` each.
+///
+/// The request path takes no lock: a deposit is one atomic add (and an atomic read of when
+/// the window last slid); only sliding the window, once per `ttl / SLOTS`, takes the
+/// `slide` lock. A withdrawal reads the balance and then subtracts, so two retries racing
+/// for the last token may both get it: the budget may be overdrawn by the number of
+/// retries decided at the same instant, never more (tower's `TpsBudget` behaves alike).
 struct Budget {
-    inner: Mutex<BudgetInner>,
+    current: AtomicI64,
+    slots: [AtomicI64; SLOTS],
+    /// Where `current` is committed when the window slides, and when it last slid
+    /// (nanoseconds after `base`); written under `slide` only.
+    index: AtomicUsize,
+    since: AtomicU64,
+    slide: Mutex<()>,
+    base: Instant,
     reserve: i64,
     window: Duration,
     deposit: i64,
     withdraw: i64,
 }
 
-struct BudgetInner {
-    slots: [i64; SLOTS],
-    current: i64,
-    index: usize,
-    since: Instant,
-}
-
 impl Budget {
-    fn new(cfg: RetryBudget, now: Instant) -> Self {
+    fn new(cfg: RetryBudget, base: Instant) -> Self {
         let (deposit, withdraw) = if cfg.retry_ratio() <= 0.0 {
             (0, SCALE)
         } else {
@@ -77,12 +85,12 @@ impl Budget {
             (SCALE, (w as i64).max(1))
         };
         Budget {
-            inner: Mutex::new(BudgetInner {
-                slots: [0; SLOTS],
-                current: 0,
-                index: 0,
-                since: now,
-            }),
+            current: AtomicI64::new(0),
+            slots: Default::default(),
+            index: AtomicUsize::new(0),
+            since: AtomicU64::new(0),
+            slide: Mutex::new(()),
+            base,
             reserve: i64::from(cfg.min_per_sec())
                 .saturating_mul(cfg.ttl().as_secs() as i64)
                 .saturating_mul(withdraw),
@@ -92,31 +100,61 @@ impl Budget {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, BudgetInner> {
-        self.lock_at(Instant::now())
+    fn nanos(&self, now: Instant) -> u64 {
+        u64::try_from(now.saturating_duration_since(self.base).as_nanos()).unwrap_or(u64::MAX)
     }
 
-    /// Locks the bucket, first sliding its window to `now`.
-    fn lock_at(&self, now: Instant) -> MutexGuard<'_, BudgetInner> {
-        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        g.expire(self.window, now);
-        g
+    /// Slides the window to `now` if a slot's time has passed (rare: takes the lock).
+    fn expire(&self, now: Instant) {
+        let now = self.nanos(now);
+        let window = u64::try_from(self.window.as_nanos())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        if now.saturating_sub(self.since.load(Ordering::Acquire)) < window {
+            return;
+        }
+        let _slide = self.slide.lock().unwrap_or_else(|e| e.into_inner());
+        let since = self.since.load(Ordering::Acquire);
+        let mut elapsed = now.saturating_sub(since);
+        if elapsed < window {
+            return; // another thread slid it meanwhile
+        }
+        let mut index = self.index.load(Ordering::Relaxed);
+        let committed = self.current.swap(0, Ordering::AcqRel);
+        self.slots[index].store(committed, Ordering::Release);
+        index = (index + 1) % SLOTS;
+        let mut cleared = 0;
+        while elapsed > window && cleared < SLOTS {
+            self.slots[index].store(0, Ordering::Release);
+            elapsed -= window;
+            index = (index + 1) % SLOTS;
+            cleared += 1;
+        }
+        // The slot that `current` will be committed to next holds data one window older
+        // than the ttl: it no longer counts.
+        self.slots[index].store(0, Ordering::Release);
+        self.index.store(index, Ordering::Relaxed);
+        self.since.store(now, Ordering::Release);
     }
 
     fn deposit(&self, now: Instant) {
-        let mut g = self.lock_at(now);
-        g.current = g.current.saturating_add(self.deposit);
+        self.expire(now);
+        if self.deposit != 0 {
+            self.current.fetch_add(self.deposit, Ordering::Relaxed);
+        }
     }
 
     fn withdraw(&self) -> bool {
-        let mut g = self.lock();
-        let balance = g
+        self.expire(Instant::now());
+        let balance = self
             .slots
             .iter()
-            .fold(g.current, |a, s| a.saturating_add(*s))
+            .fold(self.current.load(Ordering::Acquire), |a, s| {
+                a.saturating_add(s.load(Ordering::Acquire))
+            })
             .saturating_add(self.reserve);
         if balance >= self.withdraw {
-            g.current = g.current.saturating_sub(self.withdraw);
+            self.current.fetch_sub(self.withdraw, Ordering::AcqRel);
             true
         } else {
             false
@@ -124,31 +162,7 @@ impl Budget {
     }
 
     fn refund(&self) {
-        let mut g = self.lock();
-        g.current = g.current.saturating_add(self.withdraw);
-    }
-}
-
-impl BudgetInner {
-    fn expire(&mut self, window: Duration, now: Instant) {
-        let mut elapsed = now.saturating_duration_since(self.since);
-        if elapsed < window {
-            return;
-        }
-        self.slots[self.index] = std::mem::take(&mut self.current);
-        let mut index = (self.index + 1) % SLOTS;
-        let mut cleared = 0;
-        while elapsed > window && cleared < SLOTS {
-            self.slots[index] = 0;
-            elapsed -= window;
-            index = (index + 1) % SLOTS;
-            cleared += 1;
-        }
-        // The slot that `current` will be committed to next holds data one window older
-        // than the ttl: it no longer counts.
-        self.slots[index] = 0;
-        self.index = index;
-        self.since = now;
+        self.current.fetch_add(self.withdraw, Ordering::AcqRel);
     }
 }
 
@@ -367,7 +381,10 @@ struct InProcess {
     budget: Option<RetryBudget>,
     cooldown: bool,
     base: Instant,
-    origins: RwLock<HashMap<u64, Arc<InProcessOrigin>>>,
+    /// Read without a lock on the request path; replaced whole (under `insert`) when an
+    /// origin is added, which happens once per origin.
+    origins: ArcSwap<HashMap<u64, Arc<InProcessOrigin>>>,
+    insert: Mutex<()>,
     overflow: Arc<InProcessOrigin>,
 }
 
@@ -384,7 +401,8 @@ impl InProcess {
             budget,
             cooldown,
             base,
-            origins: RwLock::new(HashMap::new()),
+            origins: ArcSwap::from_pointee(HashMap::new()),
+            insert: Mutex::new(()),
         }
     }
 
@@ -397,8 +415,7 @@ impl InProcess {
     }
 
     fn get(&self, key: u64) -> Option<Arc<InProcessOrigin>> {
-        let origins = self.origins.read().unwrap_or_else(|e| e.into_inner());
-        origins.get(&key).cloned()
+        self.origins.load().get(&key).cloned()
     }
 }
 
@@ -408,10 +425,11 @@ impl LimitStore for InProcess {
         if let Some(found) = self.get(key) {
             return found;
         }
-        let mut origins = self.origins.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(found) = origins.get(&key) {
-            return Arc::clone(found) as Arc<dyn OriginLimits>;
+        let _insert = self.insert.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(found) = self.get(key) {
+            return found;
         }
+        let mut origins = HashMap::clone(&self.origins.load());
         if origins.len() >= MAX_ORIGINS {
             let now = Instant::now();
             origins.retain(|_, o| {
@@ -425,6 +443,7 @@ impl LimitStore for InProcess {
         }
         let created = Arc::new(self.new_origin());
         origins.insert(key, Arc::clone(&created));
+        self.origins.store(Arc::new(origins));
         created
     }
 
@@ -434,8 +453,8 @@ impl LimitStore for InProcess {
     }
 
     fn longest_cooldown(&self, now: Instant) -> Option<Duration> {
-        let origins = self.origins.read().unwrap_or_else(|e| e.into_inner());
-        origins
+        self.origins
+            .load()
             .values()
             .filter_map(|o| o.cooldown_remaining(now).max(o.refusal_remaining(now)))
             .max()
@@ -444,7 +463,7 @@ impl LimitStore for InProcess {
 
 impl fmt::Debug for InProcess {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let origins = self.origins.read().map_or(0, |o| o.len());
+        let origins = self.origins.load().len();
         f.debug_struct("InProcess")
             .field("budget", &self.budget)
             .field("shared_cooldown", &self.cooldown)
@@ -682,7 +701,7 @@ mod tests {
         for h in &hosts {
             let _ = store.origin(&Origin::new(Some("http"), Some(h), None));
         }
-        assert!(store.origins.read().unwrap().len() <= MAX_ORIGINS);
+        assert!(store.origins.load().len() <= MAX_ORIGINS);
         drop(shared);
     }
 }

@@ -12,118 +12,23 @@
 //! the timed region.
 
 use std::alloc::System;
-use std::convert::Infallible;
 use std::fmt::Debug;
-use std::future::{ready, Ready};
 use std::hint::black_box;
-use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use bytes::Bytes;
 use criterion::{BatchSize, Criterion};
-use http::{HeaderValue, Request, Response, StatusCode};
-use http_body_util::Full;
+use http::{Response, StatusCode};
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 use telecho_retry::{Outcome, RetryPolicy, RetryState, TelEchoRetry};
-use tower::retry::{Policy, Retry};
-use tower::{service_fn, Layer, Service};
+use tower::retry::Retry;
+use tower::{Layer, Service};
+
+mod common;
+
+use common::{call_now, copy_request, inner, request, MinimalPolicy, Req};
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
-
-type Req = Request<Full<Bytes>>;
-type Resp = Response<Full<Bytes>>;
-
-/// A realistic request: method, URI, eight headers including `Authorization`, 1 KiB body.
-fn request(i: usize) -> Req {
-    let mut body = Vec::with_capacity(1024);
-    body.extend_from_slice(b"{\"to\":\"+15551234567\",\"from\":\"+15557654321\",\"note\":\"");
-    while body.len() < 1022 {
-        body.push(b'a' + (body.len() % 26) as u8);
-    }
-    body.extend_from_slice(b"\"}");
-    let token = format!("Bearer tk_live_{:032x}", 0x5eed_u128 * (i as u128 + 1));
-    let request_id = format!("{:08x}-e88f-11ee-a506-0242ac120002", i);
-    Request::builder()
-        .method("POST")
-        .uri("https://api.telecho.example/v1/calls?dry_run=false")
-        .header("host", "api.telecho.example")
-        .header("authorization", HeaderValue::try_from(token).unwrap())
-        .header("content-type", "application/json")
-        .header("accept", "application/json")
-        .header("user-agent", "telecho-client/0.1.0")
-        .header("x-request-id", HeaderValue::try_from(request_id).unwrap())
-        .header("accept-encoding", "identity")
-        .header("content-length", body.len())
-        .body(Full::new(Bytes::from(body)))
-        .unwrap()
-}
-
-/// What a minimal `tower::retry::Policy` has to do to copy a request.
-fn copy_request(req: &Req) -> Req {
-    let mut copy = Request::new(req.body().clone());
-    *copy.method_mut() = req.method().clone();
-    *copy.uri_mut() = req.uri().clone();
-    *copy.version_mut() = req.version();
-    *copy.headers_mut() = req.headers().clone();
-    *copy.extensions_mut() = req.extensions().clone();
-    copy
-}
-
-/// The smallest honest `tower::retry::Policy`: copy the request for every attempt, retry a
-/// 5xx at once, at most `left` times.
-#[derive(Clone, Copy)]
-struct MinimalPolicy {
-    left: u32,
-}
-
-impl Policy<Req, Resp, Infallible> for MinimalPolicy {
-    type Future = Ready<()>;
-
-    fn retry(
-        &mut self,
-        _req: &mut Req,
-        result: &mut Result<Resp, Infallible>,
-    ) -> Option<Ready<()>> {
-        match result {
-            Ok(resp) if resp.status().is_server_error() && self.left > 0 => {
-                self.left -= 1;
-                Some(ready(()))
-            }
-            _ => None,
-        }
-    }
-
-    fn clone_request(&mut self, req: &Req) -> Option<Req> {
-        Some(copy_request(req))
-    }
-}
-
-/// The inner service every variant wraps: answers 200 with a small JSON body.
-fn inner() -> impl Service<Req, Response = Resp, Error = Infallible, Future: Send> + Clone {
-    service_fn(|req: Req| {
-        black_box(&req);
-        async {
-            let mut resp = Response::new(Full::new(Bytes::from_static(b"{\"id\":\"call_123\"}")));
-            *resp.status_mut() = StatusCode::OK;
-            Ok::<_, Infallible>(resp)
-        }
-    })
-}
-
-/// Polls `svc` ready (every service here is ready at once) and calls it. The future owns
-/// everything it needs, so criterion can await it outside the closure.
-fn call_now<S>(svc: &mut S, req: Req) -> S::Future
-where
-    S: Service<Req>,
-    S::Error: Debug,
-{
-    let mut cx = Context::from_waker(Waker::noop());
-    match svc.poll_ready(&mut cx) {
-        Poll::Ready(Ok(())) => svc.call(req),
-        other => panic!("service not ready: {other:?}"),
-    }
-}
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()

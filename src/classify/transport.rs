@@ -97,13 +97,21 @@ impl TransportErrorKind {
     /// `Refused` anywhere (the server says it did not process the request, whatever an
     /// outer link says); otherwise the first link that says something decides; otherwise
     /// [`TransportErrorKind::Other`].
+    ///
+    /// An `io::Error` that says "refused" or "unreachable" means `Connect` only when no
+    /// outer link says the connection was up: below a hyper error, a hyper-util client
+    /// error that is not a connect error, or a reqwest error that is not, it means the
+    /// connection broke after the request may have been written (a live TCP connection
+    /// whose path is lost fails with `EHOSTUNREACH`), and counts as `Reset`.
     pub fn of_error(err: &(dyn StdError + 'static)) -> Self {
         let mut found = None;
         let mut refused = false;
+        let mut established = false;
         let mut link = Some(err);
         let mut depth = 0;
         while let Some(e) = link {
-            match kind_of_link(e) {
+            established |= says_connection_was_up(e);
+            match kind_of_link(e, established) {
                 Some(TransportErrorKind::Connect) => return TransportErrorKind::Connect,
                 Some(TransportErrorKind::Refused) => refused = true,
                 Some(kind) => {
@@ -130,7 +138,32 @@ impl fmt::Display for TransportErrorKind {
     }
 }
 
-fn kind_of_link(e: &(dyn StdError + 'static)) -> Option<TransportErrorKind> {
+/// `true` for an error that says its connection had been established: what it wraps
+/// happened after the request may have been written.
+fn says_connection_was_up(e: &(dyn StdError + 'static)) -> bool {
+    #[cfg(feature = "tower")]
+    {
+        if let Some(h) = e.downcast_ref::<hyper_util::client::legacy::Error>() {
+            return !h.is_connect();
+        }
+    }
+    #[cfg(any(feature = "tower", feature = "reqwest"))]
+    {
+        if e.is::<hyper::Error>() {
+            return true;
+        }
+    }
+    #[cfg(feature = "reqwest")]
+    {
+        if let Some(r) = e.downcast_ref::<reqwest::Error>() {
+            return !r.is_connect() && r.is_request();
+        }
+    }
+    let _ = e;
+    false
+}
+
+fn kind_of_link(e: &(dyn StdError + 'static), established: bool) -> Option<TransportErrorKind> {
     use TransportErrorKind::*;
     if let Some(io) = e.downcast_ref::<io::Error>() {
         return match io.kind() {
@@ -138,7 +171,7 @@ fn kind_of_link(e: &(dyn StdError + 'static)) -> Option<TransportErrorKind> {
             | io::ErrorKind::AddrNotAvailable
             | io::ErrorKind::NotConnected
             | io::ErrorKind::HostUnreachable
-            | io::ErrorKind::NetworkUnreachable => Some(Connect),
+            | io::ErrorKind::NetworkUnreachable => Some(if established { Reset } else { Connect }),
             io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => Some(Timeout),
             io::ErrorKind::ConnectionReset
             | io::ErrorKind::ConnectionAborted

@@ -16,4 +16,5 @@ mod redaction;
 mod replay_body;
 mod reqwest_middleware;
 mod tower_layer;
+mod transport_errors;
 mod typed_errors;

@@ -1,0 +1,76 @@
+//! The tower success path in instructions, counted by valgrind's callgrind through
+//! `gungraun`: deterministic, so that a noisy shared machine cannot move the numbers.
+//!
+//! ```sh
+//! cargo install gungraun-runner --version 0.20.0   # once: the runner gungraun drives
+//! cargo bench --bench tower_instructions
+//! ```
+//!
+//! Each benchmark makes `CALLS` calls of the request in `common::request` (a `POST` with
+//! eight headers and a 1 KiB body), built in the setup, outside what is counted. Per call:
+//! divide the reported `Instructions` by `CALLS`. The variants: the bare `service_fn`,
+//! `tower::retry::Retry` with a minimal policy that copies the request, `TelEchoRetry`'s
+//! default, and, for scale, one request copy alone. Every service answers at once, so each
+//! call is one poll of its future, with no runtime.
+
+// gungraun's macros generate undocumented modules.
+#![allow(missing_docs)]
+
+mod common;
+
+use std::hint::black_box;
+
+use common::{call_to_end, copy_request, inner, request, MinimalPolicy, Req};
+use gungraun::prelude::*;
+use ::telecho_retry::TelEchoRetry;
+use tower::retry::Retry;
+use tower::Layer;
+
+/// Calls per benchmark.
+const CALLS: usize = 1000;
+
+fn requests() -> Vec<Req> {
+    (0..CALLS).map(request).collect()
+}
+
+#[library_benchmark]
+#[bench::calls(setup = requests)]
+fn bare(requests: Vec<Req>) {
+    let mut svc = inner();
+    for req in requests {
+        black_box(call_to_end(&mut svc, req));
+    }
+}
+
+#[library_benchmark]
+#[bench::calls(setup = requests)]
+fn tower_retry(requests: Vec<Req>) {
+    let mut svc = Retry::new(MinimalPolicy { left: 5 }, inner());
+    for req in requests {
+        black_box(call_to_end(&mut svc, req));
+    }
+}
+
+#[library_benchmark]
+#[bench::calls(setup = requests)]
+fn telecho_retry(requests: Vec<Req>) {
+    let mut svc = TelEchoRetry::default().layer(inner());
+    for req in requests {
+        black_box(call_to_end(&mut svc, req));
+    }
+}
+
+#[library_benchmark]
+#[bench::calls(setup = requests)]
+fn one_request_copy(requests: Vec<Req>) {
+    for req in &requests {
+        black_box(copy_request(black_box(req)));
+    }
+}
+
+library_benchmark_group!(
+    name = tower_success_path,
+    benchmarks = [bare, tower_retry, telecho_retry, one_request_copy]
+);
+
+main!(library_benchmark_groups = tower_success_path);

@@ -20,9 +20,9 @@ mod common;
 
 use std::hint::black_box;
 
+use ::telecho_retry::TelEchoRetry;
 use common::{call_to_end, copy_request, inner, request, MinimalPolicy, Req};
 use gungraun::prelude::*;
-use ::telecho_retry::TelEchoRetry;
 use tower::retry::Retry;
 use tower::Layer;
 

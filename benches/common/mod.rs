@@ -85,7 +85,8 @@ impl Policy<Req, Resp, Infallible> for MinimalPolicy {
 }
 
 /// The inner service every variant wraps: answers 200 with a small JSON body.
-pub(crate) fn inner() -> impl Service<Req, Response = Resp, Error = Infallible, Future: Send> + Clone {
+pub(crate) fn inner() -> impl Service<Req, Response = Resp, Error = Infallible, Future: Send> + Clone
+{
     service_fn(|req: Req| {
         black_box(&req);
         async {

@@ -35,11 +35,12 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::hash::{Hash, Hasher};
+use std::hash::Hasher;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
+use rustc_hash::FxHasher;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -216,10 +217,27 @@ impl<'a> Origin<'a> {
     /// `https`).
     pub fn of_uri(uri: &'a http::Uri) -> Self {
         let scheme = uri.scheme_str();
+        // One pass over the authority (`Uri::host` and `Uri::port_u16` would make two).
+        let (host, port) = match uri.authority() {
+            Some(authority) => {
+                let hostport = authority
+                    .as_str()
+                    .rsplit_once('@')
+                    .map_or(authority.as_str(), |(_, h)| h);
+                match hostport.rsplit_once(':') {
+                    // `[::1]` has colons but no port; `[::1]:8080` and `h:8080` have one.
+                    Some((h, p)) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
+                        (Some(h), p.parse().ok())
+                    }
+                    _ => (Some(hostport), None),
+                }
+            }
+            None => (None, None),
+        };
         Origin {
             scheme,
-            host: uri.host(),
-            port: uri.port_u16().or_else(|| default_port(scheme)),
+            host,
+            port: port.or_else(|| default_port(scheme)),
         }
     }
 
@@ -232,22 +250,28 @@ impl<'a> Origin<'a> {
         }
     }
 
-    /// A 64-bit key: scheme and host compared without regard to ASCII case.
+    /// A 64-bit key: scheme and host compared without regard to ASCII case. A fast,
+    /// non-cryptographic hash (it runs on every request): origins are the client's own
+    /// configuration, not an attacker's input; two that collided would share limits.
     fn key(&self) -> u64 {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
+        let mut h = FxHasher::default();
         for part in [self.scheme, self.host] {
             match part {
                 Some(s) => {
-                    h.write_u8(1);
-                    for b in s.bytes() {
-                        h.write_u8(b.to_ascii_lowercase());
+                    // Eight bytes a word, each folded to lowercase.
+                    for chunk in s.as_bytes().chunks(8) {
+                        let mut word = [0u8; 8];
+                        for (w, b) in word.iter_mut().zip(chunk) {
+                            *w = b.to_ascii_lowercase();
+                        }
+                        h.write_u64(u64::from_le_bytes(word));
                     }
-                    h.write_u8(0xff);
+                    h.write_usize(s.len());
                 }
                 None => h.write_u8(0),
             }
         }
-        self.port.hash(&mut h);
+        h.write_u32(self.port.map_or(u32::MAX, u32::from));
         h.finish()
     }
 }
@@ -691,6 +715,29 @@ mod tests {
         );
         let relative: http::Uri = "/v1/agents".parse().unwrap();
         assert_eq!(Origin::of_uri(&relative), Origin::default());
+    }
+
+    #[test]
+    fn uri_and_parts_give_the_same_origin() {
+        for (uri, scheme, host, port) in [
+            ("https://API.example/v1", "https", "api.example", None),
+            (
+                "http://user:secret@h.example:8080/x",
+                "http",
+                "h.example",
+                Some(8080),
+            ),
+            ("http://[::1]:9000/", "http", "[::1]", Some(9000)),
+            ("http://[::1]/", "http", "[::1]", None),
+        ] {
+            let parsed: http::Uri = uri.parse().unwrap();
+            let of_uri = Origin::of_uri(&parsed);
+            let from_parts = Origin::new(Some(scheme), Some(host), port);
+            assert_eq!(of_uri.key(), from_parts.key(), "{uri}");
+        }
+        let a: http::Uri = "http://h.example:8080/".parse().unwrap();
+        let b: http::Uri = "http://h.example:8081/".parse().unwrap();
+        assert_ne!(Origin::of_uri(&a).key(), Origin::of_uri(&b).key());
     }
 
     #[tokio::test(start_paused = true)]

@@ -212,7 +212,12 @@ impl HttpResponseExt for http::Response<Bytes> {
         }
         let body = self.body();
         let truncated = body.len() > MAX_ERROR_BODY_BYTES;
-        let kept = body.slice(..body.len().min(MAX_ERROR_BODY_BYTES));
+        // A copy, not a slice: a slice would keep the whole body's buffer alive.
+        let kept = if truncated {
+            Bytes::copy_from_slice(&body[..MAX_ERROR_BODY_BYTES])
+        } else {
+            body.clone()
+        };
         Err(ResponseError::from_parts(
             self.status(),
             self.headers(),
@@ -484,5 +489,20 @@ mod tests {
         assert!(e.body_truncated());
         assert_eq!(e.body().len(), MAX_ERROR_BODY_BYTES);
         assert!(format!("{e:?}").len() < 400, "Debug stays short");
+    }
+
+    #[test]
+    fn a_truncated_body_does_not_keep_the_whole_buffer_alive() {
+        let big = Bytes::from(vec![b'x'; 10 * 1024 * 1024]);
+        let r = http::Response::builder()
+            .status(500)
+            .body(big.clone())
+            .unwrap();
+        let e = r.api_error_for_status().unwrap_err();
+        assert_eq!(e.body().len(), MAX_ERROR_BODY_BYTES);
+        assert!(
+            big.is_unique(),
+            "the error holds a copy, not a slice of 10 MiB"
+        );
     }
 }

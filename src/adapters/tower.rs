@@ -62,18 +62,23 @@ impl<S> Layer<S> for TelEchoRetry {
 ///
 /// # Readiness
 ///
-/// `poll_ready` reserves the inner service for the first attempt. If that attempt is held
+/// `poll_ready` reserves the inner service for the first attempt (so its wait is the
+/// caller's, outside the request's deadline, as everywhere in tower). If that attempt is held
 /// back by the shared rate-limit cooldown, the reservation is given back at once (the
 /// instance polled ready is dropped, a clone waits), and the inner service is polled ready
-/// again when the wait is over: a request waiting out a cooldown holds no
-/// `ConcurrencyLimit` permit or `Buffer` slot. Retries are likewise reserved only when due.
+/// again when the wait is over: a request waiting out a cooldown holds no permit or slot of
+/// a `ConcurrencyLimit` or `Buffer` *below* the retry layer. Retries are likewise reserved
+/// only when due. (A `ConcurrencyLimit` *above* the retry layer counts the whole logical
+/// request, waits included, as one: that is what it limits there.)
 ///
 /// # Discarded responses
 ///
-/// A response that is retried is dropped with its body unread. For hyper that closes the
-/// connection instead of returning it to the pool; error bodies are small, and draining one
-/// could wait on a slow server while the retry is due. The response finally handed back is
-/// untouched.
+/// A response that is retried is dropped with its body unread: when the retry is decided,
+/// or, while the request's streaming body is still being recorded for the replay, when the
+/// retry is sent (so that it can be handed back if the copy turns out unsendable). For
+/// hyper that closes the connection instead of returning it to the pool; error bodies are
+/// small, and draining one could wait on a slow server while the retry is due. The
+/// response finally handed back is untouched.
 #[derive(Clone, Debug)]
 pub struct RetryService<S> {
     inner: S,

@@ -17,6 +17,11 @@ pub use peek::{ResponseBody, ERROR_BODY_TIMEOUT};
 pub use replay::{NotReplayable, ReplayBody, SourceFailed, Superseded};
 
 /// A request body that may be duplicated for a retry.
+#[diagnostic::on_unimplemented(
+    message = "the retry engine cannot copy a request body of type `{Self}`",
+    label = "this body type does not implement `TryCloneBody`",
+    note = "implement `telecho_retry::body::TryCloneBody` for it (returning `None` sends such requests once), wrap a stream in `telecho_retry::ReplayBody`, or box it (`BoxBody`)"
+)]
 pub trait TryCloneBody: Sized {
     /// A copy of the body, or `None` when it cannot be copied.
     fn try_clone_body(&self) -> Option<Self>;
@@ -26,6 +31,13 @@ pub trait TryCloneBody: Sized {
     /// overflowed its buffer, whose source failed, or that a newer copy took over.
     fn is_replayable(&self) -> bool {
         true
+    }
+
+    /// `true` while [`is_replayable`](Self::is_replayable) may still turn `false` (a
+    /// streaming body still being recorded): the engine then keeps the last outcome while
+    /// it waits to retry, so that it can hand it back if the copy cannot be sent after all.
+    fn replay_pending(&self) -> bool {
+        false
     }
 }
 
@@ -52,6 +64,31 @@ impl<D: Buf + Clone> TryCloneBody for http_body_util::Full<D> {
 impl<D> TryCloneBody for http_body_util::Empty<D> {
     fn try_clone_body(&self) -> Option<Self> {
         Some(http_body_util::Empty::new())
+    }
+}
+
+impl<L: TryCloneBody, R: TryCloneBody> TryCloneBody for http_body_util::Either<L, R> {
+    fn try_clone_body(&self) -> Option<Self> {
+        match self {
+            http_body_util::Either::Left(l) => l.try_clone_body().map(http_body_util::Either::Left),
+            http_body_util::Either::Right(r) => {
+                r.try_clone_body().map(http_body_util::Either::Right)
+            }
+        }
+    }
+
+    fn is_replayable(&self) -> bool {
+        match self {
+            http_body_util::Either::Left(l) => l.is_replayable(),
+            http_body_util::Either::Right(r) => r.is_replayable(),
+        }
+    }
+
+    fn replay_pending(&self) -> bool {
+        match self {
+            http_body_util::Either::Left(l) => l.replay_pending(),
+            http_body_util::Either::Right(r) => r.replay_pending(),
+        }
     }
 }
 

@@ -316,7 +316,9 @@ impl<B: Body> Peeked<B> {
         let mut data = self.frames.iter().filter_map(Frame::data_ref);
         match (data.next(), data.next()) {
             (None, _) => Bytes::new(),
-            (Some(only), None) => only.slice(..only.len().min(max)),
+            (Some(only), None) if only.len() <= max => only.clone(),
+            // A copy, not a slice: a slice would keep the whole frame's buffer alive.
+            (Some(only), None) => Bytes::copy_from_slice(&only[..max]),
             (Some(_), Some(_)) => {
                 let mut all = BytesMut::with_capacity(self.len.min(max));
                 for d in self.frames.iter().filter_map(Frame::data_ref) {

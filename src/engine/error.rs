@@ -143,12 +143,16 @@ impl RetryError {
         self.info.stop_reason()
     }
 
-    /// `true` for an attempt timeout or the deadline.
+    /// `true` for an attempt timeout or the deadline, and for an inner error that is a
+    /// timeout (a `TimeoutLayer` under the retry layer, a client's own timeout).
     pub fn is_timeout(&self) -> bool {
-        matches!(
-            self.kind,
-            RetryErrorKind::AttemptTimeout | RetryErrorKind::Deadline
-        )
+        match self.kind {
+            RetryErrorKind::AttemptTimeout | RetryErrorKind::Deadline => true,
+            _ => self
+                .inner
+                .as_deref()
+                .is_some_and(|e| TransportErrorKind::of_error(e) == TransportErrorKind::Timeout),
+        }
     }
 
     /// `true` when the request was not sent because its origin is rate limited.

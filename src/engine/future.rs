@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use http::HeaderValue;
 use pin_project_lite::pin_project;
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 
 use super::error::{RetryError, RetryErrorKind};
@@ -61,6 +61,10 @@ pin_project! {
         idempotent: Option<bool>,
         // Fires at the policy's deadline; boxed, and only when a deadline is set.
         deadline: Option<Pin<Box<Sleep>>>,
+        // The outcome that led to the retry now waiting, kept (boxed) only while the kept
+        // copy's body is still being recorded: if the copy cannot be sent after all, this
+        // is what the caller gets.
+        last: Option<Box<Attempted<Output<S::Response>, S::Error>>>,
     }
 }
 
@@ -112,9 +116,11 @@ where
                     .insert(name.clone(), new_idempotency_key());
             }
         }
+        // A deadline too far to represent as an instant is no deadline.
         let mut deadline = retry
             .deadline()
-            .map(|d| Box::pin(tokio::time::sleep_until(retry.started() + d)));
+            .and_then(|d| retry.started().checked_add(d))
+            .map(|at| Box::pin(tokio::time::sleep_until(at)));
         let mut slot = None;
         let mut idempotent = None;
         let state = match retry.admit() {
@@ -148,6 +154,7 @@ where
             retry,
             idempotent,
             deadline,
+            last: None,
         }
     }
 }
@@ -209,14 +216,19 @@ where
     }
 }
 
-/// Feeds an attempt's result to the state: `Continue(delay)` to retry after `delay` (the
-/// duplicate is left in `slot`), `Break(result)` to hand the result to the caller.
+/// What [`decide`] says: retry after a delay (with the outcome that led to it), or hand
+/// the result to the caller.
+type Decided<R, E> = ControlFlow<Result<R, Failure<E>>, (Duration, Attempted<R, E>)>;
+
+/// Feeds an attempt's result to the state: `Continue((delay, attempted))` to retry after
+/// `delay` (the duplicate is left in `slot`), `Break(result)` to hand the result to the
+/// caller.
 fn decide<Req, R, E>(
     retry: &mut RetryState,
     slot: &mut Option<Req>,
     idempotent: Option<bool>,
     attempted: Attempted<R, E>,
-) -> ControlFlow<Result<R, Failure<E>>, Duration>
+) -> Decided<R, E>
 where
     Req: RetryRequest,
     R: ResponseParts,
@@ -259,10 +271,18 @@ where
     trace::outcome(retry, &outcome, action);
     if let (Action::Retry(delay), Some(duplicate)) = (action, duplicate) {
         *slot = Some(duplicate);
-        return ControlFlow::Continue(delay);
+        return ControlFlow::Continue((delay, attempted));
     }
+    ControlFlow::Break(finish(retry, attempted))
+}
+
+/// What the caller gets for `attempted`, the last outcome, with the [`RetryInfo`].
+fn finish<R, E>(retry: &RetryState, attempted: Attempted<R, E>) -> Result<R, Failure<E>>
+where
+    R: ResponseParts,
+{
     let info = retry.info();
-    ControlFlow::Break(match attempted {
+    match attempted {
         // A first attempt that succeeded carries no `RetryInfo`: the success path stays
         // allocation-free, and "no `RetryInfo`" reads as "one attempt, success".
         Attempted::Response(response, _) if info.is_first_try_success() => Ok(response),
@@ -277,7 +297,7 @@ where
         Attempted::TimedOut(after) => Err(Failure::Engine(
             RetryError::new(RetryErrorKind::AttemptTimeout, info).with_timeout(after),
         )),
-    })
+    }
 }
 
 impl<S, Req> Future for Retrying<S, Req>
@@ -305,6 +325,10 @@ where
                             sleep: tokio::time::sleep(wait),
                         }),
                         Admission::Reject { reason, cooldown } => {
+                            // A retry refused: the outcome it would have replaced, if kept.
+                            if let Some(last) = this.last.take() {
+                                return Poll::Ready(finish(this.retry, *last));
+                            }
                             return Poll::Ready(Err(Failure::Engine(refusal(
                                 reason,
                                 cooldown,
@@ -325,6 +349,14 @@ where
                     let Some(request) = this.request.take() else {
                         unreachable!("Reserving is entered only with a request in hand");
                     };
+                    // The copy's body overflowed its recording (or its source failed) while
+                    // the retry waited: hand back the outcome it would have replaced.
+                    if let Some(last) = this.last.take() {
+                        if !request.is_replayable() {
+                            this.retry.give_up(StopReason::NotReplayable);
+                            return Poll::Ready(finish(this.retry, *last));
+                        }
+                    }
                     let next = send(
                         this.service,
                         this.retry,
@@ -336,7 +368,7 @@ where
                     continue;
                 }
                 StateProj::Called { future } => match future.poll(cx) {
-                    Poll::Ready(Ok(response)) => match read_code(response, this.retry) {
+                    Poll::Ready(Ok(response)) => match read_code(response, this.retry, None) {
                         CodeRead::Done(attempted) => attempted,
                         CodeRead::Peek(peeking) => {
                             this.state.set(peeking);
@@ -358,7 +390,12 @@ where
                     sleep,
                     after,
                 } => match future.poll(cx) {
-                    Poll::Ready(Ok(response)) => match read_code(response, this.retry) {
+                    // The body is read within what is left of the attempt's time.
+                    Poll::Ready(Ok(response)) => match read_code(
+                        response,
+                        this.retry,
+                        Some(sleep.deadline().saturating_duration_since(Instant::now())),
+                    ) {
                         CodeRead::Done(attempted) => attempted,
                         CodeRead::Peek(peeking) => {
                             this.state.set(peeking);
@@ -409,9 +446,14 @@ where
             // before waiting for the next one.
             this.state.set(State::Admitting);
             match decide(this.retry, this.request, *this.idempotent, attempted) {
-                ControlFlow::Continue(delay) => this.state.set(State::Waiting {
-                    sleep: tokio::time::sleep(delay),
-                }),
+                ControlFlow::Continue((delay, attempted)) => {
+                    if this.request.as_ref().is_some_and(Req::replay_pending) {
+                        *this.last = Some(Box::new(attempted));
+                    }
+                    this.state.set(State::Waiting {
+                        sleep: tokio::time::sleep(delay),
+                    });
+                }
                 ControlFlow::Break(result) => return Poll::Ready(result),
             }
         }
@@ -431,14 +473,16 @@ enum CodeRead<A, S> {
 fn read_code<R, E, F>(
     response: R,
     retry: &RetryState,
+    attempt_left: Option<Duration>,
 ) -> CodeRead<Attempted<Output<R>, E>, State<F, R>>
 where
     R: RetryResponse,
 {
     if retry.policy().has_code_rules() && response.status().as_u16() >= 400 {
         let (head, body) = response.into_head();
+        let within = attempt_left.map_or(ERROR_BODY_TIMEOUT, |left| left.min(ERROR_BODY_TIMEOUT));
         return CodeRead::Peek(State::Peeking {
-            peek: peek(body, MAX_ENVELOPE_BYTES, ERROR_BODY_TIMEOUT),
+            peek: peek(body, MAX_ENVELOPE_BYTES, within),
             head: Some(head),
         });
     }

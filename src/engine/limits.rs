@@ -30,8 +30,9 @@
 //!
 //! The request path reads the cooldown from an atomic; a request holds its origin's
 //! limits from start to end. At most 256 origins are kept apart; past that, origins with
-//! nothing in flight and no cooldown are forgotten, and if none can be, the extra origins
-//! share one set of limits.
+//! nothing in flight and no cooldown are forgotten, and if none can be, a request to a new
+//! origin gets limits of its own that no other request shares (no budget or cooldown across
+//! its requests, but never another origin's cooldown).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -396,7 +397,8 @@ impl fmt::Debug for InProcessOrigin {
 }
 
 /// The most origins one in-process store tracks apart; past it, origins with nothing in
-/// flight and no cooldown are forgotten, and if none can be, the rest share one set.
+/// flight and no cooldown are forgotten, and if none can be, a request to a new origin gets
+/// limits of its own, kept nowhere.
 const MAX_ORIGINS: usize = 256;
 
 /// The in-process [`LimitStore`]: per-origin budgets and cooldowns in memory, the
@@ -409,19 +411,12 @@ struct InProcess {
     /// origin is added, which happens once per origin.
     origins: ArcSwap<HashMap<u64, Arc<InProcessOrigin>>>,
     insert: Mutex<()>,
-    overflow: Arc<InProcessOrigin>,
 }
 
 impl InProcess {
     fn new(budget: Option<RetryBudget>, cooldown: bool) -> Self {
         let base = Instant::now();
-        let new_origin = || InProcessOrigin {
-            budget: budget.map(|b| Budget::new(b, base)),
-            cooldown: cooldown.then(|| Cooldown::new(base)),
-            refusal: cooldown.then(|| Cooldown::new(base)),
-        };
         InProcess {
-            overflow: Arc::new(new_origin()),
             budget,
             cooldown,
             base,
@@ -462,7 +457,8 @@ impl LimitStore for InProcess {
                     || o.refusal_remaining(now).is_some()
             });
             if origins.len() >= MAX_ORIGINS {
-                return Arc::clone(&self.overflow) as Arc<dyn OriginLimits>;
+                // Limits of its own, kept nowhere: never another origin's cooldown.
+                return Arc::new(self.new_origin());
             }
         }
         let created = Arc::new(self.new_origin());
@@ -738,6 +734,21 @@ mod tests {
         let a: http::Uri = "http://h.example:8080/".parse().unwrap();
         let b: http::Uri = "http://h.example:8081/".parse().unwrap();
         assert_ne!(Origin::of_uri(&a).key(), Origin::of_uri(&b).key());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn past_the_origin_bound_no_cooldown_crosses_origins() {
+        let store = InProcess::new(None, true);
+        let far = Instant::now() + Duration::from_secs(3600);
+        let hosts: Vec<String> = (0..MAX_ORIGINS + 2).map(|i| format!("h{i}")).collect();
+        for h in &hosts {
+            store
+                .origin(&Origin::new(Some("http"), Some(h), None))
+                .refuse_until(far);
+        }
+        let fresh = store.origin(&Origin::new(Some("http"), Some("fresh.example"), None));
+        assert_eq!(fresh.refusal_remaining(Instant::now()), None);
+        assert_eq!(fresh.cooldown_remaining(Instant::now()), None);
     }
 
     #[tokio::test(start_paused = true)]

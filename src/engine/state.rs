@@ -353,6 +353,13 @@ impl RetryState {
         self.stop = Some(StopReason::Deadline);
     }
 
+    /// Ends the request for `reason` before the retry that was granted is sent (the
+    /// retry's budget token is given back when the state is dropped).
+    pub(crate) fn give_up(&mut self, reason: StopReason) {
+        self.next_delay = None;
+        self.stop = Some(reason);
+    }
+
     /// When the request started (tokio's clock).
     pub(crate) fn started(&self) -> Instant {
         self.started

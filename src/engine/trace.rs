@@ -12,7 +12,18 @@ pub(crate) fn outcome(state: &RetryState, outcome: &Outcome<'_>, action: Action)
     let decision = state.decision();
     let (status, error_kind, code) = match outcome {
         Outcome::Response { status, code, .. } => {
-            (Some(status.as_u16()), None, code.map(|c| c.as_str()))
+            // A code the crate does not know is the server's text: only a short, plain one is
+            // logged, never a body's worth.
+            let code = code.map(|c| c.as_str()).map(|c| {
+                let plain =
+                    c.len() <= 64 && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+                if plain {
+                    c
+                } else {
+                    "<unrecognised>"
+                }
+            });
+            (Some(status.as_u16()), None, code)
         }
         Outcome::Transport { kind, .. } => (None, Some(kind.as_str()), None),
     };

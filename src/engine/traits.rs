@@ -55,6 +55,12 @@ pub trait RetryRequest: Sized {
     fn is_replayable(&self) -> bool {
         true
     }
+
+    /// `true` while [`is_replayable`](Self::is_replayable) may still turn `false` (see
+    /// [`TryCloneBody::replay_pending`](crate::body::TryCloneBody::replay_pending)). Default: `false`.
+    fn replay_pending(&self) -> bool {
+        false
+    }
 }
 
 /// The parts of a response the engine reads and annotates.
@@ -79,6 +85,10 @@ pub trait ResponseParts {
 /// [`Output`](Self::Output), in which the body can carry that prefix: for
 /// `http::Response<B>` that is `http::Response<ResponseBody<B>>` (whether or not the body
 /// was read), for `reqwest::Response` a `reqwest::Response` again.
+#[diagnostic::on_unimplemented(
+    message = "the retry engine cannot read or hand back a response of type `{Self}`",
+    note = "`http::Response<B>` works when `B` is an `http_body::Body` that is `Unpin` (box it with `BoxBody` if it is not); `reqwest::Response` works with feature `reqwest`"
+)]
 pub trait RetryResponse: ResponseParts + Sized {
     /// What the adapter hands the caller.
     type Output: ResponseParts;
@@ -137,6 +147,10 @@ impl<B: TryCloneBody> RetryRequest for http::Request<B> {
 
     fn is_replayable(&self) -> bool {
         self.body().is_replayable()
+    }
+
+    fn replay_pending(&self) -> bool {
+        self.body().replay_pending()
     }
 }
 

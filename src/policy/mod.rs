@@ -539,13 +539,20 @@ impl RetryPolicyBuilder {
     }
 
     /// The total time one logical request may take: attempts, backoff sleeps and the wait
-    /// behind the shared rate-limit cooldown included. When the next delay would cross it,
-    /// the last outcome is returned at once rather than after a pointless sleep; when the
-    /// wait behind the cooldown would cross it, the request is not sent and fails at once;
-    /// an attempt in flight when it is reached is cut. Either way the adapters report a
-    /// [`RetryErrorKind::Deadline`](crate::RetryErrorKind::Deadline) error. No attempt is
-    /// ever sent after the deadline. Enforced by the engine, whatever the inner service's
-    /// error type.
+    /// behind the shared rate-limit cooldown included. No attempt is ever sent after it.
+    /// Enforced by the engine, whatever the inner service's error type:
+    ///
+    /// - when the next delay would reach it, the last outcome is handed back at once
+    ///   (rather than after a pointless sleep) with [`StopReason::Deadline`](crate::StopReason::Deadline):
+    ///   the response, or the inner error;
+    /// - when an attempt in flight reaches it, the attempt is cut, and when the wait behind
+    ///   the cooldown (or for the inner service to be ready for a retry) would cross it, the
+    ///   request is not sent: the adapters report a
+    ///   [`RetryErrorKind::Deadline`](crate::RetryErrorKind::Deadline) error.
+    ///
+    /// Under the tower layer, the wait in the layer's own `poll_ready` before the first
+    /// attempt is the caller's, as everywhere in tower: put a `TimeoutLayer` above the retry
+    /// layer to bound it.
     ///
     /// # Default
     ///

@@ -206,3 +206,25 @@ async fn the_code_read_is_cut_by_the_deadline_under_tower() {
     assert_eq!(err.kind(), telecho_retry::RetryErrorKind::Deadline);
     assert_eq!(err.info().attempts(), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_code_read_stays_within_the_attempt_timeout_under_tower() {
+    let inner =
+        service_fn(|_req: Request<Full<Bytes>>| async { Ok::<_, Infallible>(stalled_502()) });
+    let policy = RetryPolicy::builder()
+        .max_retries(1)
+        .base_delay(Duration::from_secs(1))
+        .jitter(Jitter::None)
+        .attempt_timeout(Duration::from_secs(2))
+        .on_code(ErrorCode::OutboundCallFailed, CodeRule::Fatal)
+        .build();
+    let svc = ServiceBuilder::new()
+        .layer(TelEchoRetry::new(policy))
+        .service(inner);
+    let start = Instant::now();
+    let resp = svc.oneshot(post("/v1/calls")).await.unwrap();
+    // Each read gives up when its attempt's 2 s are over, not after the 10 s read bound.
+    assert_eq!(start.elapsed(), Duration::from_secs(5));
+    assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
+    assert_eq!(RetryInfo::of(resp.extensions()).attempts(), 2);
+}

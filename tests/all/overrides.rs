@@ -413,3 +413,56 @@ async fn one_limits_handle_holds_back_two_policies() {
         }
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_deadline_too_far_to_represent_is_no_deadline() {
+    let (inner, seen) = recording(|n| Some(if n < 2 { 503 } else { 200 }));
+    for policy_deadline in [Duration::MAX, Duration::from_secs(u64::MAX / 2)] {
+        let svc = ServiceBuilder::new()
+            .layer(TelEchoRetry::new(quick().deadline(policy_deadline).build()))
+            .service(inner.clone());
+        let resp = svc
+            .oneshot(with_override(
+                Method::GET,
+                Some(RetryOverride::new().deadline(Duration::MAX)),
+            ))
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+    assert_eq!(attempts(&seen), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_either_body_is_copied_for_a_retry_under_tower() {
+    use http_body_util::{BodyExt, Either, Empty};
+    let bodies: Arc<Mutex<Vec<Bytes>>> = Arc::default();
+    let log = Arc::clone(&bodies);
+    let inner = service_fn(move |req: Request<Either<Full<Bytes>, Empty<Bytes>>>| {
+        let log = Arc::clone(&log);
+        async move {
+            let body = req.into_body().collect().await.unwrap().to_bytes();
+            let n = {
+                let mut log = log.lock().unwrap();
+                log.push(body);
+                log.len()
+            };
+            let status = if n == 1 { 503 } else { 200 };
+            Ok::<_, Infallible>(
+                Response::builder()
+                    .status(status)
+                    .body(Full::new(Bytes::new()))
+                    .unwrap(),
+            )
+        }
+    });
+    let svc = ServiceBuilder::new()
+        .layer(TelEchoRetry::new(quick().build()))
+        .service(inner);
+    let req = Request::post("/v1/calls")
+        .body(Either::Left(Full::new(Bytes::from_static(b"payload"))))
+        .unwrap();
+    let resp = svc.oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(*bodies.lock().unwrap(), [&b"payload"[..], &b"payload"[..]]);
+}

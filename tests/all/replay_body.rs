@@ -256,3 +256,80 @@ async fn tower_early_503_on_a_slow_upload_retries_it_whole_and_closes_the_first_
     );
     assert_first_connection_closed(&server).await;
 }
+
+// ===== a body that outgrows its recording while the retry waits =====
+
+/// 256 KiB in 16 KiB chunks, one every 10 ms: less than the 64 KiB recording has gone when
+/// the early 503 arrives, all of it 160 ms later, while the retry waits.
+fn large_upload() -> impl Stream<Item = Result<Bytes, io::Error>> + Send + 'static {
+    futures_util::stream::iter(0..16).then(|_| async {
+        tokio::time::sleep(ms(10)).await;
+        Ok(Bytes::from(vec![b'x'; 16 * 1024]))
+    })
+}
+
+/// The retry waits long enough for the abandoned first attempt to send more than the
+/// 64 KiB recording holds.
+fn patient() -> RetryPolicy {
+    RetryPolicy::builder()
+        .base_delay(ms(300))
+        .max_delay(ms(300))
+        .jitter(Jitter::None)
+        .without_retry_budget()
+        .build()
+}
+
+/// What the caller must get: the early 503 itself, not an error from a retry that could
+/// not send its body.
+fn assert_the_503_came_back(status: StatusCode, info: telecho_retry::RetryInfo) {
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(info.attempts(), 1);
+    assert_eq!(
+        info.stop_reason(),
+        Some(telecho_retry::StopReason::NotReplayable)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reqwest_an_early_503_is_returned_when_the_body_outgrows_the_recording_during_the_wait() {
+    let server = EarlyRejectServer::start().await;
+    let client = client(patient());
+    let resp = tokio::time::timeout(
+        ms(2000),
+        client
+            .post(server.url())
+            .body(reqwest::Body::wrap_stream(large_upload()))
+            .send(),
+    )
+    .await
+    .expect("in time")
+    .expect("the 503, not an error");
+    let info = telecho_retry::RetryInfo::of(resp.extensions());
+    assert_the_503_came_back(resp.status(), info);
+    assert!(server.log().uploads.is_empty(), "no retry was sent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tower_an_early_503_is_returned_when_the_body_outgrows_the_recording_during_the_wait() {
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+
+    let server = EarlyRejectServer::start().await;
+    let client = Client::builder(TokioExecutor::new()).build_http::<UploadBody>();
+    let client = ServiceBuilder::new()
+        .layer(TelEchoRetry::new(patient()))
+        .service(client);
+    let upload: UploadStream = Box::pin(large_upload().map(|chunk| chunk.map(Frame::data)));
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri(server.url())
+        .body(ReplayBody::new(StreamBody::new(upload), 64 * 1024))
+        .unwrap();
+    let resp = tokio::time::timeout(ms(2000), client.oneshot(req))
+        .await
+        .expect("in time")
+        .expect("the 503, not an error");
+    let info = telecho_retry::RetryInfo::of(resp.extensions());
+    assert_the_503_came_back(resp.status(), info);
+    assert!(server.log().uploads.is_empty(), "no retry was sent");
+}

@@ -186,8 +186,39 @@ fn parts(c: &mut Criterion) {
     g.finish();
 }
 
+/// The size of each variant's response future: what every in-flight call moves around.
+fn future_sizes() {
+    fn size_of_future<S: Service<Req>>(_: &S) -> usize {
+        std::mem::size_of::<S::Future>()
+    }
+    println!("response future size (bytes)");
+    println!("{:<34} {:>6}", "bare", size_of_future(&inner()));
+    println!(
+        "{:<34} {:>6}",
+        "tower::retry",
+        size_of_future(&Retry::new(MinimalPolicy { left: 5 }, inner()))
+    );
+    println!(
+        "{:<34} {:>6}",
+        "telecho-retry",
+        size_of_future(&TelEchoRetry::default().layer(inner()))
+    );
+    println!(
+        "{:<34} {:>6}",
+        "  of which RetryState",
+        std::mem::size_of::<telecho_retry::RetryState>()
+    );
+    println!(
+        "{:<34} {:>6}",
+        "  for scale: the request",
+        std::mem::size_of::<Req>()
+    );
+    println!();
+}
+
 fn main() {
     let rt = runtime();
+    future_sizes();
     allocation_table(&rt);
     let mut c = Criterion::default()
         .warm_up_time(Duration::from_secs(1))

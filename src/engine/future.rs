@@ -75,7 +75,9 @@ pin_project! {
         R: RetryResponse,
     {
         // Waiting out a backoff delay or the shared cooldown before the next attempt.
-        Waiting { #[pin] sleep: Sleep },
+        // (Timers and the body read are boxed: they exist only on the paths that wait, and
+        // the future every call moves stays small.)
+        Waiting { sleep: Pin<Box<Sleep>> },
         // About to ask whether the next attempt may be sent.
         Admitting,
         // Admitted; waiting for the inner service to be ready.
@@ -83,9 +85,9 @@ pin_project! {
         // An attempt is in flight.
         Called { #[pin] future: F },
         // An attempt is in flight, bounded by the attempt timeout.
-        Timed { #[pin] future: F, #[pin] sleep: Sleep, after: Duration },
+        Timed { #[pin] future: F, sleep: Pin<Box<Sleep>>, after: Duration },
         // An error response arrived; reading its body for the error code.
-        Peeking { #[pin] peek: PeekFuture<R::Body>, head: Option<R::Head> },
+        Peeking { peek: Pin<Box<PeekFuture<R::Body>>>, head: Option<Box<R::Head>> },
         // Refused before an attempt was sent.
         Refused { error: Option<RetryError> },
     }
@@ -137,7 +139,7 @@ where
                 service = service.clone();
                 slot = Some(request);
                 State::Waiting {
-                    sleep: tokio::time::sleep(wait),
+                    sleep: Box::pin(tokio::time::sleep(wait)),
                 }
             }
             Admission::Reject { reason, cooldown } => {
@@ -209,7 +211,7 @@ where
     match retry.per_attempt_timeout() {
         Some(after) => State::Timed {
             future,
-            sleep: tokio::time::sleep(after),
+            sleep: Box::pin(tokio::time::sleep(after)),
             after,
         },
         None => State::Called { future },
@@ -314,7 +316,7 @@ where
         loop {
             let attempted = match this.state.as_mut().project() {
                 StateProj::Waiting { sleep } => {
-                    ready!(sleep.poll(cx));
+                    ready!(sleep.as_mut().poll(cx));
                     this.state.set(State::Admitting);
                     continue;
                 }
@@ -322,7 +324,7 @@ where
                     match this.retry.admit() {
                         Admission::Send => this.state.set(State::Reserving),
                         Admission::Wait(wait) => this.state.set(State::Waiting {
-                            sleep: tokio::time::sleep(wait),
+                            sleep: Box::pin(tokio::time::sleep(wait)),
                         }),
                         Admission::Reject { reason, cooldown } => {
                             // A retry refused: the outcome it would have replaced, if kept.
@@ -409,12 +411,12 @@ where
                             this.retry.stop_at_deadline(true);
                             return Poll::Ready(Err(deadline_error(this.retry)));
                         }
-                        ready!(sleep.poll(cx));
+                        ready!(sleep.as_mut().poll(cx));
                         Attempted::TimedOut(*after)
                     }
                 },
                 StateProj::Peeking { peek, head } => {
-                    let peeked = match peek.poll(cx) {
+                    let peeked = match peek.as_mut().poll(cx) {
                         Poll::Ready(peeked) => peeked,
                         Poll::Pending => {
                             if past_deadline(this.deadline, cx) {
@@ -432,7 +434,7 @@ where
                         .bytes()
                         .and_then(|body| ApiError::from_json(&body).ok())
                         .map(|envelope| envelope.code().clone());
-                    let response = S::Response::from_head(head, peeked.into_body());
+                    let response = S::Response::from_head(*head, peeked.into_body());
                     Attempted::Response(response, code)
                 }
                 StateProj::Refused { error } => {
@@ -451,7 +453,7 @@ where
                         *this.last = Some(Box::new(attempted));
                     }
                     this.state.set(State::Waiting {
-                        sleep: tokio::time::sleep(delay),
+                        sleep: Box::pin(tokio::time::sleep(delay)),
                     });
                 }
                 ControlFlow::Break(result) => return Poll::Ready(result),
@@ -482,8 +484,8 @@ where
         let (head, body) = response.into_head();
         let within = attempt_left.map_or(ERROR_BODY_TIMEOUT, |left| left.min(ERROR_BODY_TIMEOUT));
         return CodeRead::Peek(State::Peeking {
-            peek: peek(body, MAX_ENVELOPE_BYTES, within),
-            head: Some(head),
+            peek: Box::pin(peek(body, MAX_ENVELOPE_BYTES, within)),
+            head: Some(Box::new(head)),
         });
     }
     CodeRead::Done(Attempted::Response(response.into_output(), None))

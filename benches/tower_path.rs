@@ -149,6 +149,60 @@ fn success_path(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
     g.finish();
 }
 
+/// Two worker threads calling one shared service (each task its own clone, as a server's
+/// handlers would), `TASKS` tasks of `CALLS` calls each: the time for all of them. Shared
+/// state that threads fight over (reference counts, the budget's counter) shows here.
+fn two_threads(c: &mut Criterion) {
+    const TASKS: usize = 8;
+    const CALLS: usize = 250;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut g = c.benchmark_group("tower success path, 2 threads, 2000 calls");
+    g.throughput(criterion::Throughput::Elements((TASKS * CALLS) as u64));
+    fn run<S>(rt: &tokio::runtime::Runtime, svc: S, iters: u64) -> Duration
+    where
+        S: Service<Req> + Clone + Send + 'static,
+        S::Future: Send,
+        S::Error: Debug,
+    {
+        let mut total = Duration::ZERO;
+        for _ in 0..iters {
+            let requests: Vec<Vec<Req>> = (0..TASKS)
+                .map(|t| (0..CALLS).map(|i| request(t * CALLS + i)).collect())
+                .collect();
+            let start = std::time::Instant::now();
+            rt.block_on(async {
+                let tasks: Vec<_> = requests
+                    .into_iter()
+                    .map(|reqs| {
+                        let mut svc = svc.clone();
+                        tokio::spawn(async move {
+                            for req in reqs {
+                                black_box(call_now(&mut svc, req).await.unwrap());
+                            }
+                        })
+                    })
+                    .collect();
+                for t in tasks {
+                    t.await.unwrap();
+                }
+            });
+            total += start.elapsed();
+        }
+        total
+    }
+    g.bench_function("tower::retry", |b| {
+        b.iter_custom(|iters| run(&rt, Retry::new(MinimalPolicy { left: 5 }, inner()), iters))
+    });
+    g.bench_function("telecho-retry", |b| {
+        b.iter_custom(|iters| run(&rt, TelEchoRetry::default().layer(inner()), iters))
+    });
+    g.finish();
+}
+
 /// Pieces of our call path that `tower::retry` does not have, timed one by one (the
 /// `RetryInfo` insert happens only when a request was retried or failed).
 fn parts(c: &mut Criterion) {
@@ -225,6 +279,7 @@ fn main() {
         .measurement_time(Duration::from_secs(3))
         .configure_from_args();
     success_path(&mut c, &rt);
+    two_threads(&mut c);
     parts(&mut c);
     c.final_summary();
 }

@@ -181,12 +181,6 @@ impl RetryRequest for Attempt {
     fn is_replayable(&self) -> bool {
         self.replay.as_ref().is_none_or(TryCloneBody::is_replayable)
     }
-
-    fn replay_pending(&self) -> bool {
-        self.replay
-            .as_ref()
-            .is_some_and(TryCloneBody::replay_pending)
-    }
 }
 
 // ===== the rest of the chain as a tower Service =====

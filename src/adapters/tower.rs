@@ -73,16 +73,29 @@ impl<S> Layer<S> for TelEchoRetry {
 ///
 /// # Discarded responses
 ///
-/// A response that is retried is dropped with its body unread: when the retry is decided,
-/// or, while the request's streaming body is still being recorded for the replay, when the
-/// retry is sent (so that it can be handed back if the copy turns out unsendable). For
+/// A response that is retried is dropped with its body unread when the retry is sent (it
+/// is kept, boxed, while the retry waits, so that it can be handed back if the retry is not
+/// sent after all: refused by the deadline or a rate limit, or its body no longer
+/// replayable). For
 /// hyper that closes the connection instead of returning it to the pool; error bodies are
 /// small, and draining one could wait on a slow server while the retry is due. The
 /// response finally handed back is untouched.
-#[derive(Clone, Debug)]
+///
+/// Its `Debug` names the inner service's type, not its value (an inner client's `Debug`
+/// may show default headers, `Authorization` included).
+#[derive(Clone)]
 pub struct RetryService<S> {
     inner: S,
     retry: TelEchoRetry,
+}
+
+impl<S> std::fmt::Debug for RetryService<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RetryService")
+            .field("inner", &std::any::type_name::<S>())
+            .field("retry", &self.retry)
+            .finish()
+    }
 }
 
 impl<S> RetryService<S> {

@@ -32,13 +32,6 @@ pub trait TryCloneBody: Sized {
     fn is_replayable(&self) -> bool {
         true
     }
-
-    /// `true` while [`is_replayable`](Self::is_replayable) may still turn `false` (a
-    /// streaming body still being recorded): the engine then keeps the last outcome while
-    /// it waits to retry, so that it can hand it back if the copy cannot be sent after all.
-    fn replay_pending(&self) -> bool {
-        false
-    }
 }
 
 // ===== impl TryCloneBody =====
@@ -81,13 +74,6 @@ impl<L: TryCloneBody, R: TryCloneBody> TryCloneBody for http_body_util::Either<L
         match self {
             http_body_util::Either::Left(l) => l.is_replayable(),
             http_body_util::Either::Right(r) => r.is_replayable(),
-        }
-    }
-
-    fn replay_pending(&self) -> bool {
-        match self {
-            http_body_util::Either::Left(l) => l.replay_pending(),
-            http_body_util::Either::Right(r) => r.replay_pending(),
         }
     }
 }

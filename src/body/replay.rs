@@ -230,14 +230,6 @@ impl<B> TryCloneBody for ReplayBody<B> {
             _ => self.cursor.sent >= s.read || s.recording.is_some(),
         }
     }
-
-    /// `true` while the source is still being read and recorded: until it ends, an
-    /// abandoned copy still sending it may overflow the recording or meet a failing
-    /// source, and this copy then stops being replayable.
-    fn replay_pending(&self) -> bool {
-        let s = self.lock();
-        matches!(s.source, Source::Reading(_)) && s.recording.is_some()
-    }
 }
 
 impl<B> Drop for ReplayBody<B> {

@@ -55,6 +55,7 @@ mod transport;
 use std::fmt;
 use std::time::Duration;
 
+use http::header::HeaderName;
 use http::{Extensions, HeaderMap, Method, StatusCode};
 
 use crate::envelope::ErrorCode;
@@ -115,7 +116,9 @@ pub struct RequestView<'a> {
     method: Option<&'a Method>,
     headers: Option<&'a HeaderMap>,
     extensions: Option<&'a Extensions>,
-    idempotent: bool,
+    // Known, or read from the method and `idempotency_header` when asked.
+    idempotent: Option<bool>,
+    idempotency_header: Option<&'a HeaderName>,
 }
 
 impl<'a> RequestView<'a> {
@@ -126,7 +129,8 @@ impl<'a> RequestView<'a> {
             method: Some(method),
             headers: Some(headers),
             extensions: None,
-            idempotent: is_idempotent_method(method),
+            idempotent: None,
+            idempotency_header: None,
         }
     }
 
@@ -136,8 +140,16 @@ impl<'a> RequestView<'a> {
             method: None,
             headers: None,
             extensions: None,
-            idempotent,
+            idempotent: Some(idempotent),
+            idempotency_header: None,
         }
+    }
+
+    /// With the header whose presence makes the request safe to resend (the policy's
+    /// idempotency key header).
+    pub fn with_idempotency_header(mut self, name: Option<&'a HeaderName>) -> Self {
+        self.idempotency_header = name;
+        self
     }
 
     /// With the request's extensions.
@@ -148,7 +160,7 @@ impl<'a> RequestView<'a> {
 
     /// With whether the request is safe to resend.
     pub fn with_idempotent(mut self, idempotent: bool) -> Self {
-        self.idempotent = idempotent;
+        self.idempotent = Some(idempotent);
         self
     }
 
@@ -167,9 +179,17 @@ impl<'a> RequestView<'a> {
         self.extensions
     }
 
-    /// Whether the request is safe to resend after it may have reached the server.
+    /// Whether the request is safe to resend after it may have reached the server: as the
+    /// engine knows it (a per-request override), or an idempotent method, or the
+    /// idempotency header present.
     pub fn is_idempotent(&self) -> bool {
-        self.idempotent
+        self.idempotent.unwrap_or_else(|| {
+            self.method.is_some_and(is_idempotent_method)
+                || self
+                    .idempotency_header
+                    .zip(self.headers)
+                    .is_some_and(|(name, headers)| headers.contains_key(name))
+        })
     }
 }
 

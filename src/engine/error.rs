@@ -124,8 +124,23 @@ impl RetryError {
 
     /// The `RetryError` inside a boxed error (what layers above the retry layer, such as
     /// `Timeout` or `Buffer`, return), if it is one.
+    ///
+    /// It walks the error's `source()` chain (`Buffer` wraps an inner service's failure in
+    /// an error of its own).
     pub fn of<'a>(error: &'a (dyn StdError + Send + Sync + 'static)) -> Option<&'a RetryError> {
-        error.downcast_ref::<RetryError>()
+        let mut link: Option<&'a (dyn StdError + 'static)> = Some(error);
+        let mut depth = 0;
+        while let Some(e) = link {
+            if let Some(found) = e.downcast_ref::<RetryError>() {
+                return Some(found);
+            }
+            depth += 1;
+            if depth > 32 {
+                return None; // a cyclic or absurd chain
+            }
+            link = e.source();
+        }
+        None
     }
 
     /// What kind of failure this is.
@@ -250,5 +265,27 @@ mod tests {
             TransportErrorKind::of_error(&limited),
             TransportErrorKind::Other
         );
+    }
+
+    #[test]
+    fn of_finds_it_below_a_wrapping_error() {
+        #[derive(Debug)]
+        struct Wrapper(RetryError);
+        impl fmt::Display for Wrapper {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("buffered service failed")
+            }
+        }
+        impl StdError for Wrapper {
+            fn source(&self) -> Option<&(dyn StdError + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let info = RetryInfo::not_sent();
+        let boxed: BoxError = Box::new(Wrapper(RetryError::new(RetryErrorKind::RateLimited, info)));
+        let found = RetryError::of(&*boxed).expect("found through source()");
+        assert!(found.is_rate_limited());
+        let plain: BoxError = "not ours".into();
+        assert!(RetryError::of(&*plain).is_none());
     }
 }

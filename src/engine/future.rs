@@ -61,9 +61,9 @@ pin_project! {
         idempotent: Option<bool>,
         // Fires at the policy's deadline; boxed, and only when a deadline is set.
         deadline: Option<Pin<Box<Sleep>>>,
-        // The outcome that led to the retry now waiting, kept (boxed) only while the kept
-        // copy's body is still being recorded: if the copy cannot be sent after all, this
-        // is what the caller gets.
+        // The outcome that led to the retry now waiting (boxed: retries only): if the retry
+        // is not sent after all (refused, its body no longer replayable), this is what the
+        // caller gets. Dropped when the retry is sent.
         last: Option<Box<Attempted<Output<S::Response>, S::Error>>>,
     }
 }
@@ -237,12 +237,15 @@ where
     E: ClassifyError,
 {
     // Idempotency matters to failures only: a success pays nothing for it.
-    let idempotent = match (&attempted, idempotent, slot.as_ref()) {
-        (Attempted::Response(r, _), _, _) if r.status().as_u16() < 400 => false,
-        (_, Some(known), _) => known,
-        (_, None, Some(copy)) => retry.is_idempotent(copy.method(), copy.headers()),
-        (_, None, None) => false,
+    // Idempotency is read when it matters: for a transport error now; for a response only
+    // if the classifier asks (the success path pays nothing for it).
+    let known = match (&attempted, idempotent, slot.as_ref()) {
+        (_, Some(known), _) => Some(known),
+        (Attempted::Response(..), None, _) => None,
+        (_, None, Some(copy)) => Some(retry.is_idempotent(copy.method(), copy.headers())),
+        (_, None, None) => Some(false),
     };
+    let idempotent = known.unwrap_or(false);
     let duplicate = slot.take().filter(Req::is_replayable);
     let outcome = match &attempted {
         Attempted::Response(response, code) => Outcome::Response {
@@ -259,9 +262,17 @@ where
             idempotent,
         },
     };
+    // (A clone, not a borrow of the policy, which `next_for` needs mutably; a static name
+    // clones without allocating.)
+    let key_header = retry.policy().idempotency_header().cloned();
     let request = match &duplicate {
         Some(copy) => {
-            let view = RequestView::new(copy.method(), copy.headers()).with_idempotent(idempotent);
+            let view = RequestView::new(copy.method(), copy.headers())
+                .with_idempotency_header(key_header.as_ref());
+            let view = match known.or(retry.idempotent_override()) {
+                Some(idempotent) => view.with_idempotent(idempotent),
+                None => view,
+            };
             match copy.extensions() {
                 Some(extensions) => view.with_extensions(extensions),
                 None => view,
@@ -343,9 +354,14 @@ where
                 StateProj::Reserving => {
                     if past_deadline(this.deadline, cx) {
                         this.retry.stop_at_deadline(false);
+                        if let Some(last) = this.last.take() {
+                            return Poll::Ready(finish(this.retry, *last));
+                        }
                         return Poll::Ready(Err(deadline_error(this.retry)));
                     }
                     if let Err(error) = ready!(this.service.poll_ready(cx)) {
+                        // The inner service broke: its error ends the request.
+                        this.retry.give_up(StopReason::Fatal);
                         return Poll::Ready(Err(Failure::Inner(error, this.retry.info())));
                     }
                     let Some(request) = this.request.take() else {
@@ -370,13 +386,15 @@ where
                     continue;
                 }
                 StateProj::Called { future } => match future.poll(cx) {
-                    Poll::Ready(Ok(response)) => match read_code(response, this.retry, None) {
-                        CodeRead::Done(attempted) => attempted,
-                        CodeRead::Peek(peeking) => {
-                            this.state.set(peeking);
-                            continue;
+                    Poll::Ready(Ok(response)) => {
+                        match read_code(response, this.request.is_some(), this.retry, None) {
+                            CodeRead::Done(attempted) => attempted,
+                            CodeRead::Peek(peeking) => {
+                                this.state.set(peeking);
+                                continue;
+                            }
                         }
-                    },
+                    }
                     Poll::Ready(Err(error)) => Attempted::Error(error),
                     Poll::Pending => {
                         if past_deadline(this.deadline, cx) {
@@ -395,6 +413,7 @@ where
                     // The body is read within what is left of the attempt's time.
                     Poll::Ready(Ok(response)) => match read_code(
                         response,
+                        this.request.is_some(),
                         this.retry,
                         Some(sleep.deadline().saturating_duration_since(Instant::now())),
                     ) {
@@ -449,9 +468,7 @@ where
             this.state.set(State::Admitting);
             match decide(this.retry, this.request, *this.idempotent, attempted) {
                 ControlFlow::Continue((delay, attempted)) => {
-                    if this.request.as_ref().is_some_and(Req::replay_pending) {
-                        *this.last = Some(Box::new(attempted));
-                    }
+                    *this.last = Some(Box::new(attempted));
                     this.state.set(State::Waiting {
                         sleep: Box::pin(tokio::time::sleep(delay)),
                     });
@@ -470,17 +487,20 @@ enum CodeRead<A, S> {
     Peek(S),
 }
 
-/// A response as it will be handed back, or, when the policy has code rules and this is an
-/// error response, the state that reads its body for the code first.
+/// A response as it will be handed back, or, when the classifier wants error codes, this is
+/// an error response, and a retry could follow (`copy_kept`: a duplicate of the request is
+/// in hand), the state that reads its body for the code first. On the last attempt the code
+/// could only name the stop reason: the response is handed back at once.
 fn read_code<R, E, F>(
     response: R,
+    copy_kept: bool,
     retry: &RetryState,
     attempt_left: Option<Duration>,
 ) -> CodeRead<Attempted<Output<R>, E>, State<F, R>>
 where
     R: RetryResponse,
 {
-    if retry.policy().has_code_rules() && response.status().as_u16() >= 400 {
+    if copy_kept && retry.policy().has_code_rules() && response.status().as_u16() >= 400 {
         let (head, body) = response.into_head();
         let within = attempt_left.map_or(ERROR_BODY_TIMEOUT, |left| left.min(ERROR_BODY_TIMEOUT));
         return CodeRead::Peek(State::Peeking {

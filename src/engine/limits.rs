@@ -206,7 +206,11 @@ impl Cooldown {
 /// budgets and rate-limit cooldowns are kept per origin (see the [module docs](crate::limits)).
 /// A request without an absolute URL (`/path`, as in tests over `tower::service_fn`)
 /// has the empty origin, shared by all such requests.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+///
+/// Two origins are equal when their schemes and hosts are equal without regard to ASCII
+/// case and their ports are equal; `Display` writes `scheme://host:port` in lowercase (no
+/// user info, path or query: fit for a store's key).
+#[derive(Clone, Copy, Debug, Default)]
 pub struct Origin<'a> {
     scheme: Option<&'a str>,
     host: Option<&'a str>,
@@ -239,10 +243,25 @@ impl<'a> Origin<'a> {
         }
     }
 
+    /// The scheme, as the request spelled it.
+    pub fn scheme(&self) -> Option<&'a str> {
+        self.scheme
+    }
+
+    /// The host, as the request spelled it (an IPv6 address in brackets).
+    pub fn host(&self) -> Option<&'a str> {
+        self.host
+    }
+
+    /// The port, or the scheme's default.
+    pub fn port(&self) -> Option<u16> {
+        self.port
+    }
+
     /// A 64-bit key: scheme and host compared without regard to ASCII case. A fast,
     /// non-cryptographic hash (it runs on every request): origins are the client's own
     /// configuration, not an attacker's input; two that collided would share limits.
-    fn key(&self) -> u64 {
+    pub(crate) fn key(&self) -> u64 {
         let mut h = FxHasher::default();
         for part in [self.scheme, self.host] {
             match part {
@@ -282,10 +301,40 @@ fn split_authority(authority: &str) -> (Option<&str>, Option<u16>) {
         .count();
     let colon = hostport.len().checked_sub(digits + 1);
     match colon {
-        Some(c) if digits > 0 && hostport.as_bytes()[c] == b':' => {
+        Some(c) if hostport.as_bytes()[c] == b':' && !hostport[..c].ends_with(':') => {
+            // `host:` (an empty port) is the scheme's default port, as RFC 3986 says.
             (Some(&hostport[..c]), hostport[c + 1..].parse().ok())
         }
         _ => (Some(hostport), None),
+    }
+}
+
+impl PartialEq for Origin<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        let same = |a: Option<&str>, b: Option<&str>| match (a, b) {
+            (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
+            (a, b) => a.is_none() && b.is_none(),
+        };
+        same(self.scheme, other.scheme) && same(self.host, other.host) && self.port == other.port
+    }
+}
+
+impl Eq for Origin<'_> {}
+
+impl std::hash::Hash for Origin<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.key());
+    }
+}
+
+impl fmt::Display for Origin<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let lower = |s: Option<&str>| s.unwrap_or("").to_ascii_lowercase();
+        write!(f, "{}://{}", lower(self.scheme), lower(self.host))?;
+        match self.port {
+            Some(port) => write!(f, ":{port}"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -307,10 +356,11 @@ pub trait LimitStore: Send + Sync + fmt::Debug + 'static {
     /// The budget and cooldown of `origin`, created on first use.
     fn origin(&self, origin: &Origin<'_>) -> Arc<dyn OriginLimits>;
 
-    /// The cooldown left for `origin`, if one holds it back; `None` when the store knows of
-    /// none (the default).
+    /// The cooldown or refusal left for `origin`, if one holds it back. The default asks
+    /// the origin's [`OriginLimits`].
     fn cooldown_remaining(&self, origin: &Origin<'_>, now: Instant) -> Option<Duration> {
-        self.origin(origin).cooldown_remaining(now)
+        let o = self.origin(origin);
+        o.cooldown_remaining(now).max(o.refusal_remaining(now))
     }
 
     /// The longest cooldown any origin is under, if the store can tell (`None` by default).
@@ -727,6 +777,24 @@ mod tests {
         );
         let relative: http::Uri = "/v1/agents".parse().unwrap();
         assert_eq!(Origin::of_uri(&relative), Origin::default());
+    }
+
+    #[test]
+    fn origins_compare_display_and_hash_without_case_user_info_or_default_ports() {
+        let a: http::Uri = "https://user:secret@API.Example:443/v1?key=k"
+            .parse()
+            .unwrap();
+        let b: http::Uri = "https://api.example/".parse().unwrap();
+        let c: http::Uri = "https://api.example:/".parse().unwrap();
+        let (a, b, c) = (Origin::of_uri(&a), Origin::of_uri(&b), Origin::of_uri(&c));
+        assert_eq!(a, b);
+        assert_eq!(b, c, "an empty port is the default port");
+        assert_eq!(a.key(), c.key());
+        assert_eq!(a.to_string(), "https://api.example:443");
+        assert!(!format!("{a} {a:?}").contains("secret"));
+        assert_eq!((a.scheme(), a.port()), (Some("https"), Some(443)));
+        let other: http::Uri = "https://api.example:8443/".parse().unwrap();
+        assert_ne!(a, Origin::of_uri(&other));
     }
 
     #[test]

@@ -164,14 +164,16 @@ impl RetryState {
             return Admission::Send;
         };
         // A 429 above some policy's cap: refused while it lasts, however little is left.
-        if let Some(refused) = limits.refusal_remaining(now) {
+        // A store may answer "zero left" for a wait that is over: that is no wait.
+        let waiting = |d: Option<Duration>| d.filter(|d| !d.is_zero());
+        if let Some(refused) = waiting(limits.refusal_remaining(now)) {
             self.stop = Some(StopReason::RetryAfterTooLong);
             return Admission::Reject {
                 reason: StopReason::RetryAfterTooLong,
                 cooldown: Some(refused),
             };
         }
-        let Some(cooldown) = limits.cooldown_remaining(now) else {
+        let Some(cooldown) = waiting(limits.cooldown_remaining(now)) else {
             return Admission::Send;
         };
         // A wait another policy (sharing these limits) accepted, but above this one's cap.
@@ -250,6 +252,11 @@ impl RetryState {
             .unwrap_or_else(|| self.policy.is_idempotent(method, headers))
     }
 
+    /// Whether this request's [`RetryOverride`] says it is safe to resend, if it says.
+    pub(crate) fn idempotent_override(&self) -> Option<bool> {
+        self.idempotent
+    }
+
     /// The policy driving this state.
     pub fn policy(&self) -> &RetryPolicy {
         &self.policy
@@ -308,11 +315,15 @@ impl RetryState {
         // than this policy waits at all.
         let now = Instant::now();
         if let Some(limits) = &self.limits {
-            if limits.refusal_remaining(now).is_some() {
+            if limits.refusal_remaining(now).is_some_and(|d| !d.is_zero()) {
                 return self.stop(StopReason::RetryAfterTooLong);
             }
         }
-        let cooldown = self.limits.as_ref().and_then(|l| l.cooldown_remaining(now));
+        let cooldown = self
+            .limits
+            .as_ref()
+            .and_then(|l| l.cooldown_remaining(now))
+            .filter(|d| !d.is_zero());
         let wait = match cooldown {
             Some(cooldown) if cooldown > self.policy.max_retry_after() => {
                 return self.stop(StopReason::RetryAfterTooLong)

@@ -55,12 +55,6 @@ pub trait RetryRequest: Sized {
     fn is_replayable(&self) -> bool {
         true
     }
-
-    /// `true` while [`is_replayable`](Self::is_replayable) may still turn `false` (see
-    /// [`TryCloneBody::replay_pending`](crate::body::TryCloneBody::replay_pending)). Default: `false`.
-    fn replay_pending(&self) -> bool {
-        false
-    }
 }
 
 /// The parts of a response the engine reads and annotates.
@@ -147,10 +141,6 @@ impl<B: TryCloneBody> RetryRequest for http::Request<B> {
 
     fn is_replayable(&self) -> bool {
         self.body().is_replayable()
-    }
-
-    fn replay_pending(&self) -> bool {
-        self.body().replay_pending()
     }
 }
 

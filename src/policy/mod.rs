@@ -218,6 +218,12 @@ impl RetryPolicy {
                 .is_some_and(|h| headers.contains_key(h))
     }
 
+    /// The request header whose presence makes a request safe to resend (`None`: only the
+    /// method decides).
+    pub fn idempotency_header(&self) -> Option<&HeaderName> {
+        self.inner.idempotency_header.as_ref()
+    }
+
     /// The nominal (un-jittered) delay before retry `n`: `min(base * 2^(n-1), max)`.
     pub fn nominal_delay(&self, n: u32) -> Duration {
         nominal_delay(self.inner.base_delay, self.inner.max_delay, n)

@@ -9,6 +9,7 @@ mod code_rules;
 mod compositions;
 mod hostile_servers;
 mod http2;
+mod limits_store;
 mod load_protection;
 mod overrides;
 mod properties;

@@ -112,6 +112,26 @@ async fn no_secret_in_tracing_or_debug() {
     debug += &format!("{body:?}\n{:?}\n", body.try_clone_body().unwrap());
     debug += &format!("{:?}\n", layer.limits());
 
+    // A service over a client whose own `Debug` shows its default headers.
+    #[cfg(feature = "reqwest")]
+    {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            "authorization",
+            http::HeaderValue::from_str(&format!("Bearer {SECRET}")).unwrap(),
+        );
+        let client = reqwest::Client::builder()
+            .default_headers(headers)
+            .build()
+            .unwrap();
+        assert!(
+            format!("{client:?}").contains("TOPSECRET"),
+            "the client's own Debug shows it"
+        );
+        let svc = tower::Layer::layer(&layer, client);
+        debug += &format!("{svc:?}\n");
+    }
+
     let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
     assert!(logs.contains("retrying"), "the retries were logged: {logs}");
     assert!(logs.matches("retrying").count() >= 2, "{logs}");

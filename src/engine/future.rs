@@ -262,13 +262,11 @@ where
             idempotent,
         },
     };
-    // (A clone, not a borrow of the policy, which `next_for` needs mutably; a static name
-    // clones without allocating.)
-    let key_header = retry.policy().idempotency_header().cloned();
+    let policy = retry.policy();
     let request = match &duplicate {
         Some(copy) => {
             let view = RequestView::new(copy.method(), copy.headers())
-                .with_idempotency_header(key_header.as_ref());
+                .with_idempotency_header(policy.idempotency_header());
             let view = match known.or(retry.idempotent_override()) {
                 Some(idempotent) => view.with_idempotent(idempotent),
                 None => view,
@@ -280,7 +278,8 @@ where
         }
         None => RequestView::detached(idempotent),
     };
-    let action = retry.next_for(&request, outcome, duplicate.is_some());
+    let verdict = policy.verdict(&request, &outcome);
+    let action = retry.apply(verdict, outcome, duplicate.is_some());
     trace::outcome(retry, &outcome, action);
     if let (Action::Retry(delay), Some(duplicate)) = (action, duplicate) {
         *slot = Some(duplicate);

@@ -288,9 +288,20 @@ impl RetryState {
         outcome: Outcome<'_>,
         can_resend: bool,
     ) -> Action {
+        let verdict = self.policy.verdict(request, &outcome);
+        self.apply(verdict, outcome, can_resend)
+    }
+
+    /// Like [`next_for`](Self::next_for), with the policy's verdict already made (the
+    /// engine's future classifies with a view that borrows the policy).
+    pub(crate) fn apply(
+        &mut self,
+        verdict: Verdict,
+        outcome: Outcome<'_>,
+        can_resend: bool,
+    ) -> Action {
         self.attempts = self.attempts.saturating_add(1);
         self.next_delay = None;
-        let verdict = self.policy.verdict(request, &outcome);
         self.decision = Some(verdict.into());
         let wait = match verdict {
             Verdict::Accept => return self.stop(StopReason::Success),

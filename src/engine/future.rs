@@ -15,8 +15,8 @@ use tower_service::Service;
 
 use super::error::{RetryError, RetryErrorKind};
 use super::info::{AttemptNumber, RetryInfo, StopReason};
+use super::observe::{self, AttemptSpan, StatusClass};
 use super::state::{Action, Admission, RetryState};
-use super::trace;
 use super::traits::{ResponseParts, RetryRequest, RetryResponse};
 use crate::body::peek::{peek, PeekFuture};
 use crate::body::ERROR_BODY_TIMEOUT;
@@ -44,6 +44,7 @@ pin_project! {
     /// when a retry could follow), the inner service instance it polls ready before every
     /// attempt, and the timers. Dropping it cancels cleanly: an attempt in flight is
     /// dropped, and no further attempt is sent.
+    #[project = RetryingProj]
     pub(crate) struct Retrying<S, Req>
     where
         S: Service<Req>,
@@ -61,6 +62,23 @@ pin_project! {
         idempotent: Option<bool>,
         // Fires at the policy's deadline; boxed, and only when a deadline is set.
         deadline: Option<Pin<Box<Sleep>>>,
+        // The span of the attempt in flight (see `observe`), entered around its polls.
+        span: AttemptSpan,
+        // The future resolved: dropping it now is not a cancellation.
+        done: bool,
+    }
+
+    impl<S, Req> PinnedDrop for Retrying<S, Req>
+    where
+        S: Service<Req>,
+        S::Response: RetryResponse,
+    {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if !*this.done {
+                observe::cancelled(this.span, this.retry);
+            }
+        }
     }
 }
 
@@ -117,15 +135,18 @@ where
             .map(|d| Box::pin(tokio::time::sleep_until(retry.started() + d)));
         let mut slot = None;
         let mut idempotent = None;
+        let mut span = AttemptSpan::default();
         let state = match retry.admit() {
             Admission::Send => send(
                 &mut service,
                 &mut retry,
                 &mut slot,
                 &mut idempotent,
+                &mut span,
                 request,
             ),
             Admission::Wait(wait) => {
+                observe::held_back(wait);
                 // Give back what `poll_ready` reserved: a request held back holds no
                 // capacity of the inner service (a clone of a tower service is unreserved).
                 service = service.clone();
@@ -135,6 +156,7 @@ where
                 }
             }
             Admission::Reject { reason, cooldown } => {
+                observe::refused(reason, cooldown);
                 deadline = None;
                 State::Refused {
                     error: Some(refusal(reason, cooldown, retry.info())),
@@ -148,6 +170,8 @@ where
             retry,
             idempotent,
             deadline,
+            span,
+            done: false,
         }
     }
 }
@@ -162,12 +186,14 @@ fn refusal(reason: StopReason, cooldown: Option<Duration>, info: RetryInfo) -> R
 }
 
 /// Sends `request` as the next attempt: keeps a duplicate in `slot` when a retry could
-/// follow, marks the attempt number, and arms the attempt timeout.
+/// follow, marks the attempt number, opens the attempt's span, and arms the attempt
+/// timeout.
 fn send<S, Req>(
     service: &mut S,
     retry: &mut RetryState,
     slot: &mut Option<Req>,
     idempotent: &mut Option<bool>,
+    span: &mut AttemptSpan,
     mut request: Req,
 ) -> State<S::Future, S::Response>
 where
@@ -197,7 +223,8 @@ where
             .headers_mut()
             .insert(name.clone(), HeaderValue::from(number));
     }
-    let future = service.call(request);
+    *span = observe::attempt_started(request.method(), number);
+    let future = span.in_scope(|| service.call(request));
     retry.attempt_sent();
     match retry.per_attempt_timeout() {
         Some(after) => State::Timed {
@@ -213,6 +240,7 @@ where
 /// duplicate is left in `slot`), `Break(result)` to hand the result to the caller.
 fn decide<Req, R, E>(
     retry: &mut RetryState,
+    span: &mut AttemptSpan,
     slot: &mut Option<Req>,
     idempotent: Option<bool>,
     attempted: Attempted<R, E>,
@@ -256,7 +284,7 @@ where
         None => RequestView::detached(idempotent),
     };
     let action = retry.next_for(&request, outcome, duplicate.is_some());
-    trace::outcome(retry, &outcome, action);
+    observe::attempt_ended(span, retry, &outcome, action);
     if let (Action::Retry(delay), Some(duplicate)) = (action, duplicate) {
         *slot = Some(duplicate);
         return ControlFlow::Continue(delay);
@@ -291,129 +319,155 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        loop {
-            let attempted = match this.state.as_mut().project() {
-                StateProj::Waiting { sleep } => {
-                    ready!(sleep.poll(cx));
-                    this.state.set(State::Admitting);
-                    continue;
-                }
-                StateProj::Admitting => {
-                    match this.retry.admit() {
-                        Admission::Send => this.state.set(State::Reserving),
-                        Admission::Wait(wait) => this.state.set(State::Waiting {
+        let result = ready!(drive(&mut this, cx));
+        *this.done = true;
+        let class = match &result {
+            Ok(response) => StatusClass::of(response.status()),
+            Err(_) => StatusClass::Error,
+        };
+        observe::finished(this.retry.stop_reason(), class);
+        Poll::Ready(result)
+    }
+}
+
+/// The state machine: admit, reserve, attempt, classify, wait, until the request ends.
+fn drive<S, Req>(
+    this: &mut RetryingProj<'_, S, Req>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<Output<S::Response>, Failure<S::Error>>>
+where
+    S: Service<Req>,
+    S::Response: RetryResponse,
+    S::Error: ClassifyError,
+    Req: RetryRequest,
+{
+    loop {
+        let attempted = match this.state.as_mut().project() {
+            StateProj::Waiting { sleep } => {
+                ready!(sleep.poll(cx));
+                this.state.set(State::Admitting);
+                continue;
+            }
+            StateProj::Admitting => {
+                match this.retry.admit() {
+                    Admission::Send => this.state.set(State::Reserving),
+                    Admission::Wait(wait) => {
+                        observe::held_back(wait);
+                        this.state.set(State::Waiting {
                             sleep: tokio::time::sleep(wait),
-                        }),
-                        Admission::Reject { reason, cooldown } => {
-                            return Poll::Ready(Err(Failure::Engine(refusal(
-                                reason,
-                                cooldown,
-                                this.retry.info(),
-                            ))));
-                        }
+                        });
                     }
-                    continue;
+                    Admission::Reject { reason, cooldown } => {
+                        observe::refused(reason, cooldown);
+                        return Poll::Ready(Err(Failure::Engine(refusal(
+                            reason,
+                            cooldown,
+                            this.retry.info(),
+                        ))));
+                    }
                 }
-                StateProj::Reserving => {
+                continue;
+            }
+            StateProj::Reserving => {
+                if past_deadline(this.deadline, cx) {
+                    this.retry.stop_at_deadline(false);
+                    return Poll::Ready(Err(deadline_error(this.retry)));
+                }
+                if let Err(error) = ready!(this.service.poll_ready(cx)) {
+                    return Poll::Ready(Err(Failure::Inner(error, this.retry.info())));
+                }
+                let Some(request) = this.request.take() else {
+                    unreachable!("Reserving is entered only with a request in hand");
+                };
+                let next = send(
+                    this.service,
+                    this.retry,
+                    this.request,
+                    this.idempotent,
+                    this.span,
+                    request,
+                );
+                this.state.set(next);
+                continue;
+            }
+            StateProj::Called { future } => match this.span.in_scope(|| future.poll(cx)) {
+                Poll::Ready(Ok(response)) => match read_code(response, this.retry) {
+                    CodeRead::Done(attempted) => attempted,
+                    CodeRead::Peek(peeking) => {
+                        this.state.set(peeking);
+                        continue;
+                    }
+                },
+                Poll::Ready(Err(error)) => Attempted::Error(error),
+                Poll::Pending => {
                     if past_deadline(this.deadline, cx) {
-                        this.retry.stop_at_deadline(false);
-                        return Poll::Ready(Err(deadline_error(this.retry)));
+                        return Poll::Ready(Err(cut_at_deadline(this)));
                     }
-                    if let Err(error) = ready!(this.service.poll_ready(cx)) {
-                        return Poll::Ready(Err(Failure::Inner(error, this.retry.info())));
-                    }
-                    let Some(request) = this.request.take() else {
-                        unreachable!("Reserving is entered only with a request in hand");
-                    };
-                    let next = send(
-                        this.service,
-                        this.retry,
-                        this.request,
-                        this.idempotent,
-                        request,
-                    );
-                    this.state.set(next);
-                    continue;
+                    return Poll::Pending;
                 }
-                StateProj::Called { future } => match future.poll(cx) {
-                    Poll::Ready(Ok(response)) => match read_code(response, this.retry) {
-                        CodeRead::Done(attempted) => attempted,
-                        CodeRead::Peek(peeking) => {
-                            this.state.set(peeking);
-                            continue;
-                        }
-                    },
-                    Poll::Ready(Err(error)) => Attempted::Error(error),
+            },
+            StateProj::Timed {
+                future,
+                sleep,
+                after,
+            } => match this.span.in_scope(|| future.poll(cx)) {
+                Poll::Ready(Ok(response)) => match read_code(response, this.retry) {
+                    CodeRead::Done(attempted) => attempted,
+                    CodeRead::Peek(peeking) => {
+                        this.state.set(peeking);
+                        continue;
+                    }
+                },
+                Poll::Ready(Err(error)) => Attempted::Error(error),
+                Poll::Pending => {
+                    if past_deadline(this.deadline, cx) {
+                        return Poll::Ready(Err(cut_at_deadline(this)));
+                    }
+                    ready!(sleep.poll(cx));
+                    Attempted::TimedOut(*after)
+                }
+            },
+            StateProj::Peeking { peek, head } => {
+                let peeked = match this.span.in_scope(|| peek.poll(cx)) {
+                    Poll::Ready(peeked) => peeked,
                     Poll::Pending => {
                         if past_deadline(this.deadline, cx) {
-                            this.state.set(State::Admitting);
-                            this.retry.stop_at_deadline(true);
-                            return Poll::Ready(Err(deadline_error(this.retry)));
+                            return Poll::Ready(Err(cut_at_deadline(this)));
                         }
                         return Poll::Pending;
                     }
-                },
-                StateProj::Timed {
-                    future,
-                    sleep,
-                    after,
-                } => match future.poll(cx) {
-                    Poll::Ready(Ok(response)) => match read_code(response, this.retry) {
-                        CodeRead::Done(attempted) => attempted,
-                        CodeRead::Peek(peeking) => {
-                            this.state.set(peeking);
-                            continue;
-                        }
-                    },
-                    Poll::Ready(Err(error)) => Attempted::Error(error),
-                    Poll::Pending => {
-                        if past_deadline(this.deadline, cx) {
-                            this.state.set(State::Admitting);
-                            this.retry.stop_at_deadline(true);
-                            return Poll::Ready(Err(deadline_error(this.retry)));
-                        }
-                        ready!(sleep.poll(cx));
-                        Attempted::TimedOut(*after)
-                    }
-                },
-                StateProj::Peeking { peek, head } => {
-                    let peeked = match peek.poll(cx) {
-                        Poll::Ready(peeked) => peeked,
-                        Poll::Pending => {
-                            if past_deadline(this.deadline, cx) {
-                                this.state.set(State::Admitting);
-                                this.retry.stop_at_deadline(true);
-                                return Poll::Ready(Err(deadline_error(this.retry)));
-                            }
-                            return Poll::Pending;
-                        }
-                    };
-                    let Some(head) = head.take() else {
-                        unreachable!("Peeking holds the head until the read ends");
-                    };
-                    let code = peeked
-                        .bytes()
-                        .and_then(|body| ApiError::from_json(&body).ok())
-                        .map(|envelope| envelope.code().clone());
-                    let response = S::Response::from_head(head, peeked.into_body());
-                    Attempted::Response(response, code)
-                }
-                StateProj::Refused { error } => {
-                    let error = error.take().unwrap_or_else(|| {
-                        RetryError::new(RetryErrorKind::Deadline, this.retry.info())
-                    });
-                    return Poll::Ready(Err(Failure::Engine(error)));
-                }
-            };
-            // The attempt is over: drop its future (and with it the connection it holds)
-            // before waiting for the next one.
-            this.state.set(State::Admitting);
-            match decide(this.retry, this.request, *this.idempotent, attempted) {
-                ControlFlow::Continue(delay) => this.state.set(State::Waiting {
-                    sleep: tokio::time::sleep(delay),
-                }),
-                ControlFlow::Break(result) => return Poll::Ready(result),
+                };
+                let Some(head) = head.take() else {
+                    unreachable!("Peeking holds the head until the read ends");
+                };
+                let code = peeked
+                    .bytes()
+                    .and_then(|body| ApiError::from_json(&body).ok())
+                    .map(|envelope| envelope.code().clone());
+                let response = S::Response::from_head(head, peeked.into_body());
+                Attempted::Response(response, code)
             }
+            StateProj::Refused { error } => {
+                let error = error.take().unwrap_or_else(|| {
+                    RetryError::new(RetryErrorKind::Deadline, this.retry.info())
+                });
+                return Poll::Ready(Err(Failure::Engine(error)));
+            }
+        };
+        // The attempt is over: drop its future (and with it the connection it holds)
+        // before waiting for the next one.
+        this.state.set(State::Admitting);
+        match decide(
+            this.retry,
+            this.span,
+            this.request,
+            *this.idempotent,
+            attempted,
+        ) {
+            ControlFlow::Continue(delay) => this.state.set(State::Waiting {
+                sleep: tokio::time::sleep(delay),
+            }),
+            ControlFlow::Break(result) => return Poll::Ready(result),
         }
     }
 }
@@ -454,6 +508,18 @@ fn past_deadline(deadline: &mut Option<Pin<Box<Sleep>>>, cx: &mut Context<'_>) -
 
 fn deadline_error<E>(retry: &RetryState) -> Failure<E> {
     Failure::Engine(RetryError::new(RetryErrorKind::Deadline, retry.info()))
+}
+
+/// The deadline passed with an attempt in flight: drops the attempt and ends the request.
+fn cut_at_deadline<S, Req>(this: &mut RetryingProj<'_, S, Req>) -> Failure<S::Error>
+where
+    S: Service<Req>,
+    S::Response: RetryResponse,
+{
+    this.state.set(State::Admitting);
+    this.retry.stop_at_deadline(true);
+    observe::attempt_cut(this.span, this.retry);
+    deadline_error(this.retry)
 }
 
 impl<S, Req> fmt::Debug for Retrying<S, Req>

@@ -69,7 +69,7 @@
 //! | `reqwest` | yes | [`TelEchoRetry`] as a `Middleware`, typed errors for `reqwest::Response`, `reqwest::Client` under the tower layer (with `tower`) |
 //! | `tracing` | yes | a `tracing` span per attempt with OpenTelemetry's HTTP fields (`http.request.resend_count` …) and events for retries, stops, cooldown waits (target `telecho_retry`); see [`observe`] |
 //! | `metrics` | no | counters and histograms through the `metrics` facade: retries, requests by stop reason, retry delays, cooldown and budget refusals; see [`observe`] |
-//! | `reqwest-tracing` | no | [`ResendCountSpanBackend`]: reqwest-tracing's per-request span with `http.request.resend_count` |
+//! | `reqwest-tracing` | no | `ResendCountSpanBackend`: reqwest-tracing's per-request span with `http.request.resend_count` |
 //!
 //! The core (classification, policy, engine state, parsing, typed errors) builds with
 //! `--no-default-features`.

@@ -36,6 +36,9 @@ pub(crate) enum Failure<E> {
 /// The response an adapter hands back for inner responses of type `R`.
 pub(crate) type Output<R> = <R as RetryResponse>::Output;
 
+/// How one logical request ends, for inner responses `R` and errors `E`.
+type Ending<R, E> = Result<Output<R>, Failure<E>>;
+
 pin_project! {
     /// One logical request: admit, reserve the inner service, attempt, classify, wait,
     /// until [`RetryState`] says stop.
@@ -315,7 +318,7 @@ where
     S::Error: ClassifyError,
     Req: RetryRequest,
 {
-    type Output = Result<Output<S::Response>, Failure<S::Error>>;
+    type Output = Ending<S::Response, S::Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
@@ -334,7 +337,7 @@ where
 fn drive<S, Req>(
     this: &mut RetryingProj<'_, S, Req>,
     cx: &mut Context<'_>,
-) -> Poll<Result<Output<S::Response>, Failure<S::Error>>>
+) -> Poll<Ending<S::Response, S::Error>>
 where
     S: Service<Req>,
     S::Response: RetryResponse,

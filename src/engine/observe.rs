@@ -29,7 +29,7 @@
 //!
 //! The span has no `otel.kind`, so it is exported as an `INTERNAL` span: the `CLIENT` span of
 //! the attempt is the HTTP client's (for reqwest, reqwest-tracing's with
-//! [`ResendCountSpanBackend`](crate::ResendCountSpanBackend), which sets
+//! `ResendCountSpanBackend` (feature `reqwest-tracing`), which sets
 //! `http.request.resend_count` too).
 //!
 //! Events (target `telecho_retry`): `retrying` (`INFO`) for each retry, `not retrying`
@@ -61,7 +61,7 @@
 //! [`telecho_retry.pacing.delay`](metric::PACING_DELAY) and
 //! [`telecho_retry.store.fallbacks`](metric::STORE_FALLBACKS).
 //!
-//! Call [`describe_metrics`] once after installing a recorder to give it the units and
+//! Call `describe_metrics` (feature `metrics`) once after installing a recorder to give it the units and
 //! descriptions.
 //!
 //! # Cost
@@ -317,6 +317,8 @@ pub(crate) struct AttemptSpan {
     span: tracing::Span,
 }
 
+// Not derived: `tracing::Span` has no `Default` (it is `Span::none()` here).
+#[allow(clippy::derivable_impls)]
 impl Default for AttemptSpan {
     fn default() -> Self {
         AttemptSpan {

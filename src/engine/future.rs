@@ -15,7 +15,7 @@ use tower_service::Service;
 
 use super::error::{RetryError, RetryErrorKind};
 use super::info::{AttemptNumber, RetryInfo, StopReason};
-use super::observe::{self, AttemptSpan, StatusClass};
+use super::observe::{self, AttemptSpan};
 use super::state::{Action, Admission, RetryState};
 use super::traits::{ResponseParts, RetryRequest, RetryResponse};
 use crate::body::peek::{peek, PeekFuture};
@@ -227,7 +227,9 @@ where
             .insert(name.clone(), HeaderValue::from(number));
     }
     *span = observe::attempt_started(request.method(), number);
-    let future = span.in_scope(|| service.call(request));
+    let entered = span.enter();
+    let future = service.call(request);
+    drop(entered);
     retry.attempt_sent();
     match retry.per_attempt_timeout() {
         Some(after) => State::Timed {
@@ -324,16 +326,13 @@ where
         let mut this = self.project();
         let result = ready!(drive(&mut this, cx));
         *this.done = true;
-        let class = match &result {
-            Ok(response) => StatusClass::of(response.status()),
-            Err(_) => StatusClass::Error,
-        };
-        observe::finished(this.retry.stop_reason(), class);
+        observe::finished(this.retry.stop_reason(), &result);
         Poll::Ready(result)
     }
 }
 
 /// The state machine: admit, reserve, attempt, classify, wait, until the request ends.
+#[inline(always)]
 fn drive<S, Req>(
     this: &mut RetryingProj<'_, S, Req>,
     cx: &mut Context<'_>,

@@ -77,6 +77,7 @@ use http::{Method, StatusCode};
 
 use super::info::StopReason;
 use super::state::{Action, RetryState};
+use super::traits::ResponseParts;
 use crate::classify::{Decision, Outcome};
 
 /// The name of the span each attempt runs in.
@@ -189,7 +190,7 @@ pub fn describe_metrics() {
 
 /// The `status_class` label.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum StatusClass {
+enum StatusClass {
     Informational,
     Success,
     Redirection,
@@ -214,7 +215,8 @@ impl StatusClass {
         StatusClass::None,
     ];
 
-    pub(crate) fn of(status: StatusCode) -> StatusClass {
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    fn of(status: StatusCode) -> StatusClass {
         match status.as_u16() {
             100..=199 => StatusClass::Informational,
             200..=299 => StatusClass::Success,
@@ -268,6 +270,21 @@ impl Ending {
         Ending::Cancelled,
         Ending::ServiceError,
     ];
+
+    /// The position in [`Ending::ALL`].
+    fn index(self) -> usize {
+        match self {
+            Ending::Stopped(StopReason::Success) => 0,
+            Ending::Stopped(StopReason::Fatal) => 1,
+            Ending::Stopped(StopReason::RetryAfterTooLong) => 2,
+            Ending::Stopped(StopReason::MaxRetries) => 3,
+            Ending::Stopped(StopReason::NotReplayable) => 4,
+            Ending::Stopped(StopReason::Budget) => 5,
+            Ending::Stopped(StopReason::Deadline) => 6,
+            Ending::Cancelled => 7,
+            Ending::ServiceError => 8,
+        }
+    }
 
     fn as_str(self) -> &'static str {
         match self {
@@ -337,11 +354,22 @@ impl AttemptSpan {
         f()
     }
 
+    /// Enters the span until the guard is dropped (a guard, not a closure, so that what
+    /// runs inside is not moved into one).
+    #[inline]
+    pub(crate) fn enter(&self) -> impl Sized + '_ {
+        #[cfg(feature = "tracing")]
+        let entered = self.span.enter();
+        #[cfg(not(feature = "tracing"))]
+        let entered = ();
+        entered
+    }
+
     /// Ends the span: its duration is the attempt's.
     #[inline]
     fn close(&mut self) {
         #[cfg(feature = "tracing")]
-        {
+        if !self.span.is_disabled() {
             self.span = tracing::Span::none();
         }
     }
@@ -356,13 +384,13 @@ pub(crate) fn attempt_started(method: &Method, number: u32) -> AttemptSpan {
     #[cfg(feature = "tracing")]
     {
         use tracing::field::Empty;
-        let resend_count = super::info::resend_count(number);
+        // The field values are computed only when the span is enabled.
         AttemptSpan {
             span: tracing::info_span!(
                 target: "telecho_retry",
                 "telecho_retry.attempt",
                 http.request.method = method_str(method),
-                http.request.resend_count = resend_count,
+                http.request.resend_count = super::info::resend_count(number),
                 http.response.status_code = Empty,
                 "error.type" = Empty,
                 otel.status_code = Empty,
@@ -382,19 +410,26 @@ pub(crate) fn attempt_started(method: &Method, number: u32) -> AttemptSpan {
 
 /// The outcome of an attempt was classified and `action` decided: records it on the span,
 /// logs it, counts it, and closes the span.
+#[inline]
 pub(crate) fn attempt_ended(
     span: &mut AttemptSpan,
     state: &RetryState,
     outcome: &Outcome<'_>,
     action: Action,
 ) {
+    // A first-try success logs nothing: with no span to record it on, nothing to do.
     #[cfg(feature = "tracing")]
-    trace_outcome(&span.span, state, outcome, action);
+    if !span.span.is_disabled()
+        || state.attempts() > 1
+        || action != Action::Stop(StopReason::Success)
+    {
+        trace_outcome(&span.span, state, outcome, action);
+    }
     #[cfg(feature = "metrics")]
     {
-        let class = StatusClass::of_outcome(outcome);
         match action {
             Action::Retry(delay) => {
+                let class = StatusClass::of_outcome(outcome);
                 let decision = match state.decision() {
                     Some(Decision::RetryAfter(_)) => 0,
                     _ => 1,
@@ -404,6 +439,7 @@ pub(crate) fn attempt_ended(
                 keys::histogram(&keys.retry_delay[decision]).record(delay.as_secs_f64());
             }
             Action::Stop(StopReason::Budget) => {
+                let class = StatusClass::of_outcome(outcome);
                 keys::counter(&keys::get().budget_refusals[class as usize]).increment(1);
             }
             Action::Stop(_) => {}
@@ -464,24 +500,27 @@ pub(crate) fn refused(reason: StopReason, cooldown: Option<Duration>) {
     );
     #[cfg(feature = "metrics")]
     if cooldown.is_some() {
-        let index = Ending::ALL
-            .iter()
-            .position(|e| *e == Ending::Stopped(reason))
-            .unwrap_or(0);
+        let index = Ending::Stopped(reason).index();
         keys::counter(&keys::get().cooldown_refusals[index]).increment(1);
     }
     #[cfg(not(any(feature = "tracing", feature = "metrics")))]
     let _ = (reason, cooldown);
 }
 
-/// The request ended: handed back a response of `class`, or an error (`StatusClass::Error`).
-/// `stop` is `None` only when the inner service failed to become ready.
+/// The request ended with `result`. `stop` is `None` only when the inner service failed to
+/// become ready.
 #[inline]
-pub(crate) fn finished(stop: Option<StopReason>, class: StatusClass) {
+pub(crate) fn finished<R: ResponseParts, E>(stop: Option<StopReason>, result: &Result<R, E>) {
     #[cfg(feature = "metrics")]
-    count_request(stop.map_or(Ending::ServiceError, Ending::Stopped), class);
+    {
+        let class = match result {
+            Ok(response) => StatusClass::of(response.status()),
+            Err(_) => StatusClass::Error,
+        };
+        count_request(stop.map_or(Ending::ServiceError, Ending::Stopped), class);
+    }
     #[cfg(not(feature = "metrics"))]
-    let _ = (stop, class);
+    let _ = (stop, result);
 }
 
 /// The request was dropped before it ended (an attempt may be in flight).
@@ -509,7 +548,10 @@ pub(crate) fn cancelled(span: &mut AttemptSpan, state: &RetryState) {
 /// The outcome on the span, and one event per retry (`INFO`) and per stop after a retry or
 /// for a reason other than success (`DEBUG`).
 #[cfg(feature = "tracing")]
+#[inline(never)]
 fn trace_outcome(span: &tracing::Span, state: &RetryState, outcome: &Outcome<'_>, action: Action) {
+    let attempt = state.attempts();
+    let quiet = matches!(action, Action::Stop(StopReason::Success)) && attempt <= 1;
     let decision = state.decision();
     let (status, error_type, code) = match outcome {
         Outcome::Response { status, code, .. } => {
@@ -530,7 +572,6 @@ fn trace_outcome(span: &tracing::Span, state: &RetryState, outcome: &Outcome<'_>
         Outcome::Transport { kind, .. } => Some(kind.as_str()),
         Outcome::Response { .. } => None,
     };
-    let attempt = state.attempts();
     let _entered = span.enter();
     match action {
         Action::Retry(delay) => {
@@ -548,7 +589,7 @@ fn trace_outcome(span: &tracing::Span, state: &RetryState, outcome: &Outcome<'_>
         }
         Action::Stop(reason) => {
             span.record("telecho_retry.stop_reason", reason.as_str());
-            if attempt > 1 || reason != StopReason::Success {
+            if !quiet {
                 tracing::debug!(
                     target: "telecho_retry",
                     attempt,
@@ -569,8 +610,7 @@ fn trace_outcome(span: &tracing::Span, state: &RetryState, outcome: &Outcome<'_>
 
 #[cfg(feature = "metrics")]
 fn count_request(ending: Ending, class: StatusClass) {
-    let index = Ending::ALL.iter().position(|e| *e == ending).unwrap_or(0);
-    keys::counter(&keys::get().requests[index][class as usize]).increment(1);
+    keys::counter(&keys::get().requests[ending.index()][class as usize]).increment(1);
 }
 
 /// Every key this crate emits, built once per process: a metric call is a table lookup
@@ -680,6 +720,14 @@ mod tests {
             method_str(&Method::from_bytes(b"PURGE_SECRET_42").unwrap()),
             "_OTHER"
         );
+    }
+
+    #[cfg(feature = "metrics")]
+    #[test]
+    fn endings_are_indexed_in_order() {
+        for (i, e) in Ending::ALL.iter().enumerate() {
+            assert_eq!(e.index(), i, "{e:?}");
+        }
     }
 
     #[test]

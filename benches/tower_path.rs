@@ -252,6 +252,18 @@ fn allocation_table(rt: &tokio::runtime::Runtime) {
             count(rt, TelEchoRetry::default().layer(inner()), N),
         ),
         (
+            "telecho-retry, subscriber",
+            with_installed("subscriber", || {
+                count(rt, TelEchoRetry::default().layer(inner()), N)
+            }),
+        ),
+        (
+            "telecho-retry, recorder",
+            with_installed("recorder", || {
+                count(rt, TelEchoRetry::default().layer(inner()), N)
+            }),
+        ),
+        (
             "telecho-retry, subscriber + recorder",
             with_installed("subscriber recorder", || {
                 count(rt, TelEchoRetry::default().layer(inner()), N)

@@ -332,6 +332,7 @@ where
 }
 
 /// The state machine: admit, reserve, attempt, classify, wait, until the request ends.
+// Inlined into `poll`, so that the result is built where `poll` returns it, not moved.
 #[inline(always)]
 fn drive<S, Req>(
     this: &mut RetryingProj<'_, S, Req>,

@@ -73,7 +73,7 @@
 
 use std::time::Duration;
 
-use http::{Method, StatusCode};
+use http::Method;
 
 use super::info::StopReason;
 use super::state::{Action, RetryState};
@@ -189,6 +189,7 @@ pub fn describe_metrics() {
 // ===== label values =====
 
 /// The `status_class` label.
+#[cfg(feature = "metrics")]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum StatusClass {
     Informational,
@@ -199,12 +200,11 @@ enum StatusClass {
     /// A transport error, a timeout, or a failure the engine decided.
     Error,
     /// No outcome: the request was cancelled first.
-    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
     None,
 }
 
+#[cfg(feature = "metrics")]
 impl StatusClass {
-    #[cfg(feature = "metrics")]
     const ALL: [StatusClass; 7] = [
         StatusClass::Informational,
         StatusClass::Success,
@@ -215,8 +215,7 @@ impl StatusClass {
         StatusClass::None,
     ];
 
-    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
-    fn of(status: StatusCode) -> StatusClass {
+    fn of(status: http::StatusCode) -> StatusClass {
         match status.as_u16() {
             100..=199 => StatusClass::Informational,
             200..=299 => StatusClass::Success,
@@ -226,7 +225,6 @@ impl StatusClass {
         }
     }
 
-    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
     fn of_outcome(outcome: &Outcome<'_>) -> StatusClass {
         match outcome {
             Outcome::Response { status, .. } => StatusClass::of(*status),
@@ -234,7 +232,6 @@ impl StatusClass {
         }
     }
 
-    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
     fn as_str(self) -> &'static str {
         match self {
             StatusClass::Informational => "1xx",
@@ -730,6 +727,7 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "metrics")]
     #[test]
     fn status_classes() {
         for (code, class) in [
@@ -740,7 +738,7 @@ mod tests {
             (599, "5xx"),
         ] {
             assert_eq!(
-                StatusClass::of(StatusCode::from_u16(code).unwrap()).as_str(),
+                StatusClass::of(http::StatusCode::from_u16(code).unwrap()).as_str(),
                 class
             );
         }

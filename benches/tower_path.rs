@@ -10,6 +10,17 @@
 //! `Authorization`) and a 1 KiB JSON body, built fresh for every call the way a client
 //! builds it (the body a `Vec` turned into `Bytes`, header values from `String`s), outside
 //! the timed region.
+//!
+//! Group `observability` times our first-try success with nothing installed, with a
+//! `tracing` subscriber (the registry and a `fmt` layer at `INFO` writing to a sink), with a
+//! `metrics` recorder (`metrics-util`'s debugging recorder, installed for this thread), and
+//! with both. Run it with `--features metrics`, or the recorder has nothing to record.
+//!
+//! Instruction counts: `TOWER_PATH_CALLS=N TOWER_PATH_VARIANT=V` (`V` one of `bare`,
+//! `ours`, `ours+subscriber`, `ours+recorder`, `ours+both`) makes the binary send `N`
+//! requests through that variant and exit; run it under
+//! `valgrind --tool=callgrind` for two values of `N` and divide the difference of the totals
+//! by the difference of the `N`s.
 
 use std::alloc::System;
 use std::fmt::Debug;
@@ -22,6 +33,8 @@ use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 use telecho_retry::{Outcome, RetryPolicy, RetryState, TelEchoRetry};
 use tower::retry::Retry;
 use tower::{Layer, Service};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::Layer as _;
 
 mod common;
 
@@ -77,6 +90,60 @@ fn count_fn(n: usize, mut f: impl FnMut(&Req)) -> (f64, f64) {
     )
 }
 
+/// A `tracing` subscriber as a service would run one: the registry with a `fmt` layer at
+/// `INFO` (to a sink: the cost of formatting, not of writing).
+fn subscriber() -> impl tracing::Subscriber + Send + Sync {
+    tracing_subscriber::registry().with(
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::sink)
+            .with_filter(tracing_subscriber::filter::LevelFilter::INFO),
+    )
+}
+
+/// Runs `f` with what `variant` installs: a subscriber, a recorder, both or neither.
+fn with_installed<T>(variant: &str, f: impl FnOnce() -> T) -> T {
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let _subscriber = variant
+        .contains("subscriber")
+        .then(|| tracing::subscriber::set_default(subscriber()));
+    if variant.contains("recorder") {
+        metrics::with_local_recorder(&recorder, f)
+    } else {
+        f()
+    }
+}
+
+/// `TOWER_PATH_CALLS=N TOWER_PATH_VARIANT=V`: `N` calls through `V`, for an instruction
+/// count under valgrind (see the module docs).
+fn calls_only(rt: &tokio::runtime::Runtime, n: usize, variant: &str) {
+    let requests: Vec<Req> = (0..n).map(request).collect();
+    let (installed, variant) = match variant {
+        "ours+both" => ("subscriber recorder", "ours"),
+        "ours+subscriber" => ("subscriber", "ours"),
+        "ours+recorder" => ("recorder", "ours"),
+        other => ("", other),
+    };
+    with_installed(installed, || {
+        rt.block_on(async {
+            match variant {
+                "bare" => {
+                    let mut svc = inner();
+                    for req in requests {
+                        drop(call_now(&mut svc, req).await.unwrap());
+                    }
+                }
+                "ours" => {
+                    let mut svc = TelEchoRetry::default().layer(inner());
+                    for req in requests {
+                        drop(call_now(&mut svc, req).await.unwrap());
+                    }
+                }
+                other => panic!("unknown TOWER_PATH_VARIANT {other:?}"),
+            }
+        })
+    });
+}
+
 fn allocation_table(rt: &tokio::runtime::Runtime) {
     const N: usize = 10_000;
     let rows = [
@@ -88,6 +155,24 @@ fn allocation_table(rt: &tokio::runtime::Runtime) {
         (
             "telecho-retry",
             count(rt, TelEchoRetry::default().layer(inner()), N),
+        ),
+        (
+            "telecho-retry, subscriber",
+            with_installed("subscriber", || {
+                count(rt, TelEchoRetry::default().layer(inner()), N)
+            }),
+        ),
+        (
+            "telecho-retry, recorder",
+            with_installed("recorder", || {
+                count(rt, TelEchoRetry::default().layer(inner()), N)
+            }),
+        ),
+        (
+            "telecho-retry, subscriber + recorder",
+            with_installed("subscriber recorder", || {
+                count(rt, TelEchoRetry::default().layer(inner()), N)
+            }),
         ),
     ];
     println!("\nheap allocations per call (tower success path, {N} calls each)");
@@ -203,6 +288,37 @@ fn two_threads(c: &mut Criterion) {
     g.finish();
 }
 
+/// Our first-try success with a subscriber, a recorder, both or neither installed.
+fn observability(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
+    if !cfg!(feature = "metrics") {
+        eprintln!("note: built without feature `metrics`: the recorder records nothing");
+    }
+    let mut g = c.benchmark_group("observability, first-try success");
+    let mut idx = 0usize;
+    let mut next_request = move || {
+        idx = idx.wrapping_add(1);
+        request(idx)
+    };
+    for variant in [
+        "nothing installed",
+        "subscriber",
+        "recorder",
+        "subscriber + recorder",
+    ] {
+        let mut ours = TelEchoRetry::default().layer(inner());
+        with_installed(variant, || {
+            g.bench_function(variant, |b| {
+                b.to_async(rt).iter_batched(
+                    &mut next_request,
+                    |req| call_now(&mut ours, req),
+                    BatchSize::SmallInput,
+                )
+            });
+        });
+    }
+    g.finish();
+}
+
 /// Pieces of our call path that `tower::retry` does not have, timed one by one (the
 /// `RetryInfo` insert happens only when a request was retried or failed).
 fn parts(c: &mut Criterion) {
@@ -272,6 +388,12 @@ fn future_sizes() {
 
 fn main() {
     let rt = runtime();
+    if let Ok(n) = std::env::var("TOWER_PATH_CALLS") {
+        let n = n.parse().expect("TOWER_PATH_CALLS: a number");
+        let variant = std::env::var("TOWER_PATH_VARIANT").unwrap_or_else(|_| "ours".into());
+        calls_only(&rt, n, &variant);
+        return;
+    }
     future_sizes();
     allocation_table(&rt);
     let mut c = Criterion::default()
@@ -280,6 +402,7 @@ fn main() {
         .configure_from_args();
     success_path(&mut c, &rt);
     two_threads(&mut c);
+    observability(&mut c, &rt);
     parts(&mut c);
     c.final_summary();
 }

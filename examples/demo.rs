@@ -22,10 +22,15 @@
 //! exits non-zero if one does not behave as printed: it doubles as a smoke test.
 //!
 //! `--verbose` also prints the crate's `tracing` events (target `telecho_retry`, DEBUG).
+//!
+//! With feature `metrics` (`cargo run --example demo --features metrics`), it ends with a
+//! summary of the crate's metrics for the run, read from `metrics-util`'s debugging
+//! recorder and checked against the `RetryInfo` of every request.
 
 #[path = "support/mock.rs"]
 mod mock;
 
+use std::cell::Cell;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -90,6 +95,8 @@ OPTIONS:
     --verbose, -v     also print the crate's tracing events (target telecho_retry, DEBUG)
     --help, -h        print this help
 
+With --features metrics, the demo ends with a summary of the crate's metrics.
+
 Exits 0 when every scenario behaved as printed, 1 when one did not, 2 on bad arguments.";
 
 // ===== main =====
@@ -108,6 +115,8 @@ async fn main() -> ExitCode {
         }
     };
     let events = capture::install(args.verbose);
+    #[cfg(feature = "metrics")]
+    let metrics = summary::install();
     let mut demo = Demo::start(events).await;
     demo.intro();
 
@@ -129,6 +138,9 @@ async fn main() -> ExitCode {
         };
         failures.extend(problems.into_iter().map(|p| format!("{name}: {p}")));
     }
+
+    #[cfg(feature = "metrics")]
+    failures.extend(summary::print(&metrics, &demo.tally));
 
     let total = started.elapsed();
     if total > TIME_LIMIT {
@@ -224,6 +236,9 @@ type TowerClient = RetryService<Client<HttpConnector, Full<Bytes>>>;
 struct Demo {
     mock: MockApi,
     events: capture::Events,
+    /// What the demo saw, to check the metrics against (feature `metrics`).
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    tally: Tally,
     reqwest: ClientWithMiddleware,
     tower: TowerClient,
 }
@@ -254,6 +269,7 @@ impl Demo {
         Demo {
             mock: MockApi::start().await,
             events,
+            tally: Tally::default(),
             reqwest,
             tower,
         }
@@ -532,6 +548,8 @@ impl Demo {
             .body(Full::new(Bytes::new()))
             .expect("a request");
         let start = Instant::now();
+        self.tally.request(0);
+        self.tally.refused.set(self.tally.refused.get() + 1);
         match self.tower.clone().oneshot(req).await {
             Ok(resp) => c.fail(format!(
                 "expected a rate-limited error, got {}",
@@ -642,6 +660,13 @@ impl Demo {
 
     async fn send(&self, via: Via, call: Call) -> Result<Sent, String> {
         self.events.clear();
+        let sent = self.send_once(via, call).await;
+        self.tally
+            .request(sent.as_ref().map_or(0, |s| s.info.retries()));
+        sent
+    }
+
+    async fn send_once(&self, via: Via, call: Call) -> Result<Sent, String> {
         let start = Instant::now();
         let url = self.mock.url(call.path);
         let auth = format!("Bearer {}", call.key);
@@ -720,6 +745,13 @@ impl Demo {
     /// POSTs `size` bytes as a stream of 1 KiB chunks through the reqwest middleware.
     async fn send_stream(&self, path: &str, size: usize) -> Result<Sent, String> {
         self.events.clear();
+        let sent = self.send_stream_once(path, size).await;
+        self.tally
+            .request(sent.as_ref().map_or(0, |s| s.info.retries()));
+        sent
+    }
+
+    async fn send_stream_once(&self, path: &str, size: usize) -> Result<Sent, String> {
         let start = Instant::now();
         let chunks =
             (0..size / 1024).map(|_| Ok::<_, std::io::Error>(Bytes::from(vec![b'x'; 1024])));
@@ -815,6 +847,22 @@ impl Demo {
             secs(sent.elapsed)
         );
         hits
+    }
+}
+
+/// Logical requests the demo made, the retries their `RetryInfo` reported, and the
+/// requests the engine refused to send.
+#[derive(Default)]
+struct Tally {
+    requests: Cell<u64>,
+    retries: Cell<u64>,
+    refused: Cell<u64>,
+}
+
+impl Tally {
+    fn request(&self, retries: u32) {
+        self.requests.set(self.requests.get() + 1);
+        self.retries.set(self.retries.get() + u64::from(retries));
     }
 }
 
@@ -959,5 +1007,146 @@ mod capture {
             .with(fmt)
             .init();
         events
+    }
+}
+
+// ===== the metrics summary (feature `metrics`) =====
+
+#[cfg(feature = "metrics")]
+mod summary {
+    //! With feature `metrics`, the demo installs `metrics-util`'s debugging recorder, and
+    //! ends with what the crate's metrics say about the run, checked against what the
+    //! demo saw. (A service would install a Prometheus or OpenTelemetry exporter instead.)
+
+    use std::collections::BTreeMap;
+
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+    use telecho_retry::observe::{describe_metrics, metric};
+
+    use super::Tally;
+
+    pub(super) fn install() -> Snapshotter {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        recorder.install().expect("no other metrics recorder");
+        describe_metrics();
+        snapshotter
+    }
+
+    /// Counters by name, then by their labels (`a=b, c=d`); histograms as their samples.
+    #[derive(Default)]
+    struct Seen {
+        counters: BTreeMap<String, BTreeMap<String, u64>>,
+        histograms: BTreeMap<String, Vec<f64>>,
+    }
+
+    impl Seen {
+        fn total(&self, name: &str) -> u64 {
+            self.counters.get(name).map_or(0, |by| by.values().sum())
+        }
+
+        fn line(&self, name: &str) -> String {
+            let mut out = format!("{name:<32} {:>3}", self.total(name));
+            for (labels, n) in self.counters.get(name).into_iter().flatten() {
+                if !labels.is_empty() {
+                    out.push_str(&format!("\n    {n:>3}  {labels}"));
+                }
+            }
+            out
+        }
+
+        fn histogram(&self, name: &str) -> String {
+            let samples = self.histograms.get(name).map_or(&[][..], Vec::as_slice);
+            if samples.is_empty() {
+                return format!("{name:<32}   0 samples");
+            }
+            let sum: f64 = samples.iter().sum();
+            let max = samples.iter().copied().fold(0.0, f64::max);
+            format!(
+                "{name:<32} {:>3} samples, {sum:.2} s in all, longest {max:.2} s",
+                samples.len()
+            )
+        }
+    }
+
+    /// Prints the summary; returns what does not agree with what the demo saw.
+    pub(super) fn print(snapshotter: &Snapshotter, tally: &Tally) -> Vec<String> {
+        let mut seen = Seen::default();
+        for (key, _, _, value) in snapshotter.snapshot().into_vec() {
+            let (_, key) = key.into_parts();
+            let labels: Vec<String> = key
+                .labels()
+                .map(|l| format!("{}={}", l.key(), l.value()))
+                .collect();
+            match value {
+                DebugValue::Counter(n) => {
+                    *seen
+                        .counters
+                        .entry(key.name().to_owned())
+                        .or_default()
+                        .entry(labels.join(", "))
+                        .or_default() += n;
+                }
+                DebugValue::Histogram(xs) => seen
+                    .histograms
+                    .entry(key.name().to_owned())
+                    .or_default()
+                    .extend(xs.into_iter().map(|x| x.0)),
+                DebugValue::Gauge(_) => {}
+            }
+        }
+
+        println!("\n=== metrics (feature `metrics`): what a dashboard would show of this run");
+        for name in [
+            metric::REQUESTS,
+            metric::RETRIES,
+            metric::COOLDOWN_HOLDS,
+            metric::COOLDOWN_REFUSALS,
+            metric::BUDGET_REFUSALS,
+        ] {
+            println!("  {}", seen.line(name));
+        }
+        for name in [metric::RETRY_DELAY, metric::COOLDOWN_DELAY] {
+            println!("  {}", seen.histogram(name));
+        }
+
+        let mut problems = Vec::new();
+        let mut agree = |what: &str, metric: u64, demo: u64| {
+            if metric != demo {
+                problems.push(format!(
+                    "metrics: {what} is {metric}, but the demo counted {demo}"
+                ));
+            }
+        };
+        agree(
+            metric::REQUESTS,
+            seen.total(metric::REQUESTS),
+            tally.requests.get(),
+        );
+        agree(
+            metric::RETRIES,
+            seen.total(metric::RETRIES),
+            tally.retries.get(),
+        );
+        agree(
+            "the number of retry delays",
+            seen.histograms
+                .get(metric::RETRY_DELAY)
+                .map_or(0, |h| h.len() as u64),
+            tally.retries.get(),
+        );
+        agree(
+            metric::COOLDOWN_REFUSALS,
+            seen.total(metric::COOLDOWN_REFUSALS),
+            tally.refused.get(),
+        );
+        if problems.is_empty() {
+            println!(
+                "  [ok] {} requests and {} retries, as the demo counted them from each RetryInfo",
+                tally.requests.get(),
+                tally.retries.get()
+            );
+        }
+        problems
     }
 }

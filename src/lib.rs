@@ -52,7 +52,7 @@
 //! - [`classify`]: the [`Classifier`](classify::Classifier) trait, for another API's
 //!   contract; [`limits`]: budgets and cooldowns, shareable between `TelEchoRetry` values;
 //!   [`body`]: what the engine copies and hands back; [`engine`]: the per-request state, for
-//!   adapters of your own.
+//!   adapters of your own; [`observe`]: the span fields and metric names.
 //!
 //! # Architecture
 //!
@@ -67,7 +67,9 @@
 //! |---|---|---|
 //! | `tower` | yes | [`TelEchoRetry`] as a `Layer`, [`RetryService`], classification of hyper-util, HTTP/2 (`h2`) and `tower::timeout` errors |
 //! | `reqwest` | yes | [`TelEchoRetry`] as a `Middleware`, typed errors for `reqwest::Response`, `reqwest::Client` under the tower layer (with `tower`) |
-//! | `tracing` | yes | one `tracing` event per retry (target `telecho_retry`) |
+//! | `tracing` | yes | a `tracing` span per attempt with OpenTelemetry's HTTP fields (`http.request.resend_count` …) and events for retries, stops, cooldown waits (target `telecho_retry`); see [`observe`] |
+//! | `metrics` | no | counters and histograms through the `metrics` facade: retries, requests by stop reason, retry delays, cooldown and budget refusals; see [`observe`] |
+//! | `reqwest-tracing` | no | `ResendCountSpanBackend`: reqwest-tracing's per-request span with `http.request.resend_count` |
 //!
 //! The core (classification, policy, engine state, parsing, typed errors) builds with
 //! `--no-default-features`.
@@ -102,6 +104,9 @@ pub mod limits {
 
 #[cfg(feature = "reqwest")]
 pub use adapters::reqwest as middleware;
+#[cfg(feature = "reqwest-tracing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest-tracing")))]
+pub use adapters::reqwest_tracing::ResendCountSpanBackend;
 #[cfg(any(feature = "tower", feature = "reqwest"))]
 pub use adapters::retry::TelEchoRetry;
 #[cfg(feature = "tower")]
@@ -126,6 +131,7 @@ pub use response_error::{
 };
 
 pub use body::{ReplayBody, ResponseBody, ERROR_BODY_TIMEOUT};
+pub use engine::observe;
 pub use limits::{Origin, SharedLimits};
 
 #[cfg(all(doctest, feature = "tower", feature = "reqwest"))]

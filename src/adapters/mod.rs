@@ -4,6 +4,8 @@
 
 #[cfg(feature = "reqwest")]
 pub mod reqwest;
+#[cfg(feature = "reqwest-tracing")]
+pub(crate) mod reqwest_tracing;
 #[cfg(any(feature = "tower", feature = "reqwest"))]
 pub(crate) mod retry;
 #[cfg(feature = "tower")]

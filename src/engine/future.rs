@@ -15,8 +15,8 @@ use tower_service::Service;
 
 use super::error::{RetryError, RetryErrorKind};
 use super::info::{AttemptNumber, RetryInfo, StopReason};
+use super::observe::{self, AttemptSpan};
 use super::state::{Action, Admission, RetryState};
-use super::trace;
 use super::traits::{ResponseParts, RetryRequest, RetryResponse};
 use crate::body::peek::{peek, PeekFuture};
 use crate::body::ERROR_BODY_TIMEOUT;
@@ -36,6 +36,9 @@ pub(crate) enum Failure<E> {
 /// The response an adapter hands back for inner responses of type `R`.
 pub(crate) type Output<R> = <R as RetryResponse>::Output;
 
+/// How one logical request ends, for inner responses `R` and errors `E`.
+type Ending<R, E> = Result<Output<R>, Failure<E>>;
+
 pin_project! {
     /// One logical request: admit, reserve the inner service, attempt, classify, wait,
     /// until [`RetryState`] says stop.
@@ -44,6 +47,7 @@ pin_project! {
     /// when a retry could follow), the inner service instance it polls ready before every
     /// attempt, and the timers. Dropping it cancels cleanly: an attempt in flight is
     /// dropped, and no further attempt is sent.
+    #[project = RetryingProj]
     pub(crate) struct Retrying<S, Req>
     where
         S: Service<Req>,
@@ -65,6 +69,23 @@ pin_project! {
         // is not sent after all (refused, its body no longer replayable), this is what the
         // caller gets. Dropped when the retry is sent.
         last: Option<Box<Attempted<Output<S::Response>, S::Error>>>,
+        // The span of the attempt in flight (see `observe`), entered around its polls.
+        span: AttemptSpan,
+        // The future resolved: dropping it now is not a cancellation.
+        done: bool,
+    }
+
+    impl<S, Req> PinnedDrop for Retrying<S, Req>
+    where
+        S: Service<Req>,
+        S::Response: RetryResponse,
+    {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if !*this.done {
+                observe::cancelled(this.span, this.retry);
+            }
+        }
     }
 }
 
@@ -125,15 +146,18 @@ where
             .map(|at| Box::pin(tokio::time::sleep_until(at)));
         let mut slot = None;
         let mut idempotent = None;
+        let mut span = AttemptSpan::default();
         let state = match retry.admit() {
             Admission::Send => send(
                 &mut service,
                 &mut retry,
                 &mut slot,
                 &mut idempotent,
+                &mut span,
                 request,
             ),
             Admission::Wait(wait) => {
+                observe::held_back(wait);
                 // Give back what `poll_ready` reserved: a request held back holds no
                 // capacity of the inner service (a clone of a tower service is unreserved).
                 service = service.clone();
@@ -143,6 +167,7 @@ where
                 }
             }
             Admission::Reject { reason, cooldown } => {
+                observe::refused(reason, cooldown);
                 deadline = None;
                 State::Refused {
                     error: Some(refusal(reason, cooldown, retry.info())),
@@ -157,6 +182,8 @@ where
             idempotent,
             deadline,
             last: None,
+            span,
+            done: false,
         }
     }
 }
@@ -171,12 +198,14 @@ fn refusal(reason: StopReason, cooldown: Option<Duration>, info: RetryInfo) -> R
 }
 
 /// Sends `request` as the next attempt: keeps a duplicate in `slot` when a retry could
-/// follow, marks the attempt number, and arms the attempt timeout.
+/// follow, marks the attempt number, opens the attempt's span, and arms the attempt
+/// timeout.
 fn send<S, Req>(
     service: &mut S,
     retry: &mut RetryState,
     slot: &mut Option<Req>,
     idempotent: &mut Option<bool>,
+    span: &mut AttemptSpan,
     mut request: Req,
 ) -> State<S::Future, S::Response>
 where
@@ -206,7 +235,10 @@ where
             .headers_mut()
             .insert(name.clone(), HeaderValue::from(number));
     }
+    *span = observe::attempt_started(request.method(), number);
+    let entered = span.enter();
     let future = service.call(request);
+    drop(entered);
     retry.attempt_sent();
     match retry.per_attempt_timeout() {
         Some(after) => State::Timed {
@@ -227,6 +259,7 @@ type Decided<R, E> = ControlFlow<Result<R, Failure<E>>, (Duration, Attempted<R, 
 /// caller.
 fn decide<Req, R, E>(
     retry: &mut RetryState,
+    span: &mut AttemptSpan,
     slot: &mut Option<Req>,
     idempotent: Option<bool>,
     attempted: Attempted<R, E>,
@@ -280,7 +313,7 @@ where
     };
     let verdict = policy.verdict(&request, &outcome);
     let action = retry.apply(verdict, outcome, duplicate.is_some());
-    trace::outcome(retry, &outcome, action);
+    observe::attempt_ended(span, retry, &outcome, action);
     if let (Action::Retry(delay), Some(duplicate)) = (action, duplicate) {
         *slot = Some(duplicate);
         return ControlFlow::Continue((delay, attempted));
@@ -319,10 +352,31 @@ where
     S::Error: ClassifyError,
     Req: RetryRequest,
 {
-    type Output = Result<Output<S::Response>, Failure<S::Error>>;
+    type Output = Ending<S::Response, S::Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
+        let result = ready!(drive(&mut this, cx));
+        *this.done = true;
+        observe::finished(this.retry.stop_reason(), &result);
+        Poll::Ready(result)
+    }
+}
+
+/// The state machine: admit, reserve, attempt, classify, wait, until the request ends.
+// Inlined into `poll`, so that the result is built where `poll` returns it, not moved.
+#[inline(always)]
+fn drive<S, Req>(
+    this: &mut RetryingProj<'_, S, Req>,
+    cx: &mut Context<'_>,
+) -> Poll<Ending<S::Response, S::Error>>
+where
+    S: Service<Req>,
+    S::Response: RetryResponse,
+    S::Error: ClassifyError,
+    Req: RetryRequest,
+{
+    {
         loop {
             let attempted = match this.state.as_mut().project() {
                 StateProj::Waiting { sleep } => {
@@ -333,10 +387,14 @@ where
                 StateProj::Admitting => {
                     match this.retry.admit() {
                         Admission::Send => this.state.set(State::Reserving),
-                        Admission::Wait(wait) => this.state.set(State::Waiting {
-                            sleep: Box::pin(tokio::time::sleep(wait)),
-                        }),
+                        Admission::Wait(wait) => {
+                            observe::held_back(wait);
+                            this.state.set(State::Waiting {
+                                sleep: Box::pin(tokio::time::sleep(wait)),
+                            });
+                        }
                         Admission::Reject { reason, cooldown } => {
+                            observe::refused(reason, cooldown);
                             // A retry refused: the outcome it would have replaced, if kept.
                             if let Some(last) = this.last.take() {
                                 return Poll::Ready(finish(this.retry, *last));
@@ -379,12 +437,13 @@ where
                         this.retry,
                         this.request,
                         this.idempotent,
+                        this.span,
                         request,
                     );
                     this.state.set(next);
                     continue;
                 }
-                StateProj::Called { future } => match future.poll(cx) {
+                StateProj::Called { future } => match this.span.in_scope(|| future.poll(cx)) {
                     Poll::Ready(Ok(response)) => {
                         match read_code(response, this.request.is_some(), this.retry, None) {
                             CodeRead::Done(attempted) => attempted,
@@ -397,9 +456,7 @@ where
                     Poll::Ready(Err(error)) => Attempted::Error(error),
                     Poll::Pending => {
                         if past_deadline(this.deadline, cx) {
-                            this.state.set(State::Admitting);
-                            this.retry.stop_at_deadline(true);
-                            return Poll::Ready(Err(deadline_error(this.retry)));
+                            return Poll::Ready(Err(cut_at_deadline(this)));
                         }
                         return Poll::Pending;
                     }
@@ -408,7 +465,7 @@ where
                     future,
                     sleep,
                     after,
-                } => match future.poll(cx) {
+                } => match this.span.in_scope(|| future.poll(cx)) {
                     // The body is read within what is left of the attempt's time.
                     Poll::Ready(Ok(response)) => match read_code(
                         response,
@@ -425,22 +482,18 @@ where
                     Poll::Ready(Err(error)) => Attempted::Error(error),
                     Poll::Pending => {
                         if past_deadline(this.deadline, cx) {
-                            this.state.set(State::Admitting);
-                            this.retry.stop_at_deadline(true);
-                            return Poll::Ready(Err(deadline_error(this.retry)));
+                            return Poll::Ready(Err(cut_at_deadline(this)));
                         }
                         ready!(sleep.as_mut().poll(cx));
                         Attempted::TimedOut(*after)
                     }
                 },
                 StateProj::Peeking { peek, head } => {
-                    let peeked = match peek.as_mut().poll(cx) {
+                    let peeked = match this.span.in_scope(|| peek.as_mut().poll(cx)) {
                         Poll::Ready(peeked) => peeked,
                         Poll::Pending => {
                             if past_deadline(this.deadline, cx) {
-                                this.state.set(State::Admitting);
-                                this.retry.stop_at_deadline(true);
-                                return Poll::Ready(Err(deadline_error(this.retry)));
+                                return Poll::Ready(Err(cut_at_deadline(this)));
                             }
                             return Poll::Pending;
                         }
@@ -465,7 +518,13 @@ where
             // The attempt is over: drop its future (and with it the connection it holds)
             // before waiting for the next one.
             this.state.set(State::Admitting);
-            match decide(this.retry, this.request, *this.idempotent, attempted) {
+            match decide(
+                this.retry,
+                this.span,
+                this.request,
+                *this.idempotent,
+                attempted,
+            ) {
                 ControlFlow::Continue((delay, attempted)) => {
                     *this.last = Some(Box::new(attempted));
                     this.state.set(State::Waiting {
@@ -519,6 +578,18 @@ fn past_deadline(deadline: &mut Option<Pin<Box<Sleep>>>, cx: &mut Context<'_>) -
 
 fn deadline_error<E>(retry: &RetryState) -> Failure<E> {
     Failure::Engine(RetryError::new(RetryErrorKind::Deadline, retry.info()))
+}
+
+/// The deadline passed with an attempt in flight: drops the attempt and ends the request.
+fn cut_at_deadline<S, Req>(this: &mut RetryingProj<'_, S, Req>) -> Failure<S::Error>
+where
+    S: Service<Req>,
+    S::Response: RetryResponse,
+{
+    this.state.set(State::Admitting);
+    this.retry.stop_at_deadline(true);
+    observe::attempt_cut(this.span, this.retry);
+    deadline_error(this.retry)
 }
 
 impl<S, Req> fmt::Debug for Retrying<S, Req>

@@ -138,4 +138,25 @@ impl AttemptNumber {
     pub fn of(extensions: &http::Extensions) -> u32 {
         extensions.get::<AttemptNumber>().map_or(1, |a| a.0)
     }
+
+    /// OpenTelemetry's `http.request.resend_count` of a request: 1 for the second attempt,
+    /// 2 for the third …, `None` for the first (the convention sets it on resends only).
+    /// What an HTTP client span below the retry layer records (see
+    /// [`observe`](crate::observe)).
+    ///
+    /// ```
+    /// use telecho_retry::AttemptNumber;
+    /// let mut ext = http::Extensions::new();
+    /// assert_eq!(AttemptNumber::resend_count(&ext), None);
+    /// ext.insert(AttemptNumber(3));
+    /// assert_eq!(AttemptNumber::resend_count(&ext), Some(2));
+    /// ```
+    pub fn resend_count(extensions: &http::Extensions) -> Option<u32> {
+        resend_count(AttemptNumber::of(extensions))
+    }
+}
+
+/// The resend count of attempt `number` (1 for the first): `None` for the first.
+pub(crate) fn resend_count(number: u32) -> Option<u32> {
+    number.checked_sub(1).filter(|&n| n > 0)
 }

@@ -6,14 +6,16 @@
 //! and response types into the engine's traits ([`RetryRequest`], [`RetryResponse`]) and
 //! its failures into their error types. A new adapter implements those traits and drives
 //! the engine's future (crate-private) or, for a loop of its own, a [`RetryState`].
+//!
+//! What the engine shows of itself (spans, events, metrics) is in [`observe`].
 
 mod error;
 pub(crate) mod future;
 mod info;
 pub(crate) mod limits;
+pub mod observe;
 mod overrides;
 mod state;
-pub(crate) mod trace;
 mod traits;
 
 pub use error::{BoxError, RetryError, RetryErrorKind};

@@ -1,0 +1,750 @@
+//! What the engine shows of itself: one `tracing` span per attempt (feature `tracing`),
+//! events for retries, stops, cooldown waits and refusals, and counters and histograms
+//! through the [`metrics`](https://docs.rs/metrics) facade (feature `metrics`).
+//!
+//! Nothing here ever carries a header value, a URL or a body: only the method, the status,
+//! the kind of transport error, the decision, delays, stop reasons and known TelEcho error
+//! codes. Every metric label takes one of a few fixed values (no URL, no origin, no key).
+//!
+//! # Spans
+//!
+//! Every attempt sent runs inside a span named [`ATTEMPT_SPAN`] (target `telecho_retry`,
+//! level `INFO`), a child of whatever span is current when the request is made. It is
+//! entered while the inner service is called and while the attempt's future is polled, so
+//! the spans of the services below (reqwest-tracing's, tower-http's) are its children. Its
+//! fields follow OpenTelemetry's HTTP conventions, so `tracing-opentelemetry` exports them
+//! as they are:
+//!
+//! | field | when | value |
+//! |---|---|---|
+//! | `http.request.method` | always | `GET`, `POST` … (`_OTHER` for a method outside RFC 9110) |
+//! | `http.request.resend_count` | retries only | 1 on the second attempt, 2 on the third … |
+//! | `http.response.status_code` | a response arrived | the status, as an integer |
+//! | `error.type` | the attempt failed | the status code as a string for a status ≥ 400; the [`TransportErrorKind`](crate::TransportErrorKind) (`connect`, `timeout`, `reset` …); `deadline` when the deadline cut it |
+//! | `otel.status_code` | the attempt failed | `ERROR` |
+//! | `telecho_retry.decision` | an outcome was classified | `accept`, `retry_after`, `backoff`, `fatal` |
+//! | `telecho_retry.retry_delay_ms` | a retry follows | the delay before it, in milliseconds |
+//! | `telecho_retry.stop_reason` | retrying stopped | a [`StopReason`] (`success`, `max_retries` …), or `cancelled` |
+//! | `telecho_retry.error_code` | the body's TelEcho code was read | the code if this crate knows it, else `_OTHER` |
+//!
+//! The span has no `otel.kind`, so it is exported as an `INTERNAL` span: the `CLIENT` span of
+//! the attempt is the HTTP client's (for reqwest, reqwest-tracing's with
+//! `ResendCountSpanBackend` (feature `reqwest-tracing`), which sets
+//! `http.request.resend_count` too).
+//!
+//! Events (target `telecho_retry`): `retrying` (`INFO`) for each retry, `not retrying`
+//! (`DEBUG`) when retrying stops after a retry or for a reason other than success,
+//! `held back by the cooldown` and `refused` (`DEBUG`) before an attempt,
+//! `deadline cut the attempt` and `cancelled` (`DEBUG`).
+//!
+//! # Metrics
+//!
+//! | name | type | unit | labels | what it counts |
+//! |---|---|---|---|---|
+//! | [`telecho_retry.requests`](metric::REQUESTS) | counter | requests | `stop_reason`, `status_class` | logical requests, once each when they end |
+//! | [`telecho_retry.retries`](metric::RETRIES) | counter | retries | `status_class`, `decision` | retries granted, by the outcome retried |
+//! | [`telecho_retry.retry_delay`](metric::RETRY_DELAY) | histogram | seconds | `decision` | the delay before each retry |
+//! | [`telecho_retry.cooldown.holds`](metric::COOLDOWN_HOLDS) | counter | requests | — | attempts held back by another request's 429 |
+//! | [`telecho_retry.cooldown.delay`](metric::COOLDOWN_DELAY) | histogram | seconds | — | how long each was held back |
+//! | [`telecho_retry.cooldown.refusals`](metric::COOLDOWN_REFUSALS) | counter | requests | `stop_reason` | attempts not sent because of a cooldown (`retry_after_too_long`: the origin is refused, or the wait is above the cap; `deadline`: the wait would cross the deadline) |
+//! | [`telecho_retry.budget.refusals`](metric::BUDGET_REFUSALS) | counter | retries | `status_class` | retries the budget refused (the outcome is handed back) |
+//!
+//! Label values: `status_class` is `1xx` … `5xx` for a response, `error` for a transport
+//! error, a timeout or a request the engine refused, `none` for a request cancelled before
+//! it had an outcome; `stop_reason` is a [`StopReason`] (`success`, `fatal`,
+//! `retry_after_too_long`, `max_retries`, `not_replayable`, `budget`, `deadline`), or
+//! `cancelled` (the caller dropped the request), or `service_error` (the inner service
+//! failed to become ready); `decision` is `retry_after` or `backoff`.
+//!
+//! Names reserved for what does not exist yet, never emitted today:
+//! [`telecho_retry.pacing.holds`](metric::PACING_HOLDS),
+//! [`telecho_retry.pacing.delay`](metric::PACING_DELAY) and
+//! [`telecho_retry.store.fallbacks`](metric::STORE_FALLBACKS).
+//!
+//! Call `describe_metrics` (feature `metrics`) once after installing a recorder to give it the units and
+//! descriptions.
+//!
+//! # Cost
+//!
+//! Without the features, none of this is compiled. With them, a first-try success creates
+//! one span (nothing but tracing's callsite check when no subscriber wants it) and
+//! increments one counter (a handle looked up from a table built once per process, no
+//! allocation, a no-op when no recorder is installed).
+
+use std::time::Duration;
+
+use http::Method;
+
+use super::info::StopReason;
+use super::state::{Action, RetryState};
+use super::traits::ResponseParts;
+use crate::classify::{Decision, Outcome};
+
+/// The name of the span each attempt runs in.
+pub const ATTEMPT_SPAN: &str = "telecho_retry.attempt";
+
+/// The fields of the [attempt span](ATTEMPT_SPAN) (see the [module docs](self)).
+pub mod field {
+    /// The method: OpenTelemetry's `http.request.method`.
+    pub const REQUEST_METHOD: &str = "http.request.method";
+    /// The ordinal of the resend, on retries only: OpenTelemetry's
+    /// `http.request.resend_count`.
+    pub const RESEND_COUNT: &str = "http.request.resend_count";
+    /// The response status: OpenTelemetry's `http.response.status_code`.
+    pub const RESPONSE_STATUS_CODE: &str = "http.response.status_code";
+    /// Why the attempt failed: OpenTelemetry's `error.type`.
+    pub const ERROR_TYPE: &str = "error.type";
+    /// `ERROR` on a failed attempt: the span status for `tracing-opentelemetry`.
+    pub const OTEL_STATUS_CODE: &str = "otel.status_code";
+    /// The classifier's decision: `accept`, `retry_after`, `backoff`, `fatal`.
+    pub const DECISION: &str = "telecho_retry.decision";
+    /// The delay before the retry that follows, in milliseconds.
+    pub const RETRY_DELAY_MS: &str = "telecho_retry.retry_delay_ms";
+    /// Why retrying stopped after this attempt.
+    pub const STOP_REASON: &str = "telecho_retry.stop_reason";
+    /// The TelEcho error code read from the body, when the crate knows it (else `_OTHER`).
+    pub const ERROR_CODE: &str = "telecho_retry.error_code";
+}
+
+/// Metric names (feature `metrics`; see the [module docs](self) for types, units and labels).
+pub mod metric {
+    /// Counter: logical requests, once each when they end; labels `stop_reason`,
+    /// `status_class`.
+    pub const REQUESTS: &str = "telecho_retry.requests";
+    /// Counter: retries granted; labels `status_class` (of the outcome retried), `decision`.
+    pub const RETRIES: &str = "telecho_retry.retries";
+    /// Histogram, seconds: the delay before each retry; label `decision`.
+    pub const RETRY_DELAY: &str = "telecho_retry.retry_delay";
+    /// Counter: attempts held back by the shared cooldown.
+    pub const COOLDOWN_HOLDS: &str = "telecho_retry.cooldown.holds";
+    /// Histogram, seconds: how long each hold-back lasted.
+    pub const COOLDOWN_DELAY: &str = "telecho_retry.cooldown.delay";
+    /// Counter: attempts not sent because of a cooldown; label `stop_reason`.
+    pub const COOLDOWN_REFUSALS: &str = "telecho_retry.cooldown.refusals";
+    /// Counter: retries the budget refused; label `status_class`.
+    pub const BUDGET_REFUSALS: &str = "telecho_retry.budget.refusals";
+    /// Reserved, not emitted: attempts delayed by client-side pacing.
+    pub const PACING_HOLDS: &str = "telecho_retry.pacing.holds";
+    /// Reserved, not emitted: how long pacing delayed each attempt (histogram, seconds).
+    pub const PACING_DELAY: &str = "telecho_retry.pacing.delay";
+    /// Reserved, not emitted: times a shared limit store was unreachable and the in-process
+    /// limits were used instead.
+    pub const STORE_FALLBACKS: &str = "telecho_retry.store.fallbacks";
+}
+
+/// Metric label names.
+pub mod label {
+    /// Why a request stopped: a [`StopReason`](crate::StopReason), `cancelled` or
+    /// `service_error`.
+    pub const STOP_REASON: &str = "stop_reason";
+    /// `1xx` … `5xx`, `error` or `none`.
+    pub const STATUS_CLASS: &str = "status_class";
+    /// `retry_after` or `backoff`.
+    pub const DECISION: &str = "decision";
+}
+
+/// Gives the installed `metrics` recorder the unit and description of every metric this
+/// crate emits (feature `metrics`). Call it once, after installing the recorder.
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub fn describe_metrics() {
+    use metrics::{describe_counter, describe_histogram, Unit};
+    describe_counter!(
+        metric::REQUESTS,
+        Unit::Count,
+        "Logical requests through telecho-retry, once each when they end, by stop reason and status class of the outcome handed back."
+    );
+    describe_counter!(
+        metric::RETRIES,
+        Unit::Count,
+        "Retries granted, by status class of the outcome retried and decision."
+    );
+    describe_histogram!(
+        metric::RETRY_DELAY,
+        Unit::Seconds,
+        "Delay before each retry."
+    );
+    describe_counter!(
+        metric::COOLDOWN_HOLDS,
+        Unit::Count,
+        "Attempts held back by another request's 429 (the shared cooldown)."
+    );
+    describe_histogram!(
+        metric::COOLDOWN_DELAY,
+        Unit::Seconds,
+        "How long each attempt was held back by the shared cooldown."
+    );
+    describe_counter!(
+        metric::COOLDOWN_REFUSALS,
+        Unit::Count,
+        "Attempts not sent because of a cooldown, by stop reason."
+    );
+    describe_counter!(
+        metric::BUDGET_REFUSALS,
+        Unit::Count,
+        "Retries refused by the retry budget, by status class of the outcome handed back."
+    );
+}
+
+// ===== label values =====
+
+/// The `status_class` label.
+#[cfg(feature = "metrics")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum StatusClass {
+    Informational,
+    Success,
+    Redirection,
+    ClientError,
+    ServerError,
+    /// A transport error, a timeout, or a failure the engine decided.
+    Error,
+    /// No outcome: the request was cancelled first.
+    None,
+}
+
+#[cfg(feature = "metrics")]
+impl StatusClass {
+    const ALL: [StatusClass; 7] = [
+        StatusClass::Informational,
+        StatusClass::Success,
+        StatusClass::Redirection,
+        StatusClass::ClientError,
+        StatusClass::ServerError,
+        StatusClass::Error,
+        StatusClass::None,
+    ];
+
+    fn of(status: http::StatusCode) -> StatusClass {
+        match status.as_u16() {
+            100..=199 => StatusClass::Informational,
+            200..=299 => StatusClass::Success,
+            300..=399 => StatusClass::Redirection,
+            400..=499 => StatusClass::ClientError,
+            _ => StatusClass::ServerError,
+        }
+    }
+
+    fn of_outcome(outcome: &Outcome<'_>) -> StatusClass {
+        match outcome {
+            Outcome::Response { status, .. } => StatusClass::of(*status),
+            Outcome::Transport { .. } => StatusClass::Error,
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            StatusClass::Informational => "1xx",
+            StatusClass::Success => "2xx",
+            StatusClass::Redirection => "3xx",
+            StatusClass::ClientError => "4xx",
+            StatusClass::ServerError => "5xx",
+            StatusClass::Error => "error",
+            StatusClass::None => "none",
+        }
+    }
+}
+
+/// The `stop_reason` label: a [`StopReason`], or what ended a request without one.
+#[cfg(feature = "metrics")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ending {
+    Stopped(StopReason),
+    Cancelled,
+    ServiceError,
+}
+
+#[cfg(feature = "metrics")]
+impl Ending {
+    const ALL: [Ending; 9] = [
+        Ending::Stopped(StopReason::Success),
+        Ending::Stopped(StopReason::Fatal),
+        Ending::Stopped(StopReason::RetryAfterTooLong),
+        Ending::Stopped(StopReason::MaxRetries),
+        Ending::Stopped(StopReason::NotReplayable),
+        Ending::Stopped(StopReason::Budget),
+        Ending::Stopped(StopReason::Deadline),
+        Ending::Cancelled,
+        Ending::ServiceError,
+    ];
+
+    /// The position in [`Ending::ALL`].
+    fn index(self) -> usize {
+        match self {
+            Ending::Stopped(StopReason::Success) => 0,
+            Ending::Stopped(StopReason::Fatal) => 1,
+            Ending::Stopped(StopReason::RetryAfterTooLong) => 2,
+            Ending::Stopped(StopReason::MaxRetries) => 3,
+            Ending::Stopped(StopReason::NotReplayable) => 4,
+            Ending::Stopped(StopReason::Budget) => 5,
+            Ending::Stopped(StopReason::Deadline) => 6,
+            Ending::Cancelled => 7,
+            Ending::ServiceError => 8,
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Ending::Stopped(reason) => reason.as_str(),
+            Ending::Cancelled => "cancelled",
+            Ending::ServiceError => "service_error",
+        }
+    }
+}
+
+/// The `decision` label and span field.
+#[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+fn decision_str(decision: Decision) -> &'static str {
+    match decision {
+        Decision::Accept => "accept",
+        Decision::RetryAfter(_) => "retry_after",
+        Decision::Backoff => "backoff",
+        Decision::Fatal => "fatal",
+    }
+}
+
+/// OpenTelemetry's `http.request.method`: the RFC 9110 methods (and `PATCH`) as they are,
+/// any other as `_OTHER`, so that a made-up method cannot grow the set of values.
+#[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+pub(crate) fn method_str(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "_OTHER",
+    }
+}
+
+// ===== the attempt span =====
+
+/// The span of the attempt in flight (a `tracing::Span` with feature `tracing`, nothing
+/// without). The engine's future holds one, replaced at every attempt.
+#[derive(Debug)]
+pub(crate) struct AttemptSpan {
+    #[cfg(feature = "tracing")]
+    span: tracing::Span,
+}
+
+// Not derived: `tracing::Span` has no `Default` (it is `Span::none()` here).
+#[allow(clippy::derivable_impls)]
+impl Default for AttemptSpan {
+    fn default() -> Self {
+        AttemptSpan {
+            #[cfg(feature = "tracing")]
+            span: tracing::Span::none(),
+        }
+    }
+}
+
+impl AttemptSpan {
+    /// Runs `f` inside the span.
+    #[inline]
+    pub(crate) fn in_scope<T>(&self, f: impl FnOnce() -> T) -> T {
+        #[cfg(feature = "tracing")]
+        let _entered = self.span.enter();
+        f()
+    }
+
+    /// Enters the span until the guard is dropped (a guard, not a closure, so that what
+    /// runs inside is not moved into one).
+    #[inline]
+    pub(crate) fn enter(&self) -> impl Sized + '_ {
+        #[cfg(feature = "tracing")]
+        let entered = self.span.enter();
+        #[cfg(not(feature = "tracing"))]
+        let entered = ();
+        entered
+    }
+
+    /// Ends the span: its duration is the attempt's.
+    #[inline]
+    fn close(&mut self) {
+        #[cfg(feature = "tracing")]
+        if !self.span.is_disabled() {
+            self.span = tracing::Span::none();
+        }
+    }
+}
+
+// ===== hook points =====
+
+/// Attempt `number` (1 for the first) of a request with `method` is about to be sent: its
+/// span, created as a child of the current one.
+#[inline]
+pub(crate) fn attempt_started(method: &Method, number: u32) -> AttemptSpan {
+    #[cfg(feature = "tracing")]
+    {
+        use tracing::field::Empty;
+        // The field values are computed only when the span is enabled.
+        AttemptSpan {
+            span: tracing::info_span!(
+                target: "telecho_retry",
+                "telecho_retry.attempt",
+                http.request.method = method_str(method),
+                http.request.resend_count = super::info::resend_count(number),
+                http.response.status_code = Empty,
+                "error.type" = Empty,
+                otel.status_code = Empty,
+                telecho_retry.decision = Empty,
+                telecho_retry.retry_delay_ms = Empty,
+                telecho_retry.stop_reason = Empty,
+                telecho_retry.error_code = Empty,
+            ),
+        }
+    }
+    #[cfg(not(feature = "tracing"))]
+    {
+        let _ = (method, number);
+        AttemptSpan::default()
+    }
+}
+
+/// The outcome of an attempt was classified and `action` decided: records it on the span,
+/// logs it, counts it, and closes the span.
+#[inline]
+pub(crate) fn attempt_ended(
+    span: &mut AttemptSpan,
+    state: &RetryState,
+    outcome: &Outcome<'_>,
+    action: Action,
+) {
+    // A first-try success logs nothing: with no span to record it on, nothing to do.
+    #[cfg(feature = "tracing")]
+    if !span.span.is_disabled()
+        || state.attempts() > 1
+        || action != Action::Stop(StopReason::Success)
+    {
+        trace_outcome(&span.span, state, outcome, action);
+    }
+    #[cfg(feature = "metrics")]
+    {
+        match action {
+            Action::Retry(delay) => {
+                let class = StatusClass::of_outcome(outcome);
+                let decision = match state.decision() {
+                    Some(Decision::RetryAfter(_)) => 0,
+                    _ => 1,
+                };
+                let keys = keys::get();
+                keys::counter(&keys.retries[class as usize][decision]).increment(1);
+                keys::histogram(&keys.retry_delay[decision]).record(delay.as_secs_f64());
+            }
+            Action::Stop(StopReason::Budget) => {
+                let class = StatusClass::of_outcome(outcome);
+                keys::counter(&keys::get().budget_refusals[class as usize]).increment(1);
+            }
+            Action::Stop(_) => {}
+        }
+    }
+    #[cfg(not(any(feature = "tracing", feature = "metrics")))]
+    let _ = (state, outcome, action);
+    span.close();
+}
+
+/// The deadline cut the attempt in flight.
+pub(crate) fn attempt_cut(span: &mut AttemptSpan, state: &RetryState) {
+    #[cfg(feature = "tracing")]
+    {
+        span.span.record("error.type", "deadline");
+        span.span.record("otel.status_code", "ERROR");
+        span.span.record("telecho_retry.stop_reason", "deadline");
+        span.in_scope(|| {
+            tracing::debug!(
+                target: "telecho_retry",
+                attempt = state.attempts(),
+                stop = "deadline",
+                "deadline cut the attempt"
+            )
+        });
+    }
+    #[cfg(not(feature = "tracing"))]
+    let _ = state;
+    span.close();
+}
+
+/// The next attempt is held back by the shared cooldown for `wait`.
+pub(crate) fn held_back(wait: Duration) {
+    #[cfg(feature = "tracing")]
+    tracing::debug!(
+        target: "telecho_retry",
+        wait_ms = wait.as_millis() as u64,
+        "held back by the cooldown"
+    );
+    #[cfg(feature = "metrics")]
+    {
+        let keys = keys::get();
+        keys::counter(&keys.cooldown_holds).increment(1);
+        keys::histogram(&keys.cooldown_delay).record(wait.as_secs_f64());
+    }
+    #[cfg(not(any(feature = "tracing", feature = "metrics")))]
+    let _ = wait;
+}
+
+/// The next attempt is not sent: `reason`, with the cooldown left if one is the cause.
+pub(crate) fn refused(reason: StopReason, cooldown: Option<Duration>) {
+    #[cfg(feature = "tracing")]
+    tracing::debug!(
+        target: "telecho_retry",
+        stop = reason.as_str(),
+        cooldown_ms = cooldown.map(|c| c.as_millis() as u64),
+        "refused"
+    );
+    #[cfg(feature = "metrics")]
+    if cooldown.is_some() {
+        let index = Ending::Stopped(reason).index();
+        keys::counter(&keys::get().cooldown_refusals[index]).increment(1);
+    }
+    #[cfg(not(any(feature = "tracing", feature = "metrics")))]
+    let _ = (reason, cooldown);
+}
+
+/// The request ended with `result`. `stop` is `None` only when the inner service failed to
+/// become ready.
+#[inline]
+pub(crate) fn finished<R: ResponseParts, E>(stop: Option<StopReason>, result: &Result<R, E>) {
+    #[cfg(feature = "metrics")]
+    {
+        let class = match result {
+            Ok(response) => StatusClass::of(response.status()),
+            Err(_) => StatusClass::Error,
+        };
+        count_request(stop.map_or(Ending::ServiceError, Ending::Stopped), class);
+    }
+    #[cfg(not(feature = "metrics"))]
+    let _ = (stop, result);
+}
+
+/// The request was dropped before it ended (an attempt may be in flight).
+pub(crate) fn cancelled(span: &mut AttemptSpan, state: &RetryState) {
+    #[cfg(feature = "tracing")]
+    {
+        span.span.record("telecho_retry.stop_reason", "cancelled");
+        span.in_scope(|| {
+            tracing::debug!(
+                target: "telecho_retry",
+                attempts = state.attempts(),
+                "cancelled"
+            )
+        });
+    }
+    #[cfg(not(feature = "tracing"))]
+    let _ = state;
+    #[cfg(feature = "metrics")]
+    count_request(Ending::Cancelled, StatusClass::None);
+    span.close();
+}
+
+// ===== tracing =====
+
+/// The outcome on the span, and one event per retry (`INFO`) and per stop after a retry or
+/// for a reason other than success (`DEBUG`).
+#[cfg(feature = "tracing")]
+#[inline(never)]
+fn trace_outcome(span: &tracing::Span, state: &RetryState, outcome: &Outcome<'_>, action: Action) {
+    let attempt = state.attempts();
+    let quiet = matches!(action, Action::Stop(StopReason::Success)) && attempt <= 1;
+    let decision = state.decision();
+    let (status, error_type, code) = match outcome {
+        Outcome::Response { status, code, .. } => {
+            let failed = status.as_u16() >= 400;
+            let code = code.map(|c| if c.is_known() { c.as_str() } else { "_OTHER" });
+            (Some(status.as_u16()), failed.then(|| status.as_str()), code)
+        }
+        Outcome::Transport { kind, .. } => (None, Some(kind.as_str()), None),
+    };
+    span.record("http.response.status_code", status);
+    if let Some(error_type) = error_type {
+        span.record("error.type", error_type);
+        span.record("otel.status_code", "ERROR");
+    }
+    span.record("telecho_retry.decision", decision.map(decision_str));
+    span.record("telecho_retry.error_code", code);
+    let error_kind = match outcome {
+        Outcome::Transport { kind, .. } => Some(kind.as_str()),
+        Outcome::Response { .. } => None,
+    };
+    let _entered = span.enter();
+    match action {
+        Action::Retry(delay) => {
+            span.record("telecho_retry.retry_delay_ms", delay.as_millis() as u64);
+            tracing::info!(
+                target: "telecho_retry",
+                attempt,
+                status,
+                error_kind,
+                code,
+                decision = ?decision,
+                delay_ms = delay.as_millis() as u64,
+                "retrying"
+            )
+        }
+        Action::Stop(reason) => {
+            span.record("telecho_retry.stop_reason", reason.as_str());
+            if !quiet {
+                tracing::debug!(
+                    target: "telecho_retry",
+                    attempt,
+                    status,
+                    error_kind,
+                    code,
+                    decision = ?decision,
+                    stop = reason.as_str(),
+                    slept_ms = state.info().slept().as_millis() as u64,
+                    "not retrying"
+                )
+            }
+        }
+    }
+}
+
+// ===== metrics =====
+
+#[cfg(feature = "metrics")]
+fn count_request(ending: Ending, class: StatusClass) {
+    keys::counter(&keys::get().requests[ending.index()][class as usize]).increment(1);
+}
+
+/// Every key this crate emits, built once per process: a metric call is a table lookup
+/// and the recorder's `register_*`, with no allocation and no hashing of labels (the hash is
+/// computed with the key).
+#[cfg(feature = "metrics")]
+mod keys {
+    use std::sync::OnceLock;
+
+    use metrics::{Counter, Histogram, Key, Label, Level, Metadata};
+
+    use super::{label, metric, Ending, StatusClass};
+
+    static METADATA: Metadata<'static> =
+        Metadata::new("telecho_retry", Level::INFO, Some(module_path!()));
+
+    const DECISIONS: [&str; 2] = ["retry_after", "backoff"];
+
+    pub(super) struct Keys {
+        /// By ending, then status class.
+        pub(super) requests: Vec<Vec<Key>>,
+        /// By status class, then decision.
+        pub(super) retries: Vec<[Key; 2]>,
+        /// By decision.
+        pub(super) retry_delay: [Key; 2],
+        pub(super) cooldown_holds: Key,
+        pub(super) cooldown_delay: Key,
+        /// By ending.
+        pub(super) cooldown_refusals: Vec<Key>,
+        /// By status class.
+        pub(super) budget_refusals: Vec<Key>,
+    }
+
+    /// A key whose name and labels are `'static`, so that a recorder that clones it (the
+    /// debugging recorder does on every call) copies two pointers and allocates nothing.
+    /// The label slices are leaked: fewer than a hundred small ones, once per process.
+    fn key(name: &'static str, labels: &[(&'static str, &'static str)]) -> Key {
+        let labels: Vec<Label> = labels
+            .iter()
+            .map(|&(k, v)| Label::from_static_parts(k, v))
+            .collect();
+        Key::from_static_parts(name, Vec::leak(labels))
+    }
+
+    pub(super) fn get() -> &'static Keys {
+        static KEYS: OnceLock<Keys> = OnceLock::new();
+        KEYS.get_or_init(|| {
+            let classes = StatusClass::ALL.map(StatusClass::as_str);
+            let endings = Ending::ALL.map(Ending::as_str);
+            let decision = |name, d| key(name, &[(label::DECISION, d)]);
+            Keys {
+                requests: endings
+                    .iter()
+                    .map(|&e| {
+                        classes
+                            .iter()
+                            .map(|&c| {
+                                key(
+                                    metric::REQUESTS,
+                                    &[(label::STOP_REASON, e), (label::STATUS_CLASS, c)],
+                                )
+                            })
+                            .collect()
+                    })
+                    .collect(),
+                retries: classes
+                    .iter()
+                    .map(|&c| {
+                        DECISIONS.map(|d| {
+                            key(
+                                metric::RETRIES,
+                                &[(label::STATUS_CLASS, c), (label::DECISION, d)],
+                            )
+                        })
+                    })
+                    .collect(),
+                retry_delay: DECISIONS.map(|d| decision(metric::RETRY_DELAY, d)),
+                cooldown_holds: key(metric::COOLDOWN_HOLDS, &[]),
+                cooldown_delay: key(metric::COOLDOWN_DELAY, &[]),
+                cooldown_refusals: endings
+                    .iter()
+                    .map(|&e| key(metric::COOLDOWN_REFUSALS, &[(label::STOP_REASON, e)]))
+                    .collect(),
+                budget_refusals: classes
+                    .iter()
+                    .map(|&c| key(metric::BUDGET_REFUSALS, &[(label::STATUS_CLASS, c)]))
+                    .collect(),
+            }
+        })
+    }
+
+    #[inline]
+    pub(super) fn counter(key: &Key) -> Counter {
+        metrics::with_recorder(|r| r.register_counter(key, &METADATA))
+    }
+
+    #[inline]
+    pub(super) fn histogram(key: &Key) -> Histogram {
+        metrics::with_recorder(|r| r.register_histogram(key, &METADATA))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn methods_outside_rfc_9110_are_other() {
+        assert_eq!(method_str(&Method::PATCH), "PATCH");
+        assert_eq!(
+            method_str(&Method::from_bytes(b"PURGE_SECRET_42").unwrap()),
+            "_OTHER"
+        );
+    }
+
+    #[cfg(feature = "metrics")]
+    #[test]
+    fn endings_are_indexed_in_order() {
+        for (i, e) in Ending::ALL.iter().enumerate() {
+            assert_eq!(e.index(), i, "{e:?}");
+        }
+    }
+
+    #[cfg(feature = "metrics")]
+    #[test]
+    fn status_classes() {
+        for (code, class) in [
+            (101, "1xx"),
+            (204, "2xx"),
+            (304, "3xx"),
+            (429, "4xx"),
+            (599, "5xx"),
+        ] {
+            assert_eq!(
+                StatusClass::of(http::StatusCode::from_u16(code).unwrap()).as_str(),
+                class
+            );
+        }
+    }
+}

@@ -1,0 +1,491 @@
+//! The metrics (feature `metrics`): exact values after known scenarios, read from
+//! `metrics-util`'s debugging recorder, installed for one test at a time with
+//! `metrics::with_local_recorder` (the tests run in parallel, each on its own current-thread
+//! runtime inside the recorder's scope). Each scenario runs through the tower layer over
+//! `tower::service_fn` on a paused clock, and through the reqwest middleware against a
+//! loopback server.
+#![cfg(all(feature = "tower", feature = "metrics"))]
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+
+use metrics::Unit;
+use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+use metrics_util::MetricKind;
+use telecho_retry::observe::{describe_metrics, metric};
+use telecho_retry::{RetryBudget, RetryErrorKind, RetryPolicyBuilder, TelEchoRetry};
+use tokio_test::{assert_pending, task};
+use tower::{Layer, Service, ServiceExt};
+
+use crate::observe_support::*;
+
+/// A metric's value: a counter's count, or a histogram's samples.
+#[derive(Clone, Debug, PartialEq)]
+enum V {
+    C(u64),
+    H(Vec<f64>),
+}
+
+type Metrics = BTreeMap<String, V>;
+
+/// Runs `test` on a current-thread runtime (paused clock if `paused`) with a fresh
+/// debugging recorder as this thread's recorder, and returns every metric it recorded,
+/// keyed `name{label=value,…}` with the labels sorted.
+fn record<F: Future<Output = ()>>(paused: bool, test: impl FnOnce() -> F) -> Metrics {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let mut builder = tokio::runtime::Builder::new_current_thread();
+    builder.enable_all().start_paused(paused);
+    let runtime = builder.build().unwrap();
+    metrics::with_local_recorder(&recorder, || runtime.block_on(test()));
+    snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .map(|(key, _, _, value)| {
+            let (_, key) = key.into_parts();
+            let mut labels: Vec<String> = key
+                .labels()
+                .map(|l| format!("{}={}", l.key(), l.value()))
+                .collect();
+            labels.sort();
+            let name = if labels.is_empty() {
+                key.name().to_owned()
+            } else {
+                format!("{}{{{}}}", key.name(), labels.join(","))
+            };
+            let value = match value {
+                DebugValue::Counter(n) => V::C(n),
+                DebugValue::Histogram(xs) => V::H(xs.into_iter().map(|x| x.0).collect()),
+                DebugValue::Gauge(g) => panic!("no gauge expected, got {name} = {g}"),
+            };
+            (name, value)
+        })
+        .collect()
+}
+
+fn expect(pairs: &[(&str, V)]) -> Metrics {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect()
+}
+
+/// Histogram samples rounded to the millisecond (the reqwest runs take real time).
+fn rounded(m: &Metrics, key: &str) -> Vec<f64> {
+    match m.get(key) {
+        Some(V::H(xs)) => xs.iter().map(|x| (x * 1000.0).round() / 1000.0).collect(),
+        other => panic!("{key}: not a histogram: {other:?}"),
+    }
+}
+
+async fn tower_run(policy: RetryPolicyBuilder, script: Vec<Answer>) -> TelEchoRetry {
+    let retry = TelEchoRetry::new(policy.build());
+    let svc = retry.clone().layer(scripted(script));
+    let _ = svc
+        .oneshot(request("GET", "http://api.telecho.test/v1/agents"))
+        .await;
+    retry
+}
+
+// ===== 503, 503, 200 =====
+
+#[test]
+fn tower_503_503_200() {
+    let m = record(true, || async {
+        tower_run(exact(), vec![status(503), status(503), status(200)]).await;
+    });
+    assert_eq!(
+        m,
+        expect(&[
+            (
+                "telecho_retry.requests{status_class=2xx,stop_reason=success}",
+                V::C(1)
+            ),
+            (
+                "telecho_retry.retries{decision=backoff,status_class=5xx}",
+                V::C(2)
+            ),
+            (
+                "telecho_retry.retry_delay{decision=backoff}",
+                V::H(vec![1.0, 2.0])
+            ),
+        ])
+    );
+}
+
+#[test]
+fn tower_first_try_success_is_one_counter() {
+    let m = record(true, || async {
+        tower_run(exact(), vec![status(200)]).await;
+    });
+    assert_eq!(
+        m,
+        expect(&[(
+            "telecho_retry.requests{status_class=2xx,stop_reason=success}",
+            V::C(1)
+        )])
+    );
+}
+
+// ===== a 429 with Retry-After holds back a second request =====
+
+#[test]
+fn tower_429_retry_after_holds_back_a_second_request() {
+    let m = record(true, || async {
+        let retry = TelEchoRetry::new(exact().build());
+        let svc = retry.layer(scripted(vec![Answer::Status(429, Some("2")), status(200)]));
+        let first = tokio::spawn(
+            svc.clone()
+                .oneshot(request("GET", "http://api.telecho.test/v1/agents")),
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let second = svc
+            .oneshot(request("GET", "http://api.telecho.test/v1/agents"))
+            .await
+            .unwrap();
+        assert_eq!(second.status(), 200);
+        assert_eq!(first.await.unwrap().unwrap().status(), 200);
+    });
+    assert_eq!(
+        m,
+        expect(&[
+            (
+                "telecho_retry.requests{status_class=2xx,stop_reason=success}",
+                V::C(2)
+            ),
+            (
+                "telecho_retry.retries{decision=retry_after,status_class=4xx}",
+                V::C(1)
+            ),
+            (
+                "telecho_retry.retry_delay{decision=retry_after}",
+                V::H(vec![2.0])
+            ),
+            ("telecho_retry.cooldown.holds", V::C(1)),
+            ("telecho_retry.cooldown.delay", V::H(vec![1.5])),
+        ])
+    );
+}
+
+#[test]
+fn tower_429_above_the_cap_refuses_the_next_request() {
+    let m = record(true, || async {
+        let retry = tower_run(exact(), vec![Answer::Status(429, Some("3600"))]).await;
+        let svc = retry.layer(scripted(vec![status(200)]));
+        let err = svc
+            .oneshot(request("GET", "http://api.telecho.test/v1/agents"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), RetryErrorKind::RateLimited);
+    });
+    assert_eq!(
+        m,
+        expect(&[
+            (
+                "telecho_retry.requests{status_class=4xx,stop_reason=retry_after_too_long}",
+                V::C(1)
+            ),
+            (
+                "telecho_retry.requests{status_class=error,stop_reason=retry_after_too_long}",
+                V::C(1)
+            ),
+            (
+                "telecho_retry.cooldown.refusals{stop_reason=retry_after_too_long}",
+                V::C(1)
+            ),
+        ])
+    );
+}
+
+// ===== budget refusal =====
+
+/// A budget that allows no retry at all.
+fn no_budget() -> RetryPolicyBuilder {
+    exact().retry_budget(RetryBudget::new(Duration::from_secs(10), 0, 0.0))
+}
+
+#[test]
+fn tower_budget_refusal() {
+    let m = record(true, || async {
+        tower_run(no_budget(), vec![status(503)]).await;
+    });
+    assert_eq!(
+        m,
+        expect(&[
+            (
+                "telecho_retry.requests{status_class=5xx,stop_reason=budget}",
+                V::C(1)
+            ),
+            ("telecho_retry.budget.refusals{status_class=5xx}", V::C(1)),
+        ])
+    );
+}
+
+// ===== fatal 401 =====
+
+#[test]
+fn tower_fatal_401() {
+    let m = record(true, || async {
+        tower_run(exact(), vec![status(401)]).await;
+    });
+    assert_eq!(
+        m,
+        expect(&[(
+            "telecho_retry.requests{status_class=4xx,stop_reason=fatal}",
+            V::C(1)
+        )])
+    );
+}
+
+// ===== transport errors, cancellation, descriptions =====
+
+#[test]
+fn tower_transport_error_then_max_retries() {
+    let m = record(true, || async {
+        tower_run(
+            exact().max_retries(1),
+            vec![Answer::Fail(std::io::ErrorKind::ConnectionRefused)],
+        )
+        .await;
+    });
+    assert_eq!(
+        m,
+        expect(&[
+            (
+                "telecho_retry.requests{status_class=error,stop_reason=max_retries}",
+                V::C(1)
+            ),
+            (
+                "telecho_retry.retries{decision=backoff,status_class=error}",
+                V::C(1)
+            ),
+            (
+                "telecho_retry.retry_delay{decision=backoff}",
+                V::H(vec![1.0])
+            ),
+        ])
+    );
+}
+
+#[test]
+fn tower_a_request_dropped_while_it_waits_counts_as_cancelled() {
+    let m = record(true, || async {
+        let mut svc = TelEchoRetry::new(exact().build()).layer(scripted(vec![status(503)]));
+        let mut fut = task::spawn(
+            svc.ready()
+                .await
+                .unwrap()
+                .call(request("GET", "http://api.telecho.test/v1/agents")),
+        );
+        assert_pending!(fut.poll()); // the 503 came, the retry waits 1 s
+        drop(fut);
+    });
+    assert_eq!(
+        m,
+        expect(&[
+            (
+                "telecho_retry.requests{status_class=none,stop_reason=cancelled}",
+                V::C(1)
+            ),
+            (
+                "telecho_retry.retries{decision=backoff,status_class=5xx}",
+                V::C(1)
+            ),
+            (
+                "telecho_retry.retry_delay{decision=backoff}",
+                V::H(vec![1.0])
+            ),
+        ])
+    );
+}
+
+#[test]
+fn described_units_reach_the_recorder() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    metrics::with_local_recorder(&recorder, || {
+        describe_metrics();
+        runtime.block_on(tower_run(exact(), vec![status(503), status(200)]));
+    });
+    let units: BTreeMap<(MetricKind, String), Option<Unit>> = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .map(|(key, unit, description, _)| {
+            assert!(description.is_some_and(|d| !d.is_empty()));
+            let (kind, key) = key.into_parts();
+            ((kind, key.name().to_owned()), unit)
+        })
+        .collect();
+    assert_eq!(
+        units,
+        BTreeMap::from([
+            (
+                (MetricKind::Counter, metric::REQUESTS.to_owned()),
+                Some(Unit::Count)
+            ),
+            (
+                (MetricKind::Counter, metric::RETRIES.to_owned()),
+                Some(Unit::Count)
+            ),
+            (
+                (MetricKind::Histogram, metric::RETRY_DELAY.to_owned()),
+                Some(Unit::Seconds)
+            ),
+        ])
+    );
+}
+
+// ===== the same scenarios through the reqwest middleware =====
+
+#[cfg(feature = "reqwest")]
+mod through_reqwest {
+    use super::*;
+    use crate::support::{Reply, Server};
+
+    fn fast() -> RetryPolicyBuilder {
+        exact()
+            .base_delay(Duration::from_millis(10))
+            .max_delay(Duration::from_millis(100))
+    }
+
+    fn client(retry: TelEchoRetry) -> ::reqwest_middleware::ClientWithMiddleware {
+        ::reqwest_middleware::ClientBuilder::new(
+            reqwest::Client::builder().no_proxy().build().unwrap(),
+        )
+        .with(retry)
+        .build()
+    }
+
+    #[test]
+    fn reqwest_503_503_200() {
+        let m = record(false, || async {
+            let server = Server::scripted(vec![
+                Reply::status(503),
+                Reply::status(503),
+                Reply::status(200),
+            ])
+            .await;
+            let resp = client(TelEchoRetry::new(fast().build()))
+                .get(server.url("/v1/agents"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+        });
+        assert_eq!(
+            m,
+            expect(&[
+                (
+                    "telecho_retry.requests{status_class=2xx,stop_reason=success}",
+                    V::C(1)
+                ),
+                (
+                    "telecho_retry.retries{decision=backoff,status_class=5xx}",
+                    V::C(2)
+                ),
+                (
+                    "telecho_retry.retry_delay{decision=backoff}",
+                    V::H(vec![0.01, 0.02])
+                ),
+            ])
+        );
+    }
+
+    #[test]
+    fn reqwest_429_retry_after_holds_back_a_second_request() {
+        let m = record(false, || async {
+            let server = Server::scripted(vec![
+                Reply::status(429).header("retry-after", "1"),
+                Reply::status(200),
+            ])
+            .await;
+            let client = client(TelEchoRetry::new(fast().build()));
+            let first = tokio::spawn({
+                let request = client.get(server.url("/v1/agents"));
+                async move { request.send().await.unwrap().status() }
+            });
+            // The second request starts once the first has met its 429.
+            while server.hits("/v1/agents") == 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let second = client.get(server.url("/v1/agents")).send().await.unwrap();
+            assert_eq!(second.status(), 200);
+            assert_eq!(first.await.unwrap(), 200);
+        });
+        let wait = rounded(&m, "telecho_retry.cooldown.delay");
+        assert_eq!(wait.len(), 1);
+        assert!(wait[0] > 0.5 && wait[0] < 1.0, "held back for {wait:?}");
+        let mut without_wait = m.clone();
+        without_wait.remove("telecho_retry.cooldown.delay");
+        assert_eq!(
+            without_wait,
+            expect(&[
+                (
+                    "telecho_retry.requests{status_class=2xx,stop_reason=success}",
+                    V::C(2)
+                ),
+                (
+                    "telecho_retry.retries{decision=retry_after,status_class=4xx}",
+                    V::C(1)
+                ),
+                (
+                    "telecho_retry.retry_delay{decision=retry_after}",
+                    V::H(vec![1.0])
+                ),
+                ("telecho_retry.cooldown.holds", V::C(1)),
+            ])
+        );
+    }
+
+    #[test]
+    fn reqwest_budget_refusal() {
+        let m = record(false, || async {
+            let server = Server::scripted(vec![Reply::status(503)]).await;
+            let resp = client(TelEchoRetry::new(no_budget().build()))
+                .get(server.url("/v1/agents"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 503);
+        });
+        assert_eq!(
+            m,
+            expect(&[
+                (
+                    "telecho_retry.requests{status_class=5xx,stop_reason=budget}",
+                    V::C(1)
+                ),
+                ("telecho_retry.budget.refusals{status_class=5xx}", V::C(1)),
+            ])
+        );
+    }
+
+    #[test]
+    fn reqwest_fatal_401() {
+        let m = record(false, || async {
+            let server = Server::scripted(vec![Reply::status(401)]).await;
+            let resp = client(TelEchoRetry::new(fast().build()))
+                .get(server.url("/v1/agents"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 401);
+        });
+        assert_eq!(
+            m,
+            expect(&[(
+                "telecho_retry.requests{status_class=4xx,stop_reason=fatal}",
+                V::C(1)
+            )])
+        );
+    }
+}

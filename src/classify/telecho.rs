@@ -73,7 +73,7 @@ impl TelEchoClassifier {
     /// # Default
     ///
     /// `SystemTime::now`.
-    pub fn with_wall_clock(mut self, now: impl Fn() -> SystemTime + Send + Sync + 'static) -> Self {
+    pub fn wall_clock(mut self, now: impl Fn() -> SystemTime + Send + Sync + 'static) -> Self {
         self.clock = Some(Arc::new(now));
         self
     }

@@ -540,7 +540,7 @@ impl RetryPolicyBuilder {
     ///
     /// `SystemTime::now`.
     pub fn wall_clock(mut self, now: impl Fn() -> SystemTime + Send + Sync + 'static) -> Self {
-        self.telecho = self.telecho.with_wall_clock(now);
+        self.telecho = self.telecho.wall_clock(now);
         self
     }
 

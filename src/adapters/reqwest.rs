@@ -80,9 +80,12 @@ impl Middleware for TelEchoRetry {
         match Retrying::new(service, state, attempt).await {
             Ok(done) => {
                 *extensions = done.extensions;
-                if let Some(info) = done.response.extensions().get::<RetryInfo>() {
-                    extensions.insert(*info);
-                }
+                match done.response.extensions().get::<RetryInfo>() {
+                    Some(info) => extensions.insert(*info),
+                    // A first-try success: no info, and none left from an earlier request
+                    // whose extensions the caller reused.
+                    None => extensions.remove::<RetryInfo>(),
+                };
                 Ok(done.response)
             }
             Err(Failure::Inner(failed, info)) => {

@@ -3,7 +3,7 @@
 
 use http::Extensions;
 use reqwest::{Request, Response};
-use reqwest_tracing::{default_on_request_success, default_span_name, ReqwestOtelSpanBackend};
+use reqwest_tracing::{default_on_request_success, ReqwestOtelSpanBackend};
 use tracing::field::Empty;
 use tracing::Span;
 
@@ -47,7 +47,10 @@ pub struct ResendCountSpanBackend;
 
 impl ReqwestOtelSpanBackend for ResendCountSpanBackend {
     fn on_request_start(req: &Request, extensions: &mut Extensions) -> Span {
-        let name = default_span_name(req, extensions);
+        // The method as OpenTelemetry names it (`_OTHER` for a made-up one), not as sent:
+        // the span's name must not grow with every method a caller invents.
+        let name = observe::method_str(req.method());
+        let _ = extensions;
         let url = req.url();
         tracing::info_span!(
             target: "telecho_retry",
@@ -57,7 +60,7 @@ impl ReqwestOtelSpanBackend for ResendCountSpanBackend {
             server.address = url.host_str().unwrap_or(""),
             server.port = url.port_or_known_default().map(i64::from),
             otel.kind = "client",
-            otel.name = %name,
+            otel.name = name,
             otel.status_code = Empty,
             http.response.status_code = Empty,
             http.request.resend_count = AttemptNumber::resend_count(extensions),

@@ -146,7 +146,7 @@ where
             .map(|at| Box::pin(tokio::time::sleep_until(at)));
         let mut slot = None;
         let mut idempotent = None;
-        let mut span = AttemptSpan::default();
+        let mut span = AttemptSpan::for_request();
         let state = match retry.admit() {
             Admission::Send => send(
                 &mut service,
@@ -225,9 +225,12 @@ where
     };
     let number = retry.attempts() + 1;
     // Retries only: the first attempt stays allocation-free (no number means attempt 1).
-    if number > 1 {
-        if let Some(extensions) = request.extensions_mut() {
+    if let Some(extensions) = request.extensions_mut() {
+        if number > 1 {
             extensions.insert(AttemptNumber(number));
+        } else if !extensions.is_empty() {
+            // Extensions reused from an earlier request must not make this one a resend.
+            extensions.remove::<AttemptNumber>();
         }
     }
     if let Some(name) = retry.policy().attempt_header() {
@@ -235,7 +238,8 @@ where
             .headers_mut()
             .insert(name.clone(), HeaderValue::from(number));
     }
-    *span = observe::attempt_started(request.method(), number);
+    let started = observe::attempt_started(request.method(), number, span);
+    *span = started;
     let entered = span.enter();
     let future = service.call(request);
     drop(entered);
@@ -397,6 +401,7 @@ where
                             observe::refused(reason, cooldown);
                             // A retry refused: the outcome it would have replaced, if kept.
                             if let Some(last) = this.last.take() {
+                                observe::stopped_between(this.retry);
                                 return Poll::Ready(finish(this.retry, *last));
                             }
                             return Poll::Ready(Err(Failure::Engine(refusal(
@@ -411,6 +416,7 @@ where
                 StateProj::Reserving => {
                     if past_deadline(this.deadline, cx) {
                         this.retry.stop_at_deadline(false);
+                        observe::stopped_between(this.retry);
                         if let Some(last) = this.last.take() {
                             return Poll::Ready(finish(this.retry, *last));
                         }
@@ -418,7 +424,8 @@ where
                     }
                     if let Err(error) = ready!(this.service.poll_ready(cx)) {
                         // The inner service broke: its error ends the request.
-                        this.retry.give_up(StopReason::Fatal);
+                        this.retry.give_up(StopReason::ServiceError);
+                        observe::stopped_between(this.retry);
                         return Poll::Ready(Err(Failure::Inner(error, this.retry.info())));
                     }
                     let Some(request) = this.request.take() else {
@@ -429,6 +436,7 @@ where
                     if let Some(last) = this.last.take() {
                         if !request.is_replayable() {
                             this.retry.give_up(StopReason::NotReplayable);
+                            observe::stopped_between(this.retry);
                             return Poll::Ready(finish(this.retry, *last));
                         }
                     }

@@ -25,6 +25,9 @@ pub enum StopReason {
     /// Retryable, but the next delay would cross the
     /// [deadline](crate::RetryPolicyBuilder::deadline).
     Deadline,
+    /// The inner service failed to become ready (`poll_ready` returned an error): its
+    /// error ends the request.
+    ServiceError,
 }
 
 impl StopReason {
@@ -38,6 +41,7 @@ impl StopReason {
             StopReason::NotReplayable => "not_replayable",
             StopReason::Budget => "budget",
             StopReason::Deadline => "deadline",
+            StopReason::ServiceError => "service_error",
         }
     }
 }
@@ -92,7 +96,7 @@ impl RetryInfo {
         RetryInfo {
             attempts: 0,
             slept: Duration::ZERO,
-            stop: None,
+            stop: Some(StopReason::ServiceError),
         }
     }
 

@@ -251,7 +251,6 @@ impl StatusClass {
 enum Ending {
     Stopped(StopReason),
     Cancelled,
-    ServiceError,
 }
 
 #[cfg(feature = "metrics")]
@@ -265,7 +264,7 @@ impl Ending {
         Ending::Stopped(StopReason::Budget),
         Ending::Stopped(StopReason::Deadline),
         Ending::Cancelled,
-        Ending::ServiceError,
+        Ending::Stopped(StopReason::ServiceError),
     ];
 
     /// The position in [`Ending::ALL`].
@@ -279,7 +278,7 @@ impl Ending {
             Ending::Stopped(StopReason::Budget) => 5,
             Ending::Stopped(StopReason::Deadline) => 6,
             Ending::Cancelled => 7,
-            Ending::ServiceError => 8,
+            Ending::Stopped(StopReason::ServiceError) => 8,
         }
     }
 
@@ -287,7 +286,6 @@ impl Ending {
         match self {
             Ending::Stopped(reason) => reason.as_str(),
             Ending::Cancelled => "cancelled",
-            Ending::ServiceError => "service_error",
         }
     }
 }
@@ -329,6 +327,9 @@ pub(crate) fn method_str(method: &Method) -> &'static str {
 pub(crate) struct AttemptSpan {
     #[cfg(feature = "tracing")]
     span: tracing::Span,
+    // The span current when the request was made: every attempt's parent.
+    #[cfg(feature = "tracing")]
+    parent: tracing::Span,
 }
 
 // Not derived: `tracing::Span` has no `Default` (it is `Span::none()` here).
@@ -338,11 +339,25 @@ impl Default for AttemptSpan {
         AttemptSpan {
             #[cfg(feature = "tracing")]
             span: tracing::Span::none(),
+            #[cfg(feature = "tracing")]
+            parent: tracing::Span::none(),
         }
     }
 }
 
 impl AttemptSpan {
+    /// No attempt yet; the attempts' spans will be children of the span current now (when
+    /// the request is made), wherever the request's future is polled later.
+    #[inline]
+    pub(crate) fn for_request() -> Self {
+        AttemptSpan {
+            #[cfg(feature = "tracing")]
+            span: tracing::Span::none(),
+            #[cfg(feature = "tracing")]
+            parent: tracing::Span::current(),
+        }
+    }
+
     /// Runs `f` inside the span.
     #[inline]
     pub(crate) fn in_scope<T>(&self, f: impl FnOnce() -> T) -> T {
@@ -377,14 +392,16 @@ impl AttemptSpan {
 /// Attempt `number` (1 for the first) of a request with `method` is about to be sent: its
 /// span, created as a child of the current one.
 #[inline]
-pub(crate) fn attempt_started(method: &Method, number: u32) -> AttemptSpan {
+pub(crate) fn attempt_started(method: &Method, number: u32, request: &AttemptSpan) -> AttemptSpan {
     #[cfg(feature = "tracing")]
     {
         use tracing::field::Empty;
         // The field values are computed only when the span is enabled.
         AttemptSpan {
+            parent: request.parent.clone(),
             span: tracing::info_span!(
                 target: "telecho_retry",
+                parent: &request.parent,
                 "telecho_retry.attempt",
                 http.request.method = method_str(method),
                 http.request.resend_count = super::info::resend_count(number),
@@ -400,7 +417,7 @@ pub(crate) fn attempt_started(method: &Method, number: u32) -> AttemptSpan {
     }
     #[cfg(not(feature = "tracing"))]
     {
-        let _ = (method, number);
+        let _ = (method, number, request);
         AttemptSpan::default()
     }
 }
@@ -514,10 +531,29 @@ pub(crate) fn finished<R: ResponseParts, E>(stop: Option<StopReason>, result: &R
             Ok(response) => StatusClass::of(response.status()),
             Err(_) => StatusClass::Error,
         };
-        count_request(stop.map_or(Ending::ServiceError, Ending::Stopped), class);
+        let stop = stop.unwrap_or(StopReason::ServiceError);
+        count_request(Ending::Stopped(stop), class);
     }
     #[cfg(not(feature = "metrics"))]
     let _ = (stop, result);
+}
+
+/// Retrying stopped between attempts: the retry decided was not sent (refused, the
+/// deadline, the inner service broken, the body no longer replayable). Logs why, as
+/// `not retrying` does after an attempt.
+pub(crate) fn stopped_between(state: &RetryState) {
+    #[cfg(feature = "tracing")]
+    if let Some(reason) = state.stop_reason() {
+        tracing::debug!(
+            target: "telecho_retry",
+            attempt = state.attempts(),
+            stop = reason.as_str(),
+            slept_ms = state.info().slept().as_millis() as u64,
+            "not retrying"
+        );
+    }
+    #[cfg(not(feature = "tracing"))]
+    let _ = state;
 }
 
 /// The request was dropped before it ended (an attempt may be in flight).
@@ -579,7 +615,7 @@ fn trace_outcome(span: &tracing::Span, state: &RetryState, outcome: &Outcome<'_>
                 status,
                 error_kind,
                 code,
-                decision = ?decision,
+                decision = decision.map(decision_str),
                 delay_ms = delay.as_millis() as u64,
                 "retrying"
             )
@@ -593,7 +629,7 @@ fn trace_outcome(span: &tracing::Span, state: &RetryState, outcome: &Outcome<'_>
                     status,
                     error_kind,
                     code,
-                    decision = ?decision,
+                    decision = decision.map(decision_str),
                     stop = reason.as_str(),
                     slept_ms = state.info().slept().as_millis() as u64,
                     "not retrying"

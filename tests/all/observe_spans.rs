@@ -489,3 +489,43 @@ async fn no_header_value_url_query_or_body_in_any_span_or_event() {
         );
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn tower_every_attempt_stays_under_the_span_current_when_the_request_was_made() {
+    let capture = Capture::default();
+    let _guard = capture.install();
+    let mut svc = TelEchoRetry::new(exact().build()).layer(scripted(vec![
+        status(503),
+        status(503),
+        status(200),
+    ]));
+    let caller = tracing::info_span!("caller");
+    let fut = {
+        let _entered = caller.enter();
+        std::future::poll_fn(|cx| svc.poll_ready(cx)).await.unwrap();
+        svc.call(request("GET", "http://api.telecho.test/v1/agents"))
+    };
+    // Awaited elsewhere, outside the caller's span.
+    let resp = tokio::spawn(fut).await.unwrap().unwrap();
+    assert_eq!(resp.status(), 200);
+    let c = capture.get();
+    let caller = c.spans.iter().position(|s| s.name == "caller");
+    let attempts = c.named(ATTEMPT_SPAN);
+    assert_eq!(attempts.len(), 3);
+    for a in &attempts {
+        assert_eq!(a.parent, caller, "every attempt, retries included: {a:?}");
+    }
+    // The events' `decision` takes the span field's values.
+    let retrying: Vec<_> = c
+        .events
+        .iter()
+        .filter(|e| e.fields.get("message").map(String::as_str) == Some("retrying"))
+        .collect();
+    assert_eq!(retrying.len(), 2);
+    for e in retrying {
+        assert_eq!(
+            e.fields.get("decision").map(String::as_str),
+            Some("backoff")
+        );
+    }
+}

@@ -569,3 +569,31 @@ async fn a_classifier_sees_whether_a_get_answered_2xx_is_idempotent() {
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
     assert_eq!(attempts(&seen), 1);
 }
+
+#[tokio::test]
+async fn reused_extensions_carry_nothing_over_to_the_next_request() {
+    let server = Server::scripted(vec![Reply::status(503), Reply::status(200)]).await;
+    let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(TelEchoRetry::new(fast().build()))
+        .build();
+    let mut extensions = http::Extensions::new();
+    let first = client.get(server.url("/a")).build().unwrap();
+    let resp = client
+        .execute_with_extensions(first, &mut extensions)
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(RetryInfo::of(&extensions).attempts(), 2);
+    let second = client.get(server.url("/b")).build().unwrap();
+    let resp = client
+        .execute_with_extensions(second, &mut extensions)
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        RetryInfo::of(&extensions).attempts(),
+        1,
+        "not the first request's info"
+    );
+    assert_eq!(telecho_retry::AttemptNumber::of(&extensions), 1);
+}

@@ -353,8 +353,13 @@ impl AttemptSpan {
         AttemptSpan {
             #[cfg(feature = "tracing")]
             span: tracing::Span::none(),
+            // (Asked only when some subscriber wants `INFO`: the check is one atomic read.)
             #[cfg(feature = "tracing")]
-            parent: tracing::Span::current(),
+            parent: if tracing::level_enabled!(tracing::Level::INFO) {
+                tracing::Span::current()
+            } else {
+                tracing::Span::none()
+            },
         }
     }
 

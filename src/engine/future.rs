@@ -103,15 +103,19 @@ pin_project! {
         Admitting,
         // Admitted; waiting for the inner service to be ready.
         Reserving,
-        // An attempt is in flight.
-        Called { #[pin] future: F },
-        // An attempt is in flight, bounded by the attempt timeout.
-        Timed { #[pin] future: F, sleep: Pin<Box<Sleep>>, after: Duration },
+        // An attempt is in flight, bounded by the attempt timeout if there is one.
+        Called { #[pin] future: F, timer: Option<AttemptTimer> },
         // An error response arrived; reading its body for the error code.
         Peeking { peek: Pin<Box<PeekFuture<R::Body>>>, head: Option<Box<R::Head>> },
         // Refused before an attempt was sent.
         Refused { error: Option<RetryError> },
     }
+}
+
+/// The attempt timeout of the attempt in flight: when it fires, and how long it was.
+struct AttemptTimer {
+    sleep: Pin<Box<Sleep>>,
+    after: Duration,
 }
 
 /// What one attempt came to: a response (as it will be handed back) with the error code
@@ -244,14 +248,11 @@ where
     let future = service.call(request);
     drop(entered);
     retry.attempt_sent();
-    match retry.per_attempt_timeout() {
-        Some(after) => State::Timed {
-            future,
-            sleep: Box::pin(tokio::time::sleep(after)),
-            after,
-        },
-        None => State::Called { future },
-    }
+    let timer = retry.per_attempt_timeout().map(|after| AttemptTimer {
+        sleep: Box::pin(tokio::time::sleep(after)),
+        after,
+    });
+    State::Called { future, timer }
 }
 
 /// What [`decide`] says: retry after a delay (with the outcome that led to it), or hand
@@ -451,9 +452,14 @@ where
                     this.state.set(next);
                     continue;
                 }
-                StateProj::Called { future } => match this.span.in_scope(|| future.poll(cx)) {
+                StateProj::Called { future, timer } => match this.span.in_scope(|| future.poll(cx))
+                {
                     Poll::Ready(Ok(response)) => {
-                        match read_code(response, this.request.is_some(), this.retry, None) {
+                        // The body is read within what is left of the attempt's time.
+                        let left = timer
+                            .as_ref()
+                            .map(|t| t.sleep.deadline().saturating_duration_since(Instant::now()));
+                        match read_code(response, this.request.is_some(), this.retry, left) {
                             CodeRead::Done(attempted) => attempted,
                             CodeRead::Peek(peeking) => {
                                 this.state.set(peeking);
@@ -466,34 +472,11 @@ where
                         if past_deadline(this.deadline, cx) {
                             return Poll::Ready(Err(cut_at_deadline(this)));
                         }
-                        return Poll::Pending;
-                    }
-                },
-                StateProj::Timed {
-                    future,
-                    sleep,
-                    after,
-                } => match this.span.in_scope(|| future.poll(cx)) {
-                    // The body is read within what is left of the attempt's time.
-                    Poll::Ready(Ok(response)) => match read_code(
-                        response,
-                        this.request.is_some(),
-                        this.retry,
-                        Some(sleep.deadline().saturating_duration_since(Instant::now())),
-                    ) {
-                        CodeRead::Done(attempted) => attempted,
-                        CodeRead::Peek(peeking) => {
-                            this.state.set(peeking);
-                            continue;
-                        }
-                    },
-                    Poll::Ready(Err(error)) => Attempted::Error(error),
-                    Poll::Pending => {
-                        if past_deadline(this.deadline, cx) {
-                            return Poll::Ready(Err(cut_at_deadline(this)));
-                        }
-                        ready!(sleep.as_mut().poll(cx));
-                        Attempted::TimedOut(*after)
+                        let Some(timer) = timer else {
+                            return Poll::Pending;
+                        };
+                        ready!(timer.sleep.as_mut().poll(cx));
+                        Attempted::TimedOut(timer.after)
                     }
                 },
                 StateProj::Peeking { peek, head } => {

@@ -28,6 +28,17 @@
 //!   arrives: fully concurrent requests may each meet it. On by default for 429; see
 //!   [`RetryPolicyBuilder::shared_cooldown`](crate::RetryPolicyBuilder::shared_cooldown).
 //!
+//! - **Client-side pacing** ([`Pacing`], opt-in:
+//!   [`RetryPolicyBuilder::pacing`](crate::RetryPolicyBuilder::pacing)): at most N attempts
+//!   per period to the origin, first attempts and retries alike, spaced evenly by a GCRA
+//!   (the `governor` crate, on tokio's clock). An attempt whose slot lies ahead waits for
+//!   it, first come first served, holding no capacity of the inner service, within its
+//!   deadline; one whose slot lies further ahead than `max_retry_after` fails at once with
+//!   [`RetryErrorKind::RateLimited`](crate::RetryErrorKind::RateLimited), or than the
+//!   deadline with [`RetryErrorKind::Deadline`](crate::RetryErrorKind::Deadline), carrying
+//!   the wait, and takes no slot. Paced at the server's limit, a burst of concurrent
+//!   requests meets no 429. A fleet store keeps the same GCRA for every replica.
+//!
 //! The request path reads the cooldown from an atomic; a request holds its origin's
 //! limits from start to end. At most 256 origins are kept apart; past that, origins with
 //! nothing in flight and no cooldown are forgotten, and if none can be, a request to a new

@@ -24,10 +24,9 @@ pub(crate) fn pace(remote: &Arc<Remote>, max_wait: Duration) -> Pace {
     Pace::Wait(Box::pin(async move {
         let start = Instant::now();
         match remote.link.pace(&remote.pace_key, max_wait).await {
+            Ok(slot) if slot.reserved && slot.wait.is_zero() => Paced::Free,
             Ok(slot) if slot.reserved => {
-                if !slot.wait.is_zero() {
-                    tokio::time::sleep(slot.wait).await;
-                }
+                tokio::time::sleep(slot.wait).await;
                 Paced::Go
             }
             Ok(slot) => Paced::TooLong(slot.wait),

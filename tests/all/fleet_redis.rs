@@ -478,3 +478,21 @@ fn building_outside_a_runtime_is_an_error_not_a_panic() {
         .unwrap_err();
     assert!(err.to_string().contains("tokio runtime"), "{err}");
 }
+
+#[tokio::test]
+async fn a_free_slot_is_no_wait_the_round_trip_is_not_counted_as_sleep() {
+    let scope = Scope::new();
+    let policy = RetryPolicy::builder()
+        .pacing(Pacing::new(1_000_000, Duration::from_secs(1)).burst(1_000))
+        .build();
+    let store = scope.store(&redis_url(), &policy);
+    let svc = replica(policy, &store, Calls::default(), |_| ok());
+    for _ in 0..3 {
+        let resp = svc.clone().oneshot(get()).await.unwrap();
+        assert_eq!(
+            telecho_retry::RetryInfo::of(resp.extensions()).slept(),
+            Duration::ZERO
+        );
+    }
+    assert_eq!(store.fallbacks(), 0);
+}

@@ -497,7 +497,63 @@ const MAX_ORIGINS: usize = 256;
 
 /// Origins by key. The keys are hashes already: the map hashes them again with FxHash, not
 /// SipHash.
-type OriginMap = HashMap<u64, Arc<InProcessOrigin>, FxBuildHasher>;
+type OriginMap<T> = HashMap<u64, Arc<T>, FxBuildHasher>;
+
+/// The limits of each origin, read without a lock on the request path; replaced whole
+/// (under `insert`) when an origin is added, which happens once per origin. At most
+/// [`MAX_ORIGINS`]: past it, origins that no request holds and that are not `busy` are
+/// forgotten, and if none can be, a new origin gets limits kept nowhere.
+pub(crate) struct OriginTable<T> {
+    origins: ArcSwap<OriginMap<T>>,
+    insert: Mutex<()>,
+}
+
+impl<T> OriginTable<T> {
+    pub(crate) fn new() -> Self {
+        OriginTable {
+            origins: ArcSwap::from_pointee(OriginMap::default()),
+            insert: Mutex::new(()),
+        }
+    }
+
+    pub(crate) fn get(&self, key: u64) -> Option<Arc<T>> {
+        self.origins.load().get(&key).cloned()
+    }
+
+    /// Every origin kept.
+    pub(crate) fn load(&self) -> arc_swap::Guard<Arc<OriginMap<T>>> {
+        self.origins.load()
+    }
+
+    /// The limits of `key`, made by `make` on first use.
+    pub(crate) fn get_or_insert(
+        &self,
+        key: u64,
+        busy: impl Fn(&T, Instant) -> bool,
+        make: impl FnOnce() -> T,
+    ) -> Arc<T> {
+        if let Some(found) = self.get(key) {
+            return found;
+        }
+        let _insert = self.insert.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(found) = self.get(key) {
+            return found;
+        }
+        let mut origins = OriginMap::clone(&self.origins.load());
+        if origins.len() >= MAX_ORIGINS {
+            let now = Instant::now();
+            origins.retain(|_, o| Arc::strong_count(o) > 1 || busy(o, now));
+            if origins.len() >= MAX_ORIGINS {
+                // Limits of its own, kept nowhere: never another origin's cooldown.
+                return Arc::new(make());
+            }
+        }
+        let created = Arc::new(make());
+        origins.insert(key, Arc::clone(&created));
+        self.origins.store(Arc::new(origins));
+        created
+    }
+}
 
 /// The in-process [`LimitStore`]: per-origin budgets and cooldowns in memory, the
 /// cooldown an atomic read on the request path.
@@ -506,10 +562,7 @@ pub(crate) struct InProcess {
     cooldown: bool,
     pacing: Option<Pacing>,
     base: Instant,
-    /// Read without a lock on the request path; replaced whole (under `insert`) when an
-    /// origin is added, which happens once per origin.
-    origins: ArcSwap<OriginMap>,
-    insert: Mutex<()>,
+    origins: OriginTable<InProcessOrigin>,
 }
 
 impl InProcess {
@@ -520,8 +573,7 @@ impl InProcess {
             cooldown,
             pacing,
             base,
-            origins: ArcSwap::from_pointee(OriginMap::default()),
-            insert: Mutex::new(()),
+            origins: OriginTable::new(),
         }
     }
 
@@ -535,37 +587,17 @@ impl InProcess {
     }
 
     fn get(&self, key: u64) -> Option<Arc<InProcessOrigin>> {
-        self.origins.load().get(&key).cloned()
+        self.origins.get(key)
     }
 }
 
 impl LimitStore for InProcess {
     fn origin(&self, origin: &Origin<'_>) -> Arc<dyn OriginLimits> {
-        let key = origin.key();
-        if let Some(found) = self.get(key) {
-            return found;
-        }
-        let _insert = self.insert.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(found) = self.get(key) {
-            return found;
-        }
-        let mut origins = OriginMap::clone(&self.origins.load());
-        if origins.len() >= MAX_ORIGINS {
-            let now = Instant::now();
-            origins.retain(|_, o| {
-                Arc::strong_count(o) > 1
-                    || o.cooldown_remaining(now).is_some()
-                    || o.refusal_remaining(now).is_some()
-            });
-            if origins.len() >= MAX_ORIGINS {
-                // Limits of its own, kept nowhere: never another origin's cooldown.
-                return Arc::new(self.new_origin());
-            }
-        }
-        let created = Arc::new(self.new_origin());
-        origins.insert(key, Arc::clone(&created));
-        self.origins.store(Arc::new(origins));
-        created
+        self.origins.get_or_insert(
+            origin.key(),
+            |o, now| o.cooldown_remaining(now).is_some() || o.refusal_remaining(now).is_some(),
+            || self.new_origin(),
+        )
     }
 
     fn cooldown_remaining(&self, origin: &Origin<'_>, now: Instant) -> Option<Duration> {

@@ -542,7 +542,8 @@ impl<T> OriginTable<T> {
         let mut origins = OriginMap::clone(&self.origins.load());
         if origins.len() >= MAX_ORIGINS {
             let now = Instant::now();
-            origins.retain(|_, o| Arc::strong_count(o) > 1 || busy(o, now));
+            // Idle: held by the map in use and by this copy of it, by no request.
+            origins.retain(|_, o| Arc::strong_count(o) > 2 || busy(o, now));
             if origins.len() >= MAX_ORIGINS {
                 // Limits of its own, kept nowhere: never another origin's cooldown.
                 return Arc::new(make());
@@ -907,6 +908,25 @@ mod tests {
         let fresh = store.origin(&Origin::new(Some("http"), Some("fresh.example"), None));
         assert_eq!(fresh.refusal_remaining(Instant::now()), None);
         assert_eq!(fresh.cooldown_remaining(Instant::now()), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn past_the_origin_bound_idle_origins_are_forgotten_and_new_ones_kept() {
+        let store = InProcess::new(None, true, None);
+        let hosts: Vec<String> = (0..MAX_ORIGINS).map(|i| format!("h{i}")).collect();
+        for h in &hosts {
+            drop(store.origin(&Origin::new(Some("http"), Some(h), None)));
+        }
+        let late = Origin::new(Some("http"), Some("late.example"), None);
+        store
+            .origin(&late)
+            .cool_down_until(Instant::now() + Duration::from_secs(5));
+        assert_eq!(
+            store.origin(&late).cooldown_remaining(Instant::now()),
+            Some(Duration::from_secs(5)),
+            "the late origin's limits are kept, not made anew for each request"
+        );
+        assert!(store.origins.load().len() <= MAX_ORIGINS);
     }
 
     #[tokio::test(start_paused = true)]

@@ -97,14 +97,15 @@ impl RedisLimitsBuilder {
     /// [`TelEchoRetry::with_limits`](crate::TelEchoRetry::with_limits). The retry budget,
     /// the shared cooldown's switch and the pacing are the `policy`'s.
     ///
-    /// Call it within a tokio runtime: it spawns the background tasks (they end when the
-    /// limits are dropped). It does not connect: Redis being down is no error (requests then
+    /// Call it within a tokio runtime with its time driver enabled (as every use of the
+    /// crate needs: `#[tokio::main]`, or a builder's `enable_all`/`enable_time`): it spawns
+    /// the background tasks (they end when the limits are dropped). It does not connect: Redis being down is no error (requests then
     /// use the in-process limits until it answers).
     ///
     /// # Errors
     ///
-    /// A URL the redis crate does not accept, an empty scope, a scope that looks like a
-    /// TelEcho API key (`tel_sk_…`), or no tokio runtime.
+    /// A URL the redis crate does not accept, an empty scope, a scope that contains what
+    /// looks like a TelEcho API key (`tel_sk_` in any case), or no tokio runtime.
     pub fn build(self, policy: &RetryPolicy) -> Result<SharedLimits, RedisLimitsError> {
         self.build_store(policy).map(SharedLimits::from_store)
     }
@@ -120,7 +121,7 @@ impl RedisLimitsBuilder {
         if self.scope.is_empty() {
             return Err(RedisLimitsError(ErrorKind::EmptyScope));
         }
-        if self.scope.starts_with("tel_sk_") {
+        if self.scope.to_ascii_lowercase().contains("tel_sk_") {
             return Err(RedisLimitsError(ErrorKind::ScopeIsAKey));
         }
         let runtime = tokio::runtime::Handle::try_current()

@@ -1,7 +1,8 @@
 //! The cooldown across the fleet, in two background tasks: the writer records this
 //! process's cooldowns in Redis and announces them; the subscriber applies other replicas'
 //! announcements to memory, and re-reads every running cooldown of the scope each time it
-//! (re)connects. The request path never waits on either.
+//! (re)connects, then records again those this process holds (a Redis restarted without
+//! persistence lost them). The request path never waits on either.
 //!
 //! A message is `<store id> <kind> <remaining ms> <origin>`: the time left, not an
 //! instant, so that replicas' clocks never matter (the time in transit, under a
@@ -119,6 +120,8 @@ async fn session(shared: &Shared) -> Result<(), Failed> {
             }
         }
     }
+    // And what this process holds goes back to Redis, which may have lost it.
+    shared.republish();
     loop {
         match tokio::time::timeout(KEEPALIVE, stream.next()).await {
             Ok(Some(message)) => {

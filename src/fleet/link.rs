@@ -115,7 +115,9 @@ impl Link {
         ConnectionManager::clone(&self.conn.load())
     }
 
-    /// `call`, bounded by `bound`; a failure marks the link unreachable.
+    /// `call`, bounded by `bound`; a failure marks the link unreachable, unless it is a
+    /// timeout of a bound shorter than the call timeout (the caller's own hurry says
+    /// nothing of Redis).
     async fn bounded<T>(
         &self,
         bound: Duration,
@@ -125,13 +127,16 @@ impl Link {
             Ok(Ok(value)) => return Ok(value),
             Ok(Err(e)) if e.is_timeout() => Failed::Timeout,
             Ok(Err(_)) => Failed::Error,
+            Err(_) if bound < self.call_timeout => return Err(Failed::Timeout),
             Err(_) => Failed::Timeout,
         };
         self.unreachable();
         Err(failed)
     }
 
-    /// Takes the next paced slot of `key` (one round trip, bounded by the call timeout).
+    /// Takes the next paced slot of `key`: one round trip, bounded by the call timeout, or
+    /// by half of `max_wait` when that is shorter (a request whose deadline is nearer than
+    /// the call timeout must have time left to be sent on the fallback).
     pub(crate) async fn pace(&self, key: &str, max_wait: Duration) -> Result<Slot, Failed> {
         let Some(pacing) = self.pacing else {
             return Ok(Slot {
@@ -153,7 +158,10 @@ impl Link {
             .arg(tolerance)
             .arg(micros(max_wait));
         let (wait, reserved): (i64, i64) = self
-            .bounded(self.call_timeout, call.invoke_async(&mut conn))
+            .bounded(
+                self.call_timeout.min(max_wait / 2),
+                call.invoke_async(&mut conn),
+            )
             .await?;
         Ok(Slot {
             wait: Duration::from_micros(wait.max(0).unsigned_abs()),

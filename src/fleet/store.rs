@@ -39,7 +39,7 @@ use crate::limits::{LimitStore, LocalPacer, Origin, OriginLimits, Pace};
 ///
 /// Replicas share limits when they use the same Redis, key prefix and *scope*: a name you
 /// give, one per API key (TelEcho's limits are per key). Never the key itself: the scope
-/// is written into Redis keys (a scope starting `tel_sk_` is refused). Limits are kept per
+/// is written into Redis keys (a scope containing `tel_sk_`, in any case, is refused). Limits are kept per
 /// [`Origin`](crate::limits::Origin), as in process. Keys: `{<prefix>:<scope>}:pace:<origin>`,
 /// `{<prefix>:<scope>}:cooldown:<origin>`, `{<prefix>:<scope>}:refusal:<origin>`,
 /// `{<prefix>:<scope>}:cooldowns` (the origins with one), and the pub/sub channel
@@ -67,7 +67,13 @@ use crate::limits::{LimitStore, LocalPacer, Origin, OriginLimits, Pace};
 /// `SCRIPT FLUSH`). It answers the attempt's wait: the attempt sleeps it and goes, or,
 /// when the wait is longer than the request may wait, nothing is reserved and the request
 /// fails at once, as in process. The rate holds for the fleet, whatever the number of
-/// replicas.
+/// replicas. Every replica of a scope must pace alike: the GCRA's state is one per origin,
+/// and a replica with a slower [`Pacing`](crate::limits::Pacing) pushes it further for all
+/// (during a rollout that changes it, the slower rate rules).
+///
+/// A request whose deadline is nearer than the call timeout waits for Redis at most half
+/// of the time it has left, then goes on the in-process pacing (without marking Redis
+/// unreachable).
 ///
 /// # When Redis cannot be reached
 ///
@@ -184,6 +190,22 @@ impl Shared {
             |o, now| o.cooldown_remaining(now).is_some() || o.refusal_remaining(now).is_some(),
             || self.new_origin(origin),
         )
+    }
+
+    /// Hands every cooldown and refusal still running here to the writer again, for after
+    /// a (re)connect: Redis may have lost them (restarted without persistence), and a
+    /// replica that starts later must still learn of them. The writer keeps the later
+    /// deadline, so nothing is lengthened.
+    pub(crate) fn republish(&self) {
+        let now = Instant::now();
+        for o in self.origins.load().values() {
+            if let Some(left) = o.local.cooldown_remaining(now) {
+                o.announce(Kind::Cooldown, now + left);
+            }
+            if let Some(left) = o.local.refusal_remaining(now) {
+                o.announce(Kind::Refusal, now + left);
+            }
+        }
     }
 
     /// Another replica's cooldown (or one re-read from Redis): `remaining` from now, kept

@@ -465,10 +465,99 @@ async fn neither_the_password_nor_the_key_reaches_debug_output_or_errors() {
         source = s.source();
     }
     assert!(!chain.contains("s3cret"), "{chain}");
-    let err = RedisLimits::builder(redis_url(), "tel_sk_live_123")
-        .build(&paced(10))
-        .unwrap_err();
-    assert!(!format!("{err} {err:?}").contains("tel_sk_live_123"));
+    for scope in [
+        "tel_sk_live_123",
+        " tel_sk_live_123",
+        "TEL_SK_LIVE_123",
+        "Bearer tel_sk_live_123",
+        "prod/tel_sk_live_123",
+    ] {
+        let err = RedisLimits::builder(redis_url(), scope)
+            .build(&paced(10))
+            .unwrap_err();
+        let text = format!("{err} {err:?}").to_ascii_lowercase();
+        assert!(!text.contains("tel_sk_live_123"), "{scope:?}: {text}");
+    }
+}
+
+#[tokio::test]
+async fn a_deadline_nearer_than_the_call_timeout_is_not_spent_on_a_stalled_redis() {
+    let scope = Scope::new();
+    let proxy = Proxy::start(redis_addr()).await;
+    let policy = RetryPolicy::builder()
+        .pacing(Pacing::new(50, Duration::from_secs(1)))
+        .deadline(Duration::from_millis(20))
+        .build();
+    let store = scope.store(&proxy.url(), &policy); // call timeout 50 ms
+    let calls = Calls::default();
+    let svc = replica(policy, &store, calls.clone(), |_| ok());
+    each_within(&svc, 1, BOUND).await;
+    proxy.pause();
+    let start = Instant::now();
+    let resp = svc.clone().oneshot(get()).await;
+    let took = start.elapsed();
+    assert!(resp.is_ok(), "sent on the in-process pacing: {resp:?}");
+    assert!(took < Duration::from_millis(20), "{took:?}");
+    assert_eq!(calls.lock().unwrap().len(), 2);
+    assert!(store.fallbacks() >= 1);
+    assert!(
+        store.is_reachable(),
+        "a request's own hurry does not mark Redis unreachable"
+    );
+    proxy.resume();
+}
+
+#[tokio::test]
+async fn a_redis_that_lost_its_keys_gets_running_cooldowns_back_on_reconnect() {
+    let scope = Scope::new();
+    let proxy = Proxy::start(redis_addr()).await;
+    let policy = RetryPolicy::default();
+    let a = scope.store(&proxy.url(), &policy);
+    scope.subscribed(1).await;
+    a.origin(&origin())
+        .cool_down_until(Instant::now() + Duration::from_secs(5));
+    let key = format!("{}cooldown:http://api.example:80", scope.base());
+    let conn = direct().await;
+    let pttl = || {
+        let mut conn = conn.clone();
+        let key = key.clone();
+        async move {
+            redis::cmd("PTTL")
+                .arg(&key)
+                .query_async::<i64>(&mut conn)
+                .await
+                .unwrap()
+        }
+    };
+    let start = Instant::now();
+    while pttl().await <= 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "recorded in Redis"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Redis restarts without persistence while A is cut off: the keys are gone.
+    proxy.down();
+    scope.flush().await;
+    assert!(pttl().await < 0);
+    proxy.up();
+    let start = Instant::now();
+    while pttl().await <= 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "A records its running cooldown again when it reconnects"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(pttl().await <= 5000, "not lengthened");
+    // A replica that starts now learns of it.
+    let late = scope.store(&redis_url(), &policy);
+    eventually("the late replica learns", Duration::from_secs(2), || {
+        late.cooldown_remaining(&origin(), Instant::now())
+            .is_some_and(|d| d > Duration::from_secs(1))
+    })
+    .await;
 }
 
 #[test]

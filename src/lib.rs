@@ -94,12 +94,13 @@ mod envelope;
 pub mod policy;
 mod response_error;
 
-/// Retry budgets and rate-limit cooldowns, kept per origin and shareable between
+/// Retry budgets, rate-limit cooldowns and client-side pacing, kept per origin and shareable between
 /// [`TelEchoRetry`] values (see [`SharedLimits`]).
 pub mod limits {
     #[doc(inline)]
     pub use crate::engine::limits::{LimitStore, Origin, OriginLimits, SharedLimits};
-    pub use crate::policy::RetryBudget;
+    pub use crate::engine::pacer::{LocalPacer, Pace, PaceFuture, Paced};
+    pub use crate::policy::{Pacing, RetryBudget};
 }
 
 #[cfg(feature = "reqwest")]
@@ -112,7 +113,7 @@ pub use adapters::retry::TelEchoRetry;
 #[cfg(feature = "tower")]
 pub use adapters::tower::{ResponseFuture, RetryService};
 
-pub use policy::{Jitter, RetryBudget, RetryPolicy, RetryPolicyBuilder};
+pub use policy::{Jitter, Pacing, RetryBudget, RetryPolicy, RetryPolicyBuilder};
 
 pub use engine::{
     Action, Admission, AttemptNumber, RetryError, RetryErrorKind, RetryInfo, RetryOverride,

@@ -16,6 +16,7 @@ use tower_service::Service;
 use super::error::{RetryError, RetryErrorKind};
 use super::info::{AttemptNumber, RetryInfo, StopReason};
 use super::observe::{self, AttemptSpan};
+use super::pacer::{Pace, PaceFuture, Paced};
 use super::state::{Action, Admission, RetryState};
 use super::traits::{ResponseParts, RetryRequest, RetryResponse};
 use crate::body::peek::{peek, PeekFuture};
@@ -99,8 +100,11 @@ pin_project! {
         // (Timers and the body read are boxed: they exist only on the paths that wait, and
         // the future every call moves stays small.)
         Waiting { sleep: Pin<Box<Sleep>> },
-        // About to ask whether the next attempt may be sent.
-        Admitting,
+        // About to ask whether the next attempt may be sent (`paced`: its paced slot is
+        // taken already; only the cooldown is asked again).
+        Admitting { paced: bool },
+        // Waiting for the attempt's slot under client-side pacing, since `since`.
+        Pacing { wait: PaceFuture, since: Instant },
         // Admitted; waiting for the inner service to be ready.
         Reserving,
         // An attempt is in flight, bounded by the attempt timeout if there is one.
@@ -152,14 +156,33 @@ where
         let mut idempotent = None;
         let mut span = AttemptSpan::for_request();
         let state = match retry.admit() {
-            Admission::Send => send(
-                &mut service,
-                &mut retry,
-                &mut slot,
-                &mut idempotent,
-                &mut span,
-                request,
-            ),
+            Admission::Send => match retry.pace() {
+                Pace::Go => send(
+                    &mut service,
+                    &mut retry,
+                    &mut slot,
+                    &mut idempotent,
+                    &mut span,
+                    request,
+                ),
+                Pace::Wait(wait) => {
+                    // As below: a request waiting for its slot holds no capacity.
+                    service = service.clone();
+                    slot = Some(request);
+                    State::Pacing {
+                        wait,
+                        since: Instant::now(),
+                    }
+                }
+                Pace::TooLong(wait) => {
+                    let reason = retry.stop_reason().unwrap_or(StopReason::RetryAfterTooLong);
+                    observe::refused(reason, Some(wait));
+                    deadline = None;
+                    State::Refused {
+                        error: Some(refusal(reason, Some(wait), retry.info())),
+                    }
+                }
+            },
             Admission::Wait(wait) => {
                 observe::held_back(wait);
                 // Give back what `poll_ready` reserved: a request held back holds no
@@ -386,12 +409,27 @@ where
             let attempted = match this.state.as_mut().project() {
                 StateProj::Waiting { sleep } => {
                     ready!(sleep.as_mut().poll(cx));
-                    this.state.set(State::Admitting);
+                    this.state.set(State::Admitting { paced: false });
                     continue;
                 }
-                StateProj::Admitting => {
+                StateProj::Admitting { paced } => {
+                    let paced = *paced;
                     match this.retry.admit() {
-                        Admission::Send => this.state.set(State::Reserving),
+                        Admission::Send if paced => this.state.set(State::Reserving),
+                        Admission::Send => match this.retry.pace() {
+                            Pace::Go => this.state.set(State::Reserving),
+                            Pace::Wait(wait) => this.state.set(State::Pacing {
+                                wait,
+                                since: Instant::now(),
+                            }),
+                            Pace::TooLong(wait) => {
+                                let reason = this
+                                    .retry
+                                    .stop_reason()
+                                    .unwrap_or(StopReason::RetryAfterTooLong);
+                                return Poll::Ready(refuse(this, reason, Some(wait)));
+                            }
+                        },
                         Admission::Wait(wait) => {
                             observe::held_back(wait);
                             this.state.set(State::Waiting {
@@ -399,29 +437,37 @@ where
                             });
                         }
                         Admission::Reject { reason, cooldown } => {
-                            observe::refused(reason, cooldown);
-                            // A retry refused: the outcome it would have replaced, if kept.
-                            if let Some(last) = this.last.take() {
-                                observe::stopped_between(this.retry);
-                                return Poll::Ready(finish(this.retry, *last));
+                            return Poll::Ready(refuse(this, reason, cooldown));
+                        }
+                    }
+                    continue;
+                }
+                StateProj::Pacing { wait, since } => {
+                    let paced = match wait.as_mut().poll(cx) {
+                        Poll::Ready(paced) => paced,
+                        Poll::Pending => {
+                            if past_deadline(this.deadline, cx) {
+                                return Poll::Ready(deadline_between(this));
                             }
-                            return Poll::Ready(Err(Failure::Engine(refusal(
-                                reason,
-                                cooldown,
-                                this.retry.info(),
-                            ))));
+                            return Poll::Pending;
+                        }
+                    };
+                    let waited = since.elapsed();
+                    this.retry.paced(waited);
+                    observe::paced(waited);
+                    match paced {
+                        // The cooldown may have begun meanwhile: ask it again.
+                        Paced::Go => this.state.set(State::Admitting { paced: true }),
+                        Paced::TooLong(wait) => {
+                            let reason = this.retry.pace_refused(wait);
+                            return Poll::Ready(refuse(this, reason, Some(wait)));
                         }
                     }
                     continue;
                 }
                 StateProj::Reserving => {
                     if past_deadline(this.deadline, cx) {
-                        this.retry.stop_at_deadline(false);
-                        observe::stopped_between(this.retry);
-                        if let Some(last) = this.last.take() {
-                            return Poll::Ready(finish(this.retry, *last));
-                        }
-                        return Poll::Ready(Err(deadline_error(this.retry)));
+                        return Poll::Ready(deadline_between(this));
                     }
                     if let Err(error) = ready!(this.service.poll_ready(cx)) {
                         // The inner service broke: its error ends the request.
@@ -508,7 +554,7 @@ where
             };
             // The attempt is over: drop its future (and with it the connection it holds)
             // before waiting for the next one.
-            this.state.set(State::Admitting);
+            this.state.set(State::Admitting { paced: false });
             match decide(
                 this.retry,
                 this.span,
@@ -560,6 +606,44 @@ where
     CodeRead::Done(Attempted::Response(response.into_output(), None))
 }
 
+/// The next attempt is not sent (`reason`, with the wait that caused it): the caller gets
+/// the outcome of the last attempt if one is kept (a retry refused), else the refusal.
+fn refuse<S, Req>(
+    this: &mut RetryingProj<'_, S, Req>,
+    reason: StopReason,
+    cooldown: Option<Duration>,
+) -> Ending<S::Response, S::Error>
+where
+    S: Service<Req>,
+    S::Response: RetryResponse,
+{
+    observe::refused(reason, cooldown);
+    if let Some(last) = this.last.take() {
+        observe::stopped_between(this.retry);
+        return finish(this.retry, *last);
+    }
+    Err(Failure::Engine(refusal(
+        reason,
+        cooldown,
+        this.retry.info(),
+    )))
+}
+
+/// The deadline passed between attempts: the outcome of the last attempt if one is kept,
+/// else the deadline error.
+fn deadline_between<S, Req>(this: &mut RetryingProj<'_, S, Req>) -> Ending<S::Response, S::Error>
+where
+    S: Service<Req>,
+    S::Response: RetryResponse,
+{
+    this.retry.stop_at_deadline(false);
+    observe::stopped_between(this.retry);
+    if let Some(last) = this.last.take() {
+        return finish(this.retry, *last);
+    }
+    Err(deadline_error(this.retry))
+}
+
 /// Polls the deadline timer, if there is one: `true` once it has fired.
 fn past_deadline(deadline: &mut Option<Pin<Box<Sleep>>>, cx: &mut Context<'_>) -> bool {
     deadline
@@ -577,7 +661,7 @@ where
     S: Service<Req>,
     S::Response: RetryResponse,
 {
-    this.state.set(State::Admitting);
+    this.state.set(State::Admitting { paced: false });
     this.retry.stop_at_deadline(true);
     observe::attempt_cut(this.span, this.retry);
     deadline_error(this.retry)

@@ -28,6 +28,17 @@
 //!   arrives: fully concurrent requests may each meet it. On by default for 429; see
 //!   [`RetryPolicyBuilder::shared_cooldown`](crate::RetryPolicyBuilder::shared_cooldown).
 //!
+//! - **Client-side pacing** ([`Pacing`], opt-in:
+//!   [`RetryPolicyBuilder::pacing`](crate::RetryPolicyBuilder::pacing)): at most N attempts
+//!   per period to the origin, first attempts and retries alike, spaced evenly by a GCRA
+//!   (the `governor` crate, on tokio's clock). An attempt whose slot lies ahead waits for
+//!   it, first come first served, holding no capacity of the inner service, within its
+//!   deadline; one whose slot lies further ahead than `max_retry_after` fails at once with
+//!   [`RetryErrorKind::RateLimited`](crate::RetryErrorKind::RateLimited), or than the
+//!   deadline with [`RetryErrorKind::Deadline`](crate::RetryErrorKind::Deadline), carrying
+//!   the wait, and takes no slot. Paced at the server's limit, a burst of concurrent
+//!   requests meets no 429. A fleet store keeps the same GCRA for every replica.
+//!
 //! The request path reads the cooldown from an atomic; a request holds its origin's
 //! limits from start to end. At most 256 origins are kept apart; past that, origins with
 //! nothing in flight and no cooldown are forgotten, and if none can be, a request to a new
@@ -46,7 +57,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::policy::{RetryBudget, RetryPolicy};
+use super::pacer::{LocalPacer, Pace};
+use crate::policy::{Pacing, RetryBudget, RetryPolicy};
 
 const SLOTS: usize = 10;
 
@@ -397,15 +409,27 @@ pub trait OriginLimits: Send + Sync + fmt::Debug {
 
     /// How long requests to this origin are still refused, if at all.
     fn refusal_remaining(&self, now: Instant) -> Option<Duration>;
+
+    /// Takes the slot of the next attempt to this origin under client-side
+    /// [`Pacing`](crate::limits::Pacing): [`Pace::Go`] to send now, [`Pace::Wait`] with a
+    /// future that resolves when the slot has come (it may do I/O: the engine bounds it by
+    /// the request's deadline), or [`Pace::TooLong`] when the slot lies more than
+    /// `max_wait` ahead (then nothing is taken). Called before every attempt, retries
+    /// included. The default: no pacing, always [`Pace::Go`].
+    fn pace(&self, max_wait: Duration) -> Pace {
+        let _ = max_wait;
+        Pace::Go
+    }
 }
 
 // ===== in process =====
 
-/// The budget and cooldown of one origin, in this process.
-struct InProcessOrigin {
+/// The budget, cooldown and pacer of one origin, in this process.
+pub(crate) struct InProcessOrigin {
     budget: Option<Budget>,
     cooldown: Option<Cooldown>,
     refusal: Option<Cooldown>,
+    pacer: Option<LocalPacer>,
 }
 
 impl OriginLimits for InProcessOrigin {
@@ -444,6 +468,13 @@ impl OriginLimits for InProcessOrigin {
     fn refusal_remaining(&self, now: Instant) -> Option<Duration> {
         self.refusal.as_ref().and_then(|c| c.remaining(now))
     }
+
+    fn pace(&self, max_wait: Duration) -> Pace {
+        match &self.pacer {
+            Some(pacer) => pacer.pace(max_wait),
+            None => Pace::Go,
+        }
+    }
 }
 
 impl fmt::Debug for InProcessOrigin {
@@ -454,6 +485,7 @@ impl fmt::Debug for InProcessOrigin {
                 "cooldown_remaining",
                 &self.cooldown_remaining(Instant::now()),
             )
+            .field("pacer", &self.pacer)
             .finish()
     }
 }
@@ -469,9 +501,10 @@ type OriginMap = HashMap<u64, Arc<InProcessOrigin>, FxBuildHasher>;
 
 /// The in-process [`LimitStore`]: per-origin budgets and cooldowns in memory, the
 /// cooldown an atomic read on the request path.
-struct InProcess {
+pub(crate) struct InProcess {
     budget: Option<RetryBudget>,
     cooldown: bool,
+    pacing: Option<Pacing>,
     base: Instant,
     /// Read without a lock on the request path; replaced whole (under `insert`) when an
     /// origin is added, which happens once per origin.
@@ -480,11 +513,12 @@ struct InProcess {
 }
 
 impl InProcess {
-    fn new(budget: Option<RetryBudget>, cooldown: bool) -> Self {
+    pub(crate) fn new(budget: Option<RetryBudget>, cooldown: bool, pacing: Option<Pacing>) -> Self {
         let base = Instant::now();
         InProcess {
             budget,
             cooldown,
+            pacing,
             base,
             origins: ArcSwap::from_pointee(OriginMap::default()),
             insert: Mutex::new(()),
@@ -496,6 +530,7 @@ impl InProcess {
             budget: self.budget.map(|b| Budget::new(b, self.base)),
             cooldown: self.cooldown.then(|| Cooldown::new(self.base)),
             refusal: self.cooldown.then(|| Cooldown::new(self.base)),
+            pacer: self.pacing.map(LocalPacer::new),
         }
     }
 
@@ -553,6 +588,7 @@ impl fmt::Debug for InProcess {
         f.debug_struct("InProcess")
             .field("budget", &self.budget)
             .field("shared_cooldown", &self.cooldown)
+            .field("pacing", &self.pacing)
             .field("origins", &origins)
             .field("longest_cooldown", &self.longest_cooldown(Instant::now()))
             .finish()
@@ -591,13 +627,17 @@ impl SharedLimits {
     /// ([`retry_budget`](crate::RetryPolicyBuilder::retry_budget),
     /// [`shared_cooldown`](crate::RetryPolicyBuilder::shared_cooldown)).
     pub fn new(policy: &RetryPolicy) -> Self {
-        SharedLimits::in_process(policy.budget(), policy.shared_cooldown())
+        SharedLimits::from_store(InProcess::new(
+            policy.budget(),
+            policy.shared_cooldown(),
+            policy.pacing(),
+        ))
     }
 
     /// In-process limits: a retry budget (`None`: none) and whether a 429 holds back the
     /// other requests to its origin.
     pub fn in_process(budget: Option<RetryBudget>, shared_cooldown: bool) -> Self {
-        SharedLimits::from_store(InProcess::new(budget, shared_cooldown))
+        SharedLimits::from_store(InProcess::new(budget, shared_cooldown, None))
     }
 
     /// Limits kept in `store`.
@@ -822,7 +862,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn past_the_origin_bound_no_cooldown_crosses_origins() {
-        let store = InProcess::new(None, true);
+        let store = InProcess::new(None, true, None);
         let far = Instant::now() + Duration::from_secs(3600);
         let hosts: Vec<String> = (0..MAX_ORIGINS + 2).map(|i| format!("h{i}")).collect();
         for h in &hosts {
@@ -838,7 +878,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn many_origins_stay_bounded() {
         let shared = SharedLimits::new(&RetryPolicy::default());
-        let store = InProcess::new(None, true);
+        let store = InProcess::new(None, true, None);
         let hosts: Vec<String> = (0..2 * MAX_ORIGINS).map(|i| format!("h{i}")).collect();
         for h in &hosts {
             let _ = store.origin(&Origin::new(Some("http"), Some(h), None));

@@ -15,6 +15,7 @@ mod info;
 pub(crate) mod limits;
 pub mod observe;
 mod overrides;
+pub(crate) mod pacer;
 mod state;
 mod traits;
 

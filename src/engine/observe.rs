@@ -48,6 +48,8 @@
 //! | [`telecho_retry.cooldown.delay`](metric::COOLDOWN_DELAY) | histogram | seconds | — | how long each was held back |
 //! | [`telecho_retry.cooldown.refusals`](metric::COOLDOWN_REFUSALS) | counter | requests | `stop_reason` | attempts not sent because of a cooldown (`retry_after_too_long`: the origin is refused, or the wait is above the cap; `deadline`: the wait would cross the deadline) |
 //! | [`telecho_retry.budget.refusals`](metric::BUDGET_REFUSALS) | counter | retries | `status_class` | retries the budget refused (the outcome is handed back) |
+//! | [`telecho_retry.pacing.holds`](metric::PACING_HOLDS) | counter | attempts | — | attempts that waited for their slot under client-side pacing |
+//! | [`telecho_retry.pacing.delay`](metric::PACING_DELAY) | histogram | seconds | — | how long each waited |
 //!
 //! Label values: `status_class` is `1xx` … `5xx` for a response, `error` for a transport
 //! error, a timeout or a request the engine refused, `none` for a request cancelled before
@@ -56,9 +58,10 @@
 //! `cancelled` (the caller dropped the request), or `service_error` (the inner service
 //! failed to become ready); `decision` is `retry_after` or `backoff`.
 //!
+//! A pacing wait longer than the request may wait is counted in
+//! `telecho_retry.cooldown.refusals` (its `stop_reason` says which bound it crossed).
+//!
 //! Names reserved for what does not exist yet, never emitted today:
-//! [`telecho_retry.pacing.holds`](metric::PACING_HOLDS),
-//! [`telecho_retry.pacing.delay`](metric::PACING_DELAY) and
 //! [`telecho_retry.store.fallbacks`](metric::STORE_FALLBACKS).
 //!
 //! Call `describe_metrics` (feature `metrics`) once after installing a recorder to give it the units and
@@ -123,9 +126,9 @@ pub mod metric {
     pub const COOLDOWN_REFUSALS: &str = "telecho_retry.cooldown.refusals";
     /// Counter: retries the budget refused; label `status_class`.
     pub const BUDGET_REFUSALS: &str = "telecho_retry.budget.refusals";
-    /// Reserved, not emitted: attempts delayed by client-side pacing.
+    /// Counter: attempts that waited for their slot under client-side pacing.
     pub const PACING_HOLDS: &str = "telecho_retry.pacing.holds";
-    /// Reserved, not emitted: how long pacing delayed each attempt (histogram, seconds).
+    /// Histogram, seconds: how long pacing delayed each attempt that waited.
     pub const PACING_DELAY: &str = "telecho_retry.pacing.delay";
     /// Reserved, not emitted: times a shared limit store was unreachable and the in-process
     /// limits were used instead.
@@ -183,6 +186,16 @@ pub fn describe_metrics() {
         metric::BUDGET_REFUSALS,
         Unit::Count,
         "Retries refused by the retry budget, by status class of the outcome handed back."
+    );
+    describe_counter!(
+        metric::PACING_HOLDS,
+        Unit::Count,
+        "Attempts that waited for their slot under client-side pacing."
+    );
+    describe_histogram!(
+        metric::PACING_DELAY,
+        Unit::Seconds,
+        "How long each paced attempt waited for its slot."
     );
 }
 
@@ -508,6 +521,24 @@ pub(crate) fn held_back(wait: Duration) {
     let _ = wait;
 }
 
+/// An attempt waited `waited` for its slot under client-side pacing.
+pub(crate) fn paced(waited: Duration) {
+    #[cfg(feature = "tracing")]
+    tracing::debug!(
+        target: "telecho_retry",
+        wait_ms = waited.as_millis() as u64,
+        "paced"
+    );
+    #[cfg(feature = "metrics")]
+    {
+        let keys = keys::get();
+        keys::counter(&keys.pacing_holds).increment(1);
+        keys::histogram(&keys.pacing_delay).record(waited.as_secs_f64());
+    }
+    #[cfg(not(any(feature = "tracing", feature = "metrics")))]
+    let _ = waited;
+}
+
 /// The next attempt is not sent: `reason`, with the cooldown left if one is the cause.
 pub(crate) fn refused(reason: StopReason, cooldown: Option<Duration>) {
     #[cfg(feature = "tracing")]
@@ -676,6 +707,8 @@ mod keys {
         pub(super) retry_delay: [Key; 2],
         pub(super) cooldown_holds: Key,
         pub(super) cooldown_delay: Key,
+        pub(super) pacing_holds: Key,
+        pub(super) pacing_delay: Key,
         /// By ending.
         pub(super) cooldown_refusals: Vec<Key>,
         /// By status class.
@@ -728,6 +761,8 @@ mod keys {
                 retry_delay: DECISIONS.map(|d| decision(metric::RETRY_DELAY, d)),
                 cooldown_holds: key(metric::COOLDOWN_HOLDS, &[]),
                 cooldown_delay: key(metric::COOLDOWN_DELAY, &[]),
+                pacing_holds: key(metric::PACING_HOLDS, &[]),
+                pacing_delay: key(metric::PACING_DELAY, &[]),
                 cooldown_refusals: endings
                     .iter()
                     .map(|&e| key(metric::COOLDOWN_REFUSALS, &[(label::STOP_REASON, e)]))

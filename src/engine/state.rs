@@ -9,6 +9,7 @@ use tokio::time::Instant;
 use super::info::{RetryInfo, StopReason};
 use super::limits::{Origin, OriginLimits, SharedLimits};
 use super::overrides::RetryOverride;
+use super::pacer::Pace;
 use crate::classify::{Decision, Outcome, RequestView};
 use crate::policy::backoff::Rng;
 use crate::policy::{RetryPolicy, Verdict};
@@ -193,6 +194,51 @@ impl RetryState {
             reason,
             cooldown: Some(cooldown),
         }
+    }
+
+    /// Takes the paced slot of the attempt about to be sent, when the limits pace (see
+    /// [`Pacing`](crate::limits::Pacing)). Call it when [`admit`](Self::admit) answered
+    /// [`Admission::Send`], before reserving the inner service.
+    ///
+    /// [`Pace::Wait`]: wait for the future, bounded by the deadline, then
+    /// [`admit`](Self::admit) again (without pacing again) and report the wait with
+    /// [`paced`](Self::paced). [`Pace::TooLong`]: the slot lies beyond the policy's
+    /// `max_retry_after` or the deadline; the request ends (its
+    /// [`stop_reason`](Self::stop_reason) says which).
+    pub fn pace(&mut self) -> Pace {
+        let Some(limits) = self.limits.as_ref() else {
+            return Pace::Go;
+        };
+        let left = self.deadline.map(|d| d.saturating_sub(self.elapsed()));
+        let max_wait = left.map_or(self.policy.max_retry_after(), |left| {
+            left.min(self.policy.max_retry_after())
+        });
+        match limits.pace(max_wait) {
+            Pace::TooLong(wait) => {
+                self.pace_refused(wait);
+                Pace::TooLong(wait)
+            }
+            other => other,
+        }
+    }
+
+    /// A paced slot lies `wait` ahead, beyond what this request may wait: ends the request
+    /// and says why ([`StopReason::RetryAfterTooLong`] beyond `max_retry_after`, else
+    /// [`StopReason::Deadline`]).
+    pub fn pace_refused(&mut self, wait: Duration) -> StopReason {
+        let reason = if wait > self.policy.max_retry_after() {
+            StopReason::RetryAfterTooLong
+        } else {
+            StopReason::Deadline
+        };
+        self.stop = Some(reason);
+        reason
+    }
+
+    /// The attempt about to be sent waited `waited` for its paced slot: counts it in
+    /// [`RetryInfo::slept`].
+    pub fn paced(&mut self, waited: Duration) {
+        self.slept = self.slept.saturating_add(waited);
     }
 
     /// The time the attempt about to be sent may take: the policy's attempt timeout, cut

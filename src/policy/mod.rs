@@ -33,6 +33,7 @@
 
 pub(crate) mod backoff;
 mod budget;
+mod pacing;
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -51,6 +52,7 @@ use backoff::{nominal_delay, Rng};
 
 pub use backoff::Jitter;
 pub use budget::RetryBudget;
+pub use pacing::Pacing;
 
 /// The detailed verdict behind a [`Decision`], once the policy applied its cap: used by
 /// [`RetryState`](crate::RetryState) to say why it stopped.
@@ -92,6 +94,7 @@ impl From<Verdict> for Decision {
 /// | idempotency header | `Idempotency-Key` | a `POST` carrying one may be resent after a timeout |
 /// | `retry_budget` | 20 % extra load + 10/s over 10 s | retries cannot multiply an outage's load (see [`limits`](crate::limits)) |
 /// | `shared_cooldown` | on | one 429 holds back every request of the same `TelEchoRetry` |
+/// | `pacing` | off | at most N attempts per period, spaced evenly (see [`Pacing`]) |
 /// | `deadline`, `attempt_timeout` | none | set them to bound a request's total time |
 /// | `generate_idempotency_keys`, `attempt_header` | off | opt-in request changes |
 ///
@@ -130,6 +133,7 @@ struct Inner {
     attempt_timeout: Option<Duration>,
     budget: Option<RetryBudget>,
     shared_cooldown: bool,
+    pacing: Option<Pacing>,
     generate_idempotency_keys: bool,
     attempt_header: Option<HeaderName>,
 }
@@ -158,6 +162,7 @@ impl fmt::Debug for RetryPolicy {
             .field("attempt_timeout", &i.attempt_timeout)
             .field("budget", &i.budget)
             .field("shared_cooldown", &i.shared_cooldown)
+            .field("pacing", &i.pacing)
             .field("generate_idempotency_keys", &i.generate_idempotency_keys)
             .field("attempt_header", &i.attempt_header)
             .finish()
@@ -280,6 +285,11 @@ impl RetryPolicy {
         self.inner.shared_cooldown
     }
 
+    /// Client-side pacing, if on (see [`Pacing`]).
+    pub fn pacing(&self) -> Option<Pacing> {
+        self.inner.pacing
+    }
+
     /// The header the engine puts a fresh idempotency key in, when key generation is on.
     pub fn generated_idempotency_header(&self) -> Option<&HeaderName> {
         if self.inner.generate_idempotency_keys {
@@ -354,6 +364,7 @@ pub struct RetryPolicyBuilder {
     attempt_timeout: Option<Duration>,
     budget: Option<RetryBudget>,
     shared_cooldown: bool,
+    pacing: Option<Pacing>,
     generate_idempotency_keys: bool,
     attempt_header: Option<HeaderName>,
 }
@@ -375,6 +386,7 @@ impl Default for RetryPolicyBuilder {
             attempt_timeout: None,
             budget: Some(RetryBudget::default()),
             shared_cooldown: true,
+            pacing: None,
             generate_idempotency_keys: false,
             attempt_header: None,
         }
@@ -614,6 +626,18 @@ impl RetryPolicyBuilder {
         self
     }
 
+    /// Paces the attempts to each origin (first attempts and retries alike) to at most
+    /// [`Pacing`]'s rate, shared by every request of the same `TelEchoRetry` (or of every
+    /// replica sharing a fleet store): see [`Pacing`].
+    ///
+    /// # Default
+    ///
+    /// off.
+    pub fn pacing(mut self, pacing: Pacing) -> Self {
+        self.pacing = Some(pacing);
+        self
+    }
+
     /// Gives every non-idempotent request that lacks the idempotency header (see
     /// [`idempotency_header`](Self::idempotency_header)) a random UUID v4 key on its first
     /// attempt, the same key on every retry. A request that already has one keeps it; `GET`
@@ -670,6 +694,7 @@ impl RetryPolicyBuilder {
                 attempt_timeout: self.attempt_timeout,
                 budget: self.budget,
                 shared_cooldown: self.shared_cooldown,
+                pacing: self.pacing,
                 generate_idempotency_keys: self.generate_idempotency_keys,
                 attempt_header: self.attempt_header,
             }),

@@ -2,7 +2,7 @@
 //!
 //! Each promise (errors, attempt timeout and deadline, the deadline behind the cooldown,
 //! readiness while held back, the cooldown above the cap, per-origin limits, the budget's
-//! ratio, extensions, refused connections) is written once as a generic function and run
+//! ratio, extensions, refused connections, client-side pacing) is written once as a generic function and run
 //! through every adapter it applies to:
 //!
 //! - the tower layer over `tower::service_fn` on tokio's paused clock, with the inner error
@@ -43,6 +43,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
 use telecho_retry::classify::ClassifyError;
+use telecho_retry::limits::{LimitStore, Origin, OriginLimits, Pace, Paced, Pacing, SharedLimits};
 use telecho_retry::{
     Jitter, ResponseBody, RetryBudget, RetryError, RetryErrorKind, RetryInfo, RetryPolicy,
     RetryPolicyBuilder, RetryService, StopReason, TelEchoRetry, TransportErrorKind,
@@ -142,6 +143,42 @@ async fn bounded(test: impl Future<Output = ()>) {
 /// `floor(100 · ratio)`: the retries 100 requests buy.
 fn share_of_100(ratio: f32) -> i64 {
     (100.0 * f64::from(ratio)).floor() as i64
+}
+
+/// A store whose paced slot takes `wait` to come (a slow fleet store).
+#[derive(Debug)]
+struct SlowSlots(Duration);
+
+impl LimitStore for SlowSlots {
+    fn origin(&self, _: &Origin<'_>) -> Arc<dyn OriginLimits> {
+        Arc::new(SlowSlot(self.0))
+    }
+}
+
+#[derive(Debug)]
+struct SlowSlot(Duration);
+
+impl OriginLimits for SlowSlot {
+    fn deposit(&self, _: Instant) {}
+    fn withdraw(&self) -> bool {
+        true
+    }
+    fn refund(&self) {}
+    fn cool_down_until(&self, _: Instant) {}
+    fn cooldown_remaining(&self, _: Instant) -> Option<Duration> {
+        None
+    }
+    fn refuse_until(&self, _: Instant) {}
+    fn refusal_remaining(&self, _: Instant) -> Option<Duration> {
+        None
+    }
+    fn pace(&self, _max_wait: Duration) -> Pace {
+        let wait = self.0;
+        Pace::Wait(Box::pin(async move {
+            tokio::time::sleep(wait).await;
+            Paced::Go
+        }))
+    }
 }
 
 // ===== (a) the tower layer over service_fn, paused clock =====
@@ -1067,6 +1104,254 @@ mod tower_service_fn {
         an_outer_timeout_bounds_retries_and_cooldown_waits {
             io::Error => an_outer_timeout_bounds_retries_and_cooldown_waits_tower_service_fn_io;
             BoxError => an_outer_timeout_bounds_retries_and_cooldown_waits_tower_service_fn_box;
+        }
+    }
+
+    // ----- client-side pacing -----
+
+    /// A fake that lets `limit` requests per fixed window of `window` through (windows
+    /// counted from the fake's start) and answers a 429 with `Retry-After` to the window's
+    /// end past that; the paced client must never meet one.
+    fn fixed_window(limit: usize, window: Duration) -> Fake {
+        let start = Instant::now();
+        let counts: Mutex<Vec<usize>> = Mutex::default();
+        Fake::new(move |_, _| {
+            let index = (start.elapsed().as_nanos() / window.as_nanos()) as usize;
+            let mut counts = counts.lock().unwrap();
+            if counts.len() <= index {
+                counts.resize(index + 1, 0);
+            }
+            counts[index] += 1;
+            if counts[index] > limit {
+                Answer::Limited(window.as_secs().max(1))
+            } else {
+                Answer::Status(200)
+            }
+        })
+    }
+
+    async fn pacing_at_the_servers_limit_lets_100_concurrent_requests_meet_no_429<E: FnError>() {
+        let fake = fixed_window(10, secs(1));
+        let policy = exact().pacing(Pacing::new(10, secs(1))).build();
+        let svc = over_fake::<E>(policy, &fake);
+        let t = Instant::now();
+        let responses = join_all((0..100).map(|_| svc.clone().oneshot(get(&a("/v1/calls"))))).await;
+        assert_eq!(t.elapsed(), ms(9900), "one every 100 ms");
+        for (i, resp) in responses.into_iter().enumerate() {
+            let resp = resp.unwrap();
+            assert_eq!(resp.status(), 200, "request {i}");
+            assert_eq!(info(&resp).attempts(), 1, "request {i}");
+            assert_eq!(
+                info(&resp).slept(),
+                ms(100) * i as u32,
+                "its wait is in slept"
+            );
+        }
+        let at = fake.at(&a("/v1/calls"));
+        assert_eq!(at.len(), 100, "no 429, no retry");
+        assert!(at.windows(2).all(|w| w[1] - w[0] == ms(100)), "{at:?}");
+    }
+
+    async fn retries_are_paced_like_first_attempts<E: FnError>() {
+        let fake = Fake::new(|_, n| match n {
+            1 => Answer::Status(503),
+            _ => Answer::Status(200),
+        });
+        let policy = exact()
+            .max_retries(2)
+            .pacing(Pacing::new(1, secs(5)))
+            .build();
+        let svc = over_fake::<E>(policy, &fake);
+        let resp = svc.oneshot(get(&a("/flaky"))).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        // The backoff says 1 s; the retry's slot is at 5 s.
+        assert_eq!(fake.at(&a("/flaky")), [ZERO, secs(5)]);
+        assert_eq!(info(&resp).attempts(), 2);
+        assert_eq!(
+            info(&resp).slept(),
+            secs(5),
+            "1 s of backoff and 4 s for the slot"
+        );
+    }
+
+    async fn a_paced_slot_beyond_the_cap_or_the_deadline_fails_at_once<E: FnError>() {
+        let fake = Fake::new(|_, _| Answer::Status(200));
+        let policy = exact()
+            .max_retry_after(secs(60))
+            .pacing(Pacing::new(1, secs(120)))
+            .build();
+        let svc = over_fake::<E>(policy, &fake);
+        assert_eq!(
+            svc.clone().oneshot(get(&a("/1"))).await.unwrap().status(),
+            200
+        );
+        let t = Instant::now();
+        let err = svc.oneshot(get(&a("/2"))).await.unwrap_err();
+        assert_eq!(t.elapsed(), ZERO, "refused at once");
+        assert_eq!(err.kind(), RetryErrorKind::RateLimited);
+        assert!(err.is_rate_limited());
+        assert_eq!(
+            err.cooldown(),
+            Some(secs(120)),
+            "the wait it would have had"
+        );
+        assert_eq!(err.stop_reason(), Some(StopReason::RetryAfterTooLong));
+        assert_eq!(err.info().attempts(), 0);
+
+        // Under the cap, over the deadline.
+        let policy = exact()
+            .deadline(secs(5))
+            .pacing(Pacing::new(1, secs(10)))
+            .build();
+        let svc = over_fake::<E>(policy, &fake);
+        assert_eq!(
+            svc.clone().oneshot(get(&b("/1"))).await.unwrap().status(),
+            200
+        );
+        let err = svc.oneshot(get(&b("/2"))).await.unwrap_err();
+        assert_eq!(t.elapsed(), ZERO);
+        assert_eq!(err.kind(), RetryErrorKind::Deadline);
+        assert_eq!(err.cooldown(), Some(secs(10)));
+        assert_eq!(err.stop_reason(), Some(StopReason::Deadline));
+        tokio::time::sleep(secs(200)).await;
+        assert!(
+            fake.at(&a("/2")).is_empty() && fake.at(&b("/2")).is_empty(),
+            "never sent"
+        );
+        // Refused slots were not taken: the next request goes at its own slot.
+        assert_eq!(fake.total(), 2);
+    }
+
+    async fn a_deadline_reached_while_waiting_for_a_slot_ends_the_request<E: FnError>() {
+        let fake = Fake::new(|_, _| Answer::Status(200));
+        let retry = TelEchoRetry::new(exact().deadline(secs(2)).build())
+            .with_limits(SharedLimits::from_store(SlowSlots(secs(10))));
+        let svc = errors_are_retry_errors(retry.layer(fake.service::<E>()));
+        let t = Instant::now();
+        let err = svc.oneshot(get(&a("/1"))).await.unwrap_err();
+        assert_eq!(t.elapsed(), secs(2), "cut at the deadline, not at the slot");
+        assert_eq!(err.kind(), RetryErrorKind::Deadline);
+        assert_eq!(err.stop_reason(), Some(StopReason::Deadline));
+        assert_eq!(err.info().attempts(), 0);
+        tokio::time::sleep(secs(20)).await;
+        assert!(fake.at(&a("/1")).is_empty(), "never sent");
+    }
+
+    async fn a_request_cancelled_while_waiting_for_its_slot_gives_its_place_back<E: FnError>() {
+        let fake = Fake::new(|_, _| Answer::Status(200));
+        let policy = exact().pacing(Pacing::new(1, secs(1))).build();
+        let svc = over_fake::<E>(policy, &fake);
+        svc.clone().oneshot(get(&a("/1"))).await.unwrap();
+        let mut cancelled = tokio_test::task::spawn(svc.clone().oneshot(get(&a("/2"))));
+        assert_pending!(cancelled.poll());
+        advance(ms(500)).await;
+        assert_pending!(cancelled.poll());
+        drop(cancelled);
+        let t = Instant::now();
+        let third = svc.oneshot(get(&a("/3"))).await.unwrap();
+        assert_eq!(t.elapsed(), ms(500), "the slot at 1 s, not 2 s");
+        assert_eq!(info(&third).slept(), ms(500));
+        assert!(fake.at(&a("/2")).is_empty());
+    }
+
+    /// `/1` takes the only slot of the next 5 s at origin `a`; a second request to `a`
+    /// waits for its slot; a third to origin `b` must not wait for capacity the second
+    /// holds.
+    async fn paced_request_leaves_capacity<E, S>(build: impl Fn(TelEchoRetry, FakeSvc<E>) -> S)
+    where
+        E: FnError,
+        S: Service<Req, Response = Out> + Clone + Send + 'static,
+        S::Error: fmt::Debug + Send,
+        S::Future: Send,
+    {
+        let fake = Fake::new(|_, _| Answer::Status(200));
+        let retry = TelEchoRetry::new(exact().pacing(Pacing::new(1, secs(5))).build());
+        let svc = build(retry, fake.service());
+        assert_eq!(
+            svc.clone().oneshot(get(&a("/1"))).await.unwrap().status(),
+            200
+        );
+        let second = tokio::spawn(svc.clone().oneshot(get(&a("/2"))));
+        tokio::time::sleep(ms(1)).await;
+        let t = Instant::now();
+        let third = svc.clone().oneshot(get(&b("/3"))).await.unwrap();
+        assert_eq!(
+            t.elapsed(),
+            ZERO,
+            "the third waited for capacity the paced one kept"
+        );
+        assert_eq!(third.status(), 200);
+        assert_eq!(second.await.unwrap().unwrap().status(), 200);
+        assert_eq!(fake.at(&a("/2")), [secs(5)]);
+    }
+
+    async fn a_request_waiting_for_its_slot_holds_no_concurrency_limit_permit<E: FnError>() {
+        paced_request_leaves_capacity(|retry, inner: FakeSvc<E>| {
+            ServiceBuilder::new()
+                .layer(retry)
+                .layer(ConcurrencyLimitLayer::new(1))
+                .service(inner)
+        })
+        .await;
+    }
+
+    async fn a_request_waiting_for_its_slot_holds_no_buffer_slot<E: FnError>() {
+        paced_request_leaves_capacity(|retry, inner: FakeSvc<E>| {
+            ServiceBuilder::new().layer(retry).buffer(1).service(inner)
+        })
+        .await;
+    }
+
+    async fn an_outer_timeout_cuts_a_wait_for_a_slot_and_frees_it<E: FnError>() {
+        let fake = Fake::new(|_, _| Answer::Status(200));
+        let svc = ServiceBuilder::new()
+            .layer(TimeoutLayer::new(secs(2)))
+            .layer(TelEchoRetry::new(
+                exact().pacing(Pacing::new(1, secs(5))).build(),
+            ))
+            .service(fake.service::<E>());
+        svc.clone().oneshot(get(&a("/1"))).await.unwrap();
+        let err = svc.clone().oneshot(get(&a("/2"))).await.unwrap_err();
+        assert!(err.is::<Elapsed>(), "{err:?}");
+        tokio::time::sleep(secs(2)).await;
+        // Had /2 kept its slot (at 5 s), this one's would be at 10 s, past its timeout.
+        let t = Instant::now();
+        svc.oneshot(get(&a("/3"))).await.unwrap();
+        assert_eq!(t.elapsed(), secs(1), "the slot at 5 s, which /2 never took");
+        assert!(fake.at(&a("/2")).is_empty());
+    }
+
+    service_fn_tests! {
+        pacing_at_the_servers_limit_lets_100_concurrent_requests_meet_no_429 {
+            io::Error => pacing_at_the_servers_limit_lets_100_concurrent_requests_meet_no_429_tower_service_fn_io;
+            BoxError => pacing_at_the_servers_limit_lets_100_concurrent_requests_meet_no_429_tower_service_fn_box;
+        }
+        retries_are_paced_like_first_attempts {
+            io::Error => retries_are_paced_like_first_attempts_tower_service_fn_io;
+            BoxError => retries_are_paced_like_first_attempts_tower_service_fn_box;
+        }
+        a_paced_slot_beyond_the_cap_or_the_deadline_fails_at_once {
+            io::Error => a_paced_slot_beyond_the_cap_or_the_deadline_fails_at_once_tower_service_fn_io;
+            BoxError => a_paced_slot_beyond_the_cap_or_the_deadline_fails_at_once_tower_service_fn_box;
+        }
+        a_deadline_reached_while_waiting_for_a_slot_ends_the_request {
+            io::Error => a_deadline_reached_while_waiting_for_a_slot_ends_the_request_tower_service_fn_io;
+            Opaque => a_deadline_reached_while_waiting_for_a_slot_ends_the_request_tower_service_fn_opaque;
+        }
+        a_request_cancelled_while_waiting_for_its_slot_gives_its_place_back {
+            io::Error => a_request_cancelled_while_waiting_for_its_slot_gives_its_place_back_tower_service_fn_io;
+        }
+        a_request_waiting_for_its_slot_holds_no_concurrency_limit_permit {
+            io::Error => a_request_waiting_for_its_slot_holds_no_concurrency_limit_permit_tower_service_fn_io;
+            BoxError => a_request_waiting_for_its_slot_holds_no_concurrency_limit_permit_tower_service_fn_box;
+        }
+        a_request_waiting_for_its_slot_holds_no_buffer_slot {
+            io::Error => a_request_waiting_for_its_slot_holds_no_buffer_slot_tower_service_fn_io;
+            BoxError => a_request_waiting_for_its_slot_holds_no_buffer_slot_tower_service_fn_box;
+        }
+        an_outer_timeout_cuts_a_wait_for_a_slot_and_frees_it {
+            io::Error => an_outer_timeout_cuts_a_wait_for_a_slot_and_frees_it_tower_service_fn_io;
+            BoxError => an_outer_timeout_cuts_a_wait_for_a_slot_and_frees_it_tower_service_fn_box;
         }
     }
 }
@@ -2050,5 +2335,102 @@ mod real_sockets {
             }
         })
         .await;
+    }
+
+    // ----- client-side pacing -----
+
+    /// A server that lets at most `limit` requests in through any 150 ms (a sliding window,
+    /// a little shorter than the client's 200 ms period, so that loopback jitter does not
+    /// count as a burst) and answers 429 `Retry-After: 1` past that.
+    fn sliding_window(limit: usize) -> impl Fn(&support::Seen) -> Reply {
+        let recent: Mutex<Vec<Instant>> = Mutex::default();
+        move |seen| {
+            let mut recent = recent.lock().unwrap();
+            recent.retain(|at| seen.at.duration_since(*at) < ms(150));
+            recent.push(seen.at);
+            if recent.len() > limit {
+                limited_reply("1")
+            } else {
+                Reply::status(200)
+            }
+        }
+    }
+
+    async fn pacing_spreads_a_burst_so_that_it_meets_no_429<C: Adapter>() {
+        let server = Server::start(sliding_window(5)).await;
+        let client = C::over(TelEchoRetry::new(
+            fast().pacing(Pacing::new(5, ms(200))).build(),
+        ));
+        let t = std::time::Instant::now();
+        let got =
+            join_all((0..20).map(|_| client.send(Method::GET, server.url("/v1/calls")))).await;
+        let elapsed = t.elapsed();
+        for (i, got) in got.iter().enumerate() {
+            assert_eq!(got.status(), 200, "request {i}: {got:?}");
+            assert_eq!(got.info().attempts(), 1, "request {i}");
+        }
+        assert_eq!(server.hits("/v1/calls"), 20, "no 429, no retry");
+        // 19 intervals of 40 ms.
+        assert!(elapsed >= ms(760) && elapsed < ms(1900), "{elapsed:?}");
+        let slept = got.iter().map(|g| g.info().slept()).max().unwrap();
+        assert!(slept >= ms(700), "the waits are in slept: {slept:?}");
+    }
+
+    async fn a_paced_slot_beyond_the_cap_fails_at_once_with_nothing_sent<C: Adapter>() {
+        let server = Server::start(|_| Reply::status(200)).await;
+        let client = C::over(TelEchoRetry::new(
+            fast().pacing(Pacing::new(1, secs(120))).build(),
+        ));
+        assert_eq!(
+            client.send(Method::GET, server.url("/1")).await.status(),
+            200
+        );
+        let t = std::time::Instant::now();
+        let got = client.send(Method::POST, server.url("/2")).await;
+        assert!(t.elapsed() < ms(200), "{:?}", t.elapsed());
+        let (kind, wait) = got.engine();
+        assert_eq!(kind, RetryErrorKind::RateLimited);
+        let wait = wait.expect("the wait it would have had");
+        assert!(wait > secs(119) && wait <= secs(120), "{wait:?}");
+        assert_eq!(got.info().attempts(), 0);
+        assert_eq!(
+            got.info().stop_reason(),
+            Some(StopReason::RetryAfterTooLong)
+        );
+        assert_eq!(server.hits("/2"), 0);
+    }
+
+    real_socket_tests! {
+        pacing_spreads_a_burst_so_that_it_meets_no_429 {
+            HyperUtil => pacing_spreads_a_burst_so_that_it_meets_no_429_tower_hyper_util;
+            ReqwestMiddleware => pacing_spreads_a_burst_so_that_it_meets_no_429_reqwest_middleware;
+        }
+        a_paced_slot_beyond_the_cap_fails_at_once_with_nothing_sent {
+            HyperUtil => a_paced_slot_beyond_the_cap_fails_at_once_with_nothing_sent_tower_hyper_util;
+            ReqwestMiddleware => a_paced_slot_beyond_the_cap_fails_at_once_with_nothing_sent_reqwest_middleware;
+        }
+    }
+
+    async fn a_deadline_reached_while_waiting_for_a_slot_ends_the_request<C: Adapter>() {
+        let server = Server::start(|_| Reply::status(200)).await;
+        let client = C::over(
+            TelEchoRetry::new(fast().deadline(ms(300)).build())
+                .with_limits(SharedLimits::from_store(SlowSlots(secs(5)))),
+        );
+        let t = std::time::Instant::now();
+        let got = client.send(Method::POST, server.url("/1")).await;
+        let elapsed = t.elapsed();
+        assert!(elapsed >= ms(300) && elapsed < ms(800), "{elapsed:?}");
+        assert_eq!(got.engine().0, RetryErrorKind::Deadline);
+        assert_eq!(got.info().attempts(), 0);
+        assert_eq!(got.info().stop_reason(), Some(StopReason::Deadline));
+        assert_eq!(server.hits("/1"), 0, "never sent");
+    }
+
+    real_socket_tests! {
+        a_deadline_reached_while_waiting_for_a_slot_ends_the_request {
+            HyperUtil => a_deadline_reached_while_waiting_for_a_slot_ends_the_request_tower_hyper_util;
+            ReqwestMiddleware => a_deadline_reached_while_waiting_for_a_slot_ends_the_request_reqwest_middleware;
+        }
     }
 }

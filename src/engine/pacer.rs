@@ -1,0 +1,262 @@
+//! Client-side pacing: what a store answers when asked for an attempt's slot ([`Pace`]),
+//! and the in-process pacer ([`LocalPacer`]), a GCRA from the `governor` crate timed by
+//! tokio's clock.
+
+use std::fmt;
+use std::future::Future;
+use std::num::NonZeroU32;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use governor::clock::Clock;
+use governor::middleware::NoOpMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
+use tokio::time::Instant;
+
+use crate::policy::Pacing;
+
+/// The wait for a paced slot, as a store hands it to the engine: it resolves when the slot
+/// has come. The engine bounds it by the request's deadline and drops it if the request is
+/// cancelled.
+pub type PaceFuture = Pin<Box<dyn Future<Output = Paced> + Send + 'static>>;
+
+/// What a store answers when the engine asks for the next attempt's slot
+/// ([`OriginLimits::pace`](crate::limits::OriginLimits::pace)).
+#[non_exhaustive]
+pub enum Pace {
+    /// Send now (no pacing, or the slot is now).
+    Go,
+    /// Wait for this future, then send (or fail, as it says).
+    Wait(PaceFuture),
+    /// The slot lies this far ahead, beyond what the request may wait: nothing was
+    /// reserved.
+    TooLong(Duration),
+}
+
+impl fmt::Debug for Pace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Pace::Go => f.write_str("Go"),
+            Pace::Wait(_) => f.write_str("Wait(..)"),
+            Pace::TooLong(d) => f.debug_tuple("TooLong").field(d).finish(),
+        }
+    }
+}
+
+/// How a [`PaceFuture`] ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Paced {
+    /// The slot has come: send.
+    Go,
+    /// The slot lies this far ahead, beyond what the request may wait (a fleet store found
+    /// out after a round trip): nothing was reserved.
+    TooLong(Duration),
+}
+
+/// Tokio's clock, as `governor` reads it: time since the pacer was made. On a paused
+/// clock (tests) the pacer follows the paused time.
+#[derive(Clone, Copy, Debug)]
+struct TokioClock {
+    base: Instant,
+}
+
+impl Clock for TokioClock {
+    type Instant = Duration;
+
+    fn now(&self) -> Duration {
+        Instant::now().saturating_duration_since(self.base)
+    }
+}
+
+type Limiter = RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<Duration>>;
+
+/// The in-process pacer of one origin: `governor`'s GCRA, with the attempts that have to
+/// wait served first come, first served (one at a time takes the next slot).
+///
+/// A store for a fleet keeps the same GCRA elsewhere and falls back to a `LocalPacer` at a
+/// share of the fleet's rate when it cannot be reached.
+#[derive(Clone)]
+pub struct LocalPacer {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    limiter: Limiter,
+    clock: TokioClock,
+    pacing: Pacing,
+    /// Waiters take their slots in turn (tokio's mutex is fair: first come, first served).
+    turn: tokio::sync::Mutex<()>,
+    /// Attempts waiting for a slot.
+    waiting: AtomicUsize,
+}
+
+impl LocalPacer {
+    /// A pacer at `pacing`'s rate. Call it within a tokio runtime's context when the clock
+    /// is paused (tests), so that it reads the paused time.
+    pub fn new(pacing: Pacing) -> Self {
+        let clock = TokioClock {
+            base: Instant::now(),
+        };
+        let burst = NonZeroU32::new(pacing.burst_size()).unwrap_or(NonZeroU32::MIN);
+        let quota = Quota::with_period(pacing.interval())
+            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MAX))
+            .allow_burst(burst);
+        LocalPacer {
+            inner: Arc::new(Inner {
+                limiter: RateLimiter::direct_with_clock(quota, clock),
+                clock,
+                pacing,
+                turn: tokio::sync::Mutex::new(()),
+                waiting: AtomicUsize::new(0),
+            }),
+        }
+    }
+
+    /// The pacing this pacer keeps.
+    pub fn pacing(&self) -> Pacing {
+        self.inner.pacing
+    }
+
+    /// Takes the next slot: now ([`Pace::Go`]), after a wait ([`Pace::Wait`]), or not at all
+    /// when the wait would be longer than `max_wait` ([`Pace::TooLong`], with the wait
+    /// estimated from the attempts already waiting).
+    pub fn pace(&self, max_wait: Duration) -> Pace {
+        let inner = &self.inner;
+        let ahead = inner.waiting.load(Ordering::Acquire);
+        let wait = if ahead == 0 {
+            match inner.limiter.check() {
+                Ok(()) => return Pace::Go,
+                Err(not_until) => not_until.wait_time_from(inner.clock.now()),
+            }
+        } else {
+            // Each attempt ahead takes one slot; the first of them is at most one interval
+            // away.
+            inner
+                .pacing
+                .interval()
+                .saturating_mul(u32::try_from(ahead).unwrap_or(u32::MAX).saturating_add(1))
+        };
+        if wait > max_wait {
+            return Pace::TooLong(wait);
+        }
+        inner.waiting.fetch_add(1, Ordering::AcqRel);
+        // Counts this attempt out of the waiters however the wait ends (a request cancelled
+        // while it waits drops the future, polled or not).
+        let waiter = Waiter(Arc::clone(inner));
+        Pace::Wait(Box::pin(async move {
+            let inner = &waiter.0;
+            let turn = inner.turn.lock().await;
+            loop {
+                match inner.limiter.check() {
+                    Ok(()) => break,
+                    Err(not_until) => {
+                        tokio::time::sleep(not_until.wait_time_from(inner.clock.now())).await;
+                    }
+                }
+            }
+            drop(turn);
+            drop(waiter);
+            Paced::Go
+        }))
+    }
+}
+
+/// One attempt among the waiters, until dropped.
+struct Waiter(Arc<Inner>);
+
+impl Drop for Waiter {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl fmt::Debug for LocalPacer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LocalPacer")
+            .field("pacing", &self.inner.pacing)
+            .field("waiting", &self.inner.waiting.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn go(pace: Pace) -> Option<PaceFuture> {
+        match pace {
+            Pace::Go => None,
+            Pace::Wait(f) => Some(f),
+            Pace::TooLong(d) => panic!("too long: {d:?}"),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn attempts_are_spaced_by_the_interval_in_arrival_order() {
+        let pacer = LocalPacer::new(Pacing::new(10, Duration::from_secs(1)));
+        let start = Instant::now();
+        assert!(
+            go(pacer.pace(Duration::from_secs(60))).is_none(),
+            "first slot now"
+        );
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        for i in 0..5 {
+            let wait = go(pacer.pace(Duration::from_secs(60))).expect("later slots wait");
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                assert_eq!(wait.await, Paced::Go);
+                tx.send((i, start.elapsed())).unwrap();
+            });
+        }
+        drop(tx);
+        let mut got = Vec::new();
+        while let Some(x) = rx.recv().await {
+            got.push(x);
+        }
+        let want: Vec<_> = (0..5)
+            .map(|i| (i, Duration::from_millis(100 * (i as u64 + 1))))
+            .collect();
+        assert_eq!(got, want);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slot_beyond_the_longest_wait_is_refused_without_taking_it() {
+        let pacer = LocalPacer::new(Pacing::new(1, Duration::from_secs(10)));
+        assert!(go(pacer.pace(Duration::from_secs(60))).is_none());
+        match pacer.pace(Duration::from_secs(5)) {
+            Pace::TooLong(d) => assert_eq!(d, Duration::from_secs(10)),
+            other => panic!("{other:?}"),
+        }
+        // Nothing was reserved: after the interval the next slot is free at once.
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert!(go(pacer.pace(Duration::ZERO)).is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cancelled_waiter_leaves_the_queue() {
+        let pacer = LocalPacer::new(Pacing::new(1, Duration::from_secs(1)));
+        assert!(go(pacer.pace(Duration::from_secs(60))).is_none());
+        let wait = go(pacer.pace(Duration::from_secs(60))).unwrap();
+        assert_eq!(pacer.inner.waiting.load(Ordering::Acquire), 1);
+        drop(wait);
+        assert_eq!(pacer.inner.waiting.load(Ordering::Acquire), 0);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(
+            go(pacer.pace(Duration::ZERO)).is_none(),
+            "its slot was never taken"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_goes_at_once_then_the_rate_holds() {
+        let pacer = LocalPacer::new(Pacing::new(10, Duration::from_secs(1)).burst(3));
+        for _ in 0..3 {
+            assert!(go(pacer.pace(Duration::ZERO)).is_none());
+        }
+        assert!(matches!(pacer.pace(Duration::ZERO), Pace::TooLong(_)));
+    }
+}

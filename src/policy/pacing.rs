@@ -1,0 +1,132 @@
+//! [`Pacing`]: the settings of client-side pacing (the pacer itself is in
+//! [`limits`](crate::limits)).
+
+use std::time::Duration;
+
+/// Client-side pacing: at most `requests` attempts per `period` to each origin, first
+/// attempts and retries alike, spaced evenly (a GCRA, from the `governor` crate in process
+/// or a Lua script in Redis for a fleet). An attempt whose slot lies ahead waits for it,
+/// within the request's deadline; one whose slot lies further ahead than the policy's
+/// [`max_retry_after`](crate::RetryPolicyBuilder::max_retry_after) fails at once with
+/// [`RetryErrorKind::RateLimited`](crate::RetryErrorKind::RateLimited), carrying the wait.
+///
+/// Set it at the server's limit (TelEcho: the API key's `rate_limit_per_minute`) and the
+/// requests of every clone of one `TelEchoRetry` (or of every replica sharing a
+/// [`RedisLimits`](crate::limits) store) stay under it: a burst of 100 concurrent requests is
+/// spread over the period instead of meeting 99 429s.
+///
+/// ```
+/// use std::time::Duration;
+/// use telecho_retry::limits::Pacing;
+/// use telecho_retry::RetryPolicy;
+///
+/// // The key allows 600 requests a minute: one every 100 ms.
+/// let policy = RetryPolicy::builder()
+///     .pacing(Pacing::new(600, Duration::from_secs(60)))
+///     .build();
+/// assert_eq!(policy.pacing().unwrap().interval(), Duration::from_millis(100));
+/// ```
+///
+/// The burst (how many attempts may go at once after a quiet spell) is 1 by default: with a
+/// server that counts requests in fixed windows, any larger burst at the same rate can put
+/// more than `requests` into one window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pacing {
+    requests: u32,
+    period: Duration,
+    burst: u32,
+}
+
+impl Pacing {
+    /// At most `requests` attempts per `period`. `requests` is at least 1 and `period` at
+    /// least 1 ms (smaller values are raised to these); the interval between attempts is at
+    /// least 1 µs.
+    pub fn new(requests: u32, period: Duration) -> Self {
+        Pacing {
+            requests: requests.max(1),
+            period: period.max(Duration::from_millis(1)),
+            burst: 1,
+        }
+    }
+
+    /// At most `requests` attempts per minute.
+    pub fn per_minute(requests: u32) -> Self {
+        Pacing::new(requests, Duration::from_secs(60))
+    }
+
+    /// Lets up to `burst` attempts go at once after a quiet spell (at least 1, at most
+    /// `requests`).
+    pub fn burst(mut self, burst: u32) -> Self {
+        self.burst = burst.clamp(1, self.requests);
+        self
+    }
+
+    /// The attempts allowed per period.
+    pub fn requests(&self) -> u32 {
+        self.requests
+    }
+
+    /// The period.
+    pub fn period(&self) -> Duration {
+        self.period
+    }
+
+    /// The burst (1 by default).
+    pub fn burst_size(&self) -> u32 {
+        self.burst
+    }
+
+    /// The time between two attempts at the steady rate: `period / requests`, at least 1 µs.
+    pub fn interval(&self) -> Duration {
+        (self.period / self.requests).max(Duration::from_micros(1))
+    }
+
+    /// The same pacing at `share` of the rate (`0.25`: a quarter of the requests per
+    /// period), as a replica paces alone when the fleet's store cannot be reached. `share`
+    /// is clamped to 0.001–1 (NaN counts as 1); the burst is kept.
+    pub fn scaled(&self, share: f64) -> Self {
+        let share = if share.is_nan() {
+            1.0
+        } else {
+            share.clamp(0.001, 1.0)
+        };
+        // The same interval times 1 / share, as requests per the period stretched to fit.
+        let interval = self.interval().as_secs_f64() / share;
+        let period = Duration::from_secs_f64(interval * f64::from(self.requests));
+        Pacing {
+            requests: self.requests,
+            period,
+            burst: self.burst,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_values_are_raised_not_panicked_on() {
+        let p = Pacing::new(0, Duration::ZERO).burst(0);
+        assert_eq!(
+            (p.requests(), p.period(), p.burst_size()),
+            (1, Duration::from_millis(1), 1)
+        );
+        let p = Pacing::new(u32::MAX, Duration::from_millis(1));
+        assert_eq!(p.interval(), Duration::from_micros(1));
+        assert_eq!(
+            Pacing::new(10, Duration::from_secs(1))
+                .burst(50)
+                .burst_size(),
+            10
+        );
+    }
+
+    #[test]
+    fn a_share_stretches_the_interval() {
+        let p = Pacing::new(50, Duration::from_secs(1));
+        assert_eq!(p.scaled(0.25).interval(), Duration::from_millis(80));
+        assert_eq!(p.scaled(f64::NAN), p);
+        assert_eq!(p.scaled(7.0), p);
+    }
+}

@@ -1244,7 +1244,7 @@ fn svg(results: &[(RunResult, Stats)]) -> String {
         .iter()
         .any(|(r, _)| r.spec.workload == Workload::SteadyRedisCut);
     let n_rows = rows.len() + usize::from(cut_row);
-    let (pw, ph, left, top, col_gap, row_gap) = (420.0, 110.0, 60.0, 92.0, 70.0, 58.0);
+    let (pw, ph, left, top, col_gap, row_gap) = (520.0, 110.0, 60.0, 92.0, 70.0, 58.0);
     let windows = (cfg.cap().as_secs_f64() / cfg.window.as_secs_f64()).ceil() as usize;
     let y_max = f64::from(cfg.limit) * 3.0;
     let w = left + columns.len() as f64 * (pw + col_gap);
@@ -1300,6 +1300,8 @@ fn svg(results: &[(RunResult, Stats)]) -> String {
             );
         }
         let y_of = |v: f64| y0 + ph - v.min(y_max) / y_max * ph;
+        // Counts of clipped bars, on two alternating lines so that neighbours do not overlap.
+        let mut line = 0;
         for (i, (ok, rejected)) in per_window(r, windows).into_iter().enumerate() {
             let x = x0 + i as f64 * bw + 1.0;
             let (ok, rejected) = (f64::from(ok), f64::from(rejected));
@@ -1322,11 +1324,14 @@ fn svg(results: &[(RunResult, Stats)]) -> String {
             if ok + rejected > y_max {
                 let _ = writeln!(
                     s,
-                    r#"<text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="9">{}</text>"#,
+                    r#"<text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="9" fill="white">{}</text>"#,
                     x + bw / 2.0 - 1.0,
-                    y0 + 10.0,
+                    y0 + 10.0 + f64::from(line) * 10.0,
                     ok + rejected
                 );
+                line = 1 - line;
+            } else {
+                line = 0;
             }
         }
         let ly = y_of(f64::from(cfg.limit));

@@ -59,8 +59,8 @@ impl Default for ReplayBuffer {
 }
 
 impl TelEchoRetry {
-    /// Retries with this policy. The retry budget and the rate-limit cooldown (see
-    /// [`limits`](crate::limits)) are created here, as the policy configures them, and
+    /// Retries with this policy. The retry budget, the rate-limit cooldown and the pacing
+    /// (see [`limits`](crate::limits)) are created here, as the policy configures them, and
     /// shared by every clone of the result: clone one `TelEchoRetry` for all the clients
     /// that use one API key, or give several the same limits with
     /// [`with_limits`](Self::with_limits).
@@ -72,8 +72,15 @@ impl TelEchoRetry {
         }
     }
 
-    /// Keeps its budgets and cooldowns in `limits`, shared with every other
+    /// Keeps its budgets, cooldowns and pacing in `limits`, shared with every other
     /// `TelEchoRetry` that holds the same handle (whatever their policies).
+    ///
+    /// The limits are what they were made with: this policy's
+    /// [`retry_budget`](crate::RetryPolicyBuilder::retry_budget),
+    /// [`shared_cooldown`](crate::RetryPolicyBuilder::shared_cooldown) and
+    /// [`pacing`](crate::RetryPolicyBuilder::pacing) no longer apply. Make them from the
+    /// policy that configures them ([`SharedLimits::new`]) to keep its pacing;
+    /// [`SharedLimits::in_process`] makes limits without pacing.
     ///
     /// # Default
     ///

@@ -447,6 +447,10 @@ where
                         Poll::Ready(paced) => paced,
                         Poll::Pending => {
                             if past_deadline(this.deadline, cx) {
+                                // The wait so far counts; dropping it gives the slot
+                                // back now, not when the caller drops this future.
+                                this.retry.paced(since.elapsed());
+                                this.state.set(State::Admitting { paced: false });
                                 return Poll::Ready(deadline_between(this));
                             }
                             return Poll::Pending;

@@ -625,7 +625,8 @@ pub struct SharedLimits {
 impl SharedLimits {
     /// In-process limits as the policy configures them
     /// ([`retry_budget`](crate::RetryPolicyBuilder::retry_budget),
-    /// [`shared_cooldown`](crate::RetryPolicyBuilder::shared_cooldown)).
+    /// [`shared_cooldown`](crate::RetryPolicyBuilder::shared_cooldown),
+    /// [`pacing`](crate::RetryPolicyBuilder::pacing)).
     pub fn new(policy: &RetryPolicy) -> Self {
         SharedLimits::from_store(InProcess::new(
             policy.budget(),
@@ -635,7 +636,8 @@ impl SharedLimits {
     }
 
     /// In-process limits: a retry budget (`None`: none) and whether a 429 holds back the
-    /// other requests to its origin.
+    /// other requests to its origin; no pacing (use [`new`](Self::new) with a policy that
+    /// sets [`pacing`](crate::RetryPolicyBuilder::pacing) for that).
     pub fn in_process(budget: Option<RetryBudget>, shared_cooldown: bool) -> Self {
         SharedLimits::from_store(InProcess::new(budget, shared_cooldown, None))
     }

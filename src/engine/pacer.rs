@@ -6,7 +6,7 @@ use std::fmt;
 use std::future::Future;
 use std::num::NonZeroU32;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -92,6 +92,9 @@ struct Inner {
     turn: tokio::sync::Mutex<()>,
     /// Attempts waiting for a slot.
     waiting: AtomicUsize,
+    /// When the slot of the waiter whose turn it is comes, in nanoseconds on `clock` plus
+    /// one (`0`: not known): what a newcomer's wait is estimated from.
+    head_due: AtomicU64,
 }
 
 impl LocalPacer {
@@ -112,6 +115,7 @@ impl LocalPacer {
                 pacing,
                 turn: tokio::sync::Mutex::new(()),
                 waiting: AtomicUsize::new(0),
+                head_due: AtomicU64::new(0),
             }),
         }
     }
@@ -133,12 +137,20 @@ impl LocalPacer {
                 Err(not_until) => not_until.wait_time_from(inner.clock.now()),
             }
         } else {
-            // Each attempt ahead takes one slot; the first of them is at most one interval
-            // away.
-            inner
-                .pacing
-                .interval()
-                .saturating_mul(u32::try_from(ahead).unwrap_or(u32::MAX).saturating_add(1))
+            // Each attempt ahead takes one slot, one interval after the other, from the
+            // slot of the one whose turn it is (if it is known, else at most an interval
+            // away).
+            let interval = inner.pacing.interval();
+            let ahead = u32::try_from(ahead).unwrap_or(u32::MAX);
+            let now = inner.clock.now();
+            let head = match inner.head_due.load(Ordering::Acquire) {
+                0 => None,
+                due => Some(Duration::from_nanos(due - 1)).filter(|due| *due >= now),
+            };
+            match head {
+                Some(due) => (due - now).saturating_add(interval.saturating_mul(ahead)),
+                None => interval.saturating_mul(ahead.saturating_add(1)),
+            }
         };
         if wait > max_wait {
             return Pace::TooLong(wait);
@@ -154,6 +166,9 @@ impl LocalPacer {
                 match inner.limiter.check() {
                     Ok(()) => break,
                     Err(not_until) => {
+                        let due = u64::try_from(not_until.earliest_possible().as_nanos())
+                            .unwrap_or(u64::MAX - 1);
+                        inner.head_due.store(due + 1, Ordering::Release);
                         tokio::time::sleep(not_until.wait_time_from(inner.clock.now())).await;
                     }
                 }
@@ -249,6 +264,24 @@ mod tests {
             go(pacer.pace(Duration::ZERO)).is_none(),
             "its slot was never taken"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_wait_behind_a_waiter_counts_from_its_slot() {
+        let pacer = LocalPacer::new(Pacing::new(1, Duration::from_secs(1)));
+        assert!(go(pacer.pace(Duration::from_secs(60))).is_none());
+        tokio::time::advance(Duration::from_millis(900)).await;
+        let first = tokio::spawn(go(pacer.pace(Duration::from_secs(60))).unwrap());
+        tokio::task::yield_now().await; // it takes its turn and learns its slot (at 1 s)
+        match pacer.pace(Duration::from_millis(1099)) {
+            Pace::TooLong(d) => assert_eq!(d, Duration::from_millis(1100)),
+            other => panic!("{other:?}"),
+        }
+        let second = go(pacer.pace(Duration::from_millis(1100))).expect("its slot at 2 s");
+        let start = Instant::now();
+        assert_eq!(first.await.unwrap(), Paced::Go);
+        assert_eq!(second.await, Paced::Go);
+        assert_eq!(start.elapsed(), Duration::from_millis(1100));
     }
 
     #[tokio::test(start_paused = true)]

@@ -209,7 +209,11 @@ impl RetryState {
         let Some(limits) = self.limits.as_ref() else {
             return Pace::Go;
         };
-        let left = self.deadline.map(|d| d.saturating_sub(self.elapsed()));
+        // A slot exactly at the deadline is too late: nothing may be sent at the deadline.
+        let left = self.deadline.map(|d| {
+            d.saturating_sub(self.elapsed())
+                .saturating_sub(Duration::from_nanos(1))
+        });
         let max_wait = left.map_or(self.policy.max_retry_after(), |left| {
             left.min(self.policy.max_retry_after())
         });

@@ -27,9 +27,16 @@ use std::time::Duration;
 /// assert_eq!(policy.pacing().unwrap().interval(), Duration::from_millis(100));
 /// ```
 ///
-/// The burst (how many attempts may go at once after a quiet spell) is 1 by default: with a
-/// server that counts requests in fixed windows, any larger burst at the same rate can put
-/// more than `requests` into one window.
+/// The burst (how many attempts may go at once after a quiet spell) is 1 by default. A
+/// burst of `b` lets up to `requests + b - 1` attempts into one period: with a server that
+/// counts requests in windows (fixed or sliding), any burst above 1 at the server's rate
+/// can meet 429s.
+///
+/// The spacing is of the moments attempts get their slots. An attempt that waits for its
+/// slot holds no capacity of the inner service; it reserves that capacity after, so an
+/// inner service that is not ready at once (a `ConcurrencyLimit` below the retry layer,
+/// all of whose permits are taken) can delay some attempts until they go closer together
+/// than the interval. Put such limits above the retry layer when exact spacing matters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Pacing {
     requests: u32,
@@ -38,16 +45,20 @@ pub struct Pacing {
 }
 
 impl Pacing {
-    /// At most `requests` attempts per `period`. `requests` is at least 1 and `period` at
-    /// least 1 ms (smaller values are raised to these); the interval between attempts is at
-    /// least 1 µs.
+    /// At most `requests` attempts per `period`. `requests` is at least 1 and `period`
+    /// between 1 ms and [`MAX_PERIOD`](Self::MAX_PERIOD) (values outside are brought to
+    /// these); the interval between attempts is at least 1 µs.
     pub fn new(requests: u32, period: Duration) -> Self {
         Pacing {
             requests: requests.max(1),
-            period: period.max(Duration::from_millis(1)),
+            period: period.clamp(Duration::from_millis(1), Self::MAX_PERIOD),
             burst: 1,
         }
     }
+
+    /// The longest period: a year (which keeps every GCRA quantity within 64-bit
+    /// nanoseconds).
+    pub const MAX_PERIOD: Duration = Duration::from_secs(365 * 86_400);
 
     /// At most `requests` attempts per minute.
     pub fn per_minute(requests: u32) -> Self {
@@ -92,12 +103,9 @@ impl Pacing {
         };
         // The same interval times 1 / share, as requests per the period stretched to fit.
         let interval = self.interval().as_secs_f64() / share;
-        let period = Duration::from_secs_f64(interval * f64::from(self.requests));
-        Pacing {
-            requests: self.requests,
-            period,
-            burst: self.burst,
-        }
+        let period = Duration::try_from_secs_f64(interval * f64::from(self.requests))
+            .unwrap_or(Self::MAX_PERIOD);
+        Pacing::new(self.requests, period).burst(self.burst)
     }
 }
 
@@ -120,6 +128,27 @@ mod tests {
                 .burst_size(),
             10
         );
+        let huge = Pacing::new(1000, Duration::MAX).burst(1000);
+        assert_eq!(huge.period(), Pacing::MAX_PERIOD);
+        assert_eq!(
+            Pacing::new(1, Duration::MAX).scaled(0.001).period(),
+            Pacing::MAX_PERIOD
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_longest_pacing_makes_a_pacer_without_panicking() {
+        for p in [
+            Pacing::new(1000, Duration::MAX).burst(1000),
+            Pacing::new(1, Duration::MAX).scaled(0.001),
+            Pacing::new(u32::MAX, Duration::MAX).burst(u32::MAX),
+        ] {
+            let pacer = crate::limits::LocalPacer::new(p);
+            assert!(matches!(
+                pacer.pace(Duration::ZERO),
+                crate::limits::Pace::Go
+            ));
+        }
     }
 
     #[test]

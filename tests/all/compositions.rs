@@ -45,8 +45,8 @@ use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
 use telecho_retry::classify::ClassifyError;
 use telecho_retry::limits::{LimitStore, Origin, OriginLimits, Pace, Paced, Pacing, SharedLimits};
 use telecho_retry::{
-    Jitter, ResponseBody, RetryBudget, RetryError, RetryErrorKind, RetryInfo, RetryPolicy,
-    RetryPolicyBuilder, RetryService, StopReason, TelEchoRetry, TransportErrorKind,
+    Jitter, ResponseBody, RetryBudget, RetryError, RetryErrorKind, RetryInfo, RetryOverride,
+    RetryPolicy, RetryPolicyBuilder, RetryService, StopReason, TelEchoRetry, TransportErrorKind,
 };
 use tokio::time::{advance, Instant};
 use tokio_test::{assert_pending, assert_ready};
@@ -1233,8 +1233,31 @@ mod tower_service_fn {
         assert_eq!(err.kind(), RetryErrorKind::Deadline);
         assert_eq!(err.stop_reason(), Some(StopReason::Deadline));
         assert_eq!(err.info().attempts(), 0);
+        assert_eq!(err.info().slept(), secs(2), "the wait for the slot counts");
         tokio::time::sleep(secs(20)).await;
         assert!(fake.at(&a("/1")).is_empty(), "never sent");
+    }
+
+    async fn a_slot_exactly_at_the_deadline_is_refused_at_once_and_not_taken<E: FnError>() {
+        let fake = Fake::new(|_, _| Answer::Status(200));
+        let svc = over_fake::<E>(exact().pacing(Pacing::new(1, secs(1))).build(), &fake);
+        svc.clone().oneshot(get(&a("/0"))).await.unwrap();
+        let mut req = get(&a("/1"));
+        req.extensions_mut()
+            .insert(RetryOverride::new().deadline(secs(1)));
+        let t = Instant::now();
+        let err = svc.clone().oneshot(req).await.unwrap_err();
+        assert_eq!(t.elapsed(), ZERO, "refused at once");
+        assert_eq!(err.kind(), RetryErrorKind::Deadline);
+        assert_eq!(err.cooldown(), Some(secs(1)));
+        assert_eq!(err.info().slept(), ZERO);
+        svc.oneshot(get(&a("/2"))).await.unwrap();
+        assert_eq!(
+            fake.at(&a("/2")),
+            [secs(1)],
+            "the slot at 1 s was not taken"
+        );
+        assert!(fake.at(&a("/1")).is_empty());
     }
 
     async fn a_request_cancelled_while_waiting_for_its_slot_gives_its_place_back<E: FnError>() {
@@ -1337,6 +1360,9 @@ mod tower_service_fn {
         a_deadline_reached_while_waiting_for_a_slot_ends_the_request {
             io::Error => a_deadline_reached_while_waiting_for_a_slot_ends_the_request_tower_service_fn_io;
             Opaque => a_deadline_reached_while_waiting_for_a_slot_ends_the_request_tower_service_fn_opaque;
+        }
+        a_slot_exactly_at_the_deadline_is_refused_at_once_and_not_taken {
+            io::Error => a_slot_exactly_at_the_deadline_is_refused_at_once_and_not_taken_tower_service_fn_io;
         }
         a_request_cancelled_while_waiting_for_its_slot_gives_its_place_back {
             io::Error => a_request_cancelled_while_waiting_for_its_slot_gives_its_place_back_tower_service_fn_io;

@@ -70,6 +70,7 @@
 //! | `tracing` | yes | a `tracing` span per attempt with OpenTelemetry's HTTP fields (`http.request.resend_count` …) and events for retries, stops, cooldown waits (target `telecho_retry`); see [`observe`] |
 //! | `metrics` | no | counters and histograms through the `metrics` facade: retries, requests by stop reason, retry delays, cooldown and budget refusals; see [`observe`] |
 //! | `reqwest-tracing` | no | `ResendCountSpanBackend`: reqwest-tracing's per-request span with `http.request.resend_count` |
+//! | `redis` | no | `limits::RedisLimits`: the cooldown and pacing shared by a fleet of processes through Redis |
 //!
 //! The core (classification, policy, engine state, parsing, typed errors) builds with
 //! `--no-default-features`.
@@ -91,15 +92,24 @@ pub mod body;
 pub mod classify;
 pub mod engine;
 mod envelope;
+#[cfg(feature = "redis")]
+mod fleet;
 pub mod policy;
 mod response_error;
 
 /// Retry budgets, rate-limit cooldowns and client-side pacing, kept per origin and shareable between
-/// [`TelEchoRetry`] values (see [`SharedLimits`]).
+/// [`TelEchoRetry`] values (see [`SharedLimits`]), or, with feature `redis`, between the
+/// replicas of a service (see `RedisLimits`).
 pub mod limits {
     #[doc(inline)]
     pub use crate::engine::limits::{LimitStore, Origin, OriginLimits, SharedLimits};
     pub use crate::engine::pacer::{LocalPacer, Pace, PaceFuture, Paced};
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub use crate::fleet::{
+        RedisLimits, RedisLimitsBuilder, RedisLimitsError, DEFAULT_CALL_TIMEOUT,
+        DEFAULT_FALLBACK_SHARE, DEFAULT_KEY_PREFIX,
+    };
     pub use crate::policy::{Pacing, RetryBudget};
 }
 

@@ -457,11 +457,13 @@ where
                         }
                     };
                     let waited = since.elapsed();
-                    this.retry.paced(waited);
-                    observe::paced(waited);
+                    if paced != Paced::Free {
+                        this.retry.paced(waited);
+                        observe::paced(waited);
+                    }
                     match paced {
                         // The cooldown may have begun meanwhile: ask it again.
-                        Paced::Go => this.state.set(State::Admitting { paced: true }),
+                        Paced::Go | Paced::Free => this.state.set(State::Admitting { paced: true }),
                         Paced::TooLong(wait) => {
                             let reason = this.retry.pace_refused(wait);
                             return Poll::Ready(refuse(this, reason, Some(wait)));

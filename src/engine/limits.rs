@@ -497,7 +497,64 @@ const MAX_ORIGINS: usize = 256;
 
 /// Origins by key. The keys are hashes already: the map hashes them again with FxHash, not
 /// SipHash.
-type OriginMap = HashMap<u64, Arc<InProcessOrigin>, FxBuildHasher>;
+type OriginMap<T> = HashMap<u64, Arc<T>, FxBuildHasher>;
+
+/// The limits of each origin, read without a lock on the request path; replaced whole
+/// (under `insert`) when an origin is added, which happens once per origin. At most
+/// [`MAX_ORIGINS`]: past it, origins that no request holds and that are not `busy` are
+/// forgotten, and if none can be, a new origin gets limits kept nowhere.
+pub(crate) struct OriginTable<T> {
+    origins: ArcSwap<OriginMap<T>>,
+    insert: Mutex<()>,
+}
+
+impl<T> OriginTable<T> {
+    pub(crate) fn new() -> Self {
+        OriginTable {
+            origins: ArcSwap::from_pointee(OriginMap::default()),
+            insert: Mutex::new(()),
+        }
+    }
+
+    pub(crate) fn get(&self, key: u64) -> Option<Arc<T>> {
+        self.origins.load().get(&key).cloned()
+    }
+
+    /// Every origin kept.
+    pub(crate) fn load(&self) -> arc_swap::Guard<Arc<OriginMap<T>>> {
+        self.origins.load()
+    }
+
+    /// The limits of `key`, made by `make` on first use.
+    pub(crate) fn get_or_insert(
+        &self,
+        key: u64,
+        busy: impl Fn(&T, Instant) -> bool,
+        make: impl FnOnce() -> T,
+    ) -> Arc<T> {
+        if let Some(found) = self.get(key) {
+            return found;
+        }
+        let _insert = self.insert.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(found) = self.get(key) {
+            return found;
+        }
+        let mut origins = OriginMap::clone(&self.origins.load());
+        if origins.len() >= MAX_ORIGINS {
+            let now = Instant::now();
+            // Idle: held by the map in use and by this copy of it, by no request.
+            origins.retain(|_, o| Arc::strong_count(o) > 2 || busy(o, now));
+            if origins.len() >= MAX_ORIGINS {
+                // Limits of its own, kept nowhere: never another origin's cooldown.
+                return Arc::new(make());
+            }
+        }
+        let created = Arc::new(make());
+        origins.insert(key, Arc::clone(&created));
+        self.origins.store(Arc::new(origins));
+        created
+    }
+}
 
 /// The in-process [`LimitStore`]: per-origin budgets and cooldowns in memory, the
 /// cooldown an atomic read on the request path.
@@ -506,10 +563,7 @@ pub(crate) struct InProcess {
     cooldown: bool,
     pacing: Option<Pacing>,
     base: Instant,
-    /// Read without a lock on the request path; replaced whole (under `insert`) when an
-    /// origin is added, which happens once per origin.
-    origins: ArcSwap<OriginMap>,
-    insert: Mutex<()>,
+    origins: OriginTable<InProcessOrigin>,
 }
 
 impl InProcess {
@@ -520,8 +574,7 @@ impl InProcess {
             cooldown,
             pacing,
             base,
-            origins: ArcSwap::from_pointee(OriginMap::default()),
-            insert: Mutex::new(()),
+            origins: OriginTable::new(),
         }
     }
 
@@ -535,37 +588,17 @@ impl InProcess {
     }
 
     fn get(&self, key: u64) -> Option<Arc<InProcessOrigin>> {
-        self.origins.load().get(&key).cloned()
+        self.origins.get(key)
     }
 }
 
 impl LimitStore for InProcess {
     fn origin(&self, origin: &Origin<'_>) -> Arc<dyn OriginLimits> {
-        let key = origin.key();
-        if let Some(found) = self.get(key) {
-            return found;
-        }
-        let _insert = self.insert.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(found) = self.get(key) {
-            return found;
-        }
-        let mut origins = OriginMap::clone(&self.origins.load());
-        if origins.len() >= MAX_ORIGINS {
-            let now = Instant::now();
-            origins.retain(|_, o| {
-                Arc::strong_count(o) > 1
-                    || o.cooldown_remaining(now).is_some()
-                    || o.refusal_remaining(now).is_some()
-            });
-            if origins.len() >= MAX_ORIGINS {
-                // Limits of its own, kept nowhere: never another origin's cooldown.
-                return Arc::new(self.new_origin());
-            }
-        }
-        let created = Arc::new(self.new_origin());
-        origins.insert(key, Arc::clone(&created));
-        self.origins.store(Arc::new(origins));
-        created
+        self.origins.get_or_insert(
+            origin.key(),
+            |o, now| o.cooldown_remaining(now).is_some() || o.refusal_remaining(now).is_some(),
+            || self.new_origin(),
+        )
     }
 
     fn cooldown_remaining(&self, origin: &Origin<'_>, now: Instant) -> Option<Duration> {
@@ -875,6 +908,25 @@ mod tests {
         let fresh = store.origin(&Origin::new(Some("http"), Some("fresh.example"), None));
         assert_eq!(fresh.refusal_remaining(Instant::now()), None);
         assert_eq!(fresh.cooldown_remaining(Instant::now()), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn past_the_origin_bound_idle_origins_are_forgotten_and_new_ones_kept() {
+        let store = InProcess::new(None, true, None);
+        let hosts: Vec<String> = (0..MAX_ORIGINS).map(|i| format!("h{i}")).collect();
+        for h in &hosts {
+            drop(store.origin(&Origin::new(Some("http"), Some(h), None)));
+        }
+        let late = Origin::new(Some("http"), Some("late.example"), None);
+        store
+            .origin(&late)
+            .cool_down_until(Instant::now() + Duration::from_secs(5));
+        assert_eq!(
+            store.origin(&late).cooldown_remaining(Instant::now()),
+            Some(Duration::from_secs(5)),
+            "the late origin's limits are kept, not made anew for each request"
+        );
+        assert!(store.origins.load().len() <= MAX_ORIGINS);
     }
 
     #[tokio::test(start_paused = true)]

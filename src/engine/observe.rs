@@ -50,19 +50,22 @@
 //! | [`telecho_retry.budget.refusals`](metric::BUDGET_REFUSALS) | counter | retries | `status_class` | retries the budget refused (the outcome is handed back) |
 //! | [`telecho_retry.pacing.holds`](metric::PACING_HOLDS) | counter | attempts | — | attempts that waited for their slot under client-side pacing |
 //! | [`telecho_retry.pacing.delay`](metric::PACING_DELAY) | histogram | seconds | — | how long each waited |
+//! | [`telecho_retry.store.fallbacks`](metric::STORE_FALLBACKS) | counter | events | `limit` | a fleet store (`RedisLimits`, feature `redis`) could not be reached in time: `pacing`: an attempt paced in process instead; `cooldown`: a 429's cooldown kept in this process only (it is sent again once the store answers) |
 //!
 //! Label values: `status_class` is `1xx` … `5xx` for a response, `error` for a transport
 //! error, a timeout or a request the engine refused, `none` for a request cancelled before
 //! it had an outcome; `stop_reason` is a [`StopReason`] (`success`, `fatal`,
 //! `retry_after_too_long`, `max_retries`, `not_replayable`, `budget`, `deadline`), or
 //! `cancelled` (the caller dropped the request), or `service_error` (the inner service
-//! failed to become ready); `decision` is `retry_after` or `backoff`.
+//! failed to become ready); `decision` is `retry_after` or `backoff`; `limit` is `pacing` or
+//! `cooldown`.
 //!
 //! A pacing wait longer than the request may wait is counted in
 //! `telecho_retry.cooldown.refusals` (its `stop_reason` says which bound it crossed).
 //!
-//! Names reserved for what does not exist yet, never emitted today:
-//! [`telecho_retry.store.fallbacks`](metric::STORE_FALLBACKS).
+//! A fleet store also logs (target `telecho_retry`) `limit store unreachable` (`WARN`, at
+//! most once every 10 s per store, with the fallbacks counted since the last such event)
+//! and `limit store reachable again` (`INFO`).
 //!
 //! Call `describe_metrics` (feature `metrics`) once after installing a recorder to give it the units and
 //! descriptions.
@@ -130,8 +133,8 @@ pub mod metric {
     pub const PACING_HOLDS: &str = "telecho_retry.pacing.holds";
     /// Histogram, seconds: how long pacing delayed each attempt that waited.
     pub const PACING_DELAY: &str = "telecho_retry.pacing.delay";
-    /// Reserved, not emitted: times a shared limit store was unreachable and the in-process
-    /// limits were used instead.
+    /// Counter: times a fleet limit store could not be reached in time and the in-process
+    /// limits were used instead; label `limit` (`pacing`, `cooldown`).
     pub const STORE_FALLBACKS: &str = "telecho_retry.store.fallbacks";
 }
 
@@ -144,6 +147,8 @@ pub mod label {
     pub const STATUS_CLASS: &str = "status_class";
     /// `retry_after` or `backoff`.
     pub const DECISION: &str = "decision";
+    /// Which limit a fleet store fell back on: `pacing` or `cooldown`.
+    pub const LIMIT: &str = "limit";
 }
 
 /// Gives the installed `metrics` recorder the unit and description of every metric this
@@ -196,6 +201,11 @@ pub fn describe_metrics() {
         metric::PACING_DELAY,
         Unit::Seconds,
         "How long each paced attempt waited for its slot."
+    );
+    describe_counter!(
+        metric::STORE_FALLBACKS,
+        Unit::Count,
+        "Times a fleet limit store could not be reached in time and the in-process limits were used instead, by limit (pacing, cooldown)."
     );
 }
 
@@ -539,6 +549,59 @@ pub(crate) fn paced(waited: Duration) {
     let _ = waited;
 }
 
+/// Which limit a fleet store fell back on.
+#[cfg(feature = "redis")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum StoreLimit {
+    /// An attempt paced in process.
+    Pacing = 0,
+    /// A cooldown kept in this process only.
+    Cooldown = 1,
+}
+
+#[cfg(feature = "redis")]
+impl StoreLimit {
+    #[cfg(feature = "tracing")]
+    fn as_str(self) -> &'static str {
+        match self {
+            StoreLimit::Pacing => "pacing",
+            StoreLimit::Cooldown => "cooldown",
+        }
+    }
+}
+
+/// A fleet store could not be reached in time: `limit` fell back on the in-process limits.
+#[cfg(feature = "redis")]
+pub(crate) fn store_fallback(limit: StoreLimit) {
+    #[cfg(feature = "metrics")]
+    keys::counter(&keys::get().store_fallbacks[limit as usize]).increment(1);
+    #[cfg(not(feature = "metrics"))]
+    let _ = limit;
+}
+
+/// A fleet store is unreachable (`reason`: `timeout` or `error`); `fallbacks` counted since
+/// the last such event. The caller rate-limits it.
+#[cfg(feature = "redis")]
+pub(crate) fn store_unreachable(limit: StoreLimit, reason: &'static str, fallbacks: u64) {
+    #[cfg(feature = "tracing")]
+    tracing::warn!(
+        target: "telecho_retry",
+        limit = limit.as_str(),
+        reason,
+        fallbacks,
+        "limit store unreachable: limits kept in process"
+    );
+    #[cfg(not(feature = "tracing"))]
+    let _ = (limit, reason, fallbacks);
+}
+
+/// A fleet store answers again.
+#[cfg(feature = "redis")]
+pub(crate) fn store_reachable() {
+    #[cfg(feature = "tracing")]
+    tracing::info!(target: "telecho_retry", "limit store reachable again");
+}
+
 /// The next attempt is not sent: `reason`, with the cooldown left if one is the cause.
 pub(crate) fn refused(reason: StopReason, cooldown: Option<Duration>) {
     #[cfg(feature = "tracing")]
@@ -699,6 +762,9 @@ mod keys {
     const DECISIONS: [&str; 2] = ["retry_after", "backoff"];
 
     pub(super) struct Keys {
+        /// By limit (`pacing`, `cooldown`).
+        #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+        pub(super) store_fallbacks: [Key; 2],
         /// By ending, then status class.
         pub(super) requests: Vec<Vec<Key>>,
         /// By status class, then decision.
@@ -733,6 +799,8 @@ mod keys {
             let endings = Ending::ALL.map(Ending::as_str);
             let decision = |name, d| key(name, &[(label::DECISION, d)]);
             Keys {
+                store_fallbacks: ["pacing", "cooldown"]
+                    .map(|l| key(metric::STORE_FALLBACKS, &[(label::LIMIT, l)])),
                 requests: endings
                     .iter()
                     .map(|&e| {

@@ -52,6 +52,9 @@ impl fmt::Debug for Pace {
 pub enum Paced {
     /// The slot has come: send.
     Go,
+    /// The slot was free when the store answered: send. The time the future took was the
+    /// store's round trip, not a wait for a slot: it is not counted as a pacing hold.
+    Free,
     /// The slot lies this far ahead, beyond what the request may wait (a fleet store found
     /// out after a round trip): nothing was reserved.
     TooLong(Duration),

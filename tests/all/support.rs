@@ -607,3 +607,118 @@ async fn read_chunked(stream: &mut TcpStream, buf: &mut Vec<u8>, pos: &mut usize
         *pos += size + 2;
     }
 }
+
+// ===== a TCP proxy the test controls =====
+
+/// A TCP proxy on `127.0.0.1:0` in front of `target` (a Redis), which the test can cut
+/// (close every connection), pause (forward nothing, as a stalled network: data waits,
+/// nothing is lost), resume, and take down (cut, and close new connections at once) or up.
+pub(crate) struct Proxy {
+    pub(crate) addr: SocketAddr,
+    paused: tokio::sync::watch::Sender<bool>,
+    cut: tokio::sync::watch::Sender<u64>,
+    down: Arc<std::sync::atomic::AtomicBool>,
+    task: JoinHandle<()>,
+}
+
+impl Proxy {
+    pub(crate) async fn start(target: SocketAddr) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (paused, _) = tokio::sync::watch::channel(false);
+        let (cut, _) = tokio::sync::watch::channel(0u64);
+        let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (p, c, d) = (paused.clone(), cut.clone(), Arc::clone(&down));
+        let task = tokio::spawn(async move {
+            let mut connections = JoinSet::new();
+            loop {
+                let Ok((client, _)) = listener.accept().await else {
+                    continue;
+                };
+                if d.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let (paused, mut cut) = (p.subscribe(), c.subscribe());
+                connections.spawn(async move {
+                    let Ok(server) = TcpStream::connect(target).await else {
+                        return;
+                    };
+                    let (cr, cw) = client.into_split();
+                    let (sr, sw) = server.into_split();
+                    tokio::select! {
+                        _ = pump(cr, sw, paused.clone()) => {}
+                        _ = pump(sr, cw, paused) => {}
+                        _ = cut.changed() => {}
+                    }
+                });
+                while connections.try_join_next().is_some() {}
+            }
+        });
+        Proxy {
+            addr,
+            paused,
+            cut,
+            down,
+            task,
+        }
+    }
+
+    pub(crate) fn url(&self) -> String {
+        format!("redis://{}", self.addr)
+    }
+
+    /// Closes every connection (new ones are accepted).
+    pub(crate) fn cut(&self) {
+        self.cut.send_modify(|g| *g += 1);
+    }
+
+    /// Forwards nothing until [`resume`](Self::resume), on old and new connections alike.
+    pub(crate) fn pause(&self) {
+        self.paused.send_replace(true);
+    }
+
+    pub(crate) fn resume(&self) {
+        self.paused.send_replace(false);
+    }
+
+    /// Cuts every connection and closes new ones at once, until [`up`](Self::up).
+    pub(crate) fn down(&self) {
+        self.down.store(true, Ordering::SeqCst);
+        self.cut();
+    }
+
+    pub(crate) fn up(&self) {
+        self.down.store(false, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.cut();
+        self.task.abort();
+    }
+}
+
+/// Copies `from` to `to`, holding what it read while `paused`.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut paused: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        while *paused.borrow_and_update() {
+            if paused.changed().await.is_err() {
+                return;
+            }
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,26 @@
+//! Limits shared by a fleet of processes through Redis (feature `redis`):
+//! [`RedisLimits`], a [`LimitStore`](crate::limits::LimitStore) whose users see the design
+//! in its docs.
+//!
+//! One concept per file, dependencies pointing one way (fleet → engine, policy):
+//!
+//! - `builder`: the settings, their defaults, and spawning the background tasks;
+//! - `store`: the store and one origin's limits (the in-process ones wrapped);
+//! - `link`: the connection, its bound, whether Redis answers, the prober, fallbacks;
+//! - `pace`: a paced attempt's future;
+//! - `cooldown`: the writer and the subscriber tasks;
+//! - `scripts`: the Lua scripts; `names`: keys, channel, origins in them.
+
+mod builder;
+mod cooldown;
+mod link;
+mod names;
+mod pace;
+mod scripts;
+mod store;
+
+pub use builder::{
+    RedisLimitsBuilder, RedisLimitsError, DEFAULT_CALL_TIMEOUT, DEFAULT_FALLBACK_SHARE,
+    DEFAULT_KEY_PREFIX,
+};
+pub use store::RedisLimits;

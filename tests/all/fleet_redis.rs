@@ -1,0 +1,498 @@
+//! `RedisLimits` against a real Redis at `REDIS_URL` (default `redis://127.0.0.1:6379`):
+//! two `TelEchoRetry` values, each with its own `RedisLimits`, stand in for replicas. Each
+//! test has its own key prefix and scope (UUIDs), so tests run in parallel; faults go
+//! through a TCP proxy the test controls (`support::Proxy`). Real time: Redis is real.
+#![cfg(all(feature = "redis", feature = "tower"))]
+
+use crate::support::Proxy;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::Full;
+use telecho_retry::limits::{LimitStore, Origin, Pacing, RedisLimits, SharedLimits};
+use telecho_retry::{RetryPolicy, TelEchoRetry};
+use tokio::time::Instant;
+use tower::{service_fn, ServiceBuilder, ServiceExt};
+
+const URL: &str = "http://api.example/v1/calls";
+
+fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+fn redis_addr() -> SocketAddr {
+    let client = redis::Client::open(redis_url()).unwrap();
+    let addr = client.get_connection_info().addr().to_string();
+    std::net::ToSocketAddrs::to_socket_addrs(&addr)
+        .unwrap()
+        .next()
+        .unwrap()
+}
+
+/// Its own prefix and scope for each test.
+#[derive(Clone)]
+struct Scope {
+    prefix: String,
+    scope: String,
+}
+
+impl Scope {
+    fn new() -> Self {
+        Scope {
+            prefix: format!("test-{}", uuid::Uuid::new_v4().simple()),
+            scope: format!("key-{}", uuid::Uuid::new_v4().simple()),
+        }
+    }
+
+    fn store(&self, url: &str, policy: &RetryPolicy) -> RedisLimits {
+        RedisLimits::builder(url, &self.scope)
+            .key_prefix(&self.prefix)
+            .call_timeout(Duration::from_millis(50))
+            .build_store(policy)
+            .unwrap()
+    }
+
+    fn base(&self) -> String {
+        format!("{{{}:{}}}:", self.prefix, self.scope)
+    }
+
+    /// Waits until `n` subscribers listen on the scope's channel (at most 2 s).
+    async fn subscribed(&self, n: i64) {
+        let mut conn = direct().await;
+        let channel = format!("{}events", self.base());
+        let start = Instant::now();
+        loop {
+            let (_, count): (String, i64) = redis::cmd("PUBSUB")
+                .arg("NUMSUB")
+                .arg(&channel)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            if count >= n {
+                return;
+            }
+            assert!(start.elapsed() < Duration::from_secs(2), "no subscription");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Deletes every key of the scope.
+    async fn flush(&self) {
+        let mut conn = direct().await;
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}*", self.base()))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if !keys.is_empty() {
+            let _: () = redis::cmd("DEL")
+                .arg(&keys)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+        }
+    }
+}
+
+async fn direct() -> redis::aio::MultiplexedConnection {
+    redis::Client::open(redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+fn origin() -> Origin<'static> {
+    Origin::new(Some("http"), Some("api.example"), None)
+}
+
+type Calls = Arc<Mutex<Vec<Instant>>>;
+
+/// A replica: `TelEchoRetry` with `store` over a `service_fn` that records when it is
+/// called and answers `reply(n)` to its n-th call.
+fn replica(
+    policy: RetryPolicy,
+    store: &RedisLimits,
+    calls: Calls,
+    reply: impl Fn(usize) -> Response<Full<Bytes>> + Send + Sync + 'static,
+) -> impl tower::Service<
+    Request<Full<Bytes>>,
+    Response = Response<telecho_retry::ResponseBody<Full<Bytes>>>,
+    Error = telecho_retry::RetryError,
+    Future = impl Send,
+> + Clone {
+    let reply = Arc::new(reply);
+    let inner = service_fn(move |_req: Request<Full<Bytes>>| {
+        let n = {
+            let mut calls = calls.lock().unwrap();
+            calls.push(Instant::now());
+            calls.len() - 1
+        };
+        let response = reply(n);
+        async move { Ok::<_, Infallible>(response) }
+    });
+    ServiceBuilder::new()
+        .layer(TelEchoRetry::new(policy).with_limits(SharedLimits::from_store(store.clone())))
+        .service(inner)
+}
+
+fn ok() -> Response<Full<Bytes>> {
+    Response::new(Full::new(Bytes::new()))
+}
+
+fn get() -> Request<Full<Bytes>> {
+    Request::get(URL).body(Full::new(Bytes::new())).unwrap()
+}
+
+fn paced(per_sec: u32) -> RetryPolicy {
+    RetryPolicy::builder()
+        .pacing(Pacing::new(per_sec, Duration::from_secs(1)))
+        .build()
+}
+
+// ===== the fleet =====
+
+#[tokio::test]
+async fn a_429_on_one_replica_holds_back_the_other_within_a_few_ms() {
+    let scope = Scope::new();
+    let policy = RetryPolicy::builder()
+        .retry_after_spread(Duration::ZERO)
+        .build();
+    let (a, b) = (
+        scope.store(&redis_url(), &policy),
+        scope.store(&redis_url(), &policy),
+    );
+    scope.subscribed(2).await;
+    let a_calls = Calls::default();
+    let limited = Arc::new(Mutex::new(None));
+    let at_429 = Arc::clone(&limited);
+    let a_svc = replica(policy.clone(), &a, Arc::clone(&a_calls), move |n| {
+        if n == 0 {
+            *at_429.lock().unwrap() = Some(Instant::now());
+            Response::builder()
+                .status(429)
+                .header("retry-after", "1")
+                .body(Full::new(Bytes::new()))
+                .unwrap()
+        } else {
+            ok()
+        }
+    });
+    let a_request = tokio::spawn(a_svc.oneshot(get()));
+    // B learns of A's 429 by pub/sub.
+    let b_limits = SharedLimits::from_store(b.clone());
+    let learned = loop {
+        if let Some(left) = b_limits.cooldown_remaining(&origin()) {
+            break left;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    };
+    let at_429 = limited.lock().unwrap().expect("A met its 429");
+    let delay = at_429.elapsed();
+    assert!(
+        delay < Duration::from_millis(50),
+        "B learned of A's 429 after {delay:?}"
+    );
+    assert!(learned > Duration::from_millis(900), "{learned:?}");
+    // B's next request waits until the cooldown has passed.
+    let b_calls = Calls::default();
+    let b_svc = replica(policy, &b, Arc::clone(&b_calls), |_| ok());
+    let resp = b_svc.oneshot(get()).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let b_sent = b_calls.lock().unwrap()[0];
+    assert!(
+        b_sent.duration_since(at_429) >= Duration::from_millis(950),
+        "B went {:?} after A's 429",
+        b_sent.duration_since(at_429)
+    );
+    assert_eq!(a_request.await.unwrap().unwrap().status(), 200);
+    assert_eq!((a.fallbacks(), b.fallbacks()), (0, 0));
+    eprintln!("B held back {delay:?} after A's 429");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pacing_holds_one_rate_across_two_replicas() {
+    let scope = Scope::new();
+    let policy = paced(20);
+    let (a, b) = (
+        scope.store(&redis_url(), &policy),
+        scope.store(&redis_url(), &policy),
+    );
+    let calls = Calls::default();
+    let until = Instant::now() + Duration::from_millis(2500);
+    let mut tasks = Vec::new();
+    for store in [&a, &b] {
+        let svc = replica(policy.clone(), store, Arc::clone(&calls), |_| ok());
+        for _ in 0..3 {
+            let svc = svc.clone();
+            tasks.push(tokio::spawn(async move {
+                while Instant::now() < until {
+                    let resp = svc.clone().oneshot(get()).await.unwrap();
+                    assert_eq!(resp.status(), 200);
+                }
+            }));
+        }
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let calls = calls.lock().unwrap().clone();
+    let span = calls.last().unwrap().duration_since(calls[0]).as_secs_f64();
+    let rate = (calls.len() - 1) as f64 / span;
+    assert!(calls.len() >= 45, "{} calls", calls.len());
+    assert!(
+        (rate - 20.0).abs() / 20.0 < 0.05,
+        "{rate:.2}/s over {span:.2} s ({} calls)",
+        calls.len()
+    );
+    assert_eq!((a.fallbacks(), b.fallbacks()), (0, 0));
+    eprintln!("{} calls, {rate:.2}/s", calls.len());
+}
+
+// ===== faults =====
+
+/// Sends `n` requests one after the other through `svc`; each must succeed within `bound`.
+async fn each_within<S>(svc: &S, n: usize, bound: Duration)
+where
+    S: tower::Service<
+            Request<Full<Bytes>>,
+            Response = Response<telecho_retry::ResponseBody<Full<Bytes>>>,
+            Error = telecho_retry::RetryError,
+        > + Clone,
+{
+    for i in 0..n {
+        let resp = tokio::time::timeout(bound, svc.clone().oneshot(get()))
+            .await
+            .unwrap_or_else(|_| panic!("request {i} took longer than {bound:?}"))
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+}
+
+async fn eventually(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        assert!(start.elapsed() < within, "{what}: not within {within:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Pacing at 50/s: 20 ms apart through Redis, 80 ms apart in fallback (a share of 0.25).
+/// A request's bound: the call timeout (50 ms), one fallback interval, and slack.
+const BOUND: Duration = Duration::from_millis(400);
+
+#[tokio::test]
+async fn a_cut_connection_fails_no_request_and_the_link_comes_back() {
+    let scope = Scope::new();
+    let proxy = Proxy::start(redis_addr()).await;
+    let policy = paced(50);
+    let store = scope.store(&proxy.url(), &policy);
+    let svc = replica(policy.clone(), &store, Calls::default(), |_| ok());
+    each_within(&svc, 3, BOUND).await;
+    scope.subscribed(1).await;
+    proxy.cut();
+    each_within(&svc, 10, BOUND).await;
+    eventually("reachable", Duration::from_secs(1), || store.is_reachable()).await;
+    // The subscription came back too: another replica's cooldown arrives.
+    scope.subscribed(1).await;
+    let other = scope.store(&redis_url(), &policy);
+    other
+        .origin(&origin())
+        .cool_down_until(Instant::now() + Duration::from_secs(2));
+    eventually("cooldown after the cut", Duration::from_secs(1), || {
+        store
+            .cooldown_remaining(&origin(), Instant::now())
+            .is_some()
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_paused_redis_falls_back_within_the_call_timeout_and_counts_it() {
+    let scope = Scope::new();
+    let proxy = Proxy::start(redis_addr()).await;
+    let policy = paced(50);
+    let store = scope.store(&proxy.url(), &policy);
+    let svc = replica(policy.clone(), &store, Calls::default(), |_| ok());
+    each_within(&svc, 3, BOUND).await;
+    assert_eq!(store.fallbacks(), 0);
+    proxy.pause();
+    let start = Instant::now();
+    each_within(&svc, 10, BOUND).await;
+    // The first waits the call timeout, then the rest are paced in process at once, 80 ms
+    // apart.
+    let took = start.elapsed();
+    assert!(took < Duration::from_millis(50 + 10 * 80 + 200), "{took:?}");
+    assert!(!store.is_reachable());
+    assert!(store.fallbacks() >= 10, "{}", store.fallbacks());
+    proxy.resume();
+    eventually("reachable after resume", Duration::from_secs(2), || {
+        store.is_reachable()
+    })
+    .await;
+    let counted = store.fallbacks();
+    each_within(&svc, 5, BOUND).await;
+    assert_eq!(store.fallbacks(), counted, "paced by Redis again");
+}
+
+#[tokio::test]
+async fn a_restarted_redis_is_re_read_on_reconnect() {
+    let scope = Scope::new();
+    let proxy = Proxy::start(redis_addr()).await;
+    let policy = RetryPolicy::default();
+    let b = scope.store(&proxy.url(), &policy);
+    scope.subscribed(1).await;
+    proxy.down();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // A records a cooldown and a refusal while B is cut off: B misses the announcements.
+    let a = scope.store(&redis_url(), &policy);
+    a.origin(&origin())
+        .cool_down_until(Instant::now() + Duration::from_secs(3));
+    let other = Origin::new(Some("https"), Some("other.example"), None);
+    a.origin(&other)
+        .refuse_until(Instant::now() + Duration::from_secs(3));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(b.cooldown_remaining(&origin(), Instant::now()), None);
+    proxy.up();
+    eventually("cooldown re-read", Duration::from_secs(2), || {
+        b.cooldown_remaining(&origin(), Instant::now())
+            .is_some_and(|d| d > Duration::from_secs(1))
+            && b.cooldown_remaining(&other, Instant::now()).is_some()
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn flushed_keys_leave_memory_alone_and_pacing_starts_afresh() {
+    let scope = Scope::new();
+    let policy = paced(50);
+    let (a, b) = (
+        scope.store(&redis_url(), &policy),
+        scope.store(&redis_url(), &policy),
+    );
+    scope.subscribed(2).await;
+    a.origin(&origin())
+        .cool_down_until(Instant::now() + Duration::from_secs(2));
+    eventually("B learns", Duration::from_secs(1), || {
+        b.cooldown_remaining(&origin(), Instant::now()).is_some()
+    })
+    .await;
+    // A replica without the shared cooldown, pacing only.
+    let pacing_only = RetryPolicy::builder()
+        .pacing(Pacing::new(50, Duration::from_secs(1)))
+        .shared_cooldown(false)
+        .build();
+    let d = scope.store(&redis_url(), &pacing_only);
+    let svc = replica(pacing_only, &d, Calls::default(), |_| ok());
+    each_within(&svc, 3, BOUND).await;
+    scope.flush().await;
+    // Memory keeps what it learned until it passes; a replica that starts now finds nothing.
+    assert!(b.cooldown_remaining(&origin(), Instant::now()).is_some());
+    let c = scope.store(&redis_url(), &policy);
+    scope.subscribed(4).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(c.cooldown_remaining(&origin(), Instant::now()), None);
+    // Pacing starts from a fresh state, through Redis.
+    each_within(&svc, 3, BOUND).await;
+    let mut conn = direct().await;
+    let exists: i64 = redis::cmd("EXISTS")
+        .arg(format!("{}pace:http://api.example:80", scope.base()))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(exists, 1);
+    assert_eq!((c.fallbacks(), d.fallbacks()), (0, 0));
+}
+
+#[tokio::test]
+async fn an_evicted_script_is_loaded_again() {
+    let scope = Scope::new();
+    let policy = paced(100);
+    let store = scope.store(&redis_url(), &policy);
+    let svc = replica(policy, &store, Calls::default(), |_| ok());
+    each_within(&svc, 2, BOUND).await;
+    let mut conn = direct().await;
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    each_within(&svc, 3, BOUND).await;
+    assert_eq!(store.fallbacks(), 0, "NOSCRIPT is no fallback");
+}
+
+#[tokio::test]
+async fn no_redis_at_all_is_no_error_and_no_hang() {
+    let scope = Scope::new();
+    // Nothing listens on port 1.
+    let store = scope.store("redis://127.0.0.1:1", &paced(50));
+    let svc = replica(paced(50), &store, Calls::default(), |_| ok());
+    each_within(&svc, 5, BOUND).await;
+    assert!(store.fallbacks() >= 5);
+    assert!(!store.is_reachable());
+}
+
+// ===== secrets =====
+
+#[tokio::test]
+async fn neither_the_password_nor_the_key_reaches_debug_output_or_errors() {
+    let url = "redis://user:s3cret-pw@127.0.0.1:1/0";
+    let builder = RedisLimits::builder(url, "telecho-key-1");
+    assert!(!format!("{builder:?}").contains("s3cret"));
+    let store = builder.build_store(&paced(10)).unwrap();
+    let limits = SharedLimits::from_store(store.clone());
+    for text in [
+        format!("{store:?}"),
+        format!("{limits:?}"),
+        format!("{store:#?}"),
+    ] {
+        assert!(!text.contains("s3cret"), "{text}");
+        assert!(!text.contains("user"), "{text}");
+        assert!(text.contains("127.0.0.1:1"), "{text}");
+    }
+    let err = RedisLimits::builder("rediss://user:s3cret-pw@", "k")
+        .build(&paced(10))
+        .unwrap_err();
+    let mut chain = format!("{err} {err:?}");
+    let mut source = std::error::Error::source(&err);
+    while let Some(s) = source {
+        chain.push_str(&format!(" {s} {s:?}"));
+        source = s.source();
+    }
+    assert!(!chain.contains("s3cret"), "{chain}");
+    let err = RedisLimits::builder(redis_url(), "tel_sk_live_123")
+        .build(&paced(10))
+        .unwrap_err();
+    assert!(!format!("{err} {err:?}").contains("tel_sk_live_123"));
+}
+
+#[test]
+fn building_outside_a_runtime_is_an_error_not_a_panic() {
+    let err = RedisLimits::builder(redis_url(), "k")
+        .build(&RetryPolicy::default())
+        .unwrap_err();
+    assert!(err.to_string().contains("tokio runtime"), "{err}");
+}
+
+#[tokio::test]
+async fn a_free_slot_is_no_wait_the_round_trip_is_not_counted_as_sleep() {
+    let scope = Scope::new();
+    let policy = RetryPolicy::builder()
+        .pacing(Pacing::new(1_000_000, Duration::from_secs(1)).burst(1_000))
+        .build();
+    let store = scope.store(&redis_url(), &policy);
+    let svc = replica(policy, &store, Calls::default(), |_| ok());
+    for _ in 0..3 {
+        let resp = svc.clone().oneshot(get()).await.unwrap();
+        assert_eq!(
+            telecho_retry::RetryInfo::of(resp.extensions()).slept(),
+            Duration::ZERO
+        );
+    }
+    assert_eq!(store.fallbacks(), 0);
+}

@@ -1223,6 +1223,15 @@ fn print_table(results: &[(RunResult, Stats)]) {
             let why: Vec<String> = s.lost_by.iter().map(|(w, n)| format!("{n} {w}")).collect();
             println!("  {}: lost {} ({})", r.spec.label(), s.lost, why.join(", "));
         }
+        let rejected: Vec<String> = r
+            .hits
+            .iter()
+            .filter(|h| h.answer == Answer::TooMany)
+            .map(|h| format!("{:.3} s", h.at_us as f64 / 1e6))
+            .collect();
+        if (1..=8).contains(&rejected.len()) {
+            println!("  {}: 429s at {}", r.spec.label(), rejected.join(", "));
+        }
         if r.fallbacks > 0 {
             println!(
                 "  {}: the children fell back on in-process limits {} times (Redis not reached in time)",

@@ -1505,6 +1505,9 @@ async fn parent(quick: bool, svg_path: Option<String>, only: &[String]) -> Resul
             results.push((r, s));
         }
     }
+    if results.is_empty() {
+        return Err(format!("no run matches --only {}", only.join(" --only ")));
+    }
     results.sort_by_key(|(r, _)| (r.spec.workload, r.spec.mode));
     print_table(&results);
     let mut ok = true;

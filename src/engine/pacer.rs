@@ -98,6 +98,9 @@ struct Inner {
     /// When the slot of the waiter whose turn it is comes, in nanoseconds on `clock` plus
     /// one (`0`: not known): what a newcomer's wait is estimated from.
     head_due: AtomicU64,
+    /// The earliest slot after the last attempt sent on another pacer's slot, in
+    /// nanoseconds on `clock` plus one (`0`: none recorded).
+    recorded: AtomicU64,
 }
 
 impl LocalPacer {
@@ -119,6 +122,7 @@ impl LocalPacer {
                 turn: tokio::sync::Mutex::new(()),
                 waiting: AtomicUsize::new(0),
                 head_due: AtomicU64::new(0),
+                recorded: AtomicU64::new(0),
             }),
         }
     }
@@ -128,6 +132,28 @@ impl LocalPacer {
         self.inner.pacing
     }
 
+    /// Records an attempt sent now on another pacer's slot (a fleet store's): this pacer
+    /// gives no slot earlier than one interval later. When it takes over (the store cannot
+    /// be reached), it goes on from the rate just seen instead of letting a fresh burst
+    /// through at once.
+    pub fn record(&self) {
+        let inner = &self.inner;
+        let next = inner.clock.now().saturating_add(inner.pacing.interval());
+        let next = u64::try_from(next.as_nanos()).unwrap_or(u64::MAX - 1);
+        inner.recorded.fetch_max(next + 1, Ordering::AcqRel);
+    }
+
+    /// How long until the slot after the last [recorded](Self::record) attempt, if it
+    /// lies ahead.
+    fn held(&self, now: Duration) -> Option<Duration> {
+        match self.inner.recorded.load(Ordering::Acquire) {
+            0 => None,
+            next => Duration::from_nanos(next - 1)
+                .checked_sub(now)
+                .filter(|d| !d.is_zero()),
+        }
+    }
+
     /// Takes the next slot: now ([`Pace::Go`]), after a wait ([`Pace::Wait`]), or not at all
     /// when the wait would be longer than `max_wait` ([`Pace::TooLong`], with the wait
     /// estimated from the attempts already waiting).
@@ -135,9 +161,12 @@ impl LocalPacer {
         let inner = &self.inner;
         let ahead = inner.waiting.load(Ordering::Acquire);
         let wait = if ahead == 0 {
-            match inner.limiter.check() {
-                Ok(()) => return Pace::Go,
-                Err(not_until) => not_until.wait_time_from(inner.clock.now()),
+            match self.held(inner.clock.now()) {
+                Some(held) => held,
+                None => match inner.limiter.check() {
+                    Ok(()) => return Pace::Go,
+                    Err(not_until) => not_until.wait_time_from(inner.clock.now()),
+                },
             }
         } else {
             // Each attempt ahead takes one slot, one interval after the other, from the
@@ -162,10 +191,18 @@ impl LocalPacer {
         // Counts this attempt out of the waiters however the wait ends (a request cancelled
         // while it waits drops the future, polled or not).
         let waiter = Waiter(Arc::clone(inner));
+        let pacer = self.clone();
         Pace::Wait(Box::pin(async move {
             let inner = &waiter.0;
             let turn = inner.turn.lock().await;
             loop {
+                if let Some(held) = pacer.held(inner.clock.now()) {
+                    let due = inner.clock.now().saturating_add(held);
+                    let due = u64::try_from(due.as_nanos()).unwrap_or(u64::MAX - 1);
+                    inner.head_due.store(due + 1, Ordering::Release);
+                    tokio::time::sleep(held).await;
+                    continue;
+                }
                 match inner.limiter.check() {
                     Ok(()) => break,
                     Err(not_until) => {
@@ -285,6 +322,25 @@ mod tests {
         assert_eq!(first.await.unwrap(), Paced::Go);
         assert_eq!(second.await, Paced::Go);
         assert_eq!(start.elapsed(), Duration::from_millis(1100));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_recorded_attempt_takes_the_slot_it_would_have_had() {
+        let pacer = LocalPacer::new(Pacing::new(1, Duration::from_secs(1)));
+        pacer.record();
+        match pacer.pace(Duration::ZERO) {
+            Pace::TooLong(d) => assert_eq!(d, Duration::from_secs(1)),
+            other => panic!("{other:?}"),
+        }
+        tokio::time::advance(Duration::from_millis(500)).await;
+        let start = Instant::now();
+        go(pacer.pace(Duration::from_secs(1))).expect("waits").await;
+        assert_eq!(start.elapsed(), Duration::from_millis(500));
+        // And the pacer's own rate goes on from there.
+        match pacer.pace(Duration::ZERO) {
+            Pace::TooLong(d) => assert_eq!(d, Duration::from_secs(1)),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[tokio::test(start_paused = true)]

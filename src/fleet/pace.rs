@@ -24,10 +24,22 @@ pub(crate) fn pace(remote: &Arc<Remote>, max_wait: Duration) -> Pace {
     Pace::Wait(Box::pin(async move {
         let start = Instant::now();
         match remote.link.pace(&remote.pace_key, max_wait).await {
-            Ok(slot) if slot.reserved && slot.wait.is_zero() => Paced::Free,
             Ok(slot) if slot.reserved => {
-                tokio::time::sleep(slot.wait).await;
-                Paced::Go
+                let free = slot.wait.is_zero();
+                if !free {
+                    tokio::time::sleep(slot.wait).await;
+                }
+                // The fallback follows this replica's recent sends, counted when they go:
+                // if Redis goes away, it does not start with a burst that the fleet's
+                // slots already used.
+                if let Some(fallback) = &remote.fallback {
+                    fallback.record();
+                }
+                if free {
+                    Paced::Free
+                } else {
+                    Paced::Go
+                }
             }
             Ok(slot) => Paced::TooLong(slot.wait),
             Err(failed) => {

@@ -481,6 +481,39 @@ async fn neither_the_password_nor_the_key_reaches_debug_output_or_errors() {
 }
 
 #[tokio::test]
+async fn the_fallback_goes_on_from_the_rate_redis_gave_not_with_a_fresh_burst() {
+    let scope = Scope::new();
+    let proxy = Proxy::start(redis_addr()).await;
+    let policy = paced(10);
+    let store = RedisLimits::builder(proxy.url(), &scope.scope)
+        .key_prefix(&scope.prefix)
+        .fallback_share(1.0)
+        .build_store(&policy)
+        .unwrap();
+    let calls = Calls::default();
+    let svc = replica(policy, &store, calls.clone(), |_| ok());
+    each_within(&svc, 3, BOUND).await; // paced by Redis: 100 ms apart
+    proxy.down();
+    each_within(&svc, 1, BOUND).await; // paced in process
+    assert!(store.fallbacks() >= 1);
+    let calls = calls.lock().unwrap();
+    eprintln!(
+        "{:?} fallbacks {}",
+        calls
+            .iter()
+            .map(|c| c.duration_since(calls[0]))
+            .collect::<Vec<_>>(),
+        store.fallbacks()
+    );
+    let gap = calls[3] - calls[2];
+    assert!(
+        gap >= Duration::from_millis(90),
+        "the first attempt on the fallback waits for the slot after the last one Redis gave: {gap:?}"
+    );
+    proxy.up();
+}
+
+#[tokio::test]
 async fn a_deadline_nearer_than_the_call_timeout_is_not_spent_on_a_stalled_redis() {
     let scope = Scope::new();
     let proxy = Proxy::start(redis_addr()).await;
@@ -492,6 +525,8 @@ async fn a_deadline_nearer_than_the_call_timeout_is_not_spent_on_a_stalled_redis
     let calls = Calls::default();
     let svc = replica(policy, &store, calls.clone(), |_| ok());
     each_within(&svc, 1, BOUND).await;
+    // The fallback's next slot (at a quarter of the rate, 80 ms after that one) is free.
+    tokio::time::sleep(Duration::from_millis(100)).await;
     proxy.pause();
     let start = Instant::now();
     let resp = svc.clone().oneshot(get()).await;

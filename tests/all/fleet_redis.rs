@@ -497,14 +497,6 @@ async fn the_fallback_goes_on_from_the_rate_redis_gave_not_with_a_fresh_burst() 
     each_within(&svc, 1, BOUND).await; // paced in process
     assert!(store.fallbacks() >= 1);
     let calls = calls.lock().unwrap();
-    eprintln!(
-        "{:?} fallbacks {}",
-        calls
-            .iter()
-            .map(|c| c.duration_since(calls[0]))
-            .collect::<Vec<_>>(),
-        store.fallbacks()
-    );
     let gap = calls[3] - calls[2];
     assert!(
         gap >= Duration::from_millis(90),

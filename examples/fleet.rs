@@ -24,8 +24,8 @@
 //!   (retry budget and 429 cooldown per process);
 //! - `fleet-cooldown`: the limits kept in Redis (`RedisLimits`): a 429 seen by one child
 //!   holds back all of them; no pacing;
-//! - `fleet-pacing`: the same, plus client-side pacing at the server's limit, kept in Redis
-//!   so that the fleet as a whole sends at most `L` per `W`;
+//! - `fleet-pacing`: the same, plus client-side pacing 2 % under the server's limit (`L`
+//!   per `1.02 W`), kept in Redis so that the fleet as a whole stays under it;
 //! - `reqwest-retry`: `reqwest-retry` 0.9's `RetryTransientMiddleware` with its default
 //!   `ExponentialBackoff` (it ignores `Retry-After`).
 //!
@@ -707,12 +707,14 @@ fn base_policy() -> telecho_retry::RetryPolicyBuilder {
     RetryPolicy::builder().max_retries(MAX_RETRIES)
 }
 
-/// The fleet modes' `TelEchoRetry`: limits kept in Redis under the run's scope, paced at
-/// the server's limit in `fleet-pacing`; and the store, to read its fallbacks at the end.
+/// The fleet modes' `TelEchoRetry`: limits kept in Redis under the run's scope, paced 2 %
+/// under the server's limit in `fleet-pacing`; and the store, to read its fallbacks at the end.
 fn fleet_retry(args: &ChildArgs) -> Result<(TelEchoRetry, RedisLimits), String> {
     let mut policy = base_policy();
     if args.mode == Mode::FleetPacing {
-        policy = policy.pacing(Pacing::new(args.cfg.limit, args.cfg.window));
+        // 2 % under the key's limit: at exactly the limit, an attempt that reaches the
+        // server a moment late, past a window's end, is one too many in the next window.
+        policy = policy.pacing(Pacing::new(args.cfg.limit, args.cfg.window.mul_f64(1.02)));
     }
     let policy = policy.build();
     let store = RedisLimits::builder(args.redis.as_str(), args.scope.as_str())

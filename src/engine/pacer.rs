@@ -132,13 +132,17 @@ impl LocalPacer {
         self.inner.pacing
     }
 
-    /// Records an attempt sent now on another pacer's slot (a fleet store's): this pacer
-    /// gives no slot earlier than one interval later. When it takes over (the store cannot
-    /// be reached), it goes on from the rate just seen instead of letting a fresh burst
-    /// through at once.
-    pub fn record(&self) {
+    /// Records an attempt sent `after` from now (zero: now) on another pacer's slot (a
+    /// fleet store's): this pacer gives no slot earlier than one interval after it. When it
+    /// takes over (the store cannot be reached), it goes on after the slots the store gave
+    /// instead of letting a fresh burst through beside them.
+    pub fn record(&self, after: Duration) {
         let inner = &self.inner;
-        let next = inner.clock.now().saturating_add(inner.pacing.interval());
+        let next = inner
+            .clock
+            .now()
+            .saturating_add(after)
+            .saturating_add(inner.pacing.interval());
         let next = u64::try_from(next.as_nanos()).unwrap_or(u64::MAX - 1);
         inner.recorded.fetch_max(next + 1, Ordering::AcqRel);
     }
@@ -327,7 +331,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_recorded_attempt_takes_the_slot_it_would_have_had() {
         let pacer = LocalPacer::new(Pacing::new(1, Duration::from_secs(1)));
-        pacer.record();
+        pacer.record(Duration::ZERO);
         match pacer.pace(Duration::ZERO) {
             Pace::TooLong(d) => assert_eq!(d, Duration::from_secs(1)),
             other => panic!("{other:?}"),

@@ -25,15 +25,15 @@ pub(crate) fn pace(remote: &Arc<Remote>, max_wait: Duration) -> Pace {
         let start = Instant::now();
         match remote.link.pace(&remote.pace_key, max_wait).await {
             Ok(slot) if slot.reserved => {
+                // The fallback gives no slot before this one: if Redis goes away, this
+                // replica's attempts already given slots in Redis still go at those slots,
+                // and the fallback's come after them, not beside them.
+                if let Some(fallback) = &remote.fallback {
+                    fallback.record(slot.wait);
+                }
                 let free = slot.wait.is_zero();
                 if !free {
                     tokio::time::sleep(slot.wait).await;
-                }
-                // The fallback follows this replica's recent sends, counted when they go:
-                // if Redis goes away, it does not start with a burst that the fleet's
-                // slots already used.
-                if let Some(fallback) = &remote.fallback {
-                    fallback.record();
                 }
                 if free {
                     Paced::Free

@@ -10,7 +10,9 @@ use std::time::Duration;
 /// [`max_retry_after`](crate::RetryPolicyBuilder::max_retry_after) fails at once with
 /// [`RetryErrorKind::RateLimited`](crate::RetryErrorKind::RateLimited), carrying the wait.
 ///
-/// Set it at the server's limit (TelEcho: the API key's `rate_limit_per_minute`) and the
+/// Set it at (or, better, a little under) the server's limit (TelEcho: the API key's
+/// `rate_limit_per_minute`; a server counting in fixed windows may see an attempt sent at
+/// the end of one window arrive in the next, one too many there) and the
 /// requests of every clone of one `TelEchoRetry` (or of every replica sharing a
 /// [`RedisLimits`](crate::limits) store) stay under it: a burst of 100 concurrent requests is
 /// spread over the period instead of meeting 99 429s.

@@ -44,6 +44,8 @@ fn paced(c: &mut Criterion) {
             .expect("RedisLimits")
     });
     let plain = TelEchoRetry::default().layer(inner);
+    // The same pacing kept in process (governor): what pacing costs without a round trip.
+    let local = TelEchoRetry::new(policy.clone()).layer(inner);
     let redis = TelEchoRetry::new(policy).with_limits(limits).layer(inner);
     // One request first, so that the script is loaded and the connection is up.
     rt.block_on(redis.clone().oneshot(request())).unwrap();
@@ -51,6 +53,9 @@ fn paced(c: &mut Criterion) {
     let mut group = c.benchmark_group("paced");
     group.bench_function("no store", |b| {
         b.to_async(&rt).iter(|| plain.clone().oneshot(request()))
+    });
+    group.bench_function("in-process pacing", |b| {
+        b.to_async(&rt).iter(|| local.clone().oneshot(request()))
     });
     group.bench_function("redis pacing (loopback)", |b| {
         b.to_async(&rt).iter(|| redis.clone().oneshot(request()))

@@ -1,7 +1,9 @@
 //! [`TelEchoRetry`]: the one configuration type, used as a tower `Layer` and (feature
 //! `reqwest`) as a `reqwest_middleware::Middleware`.
 
-use crate::engine::limits::SharedLimits;
+use std::sync::Arc;
+
+use crate::engine::limits::{OriginLimits, SharedLimits};
 use crate::engine::{RetryOverride, RetryRequest, RetryState};
 use crate::policy::RetryPolicy;
 
@@ -40,6 +42,9 @@ pub struct TelEchoRetry {
     pub(crate) policy: RetryPolicy,
     pub(crate) limits: SharedLimits,
     pub(crate) replay_buffer: ReplayBuffer,
+    /// The limits are the in-process ones this value created: an origin's limits stay the
+    /// same for as long as anyone holds them, so a service may keep the last ones it used.
+    pub(crate) own_limits: bool,
 }
 
 impl Default for TelEchoRetry {
@@ -69,6 +74,7 @@ impl TelEchoRetry {
             limits: SharedLimits::new(&policy),
             policy,
             replay_buffer: ReplayBuffer::default(),
+            own_limits: true,
         }
     }
 
@@ -87,6 +93,7 @@ impl TelEchoRetry {
     /// Limits of its own, created by [`new`](Self::new) from the policy.
     pub fn with_limits(mut self, limits: SharedLimits) -> Self {
         self.limits = limits;
+        self.own_limits = false;
         self
     }
 
@@ -115,7 +122,16 @@ impl TelEchoRetry {
     /// The engine's state for one logical request: its origin's limits, and its
     /// [`RetryOverride`] if its extensions carry one.
     pub(crate) fn start<Req: RetryRequest>(&self, request: &Req) -> RetryState {
-        let mut state = RetryState::with_limits(&self.policy, &self.limits, &request.origin());
+        self.start_with(request, self.limits.origin(&request.origin()))
+    }
+
+    /// [`start`](Self::start) with the origin's limits already found.
+    pub(crate) fn start_with<Req: RetryRequest>(
+        &self,
+        request: &Req,
+        limits: Arc<dyn OriginLimits>,
+    ) -> RetryState {
+        let mut state = RetryState::with_origin_limits(&self.policy, limits);
         if let Some(o) = request.extensions().and_then(|e| e.get::<RetryOverride>()) {
             state.apply_override(o);
         }

@@ -155,7 +155,8 @@ where
         let mut slot = None;
         let mut idempotent = None;
         let mut span = AttemptSpan::for_request();
-        let state = match retry.admit() {
+        // Admitted as it starts: the clock reading that started the state serves.
+        let state = match retry.admit_at(retry.started()) {
             Admission::Send => match retry.pace() {
                 Pace::Go => send(
                     &mut service,

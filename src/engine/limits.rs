@@ -85,7 +85,8 @@ struct Budget {
     slide: Mutex<()>,
     base: Instant,
     reserve: i64,
-    window: Duration,
+    /// A slot's span (`ttl / SLOTS`) in nanoseconds, at least 1.
+    window_nanos: u64,
     deposit: i64,
     withdraw: i64,
 }
@@ -108,7 +109,9 @@ impl Budget {
             reserve: i64::from(cfg.min_per_sec())
                 .saturating_mul(cfg.ttl().as_secs() as i64)
                 .saturating_mul(withdraw),
-            window: cfg.ttl() / SLOTS as u32,
+            window_nanos: u64::try_from((cfg.ttl() / SLOTS as u32).as_nanos())
+                .unwrap_or(u64::MAX)
+                .max(1),
             deposit,
             withdraw,
         }
@@ -121,9 +124,7 @@ impl Budget {
     /// Slides the window to `now` if a slot's time has passed (rare: takes the lock).
     fn expire(&self, now: Instant) {
         let now = self.nanos(now);
-        let window = u64::try_from(self.window.as_nanos())
-            .unwrap_or(u64::MAX)
-            .max(1);
+        let window = self.window_nanos;
         if now.saturating_sub(self.since.load(Ordering::Acquire)) < window {
             return;
         }

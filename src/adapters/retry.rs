@@ -42,9 +42,6 @@ pub struct TelEchoRetry {
     pub(crate) policy: RetryPolicy,
     pub(crate) limits: SharedLimits,
     pub(crate) replay_buffer: ReplayBuffer,
-    /// The limits are the in-process ones this value created: an origin's limits stay the
-    /// same for as long as anyone holds them, so a service may keep the last ones it used.
-    pub(crate) own_limits: bool,
 }
 
 impl Default for TelEchoRetry {
@@ -74,7 +71,6 @@ impl TelEchoRetry {
             limits: SharedLimits::new(&policy),
             policy,
             replay_buffer: ReplayBuffer::default(),
-            own_limits: true,
         }
     }
 
@@ -93,7 +89,6 @@ impl TelEchoRetry {
     /// Limits of its own, created by [`new`](Self::new) from the policy.
     pub fn with_limits(mut self, limits: SharedLimits) -> Self {
         self.limits = limits;
-        self.own_limits = false;
         self
     }
 

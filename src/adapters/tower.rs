@@ -172,7 +172,7 @@ impl<S> RetryService<S> {
         // of their own for an origin past the store's capacity): then they stay that
         // origin's limits for as long as anyone holds them.
         if let Some((scheme, authority)) = text {
-            if self.retry.own_limits && Arc::strong_count(&limits) > 1 {
+            if self.retry.limits.is_in_process() && Arc::strong_count(&limits) > 1 {
                 self.last.set(scheme, authority, Arc::clone(&limits));
             }
         }

@@ -654,6 +654,9 @@ impl fmt::Debug for InProcess {
 #[derive(Clone)]
 pub struct SharedLimits {
     store: Arc<dyn LimitStore>,
+    /// The store is this crate's in-process one: an origin's limits stay that origin's
+    /// for as long as anyone holds them (the tower service keeps the last ones it used).
+    in_process: bool,
 }
 
 impl SharedLimits {
@@ -662,7 +665,7 @@ impl SharedLimits {
     /// [`shared_cooldown`](crate::RetryPolicyBuilder::shared_cooldown),
     /// [`pacing`](crate::RetryPolicyBuilder::pacing)).
     pub fn new(policy: &RetryPolicy) -> Self {
-        SharedLimits::from_store(InProcess::new(
+        SharedLimits::from_in_process(InProcess::new(
             policy.budget(),
             policy.shared_cooldown(),
             policy.pacing(),
@@ -673,13 +676,26 @@ impl SharedLimits {
     /// other requests to its origin; no pacing (use [`new`](Self::new) with a policy that
     /// sets [`pacing`](crate::RetryPolicyBuilder::pacing) for that).
     pub fn in_process(budget: Option<RetryBudget>, shared_cooldown: bool) -> Self {
-        SharedLimits::from_store(InProcess::new(budget, shared_cooldown, None))
+        SharedLimits::from_in_process(InProcess::new(budget, shared_cooldown, None))
+    }
+
+    fn from_in_process(store: InProcess) -> Self {
+        SharedLimits {
+            store: Arc::new(store),
+            in_process: true,
+        }
+    }
+
+    /// Whether the limits are kept in this process by this crate's own store.
+    pub(crate) fn is_in_process(&self) -> bool {
+        self.in_process
     }
 
     /// Limits kept in `store`.
     pub fn from_store(store: impl LimitStore) -> Self {
         SharedLimits {
             store: Arc::new(store),
+            in_process: false,
         }
     }
 

@@ -308,7 +308,9 @@ where
         (_, None, None) => Some(false),
     };
     let idempotent = known.unwrap_or(false);
-    let duplicate = slot.take().filter(Req::is_replayable);
+    // The duplicate is looked at where it lies (it is as large as the request): it stays
+    // for a retry and is dropped in place otherwise.
+    let duplicate = slot.as_ref().filter(|copy| copy.is_replayable());
     let outcome = match &attempted {
         Attempted::Response(response, code) => Outcome::Response {
             status: response.status(),
@@ -325,7 +327,7 @@ where
         },
     };
     let policy = retry.policy();
-    let request = match &duplicate {
+    let request = match duplicate {
         Some(copy) => {
             let view = RequestView::new(copy.method(), copy.headers())
                 .with_idempotency_header(policy.idempotency_header());
@@ -341,12 +343,13 @@ where
         None => RequestView::detached(idempotent),
     };
     let verdict = policy.verdict(&request, &outcome);
-    let action = retry.apply(verdict, outcome, duplicate.is_some());
+    let can_resend = duplicate.is_some();
+    let action = retry.apply(verdict, outcome, can_resend);
     observe::attempt_ended(span, retry, &outcome, action);
-    if let (Action::Retry(delay), Some(duplicate)) = (action, duplicate) {
-        *slot = Some(duplicate);
+    if let (Action::Retry(delay), true) = (action, can_resend) {
         return ControlFlow::Continue((delay, attempted));
     }
+    *slot = None;
     ControlFlow::Break(finish(retry, attempted))
 }
 

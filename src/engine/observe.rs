@@ -447,8 +447,7 @@ pub(crate) fn attempt_started(method: &Method, number: u32, request: &AttemptSpa
         use tracing::field::Empty;
         // The field values are computed only when the span is enabled.
         let parent = request.parent();
-        AttemptSpan::new(
-            tracing::info_span!(
+        let span = tracing::info_span!(
                 target: "telecho_retry",
                 parent: parent,
                 "telecho_retry.attempt",
@@ -461,9 +460,12 @@ pub(crate) fn attempt_started(method: &Method, number: u32, request: &AttemptSpa
                 telecho_retry.retry_delay_ms = Empty,
                 telecho_retry.stop_reason = Empty,
                 telecho_retry.error_code = Empty,
-            ),
-            parent.clone(),
-        )
+        );
+        // No subscriber wants either span: nothing to keep (and no clone of the parent).
+        if span.is_disabled() && request.spans.is_none() {
+            return AttemptSpan::default();
+        }
+        AttemptSpan::new(span, parent.clone())
     }
     #[cfg(not(feature = "tracing"))]
     {

@@ -116,6 +116,7 @@ impl TelEchoRetry {
 
     /// The engine's state for one logical request: its origin's limits, and its
     /// [`RetryOverride`] if its extensions carry one.
+    #[cfg(feature = "reqwest")]
     pub(crate) fn start<Req: RetryRequest>(&self, request: &Req) -> RetryState {
         self.start_with(request, self.limits.origin(&request.origin()))
     }

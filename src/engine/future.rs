@@ -266,8 +266,7 @@ where
             .headers_mut()
             .insert(name.clone(), HeaderValue::from(number));
     }
-    let started = observe::attempt_started(request.method(), number, span);
-    *span = started;
+    observe::attempt_started(request.method(), number, span);
     let entered = span.enter();
     let future = service.call(request);
     drop(entered);

@@ -345,52 +345,42 @@ pub(crate) fn method_str(method: &Method) -> &'static str {
 // ===== the attempt span =====
 
 /// The span of the attempt in flight (a `tracing::Span` with feature `tracing`, nothing
-/// without). The engine's future holds one, replaced at every attempt.
+/// without). The engine's future holds one; each attempt replaces its span.
 ///
-/// The spans are boxed, and only when one of them is enabled: with no subscriber that
-/// wants them the future every call moves carries one pointer instead of two spans (80
-/// bytes), and nothing is allocated.
-#[derive(Debug, Default)]
+/// The request's span, every attempt's parent, is boxed, and only when there is one: with
+/// no subscriber (or no span current when the request is made) the future every call moves
+/// carries a null pointer instead of a second span, and nothing is allocated.
+#[derive(Debug)]
 pub(crate) struct AttemptSpan {
     #[cfg(feature = "tracing")]
-    spans: Option<Box<Spans>>,
-}
-
-#[cfg(feature = "tracing")]
-#[derive(Debug)]
-struct Spans {
-    /// The attempt's span.
     span: tracing::Span,
-    /// The span current when the request was made: every attempt's parent.
-    parent: tracing::Span,
+    #[cfg(feature = "tracing")]
+    parent: Option<Box<tracing::Span>>,
 }
 
-/// What an [`AttemptSpan`] without spans lends.
+// Not derived: `tracing::Span` has no `Default` (it is `Span::none()` here).
+#[allow(clippy::derivable_impls)]
+impl Default for AttemptSpan {
+    fn default() -> Self {
+        AttemptSpan {
+            #[cfg(feature = "tracing")]
+            span: tracing::Span::none(),
+            #[cfg(feature = "tracing")]
+            parent: None,
+        }
+    }
+}
+
+/// The parent of an [`AttemptSpan`] without one.
 #[cfg(feature = "tracing")]
 static NO_SPAN: tracing::Span = tracing::Span::none();
 
 impl AttemptSpan {
-    #[cfg(feature = "tracing")]
-    #[inline]
-    fn new(span: tracing::Span, parent: tracing::Span) -> Self {
-        AttemptSpan {
-            spans: (!span.is_disabled() || !parent.is_disabled())
-                .then(|| Box::new(Spans { span, parent })),
-        }
-    }
-
-    /// The attempt's span (a disabled one when there is none).
-    #[cfg(feature = "tracing")]
-    #[inline]
-    fn span(&self) -> &tracing::Span {
-        self.spans.as_ref().map_or(&NO_SPAN, |s| &s.span)
-    }
-
-    /// The request's span, the parent of every attempt's.
+    /// The request's span, the parent of every attempt's (a disabled one when none).
     #[cfg(feature = "tracing")]
     #[inline]
     fn parent(&self) -> &tracing::Span {
-        self.spans.as_ref().map_or(&NO_SPAN, |s| &s.parent)
+        self.parent.as_deref().unwrap_or(&NO_SPAN)
     }
 
     /// No attempt yet; the attempts' spans will be children of the span current now (when
@@ -400,7 +390,11 @@ impl AttemptSpan {
         // (Asked only when some subscriber wants `INFO`: the check is one atomic read.)
         #[cfg(feature = "tracing")]
         if tracing::level_enabled!(tracing::Level::INFO) {
-            return AttemptSpan::new(tracing::Span::none(), tracing::Span::current());
+            let parent = tracing::Span::current();
+            return AttemptSpan {
+                span: tracing::Span::none(),
+                parent: (!parent.is_disabled()).then(|| Box::new(parent)),
+            };
         }
         AttemptSpan::default()
     }
@@ -409,7 +403,7 @@ impl AttemptSpan {
     #[inline]
     pub(crate) fn in_scope<T>(&self, f: impl FnOnce() -> T) -> T {
         #[cfg(feature = "tracing")]
-        let _entered = self.span().enter();
+        let _entered = self.span.enter();
         f()
     }
 
@@ -418,7 +412,7 @@ impl AttemptSpan {
     #[inline]
     pub(crate) fn enter(&self) -> impl Sized + '_ {
         #[cfg(feature = "tracing")]
-        let entered = self.span().enter();
+        let entered = self.span.enter();
         #[cfg(not(feature = "tracing"))]
         let entered = ();
         entered
@@ -428,50 +422,39 @@ impl AttemptSpan {
     #[inline]
     fn close(&mut self) {
         #[cfg(feature = "tracing")]
-        if let Some(spans) = &mut self.spans {
-            if !spans.span.is_disabled() {
-                spans.span = tracing::Span::none();
-            }
+        if !self.span.is_disabled() {
+            self.span = tracing::Span::none();
         }
     }
 }
 
 // ===== hook points =====
 
-/// Attempt `number` (1 for the first) of a request with `method` is about to be sent: its
-/// span, created as a child of the current one.
+/// Attempt `number` (1 for the first) of a request with `method` is about to be sent: opens
+/// its span in `span`, a child of the request's.
 #[inline]
-pub(crate) fn attempt_started(method: &Method, number: u32, request: &AttemptSpan) -> AttemptSpan {
+pub(crate) fn attempt_started(method: &Method, number: u32, span: &mut AttemptSpan) {
     #[cfg(feature = "tracing")]
     {
         use tracing::field::Empty;
         // The field values are computed only when the span is enabled.
-        let parent = request.parent();
-        let span = tracing::info_span!(
-                target: "telecho_retry",
-                parent: parent,
-                "telecho_retry.attempt",
-                http.request.method = method_str(method),
-                http.request.resend_count = super::info::resend_count(number),
-                http.response.status_code = Empty,
-                "error.type" = Empty,
-                otel.status_code = Empty,
-                telecho_retry.decision = Empty,
-                telecho_retry.retry_delay_ms = Empty,
-                telecho_retry.stop_reason = Empty,
-                telecho_retry.error_code = Empty,
+        span.span = tracing::info_span!(
+            target: "telecho_retry",
+            parent: span.parent(),
+            "telecho_retry.attempt",
+            http.request.method = method_str(method),
+            http.request.resend_count = super::info::resend_count(number),
+            http.response.status_code = Empty,
+            "error.type" = Empty,
+            otel.status_code = Empty,
+            telecho_retry.decision = Empty,
+            telecho_retry.retry_delay_ms = Empty,
+            telecho_retry.stop_reason = Empty,
+            telecho_retry.error_code = Empty,
         );
-        // No subscriber wants either span: nothing to keep (and no clone of the parent).
-        if span.is_disabled() && request.spans.is_none() {
-            return AttemptSpan::default();
-        }
-        AttemptSpan::new(span, parent.clone())
     }
     #[cfg(not(feature = "tracing"))]
-    {
-        let _ = (method, number, request);
-        AttemptSpan::default()
-    }
+    let _ = (method, number, span);
 }
 
 /// The outcome of an attempt was classified and `action` decided: records it on the span,
@@ -485,11 +468,11 @@ pub(crate) fn attempt_ended(
 ) {
     // A first-try success logs nothing: with no span to record it on, nothing to do.
     #[cfg(feature = "tracing")]
-    if !span.span().is_disabled()
+    if !span.span.is_disabled()
         || state.attempts() > 1
         || action != Action::Stop(StopReason::Success)
     {
-        trace_outcome(span.span(), state, outcome, action);
+        trace_outcome(&span.span, state, outcome, action);
     }
     #[cfg(feature = "metrics")]
     {
@@ -520,7 +503,7 @@ pub(crate) fn attempt_ended(
 pub(crate) fn attempt_cut(span: &mut AttemptSpan, state: &RetryState) {
     #[cfg(feature = "tracing")]
     {
-        let attempt = span.span();
+        let attempt = &span.span;
         attempt.record("error.type", "deadline");
         attempt.record("otel.status_code", "ERROR");
         attempt.record("telecho_retry.stop_reason", "deadline");
@@ -684,7 +667,7 @@ pub(crate) fn stopped_between(state: &RetryState) {
 pub(crate) fn cancelled(span: &mut AttemptSpan, state: &RetryState) {
     #[cfg(feature = "tracing")]
     {
-        span.span().record("telecho_retry.stop_reason", "cancelled");
+        span.span.record("telecho_retry.stop_reason", "cancelled");
         span.in_scope(|| {
             tracing::debug!(
                 target: "telecho_retry",

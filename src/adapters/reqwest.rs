@@ -49,6 +49,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::{Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use http::{Extensions, HeaderMap, Method, StatusCode};
@@ -76,10 +77,19 @@ impl Middleware for TelEchoRetry {
         if state.max_retries() > 0 {
             attempt.record_streaming_body(self.replay_buffer.0);
         }
-        let service = NextService { next };
-        match Retrying::new(service, state, attempt).await {
+        // The first attempt's extensions live here, in this call's frame, for the whole
+        // call: `Next::run` borrows them for as long as the rest of the chain runs, so the
+        // first attempt's future is the chain's own (no box of ours around it). Retries,
+        // which allocate a copy of the request anyway, box theirs with their extensions.
+        let mut first = Extensions::new();
+        let result = {
+            let slot = Mutex::new(Some(&mut first));
+            let service = NextService { next, first: &slot };
+            Retrying::new(service, state, attempt).await
+        };
+        match result {
             Ok(done) => {
-                *extensions = done.extensions;
+                *extensions = done.extensions.unwrap_or(first);
                 match done.response.extensions().get::<RetryInfo>() {
                     Some(info) => extensions.insert(*info),
                     // A first-try success: no info, and none left from an earlier request
@@ -89,7 +99,7 @@ impl Middleware for TelEchoRetry {
                 Ok(done.response)
             }
             Err(Failure::Inner(failed, info)) => {
-                *extensions = failed.extensions;
+                *extensions = failed.extensions.unwrap_or(first);
                 extensions.insert(info);
                 Err(failed.error)
             }
@@ -188,27 +198,60 @@ impl RetryRequest for Attempt {
 
 // ===== the rest of the chain as a tower Service =====
 
+/// The rest of the chain, and the slot where the first attempt's extensions live while it
+/// runs (taken by the first call; a `Mutex` only because the engine may clone the service
+/// before that call, and the future must stay `Send`).
 #[derive(Clone)]
-struct NextService<'a> {
+struct NextService<'s, 'a> {
     next: Next<'a>,
+    first: &'s Mutex<Option<&'a mut Extensions>>,
 }
 
+/// What an attempt came to, with its extensions (`None`: the first attempt's, which are
+/// in the middleware's slot).
 struct Attempted {
     response: reqwest::Response,
-    extensions: Extensions,
+    extensions: Option<Extensions>,
 }
 
 struct Failed {
     error: reqwest_middleware::Error,
-    extensions: Extensions,
+    extensions: Option<Extensions>,
 }
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-impl<'a> Service<Attempt> for NextService<'a> {
+/// One attempt through the rest of the chain: the first attempt runs the chain's future as
+/// it is, a retry a boxed future that owns its extensions.
+enum AttemptFuture<'a> {
+    First(BoxFuture<'a, reqwest_middleware::Result<reqwest::Response>>),
+    Retry(BoxFuture<'a, Result<Attempted, Failed>>),
+}
+
+impl Future for AttemptFuture<'_> {
+    type Output = Result<Attempted, Failed>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            AttemptFuture::First(future) => future.as_mut().poll(cx).map(|result| match result {
+                Ok(response) => Ok(Attempted {
+                    response,
+                    extensions: None,
+                }),
+                Err(error) => Err(Failed {
+                    error,
+                    extensions: None,
+                }),
+            }),
+            AttemptFuture::Retry(future) => future.as_mut().poll(cx),
+        }
+    }
+}
+
+impl<'a> Service<Attempt> for NextService<'_, 'a> {
     type Response = Attempted;
     type Error = Failed;
-    type Future = BoxFuture<'a, Result<Attempted, Failed>>;
+    type Future = AttemptFuture<'a>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Failed>> {
         Poll::Ready(Ok(()))
@@ -216,16 +259,31 @@ impl<'a> Service<Attempt> for NextService<'a> {
 
     fn call(&mut self, attempt: Attempt) -> Self::Future {
         let next = self.next.clone();
-        Box::pin(async move {
-            let (request, mut extensions) = attempt.into_parts();
-            match next.run(request, &mut extensions).await {
-                Ok(response) => Ok(Attempted {
-                    response,
-                    extensions,
-                }),
-                Err(error) => Err(Failed { error, extensions }),
+        let (request, extensions) = attempt.into_parts();
+        let first = self
+            .first
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        match first {
+            Some(slot) => {
+                *slot = extensions;
+                AttemptFuture::First(next.run(request, slot))
             }
-        })
+            None => AttemptFuture::Retry(Box::pin(async move {
+                let mut extensions = extensions;
+                match next.run(request, &mut extensions).await {
+                    Ok(response) => Ok(Attempted {
+                        response,
+                        extensions: Some(extensions),
+                    }),
+                    Err(error) => Err(Failed {
+                        error,
+                        extensions: Some(extensions),
+                    }),
+                }
+            })),
+        }
     }
 }
 
@@ -246,7 +304,7 @@ impl ResponseParts for Attempted {
 impl RetryResponse for Attempted {
     type Output = Attempted;
     type Body = reqwest::Body;
-    type Head = (ReqwestHead, Extensions);
+    type Head = (ReqwestHead, Option<Extensions>);
 
     fn into_output(self) -> Attempted {
         self

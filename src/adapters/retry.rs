@@ -1,7 +1,9 @@
 //! [`TelEchoRetry`]: the one configuration type, used as a tower `Layer` and (feature
 //! `reqwest`) as a `reqwest_middleware::Middleware`.
 
-use crate::engine::limits::SharedLimits;
+use std::sync::Arc;
+
+use crate::engine::limits::{OriginLimits, SharedLimits};
 use crate::engine::{RetryOverride, RetryRequest, RetryState};
 use crate::policy::RetryPolicy;
 
@@ -114,8 +116,18 @@ impl TelEchoRetry {
 
     /// The engine's state for one logical request: its origin's limits, and its
     /// [`RetryOverride`] if its extensions carry one.
+    #[cfg(feature = "reqwest")]
     pub(crate) fn start<Req: RetryRequest>(&self, request: &Req) -> RetryState {
-        let mut state = RetryState::with_limits(&self.policy, &self.limits, &request.origin());
+        self.start_with(request, self.limits.origin(&request.origin()))
+    }
+
+    /// [`start`](Self::start) with the origin's limits already found.
+    pub(crate) fn start_with<Req: RetryRequest>(
+        &self,
+        request: &Req,
+        limits: Arc<dyn OriginLimits>,
+    ) -> RetryState {
+        let mut state = RetryState::with_origin_limits(&self.policy, limits);
         if let Some(o) = request.extensions().and_then(|e| e.get::<RetryOverride>()) {
             state.apply_override(o);
         }

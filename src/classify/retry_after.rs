@@ -51,11 +51,9 @@ pub(crate) fn parse_retry_after_at(
     if bytes.iter().all(u8::is_ascii_digit) {
         return Some(parse_delta_seconds(bytes));
     }
-    // `HeaderValue` may hold obs-text (bytes >= 0x80); httpdate only takes ASCII.
+    // `HeaderValue` may hold obs-text (bytes >= 0x80): not UTF-8 gives `None` here, UTF-8
+    // beyond ASCII an error from httpdate, which checks for ASCII itself.
     let text = std::str::from_utf8(bytes).ok()?;
-    if !text.is_ascii() {
-        return None;
-    }
     let at = httpdate::parse_http_date(text).ok()?;
     Some(at.duration_since(now()).unwrap_or(Duration::ZERO))
 }

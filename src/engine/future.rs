@@ -155,7 +155,8 @@ where
         let mut slot = None;
         let mut idempotent = None;
         let mut span = AttemptSpan::for_request();
-        let state = match retry.admit() {
+        // Admitted as it starts: the clock reading that started the state serves.
+        let state = match retry.admit_at(retry.started()) {
             Admission::Send => match retry.pace() {
                 Pace::Go => send(
                     &mut service,
@@ -265,8 +266,7 @@ where
             .headers_mut()
             .insert(name.clone(), HeaderValue::from(number));
     }
-    let started = observe::attempt_started(request.method(), number, span);
-    *span = started;
+    observe::attempt_started(request.method(), number, span);
     let entered = span.enter();
     let future = service.call(request);
     drop(entered);
@@ -307,7 +307,9 @@ where
         (_, None, None) => Some(false),
     };
     let idempotent = known.unwrap_or(false);
-    let duplicate = slot.take().filter(Req::is_replayable);
+    // The duplicate is looked at where it lies (it is as large as the request): it stays
+    // for a retry and is dropped in place otherwise.
+    let duplicate = slot.as_ref().filter(|copy| copy.is_replayable());
     let outcome = match &attempted {
         Attempted::Response(response, code) => Outcome::Response {
             status: response.status(),
@@ -324,7 +326,7 @@ where
         },
     };
     let policy = retry.policy();
-    let request = match &duplicate {
+    let request = match duplicate {
         Some(copy) => {
             let view = RequestView::new(copy.method(), copy.headers())
                 .with_idempotency_header(policy.idempotency_header());
@@ -340,12 +342,13 @@ where
         None => RequestView::detached(idempotent),
     };
     let verdict = policy.verdict(&request, &outcome);
-    let action = retry.apply(verdict, outcome, duplicate.is_some());
+    let can_resend = duplicate.is_some();
+    let action = retry.apply(verdict, outcome, can_resend);
     observe::attempt_ended(span, retry, &outcome, action);
-    if let (Action::Retry(delay), Some(duplicate)) = (action, duplicate) {
-        *slot = Some(duplicate);
+    if let (Action::Retry(delay), true) = (action, can_resend) {
         return ControlFlow::Continue((delay, attempted));
     }
+    *slot = None;
     ControlFlow::Break(finish(retry, attempted))
 }
 

@@ -85,7 +85,8 @@ struct Budget {
     slide: Mutex<()>,
     base: Instant,
     reserve: i64,
-    window: Duration,
+    /// A slot's span (`ttl / SLOTS`) in nanoseconds, at least 1.
+    window_nanos: u64,
     deposit: i64,
     withdraw: i64,
 }
@@ -108,7 +109,9 @@ impl Budget {
             reserve: i64::from(cfg.min_per_sec())
                 .saturating_mul(cfg.ttl().as_secs() as i64)
                 .saturating_mul(withdraw),
-            window: cfg.ttl() / SLOTS as u32,
+            window_nanos: u64::try_from((cfg.ttl() / SLOTS as u32).as_nanos())
+                .unwrap_or(u64::MAX)
+                .max(1),
             deposit,
             withdraw,
         }
@@ -121,9 +124,7 @@ impl Budget {
     /// Slides the window to `now` if a slot's time has passed (rare: takes the lock).
     fn expire(&self, now: Instant) {
         let now = self.nanos(now);
-        let window = u64::try_from(self.window.as_nanos())
-            .unwrap_or(u64::MAX)
-            .max(1);
+        let window = self.window_nanos;
         if now.saturating_sub(self.since.load(Ordering::Acquire)) < window {
             return;
         }
@@ -653,6 +654,9 @@ impl fmt::Debug for InProcess {
 #[derive(Clone)]
 pub struct SharedLimits {
     store: Arc<dyn LimitStore>,
+    /// The store is this crate's in-process one: an origin's limits stay that origin's
+    /// for as long as anyone holds them (the tower service keeps the last ones it used).
+    in_process: bool,
 }
 
 impl SharedLimits {
@@ -661,7 +665,7 @@ impl SharedLimits {
     /// [`shared_cooldown`](crate::RetryPolicyBuilder::shared_cooldown),
     /// [`pacing`](crate::RetryPolicyBuilder::pacing)).
     pub fn new(policy: &RetryPolicy) -> Self {
-        SharedLimits::from_store(InProcess::new(
+        SharedLimits::from_in_process(InProcess::new(
             policy.budget(),
             policy.shared_cooldown(),
             policy.pacing(),
@@ -672,13 +676,26 @@ impl SharedLimits {
     /// other requests to its origin; no pacing (use [`new`](Self::new) with a policy that
     /// sets [`pacing`](crate::RetryPolicyBuilder::pacing) for that).
     pub fn in_process(budget: Option<RetryBudget>, shared_cooldown: bool) -> Self {
-        SharedLimits::from_store(InProcess::new(budget, shared_cooldown, None))
+        SharedLimits::from_in_process(InProcess::new(budget, shared_cooldown, None))
+    }
+
+    fn from_in_process(store: InProcess) -> Self {
+        SharedLimits {
+            store: Arc::new(store),
+            in_process: true,
+        }
+    }
+
+    /// Whether the limits are kept in this process by this crate's own store.
+    pub(crate) fn is_in_process(&self) -> bool {
+        self.in_process
     }
 
     /// Limits kept in `store`.
     pub fn from_store(store: impl LimitStore) -> Self {
         SharedLimits {
             store: Arc::new(store),
+            in_process: false,
         }
     }
 

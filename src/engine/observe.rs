@@ -345,14 +345,17 @@ pub(crate) fn method_str(method: &Method) -> &'static str {
 // ===== the attempt span =====
 
 /// The span of the attempt in flight (a `tracing::Span` with feature `tracing`, nothing
-/// without). The engine's future holds one, replaced at every attempt.
+/// without). The engine's future holds one; each attempt replaces its span.
+///
+/// The request's span, every attempt's parent, is boxed, and only when there is one: with
+/// no subscriber (or no span current when the request is made) the future every call moves
+/// carries a null pointer instead of a second span, and nothing is allocated.
 #[derive(Debug)]
 pub(crate) struct AttemptSpan {
     #[cfg(feature = "tracing")]
     span: tracing::Span,
-    // The span current when the request was made: every attempt's parent.
     #[cfg(feature = "tracing")]
-    parent: tracing::Span,
+    parent: Option<Box<tracing::Span>>,
 }
 
 // Not derived: `tracing::Span` has no `Default` (it is `Span::none()` here).
@@ -363,27 +366,37 @@ impl Default for AttemptSpan {
             #[cfg(feature = "tracing")]
             span: tracing::Span::none(),
             #[cfg(feature = "tracing")]
-            parent: tracing::Span::none(),
+            parent: None,
         }
     }
 }
 
+/// The parent of an [`AttemptSpan`] without one.
+#[cfg(feature = "tracing")]
+static NO_SPAN: tracing::Span = tracing::Span::none();
+
 impl AttemptSpan {
+    /// The request's span, the parent of every attempt's (a disabled one when none).
+    #[cfg(feature = "tracing")]
+    #[inline]
+    fn parent(&self) -> &tracing::Span {
+        self.parent.as_deref().unwrap_or(&NO_SPAN)
+    }
+
     /// No attempt yet; the attempts' spans will be children of the span current now (when
     /// the request is made), wherever the request's future is polled later.
     #[inline]
     pub(crate) fn for_request() -> Self {
-        AttemptSpan {
-            #[cfg(feature = "tracing")]
-            span: tracing::Span::none(),
-            // (Asked only when some subscriber wants `INFO`: the check is one atomic read.)
-            #[cfg(feature = "tracing")]
-            parent: if tracing::level_enabled!(tracing::Level::INFO) {
-                tracing::Span::current()
-            } else {
-                tracing::Span::none()
-            },
+        // (Asked only when some subscriber wants `INFO`: the check is one atomic read.)
+        #[cfg(feature = "tracing")]
+        if tracing::level_enabled!(tracing::Level::INFO) {
+            let parent = tracing::Span::current();
+            return AttemptSpan {
+                span: tracing::Span::none(),
+                parent: (!parent.is_disabled()).then(|| Box::new(parent)),
+            };
         }
+        AttemptSpan::default()
     }
 
     /// Runs `f` inside the span.
@@ -417,37 +430,31 @@ impl AttemptSpan {
 
 // ===== hook points =====
 
-/// Attempt `number` (1 for the first) of a request with `method` is about to be sent: its
-/// span, created as a child of the current one.
+/// Attempt `number` (1 for the first) of a request with `method` is about to be sent: opens
+/// its span in `span`, a child of the request's.
 #[inline]
-pub(crate) fn attempt_started(method: &Method, number: u32, request: &AttemptSpan) -> AttemptSpan {
+pub(crate) fn attempt_started(method: &Method, number: u32, span: &mut AttemptSpan) {
     #[cfg(feature = "tracing")]
     {
         use tracing::field::Empty;
         // The field values are computed only when the span is enabled.
-        AttemptSpan {
-            parent: request.parent.clone(),
-            span: tracing::info_span!(
-                target: "telecho_retry",
-                parent: &request.parent,
-                "telecho_retry.attempt",
-                http.request.method = method_str(method),
-                http.request.resend_count = super::info::resend_count(number),
-                http.response.status_code = Empty,
-                "error.type" = Empty,
-                otel.status_code = Empty,
-                telecho_retry.decision = Empty,
-                telecho_retry.retry_delay_ms = Empty,
-                telecho_retry.stop_reason = Empty,
-                telecho_retry.error_code = Empty,
-            ),
-        }
+        span.span = tracing::info_span!(
+            target: "telecho_retry",
+            parent: span.parent(),
+            "telecho_retry.attempt",
+            http.request.method = method_str(method),
+            http.request.resend_count = super::info::resend_count(number),
+            http.response.status_code = Empty,
+            "error.type" = Empty,
+            otel.status_code = Empty,
+            telecho_retry.decision = Empty,
+            telecho_retry.retry_delay_ms = Empty,
+            telecho_retry.stop_reason = Empty,
+            telecho_retry.error_code = Empty,
+        );
     }
     #[cfg(not(feature = "tracing"))]
-    {
-        let _ = (method, number, request);
-        AttemptSpan::default()
-    }
+    let _ = (method, number, span);
 }
 
 /// The outcome of an attempt was classified and `action` decided: records it on the span,
@@ -496,9 +503,10 @@ pub(crate) fn attempt_ended(
 pub(crate) fn attempt_cut(span: &mut AttemptSpan, state: &RetryState) {
     #[cfg(feature = "tracing")]
     {
-        span.span.record("error.type", "deadline");
-        span.span.record("otel.status_code", "ERROR");
-        span.span.record("telecho_retry.stop_reason", "deadline");
+        let attempt = &span.span;
+        attempt.record("error.type", "deadline");
+        attempt.record("otel.status_code", "ERROR");
+        attempt.record("telecho_retry.stop_reason", "deadline");
         span.in_scope(|| {
             tracing::debug!(
                 target: "telecho_retry",

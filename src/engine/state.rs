@@ -150,7 +150,12 @@ impl RetryState {
     /// A wait it answers counts in [`RetryInfo::slept`]; a rejection ends the request
     /// (its [`stop_reason`](Self::stop_reason) is set).
     pub fn admit(&mut self) -> Admission {
-        let now = Instant::now();
+        self.admit_at(Instant::now())
+    }
+
+    /// [`admit`](Self::admit) at `now`. The engine's first admission, made as the state is
+    /// created, passes [`started`](Self::started): one clock reading fewer per request.
+    pub(crate) fn admit_at(&mut self, now: Instant) -> Admission {
         let left = self
             .deadline
             .map(|d| d.saturating_sub(now.saturating_duration_since(self.started)));

@@ -35,6 +35,14 @@ pub trait RetryRequest: Sized {
     /// rate-limit cooldown are kept per origin.
     fn origin(&self) -> Origin<'_>;
 
+    /// The scheme and the authority exactly as the request spells them, if the type can
+    /// lend them without work: while they are byte for byte those of the previous request,
+    /// the tower service reuses that request's origin limits instead of looking the origin
+    /// up again. `None` (the default): the origin is looked up for every request.
+    fn origin_text(&self) -> Option<(&str, &str)> {
+        None
+    }
+
     /// The request extensions, where the engine looks for a
     /// [`RetryOverride`](crate::RetryOverride); `None` where the request type does not
     /// expose them (`reqwest::Request`).
@@ -118,6 +126,14 @@ impl<B: TryCloneBody> RetryRequest for http::Request<B> {
 
     fn origin(&self) -> Origin<'_> {
         Origin::of_uri(self.uri())
+    }
+
+    fn origin_text(&self) -> Option<(&str, &str)> {
+        let uri = self.uri();
+        Some((
+            uri.scheme_str().unwrap_or(""),
+            uri.authority().map_or("", |a| a.as_str()),
+        ))
     }
 
     fn extensions(&self) -> Option<&Extensions> {

@@ -895,6 +895,50 @@ mod tower_service_fn {
         assert_eq!(fake.at(&b("/ok")), [ZERO, secs(5)]);
     }
 
+    /// The same through one service, not clones: the service keeps the last origin's limits
+    /// between calls, and they are that origin's, never another's.
+    async fn one_service_keeps_each_origins_limits_apart<E: FnError>() {
+        let fake = Fake::new(|uri, n| match (uri.path(), n) {
+            ("/limited", 1) => Answer::Limited(5),
+            _ => Answer::Status(200),
+        });
+        let mut svc = over_fake::<E>(exact().max_retries(0).build(), &fake);
+        let t = Instant::now();
+        let resp = svc
+            .ready()
+            .await
+            .unwrap()
+            .call(get(&a("/limited")))
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 429);
+        let resp = svc
+            .ready()
+            .await
+            .unwrap()
+            .call(get(&a("/ok")))
+            .await
+            .unwrap();
+        assert_eq!(
+            (resp.status().as_u16(), t.elapsed()),
+            (200, secs(5)),
+            "A is held back"
+        );
+        let t = Instant::now();
+        let resp = svc
+            .ready()
+            .await
+            .unwrap()
+            .call(get(&b("/ok")))
+            .await
+            .unwrap();
+        assert_eq!(
+            (resp.status().as_u16(), t.elapsed()),
+            (200, ZERO),
+            "B is not"
+        );
+    }
+
     /// Sends `n` GETs to `uri` at once (every one is counted in the budget before any answer);
     /// returns their results.
     async fn at_once<S>(svc: &mut S, uri: &str, n: usize) -> Vec<Result<Out, RetryError>>
@@ -932,6 +976,10 @@ mod tower_service_fn {
         a_429_from_one_origin_does_not_hold_back_another {
             io::Error => a_429_from_one_origin_does_not_hold_back_another_tower_service_fn_io;
             BoxError => a_429_from_one_origin_does_not_hold_back_another_tower_service_fn_box;
+        }
+        one_service_keeps_each_origins_limits_apart {
+            io::Error => one_service_keeps_each_origins_limits_apart_tower_service_fn_io;
+            BoxError => one_service_keeps_each_origins_limits_apart_tower_service_fn_box;
         }
         the_retry_budget_is_kept_per_origin {
             io::Error => the_retry_budget_is_kept_per_origin_tower_service_fn_io;

@@ -14,8 +14,8 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use telecho_retry::{
-    AttemptNumber, Jitter, ResponseBody, RetryBudget, RetryError, RetryErrorKind, RetryInfo,
-    RetryPolicy, StopReason, TelEchoRetry,
+    AttemptNumber, Jitter, ResponseBody, RetryBudget, RetryErrorKind, RetryInfo, RetryPolicy,
+    StopReason, TelEchoRetry,
 };
 use tokio::time::Instant;
 use tower::{service_fn, BoxError, Service, ServiceExt};
@@ -604,7 +604,7 @@ mod middleware {
         let reqwest_middleware::Error::Middleware(e) = &err else {
             panic!("{err:?}");
         };
-        let e = e.downcast_ref::<RetryError>().unwrap();
+        let e = e.downcast_ref::<telecho_retry::RetryError>().unwrap();
         assert_eq!(e.kind(), RetryErrorKind::AttemptTimeout, "{err:?}");
         assert_eq!(e.info().attempts(), 3);
         assert_eq!(server.requests(), 3, "a GET that timed out is retried");

@@ -84,8 +84,10 @@ pub struct RetryState {
     limits: Option<Arc<dyn OriginLimits>>,
     // The policy's settings, as this request's `RetryOverride` changed them.
     max_retries: u32,
-    deadline: Option<Duration>,
-    attempt_timeout: Option<Duration>,
+    // Durations in 8 bytes rather than 16 (see `Nanos`): the state lives in every request's
+    // future, which every call moves.
+    deadline: Nanos,
+    attempt_timeout: Nanos,
     idempotent: Option<bool>,
     /// A retry was granted (and taken from the budget) but not sent yet.
     retry_pending: bool,
@@ -93,9 +95,9 @@ pub struct RetryState {
     rng: Option<Rng>,
     started: Instant,
     attempts: u32,
-    slept: Duration,
-    previous_delay: Duration,
-    next_delay: Option<Duration>,
+    slept: Nanos,
+    previous_delay: Nanos,
+    next_delay: Nanos,
     decision: Option<Decision>,
     stop: Option<StopReason>,
 }
@@ -111,17 +113,17 @@ impl RetryState {
         RetryState {
             limits: None,
             max_retries: policy.max_retries(),
-            deadline: policy.deadline(),
-            attempt_timeout: policy.attempt_timeout(),
+            deadline: Nanos::new(policy.deadline()),
+            attempt_timeout: Nanos::new(policy.attempt_timeout()),
             idempotent: None,
             retry_pending: false,
             rng: None,
-            previous_delay: policy.base_delay(),
+            previous_delay: Nanos::of(policy.base_delay()),
             policy: policy.clone(),
             started,
             attempts: 0,
-            slept: Duration::ZERO,
-            next_delay: None,
+            slept: Nanos::of(Duration::ZERO),
+            next_delay: Nanos::NONE,
             decision: None,
             stop: None,
         }
@@ -158,6 +160,7 @@ impl RetryState {
     pub(crate) fn admit_at(&mut self, now: Instant) -> Admission {
         let left = self
             .deadline
+            .get()
             .map(|d| d.saturating_sub(now.saturating_duration_since(self.started)));
         if left == Some(Duration::ZERO) {
             self.stop = Some(StopReason::Deadline);
@@ -189,7 +192,7 @@ impl RetryState {
             let spread = self.policy.retry_after_spread();
             let wait = cooldown.saturating_add(self.rng().uniform(Duration::ZERO, spread));
             if left.is_none_or(|left| wait < left) {
-                self.slept = self.slept.saturating_add(wait);
+                self.slept = self.slept.plus(wait);
                 return Admission::Wait(wait);
             }
             StopReason::Deadline
@@ -215,7 +218,7 @@ impl RetryState {
             return Pace::Go;
         };
         // A slot exactly at the deadline is too late: nothing may be sent at the deadline.
-        let left = self.deadline.map(|d| {
+        let left = self.deadline.get().map(|d| {
             d.saturating_sub(self.elapsed())
                 .saturating_sub(Duration::from_nanos(1))
         });
@@ -247,7 +250,7 @@ impl RetryState {
     /// The attempt about to be sent waited `waited` for its paced slot: counts it in
     /// [`RetryInfo::slept`].
     pub fn paced(&mut self, waited: Duration) {
-        self.slept = self.slept.saturating_add(waited);
+        self.slept = self.slept.plus(waited);
     }
 
     /// The time the attempt about to be sent may take: the policy's attempt timeout, cut
@@ -259,8 +262,11 @@ impl RetryState {
     /// Like [`attempt_timeout`](Self::attempt_timeout), and whether the deadline (rather
     /// than the attempt timeout) is what bounds it.
     pub(crate) fn attempt_limit(&self) -> Option<(Duration, bool)> {
-        let left = self.deadline.map(|d| d.saturating_sub(self.elapsed()));
-        match (self.attempt_timeout, left) {
+        let left = self
+            .deadline
+            .get()
+            .map(|d| d.saturating_sub(self.elapsed()));
+        match (self.attempt_timeout.get(), left) {
             (Some(a), Some(l)) if l <= a => Some((l, true)),
             (Some(a), _) => Some((a, false)),
             (None, Some(l)) => Some((l, true)),
@@ -275,10 +281,10 @@ impl RetryState {
             self.max_retries = n;
         }
         if let Some(d) = o.deadline_value() {
-            self.deadline = Some(d);
+            self.deadline = Nanos::of(d);
         }
         if let Some(t) = o.attempt_timeout_value() {
-            self.attempt_timeout = Some(t);
+            self.attempt_timeout = Nanos::of(t);
         }
         if let Some(i) = o.idempotent_value() {
             self.idempotent = Some(i);
@@ -292,12 +298,12 @@ impl RetryState {
 
     /// The deadline of this request (the policy's, or its override's).
     pub fn deadline(&self) -> Option<Duration> {
-        self.deadline
+        self.deadline.get()
     }
 
     /// The time each attempt of this request may take, before the deadline cuts it.
     pub(crate) fn per_attempt_timeout(&self) -> Option<Duration> {
-        self.attempt_timeout
+        self.attempt_timeout.get()
     }
 
     /// Whether a request with this method and headers is safe to resend: the override's
@@ -356,7 +362,7 @@ impl RetryState {
         can_resend: bool,
     ) -> Action {
         self.attempts = self.attempts.saturating_add(1);
-        self.next_delay = None;
+        self.next_delay = Nanos::NONE;
         self.decision = Some(verdict.into());
         let wait = match verdict {
             Verdict::Accept => return self.stop(StopReason::Success),
@@ -403,7 +409,7 @@ impl RetryState {
         if !can_resend {
             return self.stop(StopReason::NotReplayable);
         }
-        if let Some(deadline) = self.deadline {
+        if let Some(deadline) = self.deadline.get() {
             // A retry due at the deadline would be refused when it wakes: stop now.
             if self.elapsed().saturating_add(wait) >= deadline {
                 return self.stop(StopReason::Deadline);
@@ -415,8 +421,8 @@ impl RetryState {
             }
             self.retry_pending = true;
         }
-        self.slept = self.slept.saturating_add(wait);
-        self.next_delay = Some(wait);
+        self.slept = self.slept.plus(wait);
+        self.next_delay = Nanos::of(wait);
         Action::Retry(wait)
     }
 
@@ -426,14 +432,14 @@ impl RetryState {
         if sent {
             self.attempts = self.attempts.saturating_add(1);
         }
-        self.next_delay = None;
+        self.next_delay = Nanos::NONE;
         self.stop = Some(StopReason::Deadline);
     }
 
     /// Ends the request for `reason` before the retry that was granted is sent (the
     /// retry's budget token is given back when the state is dropped).
     pub(crate) fn give_up(&mut self, reason: StopReason) {
-        self.next_delay = None;
+        self.next_delay = Nanos::NONE;
         self.stop = Some(reason);
     }
 
@@ -479,8 +485,9 @@ impl RetryState {
     fn backoff(&mut self) -> Duration {
         let policy = &self.policy;
         let rng = self.rng.get_or_insert_with(|| policy.new_rng());
-        let d = policy.backoff_delay(self.attempts, self.previous_delay, rng);
-        self.previous_delay = d;
+        let previous = self.previous_delay.get().unwrap_or_default();
+        let d = policy.backoff_delay(self.attempts, previous, rng);
+        self.previous_delay = Nanos::of(d);
         d
     }
 
@@ -501,7 +508,7 @@ impl RetryState {
 
     /// The delay chosen by the last [`Action::Retry`], until the next outcome.
     pub fn next_delay(&self) -> Option<Duration> {
-        self.next_delay
+        self.next_delay.get()
     }
 
     /// Time since the state was created (tokio's clock: paused in tests).
@@ -518,7 +525,7 @@ impl RetryState {
     pub fn info(&self) -> RetryInfo {
         RetryInfo {
             attempts: self.attempts,
-            slept: self.slept,
+            slept: self.slept.get().unwrap_or_default(),
             stop: self.stop,
         }
     }
@@ -845,5 +852,32 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         assert_eq!(run(), run());
+    }
+}
+
+/// An optional duration in 8 bytes: whole nanoseconds, `u64::MAX` for none. A duration of
+/// 584 years or more is kept as the longest that fits (no deadline or delay of this crate
+/// tells them apart).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Nanos(u64);
+
+impl Nanos {
+    const NONE: Nanos = Nanos(u64::MAX);
+
+    fn of(d: Duration) -> Nanos {
+        Nanos(u64::try_from(d.as_nanos()).map_or(u64::MAX - 1, |n| n.min(u64::MAX - 1)))
+    }
+
+    fn new(d: Option<Duration>) -> Nanos {
+        d.map_or(Nanos::NONE, Nanos::of)
+    }
+
+    fn get(self) -> Option<Duration> {
+        (self.0 != u64::MAX).then(|| Duration::from_nanos(self.0))
+    }
+
+    /// This duration (none counts as zero) plus `d`, saturating.
+    fn plus(self, d: Duration) -> Nanos {
+        Nanos::of(self.get().unwrap_or_default().saturating_add(d))
     }
 }

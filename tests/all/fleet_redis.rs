@@ -612,3 +612,92 @@ async fn a_free_slot_is_no_wait_the_round_trip_is_not_counted_as_sleep() {
     }
     assert_eq!(store.fallbacks(), 0);
 }
+
+/// Replicas behind different adapters share the cooldown: a 429 met through the reqwest
+/// middleware holds back a replica using the tower layer over hyper-util's client, and the
+/// other way round.
+#[cfg(feature = "reqwest")]
+#[tokio::test]
+async fn replicas_on_the_reqwest_middleware_and_on_hyper_util_share_the_cooldown() {
+    use crate::support::{Reply, Server};
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+
+    let scope = Scope::new();
+    let policy = RetryPolicy::builder().max_retries(0).build();
+    let (a, b) = (
+        scope.store(&redis_url(), &policy),
+        scope.store(&redis_url(), &policy),
+    );
+    scope.subscribed(2).await;
+    let server = Server::start(|seen| {
+        if seen.path.starts_with("/limited") {
+            Reply::status(429).header("retry-after", "1")
+        } else {
+            Reply::status(200)
+        }
+    })
+    .await;
+    let uri: http::Uri = server.url("/").parse().unwrap();
+    let origin = Origin::of_uri(&uri);
+    let reqwest_replica = reqwest_middleware::ClientBuilder::new(
+        reqwest::Client::builder().no_proxy().build().unwrap(),
+    )
+    .with(TelEchoRetry::new(policy.clone()).with_limits(SharedLimits::from_store(a.clone())))
+    .build();
+    let hyper_replica = ServiceBuilder::new()
+        .layer(TelEchoRetry::new(policy).with_limits(SharedLimits::from_store(b.clone())))
+        .service(Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>());
+    let hyper_get = |path: &str| {
+        hyper_replica.clone().oneshot(
+            Request::get(server.url(path))
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+    };
+
+    // reqwest meets the 429; the hyper-util replica learns of it and waits.
+    let resp = reqwest_replica
+        .get(server.url("/limited-a"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 429);
+    eventually("B learns A's 429", Duration::from_millis(200), || {
+        b.cooldown_remaining(&origin, Instant::now()).is_some()
+    })
+    .await;
+    let resp = tokio::time::timeout(Duration::from_secs(3), hyper_get("/ok-b"))
+        .await
+        .expect("bounded")
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let seen = server.seen();
+    let limited = seen.iter().find(|s| s.path == "/limited-a").unwrap().at;
+    let sent = seen.iter().find(|s| s.path == "/ok-b").unwrap().at;
+    assert!(
+        sent.duration_since(limited) >= Duration::from_millis(950),
+        "the hyper-util replica sent {:?} after the 429",
+        sent.duration_since(limited)
+    );
+
+    // And the other way round.
+    let resp = hyper_get("/limited-b").await.unwrap();
+    assert_eq!(resp.status(), 429);
+    eventually("A learns B's 429", Duration::from_millis(200), || {
+        a.cooldown_remaining(&origin, Instant::now()).is_some()
+    })
+    .await;
+    let resp = tokio::time::timeout(
+        Duration::from_secs(3),
+        reqwest_replica.get(server.url("/ok-a")).send(),
+    )
+    .await
+    .expect("bounded")
+    .unwrap();
+    assert_eq!(resp.status(), 200);
+    let seen = server.seen();
+    let limited = seen.iter().find(|s| s.path == "/limited-b").unwrap().at;
+    let sent = seen.iter().find(|s| s.path == "/ok-a").unwrap().at;
+    assert!(sent.duration_since(limited) >= Duration::from_millis(950));
+}

@@ -57,6 +57,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::instant::AtomicInstant;
 use super::pacer::{LocalPacer, Pace};
 use crate::policy::{Pacing, RetryBudget, RetryPolicy};
 
@@ -181,39 +182,9 @@ impl Budget {
     }
 }
 
-/// The instant until which requests hold back after a 429, as nanoseconds after `base`
-/// plus one (`0`: no cooldown). An atomic: the request path reads it without a lock.
-struct Cooldown {
-    base: Instant,
-    until: AtomicU64,
-}
-
-impl Cooldown {
-    fn new(base: Instant) -> Self {
-        Cooldown {
-            base,
-            until: AtomicU64::new(0),
-        }
-    }
-
-    fn extend(&self, until: Instant) {
-        let nanos = until.saturating_duration_since(self.base).as_nanos();
-        let nanos = u64::try_from(nanos)
-            .unwrap_or(u64::MAX - 1)
-            .saturating_add(1);
-        self.until.fetch_max(nanos, Ordering::AcqRel);
-    }
-
-    fn remaining(&self, now: Instant) -> Option<Duration> {
-        let until = self.until.load(Ordering::Acquire);
-        if until == 0 {
-            return None;
-        }
-        let until = Duration::from_nanos(until - 1);
-        let now = now.saturating_duration_since(self.base);
-        (until > now).then(|| until - now)
-    }
-}
+/// The instant until which requests hold back after a 429 (a cooldown, or a refusal). An
+/// atomic: the request path reads it without a lock.
+type Cooldown = AtomicInstant;
 
 /// An origin: scheme, host and port of a request's URL, borrowed from the request. Retry
 /// budgets and rate-limit cooldowns are kept per origin (see the [module docs](crate::limits)).

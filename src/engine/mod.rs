@@ -12,6 +12,7 @@
 mod error;
 pub(crate) mod future;
 mod info;
+mod instant;
 pub(crate) mod limits;
 pub mod observe;
 mod overrides;

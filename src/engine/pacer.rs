@@ -6,7 +6,7 @@ use std::fmt;
 use std::future::Future;
 use std::num::NonZeroU32;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +16,7 @@ use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 use tokio::time::Instant;
 
+use super::instant::AtomicInstant;
 use crate::policy::Pacing;
 
 /// The wait for a paced slot, as a store hands it to the engine: it resolves when the slot
@@ -95,12 +96,24 @@ struct Inner {
     turn: tokio::sync::Mutex<()>,
     /// Attempts waiting for a slot.
     waiting: AtomicUsize,
-    /// When the slot of the waiter whose turn it is comes, in nanoseconds on `clock` plus
-    /// one (`0`: not known): what a newcomer's wait is estimated from.
-    head_due: AtomicU64,
-    /// The earliest slot after the last attempt sent on another pacer's slot, in
-    /// nanoseconds on `clock` plus one (`0`: none recorded).
-    recorded: AtomicU64,
+    /// When the slot of the waiter whose turn it is comes (if known): what a newcomer's
+    /// wait is estimated from.
+    head_due: AtomicInstant,
+    /// The earliest slot after the last attempt sent on another pacer's slot, if any.
+    recorded: AtomicInstant,
+}
+
+impl Inner {
+    /// How long until the slot after the last [recorded](LocalPacer::record) attempt, if
+    /// it lies ahead.
+    fn held(&self) -> Option<Duration> {
+        self.recorded.remaining(Instant::now())
+    }
+
+    /// `at` on the limiter's clock, as an instant.
+    fn instant(&self, at: Duration) -> Instant {
+        self.clock.base + at
+    }
 }
 
 impl LocalPacer {
@@ -121,8 +134,8 @@ impl LocalPacer {
                 pacing,
                 turn: tokio::sync::Mutex::new(()),
                 waiting: AtomicUsize::new(0),
-                head_due: AtomicU64::new(0),
-                recorded: AtomicU64::new(0),
+                head_due: AtomicInstant::new(clock.base),
+                recorded: AtomicInstant::new(clock.base),
             }),
         }
     }
@@ -138,23 +151,9 @@ impl LocalPacer {
     /// instead of letting a fresh burst through beside them.
     pub fn record(&self, after: Duration) {
         let inner = &self.inner;
-        let next = inner
-            .clock
-            .now()
-            .saturating_add(after)
-            .saturating_add(inner.pacing.interval());
-        let next = u64::try_from(next.as_nanos()).unwrap_or(u64::MAX - 1);
-        inner.recorded.fetch_max(next + 1, Ordering::AcqRel);
-    }
-
-    /// How long until the slot after the last [recorded](Self::record) attempt, if it
-    /// lies ahead.
-    fn held(&self, now: Duration) -> Option<Duration> {
-        match self.inner.recorded.load(Ordering::Acquire) {
-            0 => None,
-            next => Duration::from_nanos(next - 1)
-                .checked_sub(now)
-                .filter(|d| !d.is_zero()),
+        let next = after.saturating_add(inner.pacing.interval());
+        if let Some(next) = Instant::now().checked_add(next) {
+            inner.recorded.extend(next);
         }
     }
 
@@ -165,7 +164,7 @@ impl LocalPacer {
         let inner = &self.inner;
         let ahead = inner.waiting.load(Ordering::Acquire);
         let wait = if ahead == 0 {
-            match self.held(inner.clock.now()) {
+            match inner.held() {
                 Some(held) => held,
                 None => match inner.limiter.check() {
                     Ok(()) => return Pace::Go,
@@ -178,12 +177,8 @@ impl LocalPacer {
             // away).
             let interval = inner.pacing.interval();
             let ahead = u32::try_from(ahead).unwrap_or(u32::MAX);
-            let now = inner.clock.now();
-            let head = match inner.head_due.load(Ordering::Acquire) {
-                0 => None,
-                due => Some(Duration::from_nanos(due - 1)).filter(|due| *due >= now),
-            };
-            match head {
+            let now = Instant::now();
+            match inner.head_due.load().filter(|due| *due >= now) {
                 Some(due) => (due - now).saturating_add(interval.saturating_mul(ahead)),
                 None => interval.saturating_mul(ahead.saturating_add(1)),
             }
@@ -195,27 +190,19 @@ impl LocalPacer {
         // Counts this attempt out of the waiters however the wait ends (a request cancelled
         // while it waits drops the future, polled or not).
         let waiter = Waiter(Arc::clone(inner));
-        let pacer = self.clone();
         Pace::Wait(Box::pin(async move {
             let inner = &waiter.0;
             let turn = inner.turn.lock().await;
             loop {
-                if let Some(held) = pacer.held(inner.clock.now()) {
-                    let due = inner.clock.now().saturating_add(held);
-                    let due = u64::try_from(due.as_nanos()).unwrap_or(u64::MAX - 1);
-                    inner.head_due.store(due + 1, Ordering::Release);
-                    tokio::time::sleep(held).await;
-                    continue;
-                }
-                match inner.limiter.check() {
-                    Ok(()) => break,
-                    Err(not_until) => {
-                        let due = u64::try_from(not_until.earliest_possible().as_nanos())
-                            .unwrap_or(u64::MAX - 1);
-                        inner.head_due.store(due + 1, Ordering::Release);
-                        tokio::time::sleep(not_until.wait_time_from(inner.clock.now())).await;
-                    }
-                }
+                let due = match inner.held() {
+                    Some(held) => Instant::now() + held,
+                    None => match inner.limiter.check() {
+                        Ok(()) => break,
+                        Err(not_until) => inner.instant(not_until.earliest_possible()),
+                    },
+                };
+                inner.head_due.store(due);
+                tokio::time::sleep_until(due).await;
             }
             drop(turn);
             drop(waiter);

@@ -20,7 +20,7 @@ pub(crate) fn pace(remote: &Arc<Remote>, max_wait: Duration) -> Pace {
         remote.link.fell_back(StoreLimit::Pacing, None);
         return fallback.pace(max_wait);
     }
-    let remote = Arc::clone(remote);
+    let (remote, fallback) = (Arc::clone(remote), fallback.clone());
     Pace::Wait(Box::pin(async move {
         let start = Instant::now();
         match remote.link.pace(&remote.pace_key, max_wait).await {
@@ -28,25 +28,16 @@ pub(crate) fn pace(remote: &Arc<Remote>, max_wait: Duration) -> Pace {
                 // The fallback gives no slot before this one: if Redis goes away, this
                 // replica's attempts already given slots in Redis still go at those slots,
                 // and the fallback's come after them, not beside them.
-                if let Some(fallback) = &remote.fallback {
-                    fallback.record(slot.wait);
+                fallback.record(slot.wait);
+                if slot.wait.is_zero() {
+                    return Paced::Free;
                 }
-                let free = slot.wait.is_zero();
-                if !free {
-                    tokio::time::sleep(slot.wait).await;
-                }
-                if free {
-                    Paced::Free
-                } else {
-                    Paced::Go
-                }
+                tokio::time::sleep(slot.wait).await;
+                Paced::Go
             }
             Ok(slot) => Paced::TooLong(slot.wait),
             Err(failed) => {
                 remote.link.fell_back(StoreLimit::Pacing, Some(failed));
-                let Some(fallback) = &remote.fallback else {
-                    return Paced::Go;
-                };
                 match fallback.pace(max_wait.saturating_sub(start.elapsed())) {
                     Pace::Go => Paced::Go,
                     Pace::Wait(wait) => wait.await,

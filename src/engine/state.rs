@@ -158,10 +158,7 @@ impl RetryState {
     /// [`admit`](Self::admit) at `now`. The engine's first admission, made as the state is
     /// created, passes [`started`](Self::started): one clock reading fewer per request.
     pub(crate) fn admit_at(&mut self, now: Instant) -> Admission {
-        let left = self
-            .deadline
-            .get()
-            .map(|d| d.saturating_sub(now.saturating_duration_since(self.started)));
+        let left = self.deadline_left(now);
         if left == Some(Duration::ZERO) {
             self.stop = Some(StopReason::Deadline);
             return Admission::Reject {
@@ -218,10 +215,9 @@ impl RetryState {
             return Pace::Go;
         };
         // A slot exactly at the deadline is too late: nothing may be sent at the deadline.
-        let left = self.deadline.get().map(|d| {
-            d.saturating_sub(self.elapsed())
-                .saturating_sub(Duration::from_nanos(1))
-        });
+        let left = self
+            .deadline_left(Instant::now())
+            .map(|left| left.saturating_sub(Duration::from_nanos(1)));
         let max_wait = left.map_or(self.policy.max_retry_after(), |left| {
             left.min(self.policy.max_retry_after())
         });
@@ -253,6 +249,12 @@ impl RetryState {
         self.slept = self.slept.plus(waited);
     }
 
+    /// What is left of the deadline at `now`, if there is one.
+    fn deadline_left(&self, now: Instant) -> Option<Duration> {
+        let elapsed = now.saturating_duration_since(self.started);
+        self.deadline.get().map(|d| d.saturating_sub(elapsed))
+    }
+
     /// The time the attempt about to be sent may take: the policy's attempt timeout, cut
     /// to what is left of the deadline. `None`: unbounded.
     pub fn attempt_timeout(&self) -> Option<Duration> {
@@ -262,10 +264,7 @@ impl RetryState {
     /// Like [`attempt_timeout`](Self::attempt_timeout), and whether the deadline (rather
     /// than the attempt timeout) is what bounds it.
     pub(crate) fn attempt_limit(&self) -> Option<(Duration, bool)> {
-        let left = self
-            .deadline
-            .get()
-            .map(|d| d.saturating_sub(self.elapsed()));
+        let left = self.deadline_left(Instant::now());
         match (self.attempt_timeout.get(), left) {
             (Some(a), Some(l)) if l <= a => Some((l, true)),
             (Some(a), _) => Some((a, false)),

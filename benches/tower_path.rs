@@ -395,6 +395,9 @@ fn main() {
         return;
     }
     future_sizes();
+    if std::env::var_os("TOWER_PATH_SIZES_ONLY").is_some() {
+        return;
+    }
     allocation_table(&rt);
     let mut c = Criterion::default()
         .warm_up_time(Duration::from_secs(1))

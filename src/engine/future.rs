@@ -357,11 +357,15 @@ fn finish<R, E>(retry: &RetryState, attempted: Attempted<R, E>) -> Result<R, Fai
 where
     R: ResponseParts,
 {
+    // A first attempt that succeeded carries no `RetryInfo`: the success path stays
+    // allocation-free, and "no `RetryInfo`" reads as "one attempt, success".
+    if retry.is_first_try_success() {
+        if let Attempted::Response(response, _) = attempted {
+            return Ok(response);
+        }
+    }
     let info = retry.info();
     match attempted {
-        // A first attempt that succeeded carries no `RetryInfo`: the success path stays
-        // allocation-free, and "no `RetryInfo`" reads as "one attempt, success".
-        Attempted::Response(response, _) if info.is_first_try_success() => Ok(response),
         Attempted::Response(mut response, _) => {
             response.extensions_mut().insert(info);
             Ok(response)

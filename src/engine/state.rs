@@ -158,7 +158,7 @@ impl RetryState {
     /// [`admit`](Self::admit) at `now`. The engine's first admission, made as the state is
     /// created, passes [`started`](Self::started): one clock reading fewer per request.
     pub(crate) fn admit_at(&mut self, now: Instant) -> Admission {
-        let left = self.deadline_left(now);
+        let left = self.deadline_left_at(now);
         if left == Some(Duration::ZERO) {
             self.stop = Some(StopReason::Deadline);
             return Admission::Reject {
@@ -216,7 +216,7 @@ impl RetryState {
         };
         // A slot exactly at the deadline is too late: nothing may be sent at the deadline.
         let left = self
-            .deadline_left(Instant::now())
+            .deadline_left()
             .map(|left| left.saturating_sub(Duration::from_nanos(1)));
         let max_wait = left.map_or(self.policy.max_retry_after(), |left| {
             left.min(self.policy.max_retry_after())
@@ -249,10 +249,17 @@ impl RetryState {
         self.slept = self.slept.plus(waited);
     }
 
+    /// What is left of the deadline now, if there is one. Without a deadline (the default)
+    /// the clock is not read: on the success path a reading is one of the larger costs.
+    fn deadline_left(&self) -> Option<Duration> {
+        let deadline = self.deadline.get()?;
+        Some(deadline.saturating_sub(self.started.elapsed()))
+    }
+
     /// What is left of the deadline at `now`, if there is one.
-    fn deadline_left(&self, now: Instant) -> Option<Duration> {
-        let elapsed = now.saturating_duration_since(self.started);
-        self.deadline.get().map(|d| d.saturating_sub(elapsed))
+    fn deadline_left_at(&self, now: Instant) -> Option<Duration> {
+        let deadline = self.deadline.get()?;
+        Some(deadline.saturating_sub(now.saturating_duration_since(self.started)))
     }
 
     /// The time the attempt about to be sent may take: the policy's attempt timeout, cut
@@ -264,7 +271,7 @@ impl RetryState {
     /// Like [`attempt_timeout`](Self::attempt_timeout), and whether the deadline (rather
     /// than the attempt timeout) is what bounds it.
     pub(crate) fn attempt_limit(&self) -> Option<(Duration, bool)> {
-        let left = self.deadline_left(Instant::now());
+        let left = self.deadline_left();
         match (self.attempt_timeout.get(), left) {
             (Some(a), Some(l)) if l <= a => Some((l, true)),
             (Some(a), _) => Some((a, false)),
@@ -518,6 +525,14 @@ impl RetryState {
     /// Why retrying stopped, once it has.
     pub fn stop_reason(&self) -> Option<StopReason> {
         self.stop
+    }
+
+    /// Whether [`info`](Self::info) would say "one attempt, success" (see
+    /// [`RetryInfo::is_first_try_success`]), without building it.
+    pub(crate) fn is_first_try_success(&self) -> bool {
+        self.attempts <= 1
+            && self.stop == Some(StopReason::Success)
+            && self.slept.get().is_none_or(|s| s.is_zero())
     }
 
     /// A summary to attach to the response.

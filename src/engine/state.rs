@@ -109,6 +109,7 @@ impl RetryState {
         RetryState::started_at(policy, Instant::now())
     }
 
+    #[inline]
     fn started_at(policy: &RetryPolicy, started: Instant) -> Self {
         RetryState {
             limits: None,
@@ -136,6 +137,7 @@ impl RetryState {
         RetryState::with_origin_limits(policy, limits.origin(origin))
     }
 
+    #[inline]
     pub(crate) fn with_origin_limits(policy: &RetryPolicy, scope: Arc<dyn OriginLimits>) -> Self {
         // One clock reading, not two, serves the budget's window and the request's start:
         // on the success path a reading is one of the larger fixed costs.
@@ -157,6 +159,7 @@ impl RetryState {
 
     /// [`admit`](Self::admit) at `now`. The engine's first admission, made as the state is
     /// created, passes [`started`](Self::started): one clock reading fewer per request.
+    #[inline]
     pub(crate) fn admit_at(&mut self, now: Instant) -> Admission {
         let left = self.deadline_left_at(now);
         if left == Some(Duration::ZERO) {
@@ -210,6 +213,7 @@ impl RetryState {
     /// [`paced`](Self::paced). [`Pace::TooLong`]: the slot lies beyond the policy's
     /// `max_retry_after` or the deadline; the request ends (its
     /// [`stop_reason`](Self::stop_reason) says which).
+    #[inline]
     pub fn pace(&mut self) -> Pace {
         let Some(limits) = self.limits.as_ref() else {
             return Pace::Go;
@@ -251,12 +255,14 @@ impl RetryState {
 
     /// What is left of the deadline now, if there is one. Without a deadline (the default)
     /// the clock is not read: on the success path a reading is one of the larger costs.
+    #[inline]
     fn deadline_left(&self) -> Option<Duration> {
         let deadline = self.deadline.get()?;
         Some(deadline.saturating_sub(self.started.elapsed()))
     }
 
     /// What is left of the deadline at `now`, if there is one.
+    #[inline]
     fn deadline_left_at(&self, now: Instant) -> Option<Duration> {
         let deadline = self.deadline.get()?;
         Some(deadline.saturating_sub(now.saturating_duration_since(self.started)))
@@ -303,11 +309,13 @@ impl RetryState {
     }
 
     /// The deadline of this request (the policy's, or its override's).
+    #[inline]
     pub fn deadline(&self) -> Option<Duration> {
         self.deadline.get()
     }
 
     /// The time each attempt of this request may take, before the deadline cuts it.
+    #[inline]
     pub(crate) fn per_attempt_timeout(&self) -> Option<Duration> {
         self.attempt_timeout.get()
     }
@@ -320,17 +328,20 @@ impl RetryState {
     }
 
     /// Whether this request's [`RetryOverride`] says it is safe to resend, if it says.
+    #[inline]
     pub(crate) fn idempotent_override(&self) -> Option<bool> {
         self.idempotent
     }
 
     /// The policy driving this state.
+    #[inline]
     pub fn policy(&self) -> &RetryPolicy {
         &self.policy
     }
 
     /// `true` when the attempt about to be sent could still be followed by a retry. An
     /// adapter duplicates the request only then: the last allowed attempt needs no copy.
+    #[inline]
     pub fn may_retry(&self) -> bool {
         self.stop.is_none() && self.attempts < self.max_retries
     }
@@ -361,6 +372,7 @@ impl RetryState {
 
     /// Like [`next_for`](Self::next_for), with the policy's verdict already made (the
     /// engine's future classifies with a view that borrows the policy).
+    #[inline]
     pub(crate) fn apply(
         &mut self,
         verdict: Verdict,
@@ -370,6 +382,16 @@ impl RetryState {
         self.attempts = self.attempts.saturating_add(1);
         self.next_delay = Nanos::NONE;
         self.decision = Some(verdict.into());
+        match verdict {
+            Verdict::Accept => self.stop(StopReason::Success),
+            Verdict::Fatal => self.stop(StopReason::Fatal),
+            _ => self.apply_failure(verdict, outcome, can_resend),
+        }
+    }
+
+    /// [`apply`](Self::apply) for a verdict that may retry (out of line: the success path
+    /// inlines only the head of `apply`).
+    fn apply_failure(&mut self, verdict: Verdict, outcome: Outcome<'_>, can_resend: bool) -> Action {
         let wait = match verdict {
             Verdict::Accept => return self.stop(StopReason::Success),
             Verdict::Fatal => return self.stop(StopReason::Fatal),
@@ -450,6 +472,7 @@ impl RetryState {
     }
 
     /// When the request started (tokio's clock).
+    #[inline]
     pub(crate) fn started(&self) -> Instant {
         self.started
     }
@@ -457,6 +480,7 @@ impl RetryState {
     /// Tells the state that the next attempt was sent. A retry granted by
     /// [`next`](Self::next) and never sent (the request was dropped while it waited) is
     /// given back to the budget when the state is dropped.
+    #[inline]
     pub fn attempt_sent(&mut self) {
         self.retry_pending = false;
     }
@@ -497,12 +521,14 @@ impl RetryState {
         d
     }
 
+    #[inline]
     fn stop(&mut self, reason: StopReason) -> Action {
         self.stop = Some(reason);
         Action::Stop(reason)
     }
 
     /// Attempts whose outcome was recorded.
+    #[inline]
     pub fn attempts(&self) -> u32 {
         self.attempts
     }
@@ -523,12 +549,14 @@ impl RetryState {
     }
 
     /// Why retrying stopped, once it has.
+    #[inline]
     pub fn stop_reason(&self) -> Option<StopReason> {
         self.stop
     }
 
     /// Whether [`info`](Self::info) would say "one attempt, success" (see
     /// [`RetryInfo::is_first_try_success`]), without building it.
+    #[inline]
     pub(crate) fn is_first_try_success(&self) -> bool {
         self.attempts <= 1
             && self.stop == Some(StopReason::Success)
@@ -878,19 +906,23 @@ struct Nanos(u64);
 impl Nanos {
     const NONE: Nanos = Nanos(u64::MAX);
 
+    #[inline]
     fn of(d: Duration) -> Nanos {
         Nanos(u64::try_from(d.as_nanos()).map_or(u64::MAX - 1, |n| n.min(u64::MAX - 1)))
     }
 
+    #[inline]
     fn new(d: Option<Duration>) -> Nanos {
         d.map_or(Nanos::NONE, Nanos::of)
     }
 
+    #[inline]
     fn get(self) -> Option<Duration> {
         (self.0 != u64::MAX).then(|| Duration::from_nanos(self.0))
     }
 
     /// This duration (none counts as zero) plus `d`, saturating.
+    #[inline]
     fn plus(self, d: Duration) -> Nanos {
         Nanos::of(self.get().unwrap_or_default().saturating_add(d))
     }

@@ -225,6 +225,7 @@ impl RetryPolicy {
 
     /// The request header whose presence makes a request safe to resend (`None`: only the
     /// method decides).
+    #[inline]
     pub fn idempotency_header(&self) -> Option<&HeaderName> {
         self.inner.idempotency_header.as_ref()
     }
@@ -235,11 +236,13 @@ impl RetryPolicy {
     }
 
     /// The most retries after the first attempt.
+    #[inline]
     pub fn max_retries(&self) -> u32 {
         self.inner.max_retries
     }
 
     /// The first backoff delay.
+    #[inline]
     pub fn base_delay(&self) -> Duration {
         self.inner.base_delay
     }
@@ -255,21 +258,25 @@ impl RetryPolicy {
     }
 
     /// The longest `Retry-After` the policy will wait for.
+    #[inline]
     pub fn max_retry_after(&self) -> Duration {
         self.inner.max_retry_after
     }
 
     /// The most extra time added after a `Retry-After` instant.
+    #[inline]
     pub fn retry_after_spread(&self) -> Duration {
         self.inner.retry_after_spread
     }
 
     /// The total time allowed for one logical request, sleeps included.
+    #[inline]
     pub fn deadline(&self) -> Option<Duration> {
         self.inner.deadline
     }
 
     /// The time allowed for one attempt.
+    #[inline]
     pub fn attempt_timeout(&self) -> Option<Duration> {
         self.inner.attempt_timeout
     }
@@ -291,6 +298,7 @@ impl RetryPolicy {
     }
 
     /// The header the engine puts a fresh idempotency key in, when key generation is on.
+    #[inline]
     pub fn generated_idempotency_header(&self) -> Option<&HeaderName> {
         if self.inner.generate_idempotency_keys {
             self.inner.idempotency_header.as_ref()
@@ -300,6 +308,7 @@ impl RetryPolicy {
     }
 
     /// The header that carries the attempt number, when on.
+    #[inline]
     pub fn attempt_header(&self) -> Option<&HeaderName> {
         self.inner.attempt_header.as_ref()
     }
@@ -307,11 +316,13 @@ impl RetryPolicy {
     /// `true` when the classifier wants the error code of error responses, so the engine
     /// reads their bodies ([`Classifier::reads_error_codes`]): with the TelEcho classifier,
     /// when some [`CodeRule`] is set.
+    #[inline]
     pub fn has_code_rules(&self) -> bool {
         self.inner.reads_error_codes
     }
 
     /// The classifier that decides what kind each outcome is.
+    #[inline]
     pub fn classifier(&self) -> &dyn Classifier {
         &*self.inner.classifier
     }
@@ -335,6 +346,7 @@ impl RetryPolicy {
     }
 
     /// The classifier's decision, with the `Retry-After` cap applied.
+    #[inline]
     pub(crate) fn verdict(&self, request: &RequestView<'_>, outcome: &Outcome<'_>) -> Verdict {
         match self.inner.classifier.classify(request, outcome) {
             Decision::Accept => Verdict::Accept,

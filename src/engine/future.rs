@@ -278,20 +278,18 @@ where
     State::Called { future, timer }
 }
 
-/// What [`decide`] says: retry after a delay (with the outcome that led to it), or hand
-/// the result to the caller.
-type Decided<R, E> = ControlFlow<Result<R, Failure<E>>, (Duration, Attempted<R, E>)>;
-
-/// Feeds an attempt's result to the state: `Continue((delay, attempted))` to retry after
-/// `delay` (the duplicate is left in `slot`), `Break(result)` to hand the result to the
-/// caller.
+/// Feeds an attempt's result to the state: `Continue(delay)` to retry after `delay` (the
+/// duplicate is left in `slot`), `Break(())` to hand the result to the caller (the duplicate
+/// is dropped). The outcome is looked at where it lies: it is as large as a response, and
+/// the success path moves it only to hand it back.
+#[inline]
 fn decide<Req, R, E>(
     retry: &mut RetryState,
     span: &mut AttemptSpan,
     slot: &mut Option<Req>,
     idempotent: Option<bool>,
-    attempted: Attempted<R, E>,
-) -> Decided<R, E>
+    attempted: &Attempted<R, E>,
+) -> ControlFlow<(), Duration>
 where
     Req: RetryRequest,
     R: ResponseParts,
@@ -300,7 +298,7 @@ where
     // Idempotency matters to failures only: a success pays nothing for it.
     // Idempotency is read when it matters: for a transport error now; for a response only
     // if the classifier asks (the success path pays nothing for it).
-    let known = match (&attempted, idempotent, slot.as_ref()) {
+    let known = match (attempted, idempotent, slot.as_ref()) {
         (_, Some(known), _) => Some(known),
         (Attempted::Response(..), None, _) => None,
         (_, None, Some(copy)) => Some(retry.is_idempotent(copy.method(), copy.headers())),
@@ -310,7 +308,7 @@ where
     // The duplicate is looked at where it lies (it is as large as the request): it stays
     // for a retry and is dropped in place otherwise.
     let duplicate = slot.as_ref().filter(|copy| copy.is_replayable());
-    let outcome = match &attempted {
+    let outcome = match attempted {
         Attempted::Response(response, code) => Outcome::Response {
             status: response.status(),
             headers: response.headers(),
@@ -346,13 +344,14 @@ where
     let action = retry.apply(verdict, outcome, can_resend);
     observe::attempt_ended(span, retry, &outcome, action);
     if let (Action::Retry(delay), true) = (action, can_resend) {
-        return ControlFlow::Continue((delay, attempted));
+        return ControlFlow::Continue(delay);
     }
     *slot = None;
-    ControlFlow::Break(finish(retry, attempted))
+    ControlFlow::Break(())
 }
 
 /// What the caller gets for `attempted`, the last outcome, with the [`RetryInfo`].
+#[inline]
 fn finish<R, E>(retry: &RetryState, attempted: Attempted<R, E>) -> Result<R, Failure<E>>
 where
     R: ResponseParts,
@@ -573,15 +572,15 @@ where
                 this.span,
                 this.request,
                 *this.idempotent,
-                attempted,
+                &attempted,
             ) {
-                ControlFlow::Continue((delay, attempted)) => {
+                ControlFlow::Continue(delay) => {
                     *this.last = Some(Box::new(attempted));
                     this.state.set(State::Waiting {
                         sleep: Box::pin(tokio::time::sleep(delay)),
                     });
                 }
-                ControlFlow::Break(result) => return Poll::Ready(result),
+                ControlFlow::Break(()) => return Poll::Ready(finish(this.retry, attempted)),
             }
         }
     }

@@ -4,7 +4,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
@@ -12,7 +12,7 @@ use tower_service::Service;
 
 use super::retry::TelEchoRetry;
 use crate::classify::ClassifyError;
-use crate::engine::future::{Failure, Output, Retrying};
+use crate::engine::future::{Failure, FromFailure, Output, Retrying};
 use crate::engine::limits::OriginLimits;
 use crate::engine::{BoxError, RetryError, RetryInfo, RetryRequest, RetryResponse};
 
@@ -248,7 +248,7 @@ pin_project! {
         S::Response: RetryResponse,
     {
         #[pin]
-        inner: Retrying<S, Req>,
+        inner: Retrying<S, Req, RetryError>,
     }
 }
 
@@ -257,7 +257,7 @@ where
     S: Service<Req>,
     S::Response: RetryResponse,
 {
-    pub(crate) fn new(inner: Retrying<S, Req>) -> Self {
+    pub(crate) fn new(inner: Retrying<S, Req, RetryError>) -> Self {
         ResponseFuture { inner }
     }
 }
@@ -271,12 +271,19 @@ where
 {
     type Output = Result<Output<S::Response>, RetryError>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let result = ready!(self.project().inner.poll(cx));
-        Poll::Ready(result.map_err(|failure| match failure {
+        self.project().inner.poll(cx)
+    }
+}
+
+impl<E: Into<BoxError>> FromFailure<E> for RetryError {
+    #[inline]
+    fn from_failure(failure: Failure<E>) -> Self {
+        match failure {
             Failure::Inner(error, info) => RetryError::inner(error.into(), info),
             Failure::Engine(error) => error,
-        }))
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::ops::ControlFlow;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
@@ -37,8 +38,29 @@ pub(crate) enum Failure<E> {
 /// The response an adapter hands back for inner responses of type `R`.
 pub(crate) type Output<R> = <R as RetryResponse>::Output;
 
-/// How one logical request ends, for inner responses `R` and errors `E`.
-type Ending<R, E> = Result<Output<R>, Failure<E>>;
+/// How one logical request ends, for inner responses `R`, in the adapter's error type `F`.
+type Ending<R, F> = Result<Output<R>, F>;
+
+/// The error type an adapter's [`Retrying`] ends in, made from a [`Failure`] where the
+/// failure happens: the response of a success is then built where `poll` returns it, not
+/// moved through a conversion of the result.
+pub(crate) trait FromFailure<E> {
+    /// The adapter's error for `failure`.
+    fn from_failure(failure: Failure<E>) -> Self;
+}
+
+impl<E> FromFailure<E> for Failure<E> {
+    #[inline]
+    fn from_failure(failure: Failure<E>) -> Self {
+        failure
+    }
+}
+
+/// `Err` of the adapter's error type `F` for `failure`.
+#[inline]
+fn fail<T, E, F: FromFailure<E>>(failure: Failure<E>) -> Result<T, F> {
+    Err(F::from_failure(failure))
+}
 
 pin_project! {
     /// One logical request: admit, reserve the inner service, attempt, classify, wait,
@@ -49,7 +71,7 @@ pin_project! {
     /// attempt, and the timers. Dropping it cancels cleanly: an attempt in flight is
     /// dropped, and no further attempt is sent.
     #[project = RetryingProj]
-    pub(crate) struct Retrying<S, Req>
+    pub(crate) struct Retrying<S, Req, F>
     where
         S: Service<Req>,
         S::Response: RetryResponse,
@@ -74,9 +96,11 @@ pin_project! {
         span: AttemptSpan,
         // The future resolved: dropping it now is not a cancellation.
         done: bool,
+        // The error type it ends in.
+        fails: PhantomData<fn() -> F>,
     }
 
-    impl<S, Req> PinnedDrop for Retrying<S, Req>
+    impl<S, Req, F> PinnedDrop for Retrying<S, Req, F>
     where
         S: Service<Req>,
         S::Response: RetryResponse,
@@ -130,7 +154,7 @@ enum Attempted<R, E> {
     TimedOut(Duration),
 }
 
-impl<S, Req> Retrying<S, Req>
+impl<S, Req, F> Retrying<S, Req, F>
 where
     S: Service<Req> + Clone,
     S::Response: RetryResponse,
@@ -212,6 +236,7 @@ where
             last: None,
             span,
             done: false,
+            fails: PhantomData,
         }
     }
 }
@@ -352,8 +377,9 @@ where
 
 /// What the caller gets for `attempted`, the last outcome, with the [`RetryInfo`].
 #[inline]
-fn finish<R, E>(retry: &RetryState, attempted: Attempted<R, E>) -> Result<R, Failure<E>>
+fn finish<R, E, F>(retry: &RetryState, attempted: Attempted<R, E>) -> Result<R, F>
 where
+    F: FromFailure<E>,
     R: ResponseParts,
 {
     // A first attempt that succeeded carries no `RetryInfo`: the success path stays
@@ -369,24 +395,25 @@ where
             response.extensions_mut().insert(info);
             Ok(response)
         }
-        Attempted::Error(error) => Err(Failure::Inner(error, info)),
-        Attempted::TimedOut(_) if info.stop_reason() == Some(StopReason::Deadline) => Err(
+        Attempted::Error(error) => fail(Failure::Inner(error, info)),
+        Attempted::TimedOut(_) if info.stop_reason() == Some(StopReason::Deadline) => fail(
             Failure::Engine(RetryError::new(RetryErrorKind::Deadline, info)),
         ),
-        Attempted::TimedOut(after) => Err(Failure::Engine(
+        Attempted::TimedOut(after) => fail(Failure::Engine(
             RetryError::new(RetryErrorKind::AttemptTimeout, info).with_timeout(after),
         )),
     }
 }
 
-impl<S, Req> Future for Retrying<S, Req>
+impl<S, Req, F> Future for Retrying<S, Req, F>
 where
     S: Service<Req>,
     S::Response: RetryResponse,
     S::Error: ClassifyError,
     Req: RetryRequest,
+    F: FromFailure<S::Error>,
 {
-    type Output = Ending<S::Response, S::Error>;
+    type Output = Ending<S::Response, F>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
@@ -400,15 +427,16 @@ where
 /// The state machine: admit, reserve, attempt, classify, wait, until the request ends.
 // Inlined into `poll`, so that the result is built where `poll` returns it, not moved.
 #[inline(always)]
-fn drive<S, Req>(
-    this: &mut RetryingProj<'_, S, Req>,
+fn drive<S, Req, F>(
+    this: &mut RetryingProj<'_, S, Req, F>,
     cx: &mut Context<'_>,
-) -> Poll<Ending<S::Response, S::Error>>
+) -> Poll<Ending<S::Response, F>>
 where
     S: Service<Req>,
     S::Response: RetryResponse,
     S::Error: ClassifyError,
     Req: RetryRequest,
+    F: FromFailure<S::Error>,
 {
     {
         loop {
@@ -485,7 +513,7 @@ where
                         // The inner service broke: its error ends the request.
                         this.retry.give_up(StopReason::ServiceError);
                         observe::stopped_between(this.retry);
-                        return Poll::Ready(Err(Failure::Inner(error, this.retry.info())));
+                        return Poll::Ready(fail(Failure::Inner(error, this.retry.info())));
                     }
                     let Some(request) = this.request.take() else {
                         unreachable!("Reserving is entered only with a request in hand");
@@ -528,7 +556,7 @@ where
                     Poll::Ready(Err(error)) => Attempted::Error(error),
                     Poll::Pending => {
                         if past_deadline(this.deadline, cx) {
-                            return Poll::Ready(Err(cut_at_deadline(this)));
+                            return Poll::Ready(fail(cut_at_deadline(this)));
                         }
                         let Some(timer) = timer else {
                             return Poll::Pending;
@@ -542,7 +570,7 @@ where
                         Poll::Ready(peeked) => peeked,
                         Poll::Pending => {
                             if past_deadline(this.deadline, cx) {
-                                return Poll::Ready(Err(cut_at_deadline(this)));
+                                return Poll::Ready(fail(cut_at_deadline(this)));
                             }
                             return Poll::Pending;
                         }
@@ -561,7 +589,7 @@ where
                     let error = error.take().unwrap_or_else(|| {
                         RetryError::new(RetryErrorKind::Deadline, this.retry.info())
                     });
-                    return Poll::Ready(Err(Failure::Engine(error)));
+                    return Poll::Ready(fail(Failure::Engine(error)));
                 }
             };
             // The attempt is over: drop its future (and with it the connection it holds)
@@ -620,21 +648,22 @@ where
 
 /// The next attempt is not sent (`reason`, with the wait that caused it): the caller gets
 /// the outcome of the last attempt if one is kept (a retry refused), else the refusal.
-fn refuse<S, Req>(
-    this: &mut RetryingProj<'_, S, Req>,
+fn refuse<S, Req, F>(
+    this: &mut RetryingProj<'_, S, Req, F>,
     reason: StopReason,
     cooldown: Option<Duration>,
-) -> Ending<S::Response, S::Error>
+) -> Ending<S::Response, F>
 where
     S: Service<Req>,
     S::Response: RetryResponse,
+    F: FromFailure<S::Error>,
 {
     observe::refused(reason, cooldown);
     if let Some(last) = this.last.take() {
         observe::stopped_between(this.retry);
         return finish(this.retry, *last);
     }
-    Err(Failure::Engine(refusal(
+    fail(Failure::Engine(refusal(
         reason,
         cooldown,
         this.retry.info(),
@@ -643,17 +672,20 @@ where
 
 /// The deadline passed between attempts: the outcome of the last attempt if one is kept,
 /// else the deadline error.
-fn deadline_between<S, Req>(this: &mut RetryingProj<'_, S, Req>) -> Ending<S::Response, S::Error>
+fn deadline_between<S, Req, F>(
+    this: &mut RetryingProj<'_, S, Req, F>,
+) -> Ending<S::Response, F>
 where
     S: Service<Req>,
     S::Response: RetryResponse,
+    F: FromFailure<S::Error>,
 {
     this.retry.stop_at_deadline(false);
     observe::stopped_between(this.retry);
     if let Some(last) = this.last.take() {
         return finish(this.retry, *last);
     }
-    Err(deadline_error(this.retry))
+    fail(deadline_error(this.retry))
 }
 
 /// Polls the deadline timer, if there is one: `true` once it has fired.
@@ -668,7 +700,7 @@ fn deadline_error<E>(retry: &RetryState) -> Failure<E> {
 }
 
 /// The deadline passed with an attempt in flight: drops the attempt and ends the request.
-fn cut_at_deadline<S, Req>(this: &mut RetryingProj<'_, S, Req>) -> Failure<S::Error>
+fn cut_at_deadline<S, Req, F>(this: &mut RetryingProj<'_, S, Req, F>) -> Failure<S::Error>
 where
     S: Service<Req>,
     S::Response: RetryResponse,
@@ -679,7 +711,7 @@ where
     deadline_error(this.retry)
 }
 
-impl<S, Req> fmt::Debug for Retrying<S, Req>
+impl<S, Req, F> fmt::Debug for Retrying<S, Req, F>
 where
     S: Service<Req>,
     S::Response: RetryResponse,

@@ -135,8 +135,9 @@ pin_project! {
         Called { #[pin] future: F, timer: Option<AttemptTimer> },
         // An error response arrived; reading its body for the error code.
         Peeking { peek: Pin<Box<PeekFuture<R::Body>>>, head: Option<Box<R::Head>> },
-        // Refused before an attempt was sent.
-        Refused { error: Option<RetryError> },
+        // Refused before an attempt was sent, for `reason`, with the wait that caused it.
+        // (The error is made when polled: it is larger than every other state.)
+        Refused { reason: StopReason, cooldown: Option<Duration> },
     }
 }
 
@@ -204,7 +205,8 @@ where
                     observe::refused(reason, Some(wait));
                     deadline = None;
                     State::Refused {
-                        error: Some(refusal(reason, Some(wait), retry.info())),
+                        reason,
+                        cooldown: Some(wait),
                     }
                 }
             },
@@ -221,9 +223,7 @@ where
             Admission::Reject { reason, cooldown } => {
                 observe::refused(reason, cooldown);
                 deadline = None;
-                State::Refused {
-                    error: Some(refusal(reason, cooldown, retry.info())),
-                }
+                State::Refused { reason, cooldown }
             }
         };
         Retrying {
@@ -585,10 +585,8 @@ where
                     let response = S::Response::from_head(*head, peeked.into_body());
                     Attempted::Response(response, code)
                 }
-                StateProj::Refused { error } => {
-                    let error = error.take().unwrap_or_else(|| {
-                        RetryError::new(RetryErrorKind::Deadline, this.retry.info())
-                    });
+                StateProj::Refused { reason, cooldown } => {
+                    let error = refusal(*reason, *cooldown, this.retry.info());
                     return Poll::Ready(fail(Failure::Engine(error)));
                 }
             };

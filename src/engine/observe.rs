@@ -345,33 +345,28 @@ pub(crate) fn method_str(method: &Method) -> &'static str {
 // ===== the attempt span =====
 
 /// The span of the attempt in flight (a `tracing::Span` with feature `tracing`, nothing
-/// without). The engine's future holds one; each attempt replaces its span.
+/// without), and the request's span, every attempt's parent. The engine's future holds one;
+/// each attempt replaces its span.
 ///
-/// The request's span, every attempt's parent, is boxed, and only when there is one: with
-/// no subscriber (or no span current when the request is made) the future every call moves
-/// carries a null pointer instead of a second span, and nothing is allocated.
-#[derive(Debug)]
+/// Both are boxed together, and only when one of them is enabled: with no subscriber the
+/// future every call moves carries a null pointer instead of two spans (80 bytes), and
+/// nothing is allocated. With one, the box is made once per request and reused by its
+/// attempts.
+#[derive(Debug, Default)]
 pub(crate) struct AttemptSpan {
     #[cfg(feature = "tracing")]
-    span: tracing::Span,
-    #[cfg(feature = "tracing")]
-    parent: Option<Box<tracing::Span>>,
+    spans: Option<Box<Spans>>,
 }
 
-// Not derived: `tracing::Span` has no `Default` (it is `Span::none()` here).
-#[allow(clippy::derivable_impls)]
-impl Default for AttemptSpan {
-    fn default() -> Self {
-        AttemptSpan {
-            #[cfg(feature = "tracing")]
-            span: tracing::Span::none(),
-            #[cfg(feature = "tracing")]
-            parent: None,
-        }
-    }
+/// What an [`AttemptSpan`] boxes.
+#[cfg(feature = "tracing")]
+#[derive(Debug)]
+struct Spans {
+    attempt: tracing::Span,
+    request: tracing::Span,
 }
 
-/// The parent of an [`AttemptSpan`] without one.
+/// The span of an [`AttemptSpan`] without one.
 #[cfg(feature = "tracing")]
 static NO_SPAN: tracing::Span = tracing::Span::none();
 
@@ -380,7 +375,29 @@ impl AttemptSpan {
     #[cfg(feature = "tracing")]
     #[inline]
     fn parent(&self) -> &tracing::Span {
-        self.parent.as_deref().unwrap_or(&NO_SPAN)
+        self.spans.as_ref().map_or(&NO_SPAN, |s| &s.request)
+    }
+
+    /// The attempt's span (a disabled one when none).
+    #[cfg(feature = "tracing")]
+    #[inline]
+    fn attempt(&self) -> &tracing::Span {
+        self.spans.as_ref().map_or(&NO_SPAN, |s| &s.attempt)
+    }
+
+    /// Makes `span` the attempt's.
+    #[cfg(feature = "tracing")]
+    fn set_attempt(&mut self, span: tracing::Span) {
+        match &mut self.spans {
+            Some(spans) => spans.attempt = span,
+            None if span.is_disabled() => {}
+            None => {
+                self.spans = Some(Box::new(Spans {
+                    attempt: span,
+                    request: tracing::Span::none(),
+                }))
+            }
+        }
     }
 
     /// No attempt yet; the attempts' spans will be children of the span current now (when
@@ -390,11 +407,15 @@ impl AttemptSpan {
         // (Asked only when some subscriber wants `INFO`: the check is one atomic read.)
         #[cfg(feature = "tracing")]
         if tracing::level_enabled!(tracing::Level::INFO) {
-            let parent = tracing::Span::current();
-            return AttemptSpan {
-                span: tracing::Span::none(),
-                parent: (!parent.is_disabled()).then(|| Box::new(parent)),
-            };
+            let request = tracing::Span::current();
+            if !request.is_disabled() {
+                return AttemptSpan {
+                    spans: Some(Box::new(Spans {
+                        attempt: tracing::Span::none(),
+                        request,
+                    })),
+                };
+            }
         }
         AttemptSpan::default()
     }
@@ -403,7 +424,7 @@ impl AttemptSpan {
     #[inline]
     pub(crate) fn in_scope<T>(&self, f: impl FnOnce() -> T) -> T {
         #[cfg(feature = "tracing")]
-        let _entered = self.span.enter();
+        let _entered = self.spans.as_ref().map(|s| s.attempt.enter());
         f()
     }
 
@@ -412,7 +433,7 @@ impl AttemptSpan {
     #[inline]
     pub(crate) fn enter(&self) -> impl Sized + '_ {
         #[cfg(feature = "tracing")]
-        let entered = self.span.enter();
+        let entered = self.spans.as_ref().map(|s| s.attempt.enter());
         #[cfg(not(feature = "tracing"))]
         let entered = ();
         entered
@@ -422,8 +443,10 @@ impl AttemptSpan {
     #[inline]
     fn close(&mut self) {
         #[cfg(feature = "tracing")]
-        if !self.span.is_disabled() {
-            self.span = tracing::Span::none();
+        if let Some(spans) = &mut self.spans {
+            if !spans.attempt.is_disabled() {
+                spans.attempt = tracing::Span::none();
+            }
         }
     }
 }
@@ -438,7 +461,7 @@ pub(crate) fn attempt_started(method: &Method, number: u32, span: &mut AttemptSp
     {
         use tracing::field::Empty;
         // The field values are computed only when the span is enabled.
-        span.span = tracing::info_span!(
+        let attempt = tracing::info_span!(
             target: "telecho_retry",
             parent: span.parent(),
             "telecho_retry.attempt",
@@ -452,6 +475,7 @@ pub(crate) fn attempt_started(method: &Method, number: u32, span: &mut AttemptSp
             telecho_retry.stop_reason = Empty,
             telecho_retry.error_code = Empty,
         );
+        span.set_attempt(attempt);
     }
     #[cfg(not(feature = "tracing"))]
     let _ = (method, number, span);
@@ -468,11 +492,11 @@ pub(crate) fn attempt_ended(
 ) {
     // A first-try success logs nothing: with no span to record it on, nothing to do.
     #[cfg(feature = "tracing")]
-    if !span.span.is_disabled()
+    if !span.attempt().is_disabled()
         || state.attempts() > 1
         || action != Action::Stop(StopReason::Success)
     {
-        trace_outcome(&span.span, state, outcome, action);
+        trace_outcome(span.attempt(), state, outcome, action);
     }
     #[cfg(feature = "metrics")]
     {
@@ -503,7 +527,7 @@ pub(crate) fn attempt_ended(
 pub(crate) fn attempt_cut(span: &mut AttemptSpan, state: &RetryState) {
     #[cfg(feature = "tracing")]
     {
-        let attempt = &span.span;
+        let attempt = span.attempt();
         attempt.record("error.type", "deadline");
         attempt.record("otel.status_code", "ERROR");
         attempt.record("telecho_retry.stop_reason", "deadline");
@@ -667,7 +691,7 @@ pub(crate) fn stopped_between(state: &RetryState) {
 pub(crate) fn cancelled(span: &mut AttemptSpan, state: &RetryState) {
     #[cfg(feature = "tracing")]
     {
-        span.span.record("telecho_retry.stop_reason", "cancelled");
+        span.attempt().record("telecho_retry.stop_reason", "cancelled");
         span.in_scope(|| {
             tracing::debug!(
                 target: "telecho_retry",

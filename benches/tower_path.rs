@@ -234,58 +234,131 @@ fn success_path(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
     g.finish();
 }
 
-/// Two worker threads calling one shared service (each task its own clone, as a server's
-/// handlers would), `TASKS` tasks of `CALLS` calls each: the time for all of them. Shared
-/// state that threads fight over (reference counts, the budget's counter) shows here.
-fn two_threads(c: &mut Criterion) {
-    const TASKS: usize = 8;
-    const CALLS: usize = 250;
-    let rt = tokio::runtime::Builder::new_multi_thread()
+/// Tasks and calls per task of the two-thread benchmarks.
+const TASKS: usize = 8;
+const CALLS: usize = 250;
+
+/// A runtime with two worker threads.
+fn two_worker_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+/// `iters` times: `TASKS` tasks (each with its own clone of `svc`, as a server's handlers
+/// would) make `CALLS` calls each on the two-thread runtime `rt`; the time for all of them,
+/// requests built outside it.
+fn run_two_threads<S>(rt: &tokio::runtime::Runtime, svc: &S, iters: u64) -> Duration
+where
+    S: Service<Req> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: Debug,
+{
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let requests: Vec<Vec<Req>> = (0..TASKS)
+            .map(|t| (0..CALLS).map(|i| request(t * CALLS + i)).collect())
+            .collect();
+        let start = std::time::Instant::now();
+        rt.block_on(async {
+            let tasks: Vec<_> = requests
+                .into_iter()
+                .map(|reqs| {
+                    let mut svc = svc.clone();
+                    tokio::spawn(async move {
+                        for req in reqs {
+                            black_box(call_now(&mut svc, req).await.unwrap());
+                        }
+                    })
+                })
+                .collect();
+            for t in tasks {
+                t.await.unwrap();
+            }
+        });
+        total += start.elapsed();
+    }
+    total
+}
+
+/// Two worker threads calling one shared service, `TASKS` tasks of `CALLS` calls each: the
+/// time for all of them. Shared state that threads fight over (reference counts, the
+/// budget's counter) shows here.
+fn two_threads(c: &mut Criterion) {
+    let rt = two_worker_runtime();
     let mut g = c.benchmark_group("tower success path, 2 threads, 2000 calls");
     g.throughput(criterion::Throughput::Elements((TASKS * CALLS) as u64));
-    fn run<S>(rt: &tokio::runtime::Runtime, svc: S, iters: u64) -> Duration
-    where
-        S: Service<Req> + Clone + Send + 'static,
-        S::Future: Send,
-        S::Error: Debug,
-    {
-        let mut total = Duration::ZERO;
-        for _ in 0..iters {
-            let requests: Vec<Vec<Req>> = (0..TASKS)
-                .map(|t| (0..CALLS).map(|i| request(t * CALLS + i)).collect())
-                .collect();
-            let start = std::time::Instant::now();
-            rt.block_on(async {
-                let tasks: Vec<_> = requests
-                    .into_iter()
-                    .map(|reqs| {
-                        let mut svc = svc.clone();
-                        tokio::spawn(async move {
-                            for req in reqs {
-                                black_box(call_now(&mut svc, req).await.unwrap());
-                            }
-                        })
-                    })
-                    .collect();
-                for t in tasks {
-                    t.await.unwrap();
-                }
-            });
-            total += start.elapsed();
-        }
-        total
-    }
+    let retry = Retry::new(MinimalPolicy { left: 5 }, inner());
     g.bench_function("tower::retry", |b| {
-        b.iter_custom(|iters| run(&rt, Retry::new(MinimalPolicy { left: 5 }, inner()), iters))
+        b.iter_custom(|iters| run_two_threads(&rt, &retry, iters))
     });
+    let ours = TelEchoRetry::default().layer(inner());
     g.bench_function("telecho-retry", |b| {
-        b.iter_custom(|iters| run(&rt, TelEchoRetry::default().layer(inner()), iters))
+        b.iter_custom(|iters| run_two_threads(&rt, &ours, iters))
     });
     g.finish();
+}
+
+/// The two-thread comparison in paired rounds: each round times a batch of both variants,
+/// one right after the other (their order alternating), so that both see the same machine;
+/// the medians over the rounds, and the median of the rounds' throughput ratios. On a
+/// shared machine whose speed drifts within seconds this is steadier than criterion's
+/// groups, which time one variant for seconds and then the other.
+fn two_threads_paired() {
+    const ROUNDS: usize = 41;
+    const BATCH: u64 = 20;
+    let rt = two_worker_runtime();
+    let retry = Retry::new(MinimalPolicy { left: 5 }, inner());
+    let ours = TelEchoRetry::default().layer(inner());
+    // Warm up both (threads, allocator, caches).
+    run_two_threads(&rt, &retry, BATCH);
+    run_two_threads(&rt, &ours, BATCH);
+    let (mut theirs, mut mine, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        let (t, o) = if round % 2 == 0 {
+            let t = run_two_threads(&rt, &retry, BATCH);
+            (t, run_two_threads(&rt, &ours, BATCH))
+        } else {
+            let o = run_two_threads(&rt, &ours, BATCH);
+            (run_two_threads(&rt, &retry, BATCH), o)
+        };
+        theirs.push(t);
+        mine.push(o);
+        // Throughput ratio ours / theirs = time theirs / time ours.
+        ratios.push(t.as_secs_f64() / o.as_secs_f64());
+    }
+    fn median<T: PartialOrd + Copy>(v: &mut [T]) -> T {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        v[v.len() / 2]
+    }
+    let per = |d: Duration| d / BATCH as u32;
+    let mut sorted = ratios.clone();
+    sorted.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    println!(
+        "two worker threads, {TASKS} tasks x {CALLS} calls, {ROUNDS} paired rounds of {BATCH}"
+    );
+    println!(
+        "{:<34} {:>12}",
+        "tower::retry (median)",
+        format!("{:.3?}", per(median(&mut theirs)))
+    );
+    println!(
+        "{:<34} {:>12}",
+        "telecho-retry (median)",
+        format!("{:.3?}", per(median(&mut mine)))
+    );
+    println!(
+        "{:<34} {:>12.3}   (rounds: min {:.3}, quartiles {:.3} / {:.3}, max {:.3})",
+        "throughput ratio, median",
+        median(&mut ratios),
+        sorted[0],
+        sorted[ROUNDS / 4],
+        sorted[3 * ROUNDS / 4],
+        sorted[ROUNDS - 1],
+    );
+    println!();
 }
 
 /// Our first-try success with a subscriber, a recorder, both or neither installed.
@@ -396,6 +469,10 @@ fn main() {
     }
     future_sizes();
     if std::env::var_os("TOWER_PATH_SIZES_ONLY").is_some() {
+        return;
+    }
+    two_threads_paired();
+    if std::env::var_os("TOWER_PATH_PAIRED_ONLY").is_some() {
         return;
     }
     allocation_table(&rt);

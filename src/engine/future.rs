@@ -670,9 +670,7 @@ where
 
 /// The deadline passed between attempts: the outcome of the last attempt if one is kept,
 /// else the deadline error.
-fn deadline_between<S, Req, F>(
-    this: &mut RetryingProj<'_, S, Req, F>,
-) -> Ending<S::Response, F>
+fn deadline_between<S, Req, F>(this: &mut RetryingProj<'_, S, Req, F>) -> Ending<S::Response, F>
 where
     S: Service<Req>,
     S::Response: RetryResponse,

@@ -691,7 +691,8 @@ pub(crate) fn stopped_between(state: &RetryState) {
 pub(crate) fn cancelled(span: &mut AttemptSpan, state: &RetryState) {
     #[cfg(feature = "tracing")]
     {
-        span.attempt().record("telecho_retry.stop_reason", "cancelled");
+        span.attempt()
+            .record("telecho_retry.stop_reason", "cancelled");
         span.in_scope(|| {
             tracing::debug!(
                 target: "telecho_retry",

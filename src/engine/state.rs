@@ -391,7 +391,12 @@ impl RetryState {
 
     /// [`apply`](Self::apply) for a verdict that may retry (out of line: the success path
     /// inlines only the head of `apply`).
-    fn apply_failure(&mut self, verdict: Verdict, outcome: Outcome<'_>, can_resend: bool) -> Action {
+    fn apply_failure(
+        &mut self,
+        verdict: Verdict,
+        outcome: Outcome<'_>,
+        can_resend: bool,
+    ) -> Action {
         let wait = match verdict {
             Verdict::Accept => return self.stop(StopReason::Success),
             Verdict::Fatal => return self.stop(StopReason::Fatal),

@@ -376,7 +376,8 @@ where
 }
 
 /// What the caller gets for `attempted`, the last outcome, with the [`RetryInfo`].
-#[inline]
+// Always inlined: the response of a success is then built where `poll` returns it.
+#[inline(always)]
 fn finish<R, E, F>(retry: &RetryState, attempted: Attempted<R, E>) -> Result<R, F>
 where
     F: FromFailure<E>,

@@ -387,6 +387,7 @@ impl AttemptSpan {
 
     /// Makes `span` the attempt's.
     #[cfg(feature = "tracing")]
+    #[inline]
     fn set_attempt(&mut self, span: tracing::Span) {
         match &mut self.spans {
             Some(spans) => spans.attempt = span,

@@ -542,17 +542,16 @@ where
                 StateProj::Called { future, timer } => match this.span.in_scope(|| future.poll(cx))
                 {
                     Poll::Ready(Ok(response)) => {
-                        // The body is read within what is left of the attempt's time.
-                        let left = timer
-                            .as_ref()
-                            .map(|t| t.sleep.deadline().saturating_duration_since(Instant::now()));
-                        match read_code(response, this.request.is_some(), this.retry, left) {
-                            CodeRead::Done(attempted) => attempted,
-                            CodeRead::Peek(peeking) => {
-                                this.state.set(peeking);
-                                continue;
-                            }
+                        if wants_code(&response, this.request.is_some(), this.retry) {
+                            // The body is read within what is left of the attempt's time.
+                            let left = timer.as_ref().map(|t| {
+                                t.sleep.deadline().saturating_duration_since(Instant::now())
+                            });
+                            this.state.set(read_code(response, left));
+                            continue;
                         }
+                        // Handed back as it is: its body is not read.
+                        Attempted::Response(response.into_output(), None)
                     }
                     Poll::Ready(Err(error)) => Attempted::Error(error),
                     Poll::Pending => {
@@ -613,36 +612,27 @@ where
     }
 }
 
-/// What [`read_code`] makes of a response.
-enum CodeRead<A, S> {
-    /// The response as it will be handed back; its body was not read.
-    Done(A),
-    /// The state that reads its body for the error code first.
-    Peek(S),
+/// Whether the body of `response` is read for its error code before it is classified: when
+/// the classifier wants error codes, this is an error response, and a retry could follow
+/// (`copy_kept`: a duplicate of the request is in hand). On the last attempt the code could
+/// only name the stop reason: the response is handed back at once.
+#[inline]
+fn wants_code<R: ResponseParts>(response: &R, copy_kept: bool, retry: &RetryState) -> bool {
+    copy_kept && retry.policy().has_code_rules() && response.status().as_u16() >= 400
 }
 
-/// A response as it will be handed back, or, when the classifier wants error codes, this is
-/// an error response, and a retry could follow (`copy_kept`: a duplicate of the request is
-/// in hand), the state that reads its body for the code first. On the last attempt the code
-/// could only name the stop reason: the response is handed back at once.
-fn read_code<R, E, F>(
-    response: R,
-    copy_kept: bool,
-    retry: &RetryState,
-    attempt_left: Option<Duration>,
-) -> CodeRead<Attempted<Output<R>, E>, State<F, R>>
+/// The state that reads the body of `response` for its error code, within
+/// `attempt_left` (what is left of the attempt's time) and the error-body bound.
+fn read_code<R, F>(response: R, attempt_left: Option<Duration>) -> State<F, R>
 where
     R: RetryResponse,
 {
-    if copy_kept && retry.policy().has_code_rules() && response.status().as_u16() >= 400 {
-        let (head, body) = response.into_head();
-        let within = attempt_left.map_or(ERROR_BODY_TIMEOUT, |left| left.min(ERROR_BODY_TIMEOUT));
-        return CodeRead::Peek(State::Peeking {
-            peek: Box::pin(peek(body, MAX_ENVELOPE_BYTES, within)),
-            head: Some(Box::new(head)),
-        });
+    let (head, body) = response.into_head();
+    let within = attempt_left.map_or(ERROR_BODY_TIMEOUT, |left| left.min(ERROR_BODY_TIMEOUT));
+    State::Peeking {
+        peek: Box::pin(peek(body, MAX_ENVELOPE_BYTES, within)),
+        head: Some(Box::new(head)),
     }
-    CodeRead::Done(Attempted::Response(response.into_output(), None))
 }
 
 /// The next attempt is not sent (`reason`, with the wait that caused it): the caller gets

@@ -130,6 +130,65 @@ async fn send_mw(client: &ClientWithMiddleware, url: &str, body: Bytes) {
     let _ = resp.bytes().await.unwrap();
 }
 
+/// Rounds and requests per variant and round of [`paired`].
+const ROUNDS: usize = 61;
+const BATCH: u32 = 200;
+
+/// What [`paired`] measured: median time per request of A and of B over the rounds, and
+/// the median and quartiles of the rounds' time ratios B / A.
+struct Paired {
+    a: Duration,
+    b: Duration,
+    ratio: f64,
+    q1: f64,
+    q3: f64,
+}
+
+/// Times `BATCH` requests through `a` and then through `b` (or `b` first, every other
+/// round), `ROUNDS` times, after a warm-up of each.
+fn paired(
+    rt: &tokio::runtime::Runtime,
+    a: &ClientWithMiddleware,
+    b: &ClientWithMiddleware,
+    url: &str,
+    body: &Bytes,
+) -> Paired {
+    let batch = |client: &ClientWithMiddleware| {
+        rt.block_on(async {
+            let start = std::time::Instant::now();
+            for _ in 0..BATCH {
+                send_mw(client, url, body.clone()).await;
+            }
+            start.elapsed() / BATCH
+        })
+    };
+    batch(a);
+    batch(b);
+    let (mut ta, mut tb, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        let (x, y) = if round % 2 == 0 {
+            let x = batch(a);
+            (x, batch(b))
+        } else {
+            let y = batch(b);
+            (batch(a), y)
+        };
+        ta.push(x);
+        tb.push(y);
+        ratios.push(y.as_secs_f64() / x.as_secs_f64());
+    }
+    ta.sort();
+    tb.sort();
+    ratios.sort_by(|x, y| x.partial_cmp(y).unwrap());
+    Paired {
+        a: ta[ROUNDS / 2],
+        b: tb[ROUNDS / 2],
+        ratio: ratios[ROUNDS / 2],
+        q1: ratios[ROUNDS / 4],
+        q3: ratios[3 * ROUNDS / 4],
+    }
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -178,6 +237,42 @@ fn main() {
     println!("{:<34} {:>12} {:>14}", "variant", "allocations", "bytes");
     for (name, (allocs, bytes)) in rows {
         println!("{name:<34} {allocs:>12.2} {bytes:>14.1}");
+    }
+    println!();
+
+    // Paired rounds: criterion times one variant for seconds, then the next, and on a
+    // shared machine the speed drifts between them; here each round sends a batch through
+    // both, back to back, in alternating order. The A/A row (reqwest-retry against a second,
+    // identical reqwest-retry client) shows how far two equal variants land apart.
+    let reqwest_retry_2 = ClientBuilder::new(plain.clone())
+        .with(RetryTransientMiddleware::new_with_policy(
+            ExponentialBackoff::builder().build_with_max_retries(5),
+        ))
+        .build();
+    println!("paired rounds ({ROUNDS} rounds of {BATCH} requests per variant, order alternating)");
+    println!(
+        "{:<34} {:>12} {:>12} {:>10}   {}",
+        "pair (A / B)", "A median", "B median", "B / A", "rounds' B / A: quartiles"
+    );
+    let pairs = [
+        (
+            "reqwest-retry / reqwest-retry",
+            paired(&rt, &reqwest_retry, &reqwest_retry_2, url.as_str(), &body),
+        ),
+        (
+            "reqwest-retry / telecho-retry",
+            paired(&rt, &reqwest_retry, &ours, url.as_str(), &body),
+        ),
+    ];
+    for (name, p) in pairs {
+        println!(
+            "{name:<34} {:>12} {:>12} {:>10.4}   {:.4} / {:.4}",
+            format!("{:.2?}", p.a),
+            format!("{:.2?}", p.b),
+            p.ratio,
+            p.q1,
+            p.q3
+        );
     }
     println!();
 

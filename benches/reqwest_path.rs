@@ -212,6 +212,26 @@ fn main() {
     let ours = ClientBuilder::new(plain.clone())
         .with(TelEchoRetry::default())
         .build();
+    // `REQWEST_PATH_CALLS=N REQWEST_PATH_VARIANT=V` (`V`: `reqwest`, `reqwest-retry` or
+    // `telecho-retry`): only `N` requests through `V`, for an instruction count under
+    // `valgrind --tool=callgrind`. Per request: the difference between two counts (say
+    // `N` = 2000 and 1000) over their difference in `N`, which leaves out the start-up.
+    if let Ok(n) = std::env::var("REQWEST_PATH_CALLS") {
+        let n: usize = n.parse().expect("REQWEST_PATH_CALLS: a number");
+        let variant =
+            std::env::var("REQWEST_PATH_VARIANT").unwrap_or_else(|_| "telecho-retry".into());
+        rt.block_on(async {
+            for _ in 0..n {
+                match variant.as_str() {
+                    "reqwest" => send_plain(&plain, &url, body.clone()).await,
+                    "reqwest-retry" => send_mw(&reqwest_retry, &url, body.clone()).await,
+                    "telecho-retry" => send_mw(&ours, &url, body.clone()).await,
+                    other => panic!("unknown REQWEST_PATH_VARIANT {other:?}"),
+                }
+            }
+        });
+        return;
+    }
 
     const N: usize = 2_000;
     let (u, b) = (url.as_str(), &body);

@@ -271,8 +271,8 @@ fn main() {
         .build();
     println!("paired rounds ({ROUNDS} rounds of {BATCH} requests per variant, order alternating)");
     println!(
-        "{:<34} {:>12} {:>12} {:>10}   {}",
-        "pair (A / B)", "A median", "B median", "B / A", "rounds' B / A: quartiles"
+        "{:<34} {:>12} {:>12} {:>10}   rounds' B / A: quartiles",
+        "pair (A / B)", "A median", "B median", "B / A"
     );
     let pairs = [
         (

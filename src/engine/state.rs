@@ -92,13 +92,16 @@ pub struct RetryState {
     /// A retry was granted (and taken from the budget) but not sent yet.
     retry_pending: bool,
     /// Seeded on first use: a request that succeeds at once never pays for it.
-    rng: Option<Rng>,
+    rng: Rng,
     started: Instant,
     attempts: u32,
     slept: Nanos,
     previous_delay: Nanos,
     next_delay: Nanos,
-    decision: Option<Decision>,
+    // The decision for the last outcome, in 9 bytes rather than 16: which one (0 for none
+    // yet, see `decision_kind`), and the wait of a `RetryAfter`.
+    decision: u8,
+    retry_after: Nanos,
     stop: Option<StopReason>,
 }
 
@@ -118,14 +121,15 @@ impl RetryState {
             attempt_timeout: Nanos::new(policy.attempt_timeout()),
             idempotent: None,
             retry_pending: false,
-            rng: None,
+            rng: Rng::UNSEEDED,
             previous_delay: Nanos::of(policy.base_delay()),
             policy: policy.clone(),
             started,
             attempts: 0,
             slept: Nanos::of(Duration::ZERO),
             next_delay: Nanos::NONE,
-            decision: None,
+            decision: 0,
+            retry_after: Nanos::NONE,
             stop: None,
         }
     }
@@ -381,7 +385,7 @@ impl RetryState {
     ) -> Action {
         self.attempts = self.attempts.saturating_add(1);
         self.next_delay = Nanos::NONE;
-        self.decision = Some(verdict.into());
+        (self.decision, self.retry_after) = decision_kind(verdict.into());
         match verdict {
             Verdict::Accept => self.stop(StopReason::Success),
             Verdict::Fatal => self.stop(StopReason::Fatal),
@@ -512,16 +516,19 @@ impl RetryState {
     }
 
     fn rng(&mut self) -> &mut Rng {
-        let policy = &self.policy;
-        self.rng.get_or_insert_with(|| policy.new_rng())
+        if self.rng.is_unseeded() {
+            self.rng = self.policy.new_rng();
+        }
+        &mut self.rng
     }
 
     /// The jittered backoff delay for the retry being decided (retry `attempts`).
     fn backoff(&mut self) -> Duration {
-        let policy = &self.policy;
-        let rng = self.rng.get_or_insert_with(|| policy.new_rng());
         let previous = self.previous_delay.get().unwrap_or_default();
-        let d = policy.backoff_delay(self.attempts, previous, rng);
+        self.rng();
+        let d = self
+            .policy
+            .backoff_delay(self.attempts, previous, &mut self.rng);
         self.previous_delay = Nanos::of(d);
         d
     }
@@ -538,9 +545,18 @@ impl RetryState {
         self.attempts
     }
 
-    /// The decision for the last outcome.
+    /// The decision for the last outcome. (A `RetryAfter` of 584 years or more reads as
+    /// the longest wait 64-bit nanoseconds hold, as the state's other durations do.)
     pub fn decision(&self) -> Option<Decision> {
-        self.decision
+        match self.decision {
+            1 => Some(Decision::Accept),
+            2 => Some(Decision::RetryAfter(
+                self.retry_after.get().unwrap_or_default(),
+            )),
+            3 => Some(Decision::Backoff),
+            4 => Some(Decision::Fatal),
+            _ => None,
+        }
     }
 
     /// The delay chosen by the last [`Action::Retry`], until the next outcome.
@@ -930,5 +946,17 @@ impl Nanos {
     #[inline]
     fn plus(self, d: Duration) -> Nanos {
         Nanos::of(self.get().unwrap_or_default().saturating_add(d))
+    }
+}
+
+/// `decision` as [`RetryState`] keeps it: 1 to 4 for `Accept`, `RetryAfter`, `Backoff` and
+/// `Fatal`, and the wait of a `RetryAfter`.
+#[inline]
+fn decision_kind(decision: Decision) -> (u8, Nanos) {
+    match decision {
+        Decision::Accept => (1, Nanos::NONE),
+        Decision::RetryAfter(d) => (2, Nanos::of(d)),
+        Decision::Backoff => (3, Nanos::NONE),
+        Decision::Fatal => (4, Nanos::NONE),
     }
 }

@@ -112,8 +112,23 @@ impl Jitter {
 pub(crate) struct Rng(u64);
 
 impl Rng {
+    /// No source yet (see [`is_unseeded`](Self::is_unseeded)): a state of zero, which
+    /// [`new`](Self::new) never makes, so that an unseeded source takes no more room than a
+    /// seeded one.
+    pub(crate) const UNSEEDED: Rng = Rng(0);
+
+    /// Seeded with `seed` (a seed of zero is taken as another fixed value).
     pub(crate) fn new(seed: u64) -> Self {
-        Rng(seed)
+        Rng(if seed == 0 {
+            0x5eed_5eed_5eed_5eed
+        } else {
+            seed
+        })
+    }
+
+    /// Whether this is [`UNSEEDED`](Self::UNSEEDED).
+    pub(crate) fn is_unseeded(&self) -> bool {
+        self.0 == 0
     }
 
     /// A seed that differs between processes and between calls.

@@ -242,6 +242,11 @@ pin_project! {
     /// Every error it resolves to is a [`RetryError`]: the inner service's error (its
     /// `source()`), an attempt timeout, the deadline, or a refusal because the origin is
     /// rate limited, each with the [`RetryInfo`] of what was tried.
+    ///
+    /// # Panics
+    ///
+    /// When polled again after it completed (as an `async fn`'s future does), before it
+    /// does anything: no attempt is admitted, paced or sent.
     pub struct ResponseFuture<S, Req>
     where
         S: Service<Req>,

@@ -416,8 +416,16 @@ where
 {
     type Output = Ending<S::Response, F>;
 
+    /// # Panics
+    ///
+    /// When polled again after it completed (as an `async fn`'s future does), before it
+    /// does anything: no attempt is admitted, paced or sent.
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
+        assert!(
+            !*this.done,
+            "the retry future was polled after it completed"
+        );
         let result = ready!(drive(&mut this, cx));
         *this.done = true;
         observe::finished(this.retry.stop_reason(), &result);

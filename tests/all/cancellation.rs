@@ -221,3 +221,30 @@ async fn dropped_during_the_error_body_read_sends_no_further_attempt() {
     assert_eq!(server.requests(), 1, "no attempt after the drop");
     assert_eq!(layer.limits().longest_cooldown(), None);
 }
+
+/// Polled again after it completed, the future panics at once (as an `async fn`'s does),
+/// before it admits, paces or sends anything: the inner service saw one call.
+#[tokio::test(start_paused = true)]
+async fn a_future_polled_after_it_completed_panics_before_it_sends_anything() {
+    use std::future::Future;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::task::{Context, Waker};
+
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&calls);
+    let inner = tower::service_fn(move |_req: Req| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        async { Ok::<_, std::convert::Infallible>(status(200, None)) }
+    });
+    let mut svc = TelEchoRetry::new(policy().build()).layer(inner);
+    let mut fut = Box::pin(svc.ready().await.unwrap().call(get()));
+    assert_eq!(fut.as_mut().await.unwrap().status(), 200);
+    let again = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = fut.as_mut().poll(&mut Context::from_waker(Waker::noop()));
+    }));
+    let panic = again.expect_err("a second poll after completion panics");
+    let message = panic.downcast_ref::<&str>().copied().unwrap_or_default();
+    assert!(message.contains("polled after it completed"), "{message:?}");
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "nothing was sent again");
+}

@@ -366,6 +366,15 @@ struct Spans {
     request: tracing::Span,
 }
 
+/// Whether `span` goes to no subscriber. A callsite's interest, cached while a scoped
+/// subscriber was the default, can outlive it: its spans are then made, not disabled, for
+/// a dispatcher that records nothing. They are not worth the box.
+#[cfg(feature = "tracing")]
+fn records_nothing(span: &tracing::Span) -> bool {
+    span.with_subscriber(|(_, dispatch)| dispatch.is::<tracing::subscriber::NoSubscriber>())
+        .unwrap_or(true)
+}
+
 /// The span of an [`AttemptSpan`] without one.
 #[cfg(feature = "tracing")]
 static NO_SPAN: tracing::Span = tracing::Span::none();
@@ -391,7 +400,7 @@ impl AttemptSpan {
     fn set_attempt(&mut self, span: tracing::Span) {
         match &mut self.spans {
             Some(spans) => spans.attempt = span,
-            None if span.is_disabled() => {}
+            None if span.is_disabled() || records_nothing(&span) => {}
             None => {
                 self.spans = Some(Box::new(Spans {
                     attempt: span,

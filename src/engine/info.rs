@@ -86,6 +86,7 @@ impl RetryInfo {
     /// `true` for one attempt that succeeded without waiting (no cooldown hold-back): the
     /// case in which adapters attach no `RetryInfo` to the response (see
     /// [`RetryInfo::of`]).
+    #[inline]
     pub fn is_first_try_success(&self) -> bool {
         self.attempts <= 1 && self.slept.is_zero() && self.stop == Some(StopReason::Success)
     }

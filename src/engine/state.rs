@@ -98,9 +98,9 @@ pub struct RetryState {
     slept: Nanos,
     previous_delay: Nanos,
     next_delay: Nanos,
-    // The decision for the last outcome, in 9 bytes rather than 16: which one (0 for none
-    // yet, see `decision_kind`), and the wait of a `RetryAfter`.
-    decision: u8,
+    // The decision for the last outcome in 9 bytes rather than 16: which one, and the
+    // wait of a `RetryAfter` (see `DecisionKind`).
+    decision: Option<DecisionKind>,
     retry_after: Nanos,
     stop: Option<StopReason>,
 }
@@ -128,7 +128,7 @@ impl RetryState {
             attempts: 0,
             slept: Nanos::of(Duration::ZERO),
             next_delay: Nanos::NONE,
-            decision: 0,
+            decision: None,
             retry_after: Nanos::NONE,
             stop: None,
         }
@@ -385,15 +385,14 @@ impl RetryState {
     ) -> Action {
         self.attempts = self.attempts.saturating_add(1);
         self.next_delay = Nanos::NONE;
-        (self.decision, self.retry_after) = decision_kind(verdict.into());
-        match verdict {
-            Verdict::Accept => self.stop(StopReason::Success),
-            Verdict::Fatal => self.stop(StopReason::Fatal),
-            _ => self.apply_failure(verdict, outcome, can_resend),
+        (self.decision, self.retry_after) = DecisionKind::of(verdict.into());
+        if let Verdict::Accept = verdict {
+            return self.stop(StopReason::Success);
         }
+        self.apply_failure(verdict, outcome, can_resend)
     }
 
-    /// [`apply`](Self::apply) for a verdict that may retry (out of line: the success path
+    /// [`apply`](Self::apply) for any verdict but `Accept` (out of line: the success path
     /// inlines only the head of `apply`).
     fn apply_failure(
         &mut self,
@@ -516,19 +515,16 @@ impl RetryState {
     }
 
     fn rng(&mut self) -> &mut Rng {
-        if self.rng.is_unseeded() {
-            self.rng = self.policy.new_rng();
-        }
-        &mut self.rng
+        let policy = &self.policy;
+        self.rng.seeded_with(|| policy.new_rng())
     }
 
     /// The jittered backoff delay for the retry being decided (retry `attempts`).
     fn backoff(&mut self) -> Duration {
         let previous = self.previous_delay.get().unwrap_or_default();
-        self.rng();
-        let d = self
-            .policy
-            .backoff_delay(self.attempts, previous, &mut self.rng);
+        let policy = &self.policy;
+        let rng = self.rng.seeded_with(|| policy.new_rng());
+        let d = policy.backoff_delay(self.attempts, previous, rng);
         self.previous_delay = Nanos::of(d);
         d
     }
@@ -548,15 +544,8 @@ impl RetryState {
     /// The decision for the last outcome. (A `RetryAfter` of 584 years or more reads as
     /// the longest wait 64-bit nanoseconds hold, as the state's other durations do.)
     pub fn decision(&self) -> Option<Decision> {
-        match self.decision {
-            1 => Some(Decision::Accept),
-            2 => Some(Decision::RetryAfter(
-                self.retry_after.get().unwrap_or_default(),
-            )),
-            3 => Some(Decision::Backoff),
-            4 => Some(Decision::Fatal),
-            _ => None,
-        }
+        let after = self.retry_after;
+        self.decision.map(|kind| kind.with(after))
     }
 
     /// The delay chosen by the last [`Action::Retry`], until the next outcome.
@@ -575,16 +564,15 @@ impl RetryState {
         self.stop
     }
 
-    /// Whether [`info`](Self::info) would say "one attempt, success" (see
-    /// [`RetryInfo::is_first_try_success`]), without building it.
+    /// Whether [`info`](Self::info) says "one attempt, success" (see
+    /// [`RetryInfo::is_first_try_success`]).
     #[inline]
     pub(crate) fn is_first_try_success(&self) -> bool {
-        self.attempts <= 1
-            && self.stop == Some(StopReason::Success)
-            && self.slept.get().is_none_or(|s| s.is_zero())
+        self.info().is_first_try_success()
     }
 
     /// A summary to attach to the response.
+    #[inline]
     pub fn info(&self) -> RetryInfo {
         RetryInfo {
             attempts: self.attempts,
@@ -949,14 +937,37 @@ impl Nanos {
     }
 }
 
-/// `decision` as [`RetryState`] keeps it: 1 to 4 for `Accept`, `RetryAfter`, `Backoff` and
-/// `Fatal`, and the wait of a `RetryAfter`.
-#[inline]
-fn decision_kind(decision: Decision) -> (u8, Nanos) {
-    match decision {
-        Decision::Accept => (1, Nanos::NONE),
-        Decision::RetryAfter(d) => (2, Nanos::of(d)),
-        Decision::Backoff => (3, Nanos::NONE),
-        Decision::Fatal => (4, Nanos::NONE),
+/// Which [`Decision`] [`RetryState`] keeps, in one byte; a `RetryAfter`'s wait is kept
+/// beside it in 64-bit nanoseconds (the two packed with the state's other small fields
+/// take 9 bytes, a `Decision` 16).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum DecisionKind {
+    Accept,
+    RetryAfter,
+    Backoff,
+    Fatal,
+}
+
+impl DecisionKind {
+    /// Which `decision` is, and its wait if it is a `RetryAfter`.
+    #[inline]
+    fn of(decision: Decision) -> (Option<DecisionKind>, Nanos) {
+        let (kind, after) = match decision {
+            Decision::Accept => (DecisionKind::Accept, Nanos::NONE),
+            Decision::RetryAfter(d) => (DecisionKind::RetryAfter, Nanos::of(d)),
+            Decision::Backoff => (DecisionKind::Backoff, Nanos::NONE),
+            Decision::Fatal => (DecisionKind::Fatal, Nanos::NONE),
+        };
+        (Some(kind), after)
+    }
+
+    /// The decision again, with `after` the wait [`of`](Self::of) kept.
+    fn with(self, after: Nanos) -> Decision {
+        match self {
+            DecisionKind::Accept => Decision::Accept,
+            DecisionKind::RetryAfter => Decision::RetryAfter(after.get().unwrap_or_default()),
+            DecisionKind::Backoff => Decision::Backoff,
+            DecisionKind::Fatal => Decision::Fatal,
+        }
     }
 }

@@ -126,9 +126,12 @@ impl Rng {
         })
     }
 
-    /// Whether this is [`UNSEEDED`](Self::UNSEEDED).
-    pub(crate) fn is_unseeded(&self) -> bool {
-        self.0 == 0
+    /// This source, seeded first with `seed()` if it is [`UNSEEDED`](Self::UNSEEDED).
+    pub(crate) fn seeded_with(&mut self, seed: impl FnOnce() -> Rng) -> &mut Rng {
+        if self.0 == 0 {
+            *self = seed();
+        }
+        self
     }
 
     /// A seed that differs between processes and between calls.

@@ -25,6 +25,10 @@ use reqwest_retry::RetryTransientMiddleware;
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 use telecho_retry::TelEchoRetry;
 
+mod common;
+
+use common::{paired_rounds, Paired};
+
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
@@ -130,22 +134,11 @@ async fn send_mw(client: &ClientWithMiddleware, url: &str, body: Bytes) {
     let _ = resp.bytes().await.unwrap();
 }
 
-/// Rounds and requests per variant and round of [`paired`].
+/// Rounds and requests per variant and round of the paired comparison.
 const ROUNDS: usize = 61;
 const BATCH: u32 = 200;
 
-/// What [`paired`] measured: median time per request of A and of B over the rounds, and
-/// the median and quartiles of the rounds' time ratios B / A.
-struct Paired {
-    a: Duration,
-    b: Duration,
-    ratio: f64,
-    q1: f64,
-    q3: f64,
-}
-
-/// Times `BATCH` requests through `a` and then through `b` (or `b` first, every other
-/// round), `ROUNDS` times, after a warm-up of each.
+/// [`paired_rounds`] of `BATCH` requests through `a` and through `b`: times per request.
 fn paired(
     rt: &tokio::runtime::Runtime,
     a: &ClientWithMiddleware,
@@ -162,31 +155,7 @@ fn paired(
             start.elapsed() / BATCH
         })
     };
-    batch(a);
-    batch(b);
-    let (mut ta, mut tb, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-    for round in 0..ROUNDS {
-        let (x, y) = if round % 2 == 0 {
-            let x = batch(a);
-            (x, batch(b))
-        } else {
-            let y = batch(b);
-            (batch(a), y)
-        };
-        ta.push(x);
-        tb.push(y);
-        ratios.push(y.as_secs_f64() / x.as_secs_f64());
-    }
-    ta.sort();
-    tb.sort();
-    ratios.sort_by(|x, y| x.partial_cmp(y).unwrap());
-    Paired {
-        a: ta[ROUNDS / 2],
-        b: tb[ROUNDS / 2],
-        ratio: ratios[ROUNDS / 2],
-        q1: ratios[ROUNDS / 4],
-        q3: ratios[3 * ROUNDS / 4],
-    }
+    paired_rounds(ROUNDS, || batch(a), || batch(b))
 }
 
 fn main() {
@@ -289,9 +258,9 @@ fn main() {
             "{name:<34} {:>12} {:>12} {:>10.4}   {:.4} / {:.4}",
             format!("{:.2?}", p.a),
             format!("{:.2?}", p.b),
-            p.ratio,
-            p.q1,
-            p.q3
+            p.ratio_at(0.5),
+            p.ratio_at(0.25),
+            p.ratio_at(0.75)
         );
     }
     println!();

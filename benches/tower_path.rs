@@ -38,7 +38,7 @@ use tracing_subscriber::Layer as _;
 
 mod common;
 
-use common::{call_now, copy_request, inner, request, MinimalPolicy, Req};
+use common::{call_now, copy_request, inner, paired_rounds, request, MinimalPolicy, Req};
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
@@ -312,51 +312,34 @@ fn two_threads_paired() {
     let rt = two_worker_runtime();
     let retry = Retry::new(MinimalPolicy { left: 5 }, inner());
     let ours = TelEchoRetry::default().layer(inner());
-    // Warm up both (threads, allocator, caches).
-    run_two_threads(&rt, &retry, BATCH);
-    run_two_threads(&rt, &ours, BATCH);
-    let (mut theirs, mut mine, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-    for round in 0..ROUNDS {
-        let (t, o) = if round % 2 == 0 {
-            let t = run_two_threads(&rt, &retry, BATCH);
-            (t, run_two_threads(&rt, &ours, BATCH))
-        } else {
-            let o = run_two_threads(&rt, &ours, BATCH);
-            (run_two_threads(&rt, &retry, BATCH), o)
-        };
-        theirs.push(t);
-        mine.push(o);
-        // Throughput ratio ours / theirs = time theirs / time ours.
-        ratios.push(t.as_secs_f64() / o.as_secs_f64());
-    }
-    fn median<T: PartialOrd + Copy>(v: &mut [T]) -> T {
-        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        v[v.len() / 2]
-    }
-    let per = |d: Duration| d / BATCH as u32;
-    let mut sorted = ratios.clone();
-    sorted.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let p = paired_rounds(
+        ROUNDS,
+        || run_two_threads(&rt, &retry, BATCH) / BATCH as u32,
+        || run_two_threads(&rt, &ours, BATCH) / BATCH as u32,
+    );
+    // Throughput ours / theirs is time theirs / time ours: the ratios' reciprocals.
+    let throughput = |q: f64| 1.0 / p.ratio_at(1.0 - q);
     println!(
         "two worker threads, {TASKS} tasks x {CALLS} calls, {ROUNDS} paired rounds of {BATCH}"
     );
     println!(
         "{:<34} {:>12}",
         "tower::retry (median)",
-        format!("{:.3?}", per(median(&mut theirs)))
+        format!("{:.3?}", p.a)
     );
     println!(
         "{:<34} {:>12}",
         "telecho-retry (median)",
-        format!("{:.3?}", per(median(&mut mine)))
+        format!("{:.3?}", p.b)
     );
     println!(
         "{:<34} {:>12.3}   (rounds: min {:.3}, quartiles {:.3} / {:.3}, max {:.3})",
         "throughput ratio, median",
-        median(&mut ratios),
-        sorted[0],
-        sorted[ROUNDS / 4],
-        sorted[3 * ROUNDS / 4],
-        sorted[ROUNDS - 1],
+        throughput(0.5),
+        throughput(0.0),
+        throughput(0.25),
+        throughput(0.75),
+        throughput(1.0),
     );
     println!();
 }

@@ -126,3 +126,52 @@ where
         Poll::Pending => panic!("the call did not finish in one poll"),
     }
 }
+
+/// What [`paired_rounds`] measured: the median of A's and of B's times over the rounds, and
+/// the rounds' time ratios B / A, sorted.
+pub(crate) struct Paired {
+    pub(crate) a: std::time::Duration,
+    pub(crate) b: std::time::Duration,
+    pub(crate) ratios: Vec<f64>,
+}
+
+impl Paired {
+    /// The ratio at `q` (0 the least, 0.5 the median, 1 the greatest).
+    pub(crate) fn ratio_at(&self, q: f64) -> f64 {
+        self.ratios[((self.ratios.len() - 1) as f64 * q).round() as usize]
+    }
+}
+
+/// Paired rounds: criterion times one variant for seconds and then the next, and on a
+/// shared machine the speed drifts between them; here each of `rounds` rounds times a batch
+/// of A (`a`) and of B (`b`) back to back, B first every other round, after one warm-up
+/// batch of each. Each closure runs one batch and returns its time.
+pub(crate) fn paired_rounds(
+    rounds: usize,
+    mut a: impl FnMut() -> std::time::Duration,
+    mut b: impl FnMut() -> std::time::Duration,
+) -> Paired {
+    a();
+    b();
+    let (mut ta, mut tb, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let (x, y) = if round % 2 == 0 {
+            let x = a();
+            (x, b())
+        } else {
+            let y = b();
+            (a(), y)
+        };
+        ta.push(x);
+        tb.push(y);
+        ratios.push(y.as_secs_f64() / x.as_secs_f64());
+    }
+    ta.sort();
+    tb.sort();
+    ratios.sort_by(|x, y| x.total_cmp(y));
+    Paired {
+        a: ta[rounds / 2],
+        b: tb[rounds / 2],
+        ratios,
+    }
+}

@@ -22,7 +22,7 @@
 //!
 //! - `per-process`: what a fleet gets today, a `TelEchoRetry` of its own in each child
 //!   (retry budget and 429 cooldown per process);
-//! - `fleet-cooldown`: the limits kept in Redis (`RedisLimits`): a 429 seen by one child
+//! - `fleet-cooldown`: the limits kept in Redis (`Limits::builder().redis(..)`): a 429 seen by one child
 //!   holds back all of them; no pacing;
 //! - `fleet-pacing`: the same, plus client-side pacing 2 % under the server's limit (`L`
 //!   per `1.02 W`), kept in Redis so that the fleet as a whole stays under it;
@@ -64,7 +64,7 @@ use hyper_util::rt::TokioIo;
 use reqwest_middleware::ClientWithMiddleware;
 use reqwest_retry::policies::ExponentialBackoff;
 use reqwest_retry::RetryTransientMiddleware;
-use telecho_retry::limits::{Pacing, RedisLimits, SharedLimits};
+use telecho_retry::limits::{Limits, Pacing};
 use telecho_retry::{RetryPolicy, TelEchoRetry};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
@@ -709,25 +709,25 @@ fn base_policy() -> telecho_retry::RetryPolicyBuilder {
 
 /// The fleet modes' `TelEchoRetry`: limits kept in Redis under the run's scope, paced 2 %
 /// under the server's limit in `fleet-pacing`; and the store, to read its fallbacks at the end.
-fn fleet_retry(args: &ChildArgs) -> Result<(TelEchoRetry, RedisLimits), String> {
-    let mut policy = base_policy();
+fn fleet_retry(args: &ChildArgs) -> Result<(TelEchoRetry, Limits), String> {
+    let mut limits = Limits::builder();
     if args.mode == Mode::FleetPacing {
         // 2 % under the key's limit: at exactly the limit, an attempt that reaches the
         // server a moment late, past a window's end, is one too many in the next window.
-        policy = policy.pacing(Pacing::new(args.cfg.limit, args.cfg.window.mul_f64(1.02)));
+        limits = limits.pacing(Pacing::new(args.cfg.limit, args.cfg.window.mul_f64(1.02)));
     }
-    let policy = policy.build();
-    let store = RedisLimits::builder(args.redis.as_str(), args.scope.as_str())
+    let limits = limits
+        .redis(args.redis.as_str(), args.scope.as_str())
         // Alone while Redis is cut, each replica keeps its share of the fleet's rate.
         .fallback_share(1.0 / args.cfg.children as f64)
-        .build_store(&policy)
-        .map_err(|e| format!("RedisLimits: {e}"))?;
-    let retry = TelEchoRetry::new(policy).with_limits(SharedLimits::from_store(store.clone()));
-    Ok((retry, store))
+        .build()
+        .map_err(|e| format!("Redis limits: {e}"))?;
+    let retry = TelEchoRetry::new(base_policy().build()).with_limits(limits.clone());
+    Ok((retry, limits))
 }
 
 /// The child's client, and its Redis store in the fleet modes.
-fn build_client(args: &ChildArgs) -> Result<(ClientWithMiddleware, Option<RedisLimits>), String> {
+fn build_client(args: &ChildArgs) -> Result<(ClientWithMiddleware, Option<Limits>), String> {
     let inner = reqwest::Client::builder()
         .no_proxy()
         .build()

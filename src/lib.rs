@@ -50,16 +50,17 @@
 //! - [`ApiError`], [`ErrorCode`], [`ErrorType`], [`ResponseError`]: the envelope as types
 //!   you can `match` on.
 //! - [`classify`]: the [`Classifier`](classify::Classifier) trait, for another API's
-//!   contract; [`limits`]: budgets and cooldowns, shareable between `TelEchoRetry` values;
-//!   [`body`]: what the engine copies and hands back; [`engine`]: the per-request state, for
-//!   adapters of your own; [`observe`]: the span fields and metric names.
+//!   contract; [`limits`]: the retry budget, the shared cooldown and pacing, in one process
+//!   or a fleet; [`body`]: what the engine copies and hands back; [`observe`]: the span
+//!   fields and metric names.
 //!
 //! # Architecture
 //!
 //! Dependencies run one way: envelope (the error contract's types, [`ApiError`]) →
-//! [`classify`] (what kind of outcome) → [`policy`] (what to do about it) → [`engine`]
-//! (per-request state, the future, limits) → adapters (tower, reqwest) and typed response
-//! errors ([`ResponseError`]), with [`body`] (replay, bounded reads) a leaf beside them.
+//! [`classify`] (what kind of outcome) → [`policy`] (what to do about it) and [`limits`]
+//! (what every request shares) → the engine (per-request state, the future) → adapters
+//! (tower, reqwest) and typed response errors ([`ResponseError`]), with [`body`] (replay,
+//! bounded reads) a leaf beside them.
 //!
 //! # Features
 //!
@@ -70,7 +71,7 @@
 //! | `tracing` | yes | a `tracing` span per attempt with OpenTelemetry's HTTP fields (`http.request.resend_count` …) and events for retries, stops, cooldown waits (target `telecho_retry`); see [`observe`] |
 //! | `metrics` | no | counters and histograms through the `metrics` facade: retries, requests by stop reason, retry delays, cooldown and budget refusals; see [`observe`] |
 //! | `reqwest-tracing` | no | `ResendCountSpanBackend`: reqwest-tracing's per-request span with `http.request.resend_count` |
-//! | `redis` | no | `limits::RedisLimits`: the cooldown and pacing shared by a fleet of processes through Redis |
+//! | `redis` | no | [`LimitsBuilder::redis`](limits::LimitsBuilder::redis): the cooldown and pacing shared by a fleet of processes through Redis |
 //!
 //! The core (classification, policy, engine state, parsing, typed errors) builds with
 //! `--no-default-features`.
@@ -90,28 +91,11 @@
 mod adapters;
 pub mod body;
 pub mod classify;
-pub mod engine;
+mod engine;
 mod envelope;
-#[cfg(feature = "redis")]
-mod fleet;
+pub mod limits;
 pub mod policy;
 mod response_error;
-
-/// Retry budgets, rate-limit cooldowns and client-side pacing, kept per origin and shareable between
-/// [`TelEchoRetry`] values (see [`SharedLimits`]), or, with feature `redis`, between the
-/// replicas of a service (see `RedisLimits`).
-pub mod limits {
-    #[doc(inline)]
-    pub use crate::engine::limits::{LimitStore, Origin, OriginLimits, SharedLimits};
-    pub use crate::engine::pacer::{LocalPacer, Pace, PaceFuture, Paced};
-    #[cfg(feature = "redis")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-    pub use crate::fleet::{
-        RedisLimits, RedisLimitsBuilder, RedisLimitsError, DEFAULT_CALL_TIMEOUT,
-        DEFAULT_FALLBACK_SHARE, DEFAULT_KEY_PREFIX,
-    };
-    pub use crate::policy::{Pacing, RetryBudget};
-}
 
 #[cfg(feature = "reqwest")]
 pub use adapters::reqwest as middleware;
@@ -123,12 +107,9 @@ pub use adapters::retry::TelEchoRetry;
 #[cfg(feature = "tower")]
 pub use adapters::tower::{ResponseFuture, RetryService};
 
-pub use policy::{Jitter, Pacing, RetryBudget, RetryPolicy, RetryPolicyBuilder};
+pub use policy::{Jitter, RetryPolicy, RetryPolicyBuilder};
 
-pub use engine::{
-    Action, Admission, AttemptNumber, RetryError, RetryErrorKind, RetryInfo, RetryOverride,
-    RetryState, StopReason,
-};
+pub use engine::{AttemptNumber, RetryError, RetryErrorKind, RetryInfo, RetryOverride, StopReason};
 
 pub use classify::{
     is_idempotent_method, parse_retry_after, CodeRule, Decision, Outcome, TransportErrorKind,
@@ -143,7 +124,6 @@ pub use response_error::{
 
 pub use body::{ReplayBody, ResponseBody, ERROR_BODY_TIMEOUT};
 pub use engine::observe;
-pub use limits::{Origin, SharedLimits};
 
 #[cfg(all(doctest, feature = "tower", feature = "reqwest"))]
 #[doc = include_str!("../README.md")]

@@ -60,8 +60,8 @@ use super::retry::TelEchoRetry;
 use crate::body::{ReplayBody, ResponseBody, TryCloneBody};
 use crate::classify::{ClassifyError, TransportErrorKind};
 use crate::engine::future::{Failure, Retrying};
-use crate::engine::limits::Origin;
 use crate::engine::{ResponseParts, RetryInfo, RetryRequest, RetryResponse};
+use crate::limits::Origin;
 
 #[async_trait::async_trait]
 impl Middleware for TelEchoRetry {

@@ -1,15 +1,12 @@
 //! [`TelEchoRetry`]: the one configuration type, used as a tower `Layer` and (feature
 //! `reqwest`) as a `reqwest_middleware::Middleware`.
 
-use std::sync::Arc;
-
-use crate::engine::limits::{OriginLimits, SharedLimits};
 use crate::engine::{RetryOverride, RetryRequest, RetryState};
+use crate::limits::Limits;
 use crate::policy::RetryPolicy;
 
 /// Retries by the TelEcho contract. A tower `Layer` producing [`RetryService`](crate::RetryService), and with
-/// feature `reqwest` a `reqwest_middleware::Middleware`; both run the same engine
-/// ([`RetryState`](crate::RetryState) driven by one future).
+/// feature `reqwest` a `reqwest_middleware::Middleware`; both run the same engine.
 ///
 /// Cheap to clone (it holds `Arc`s); `Send + Sync`.
 ///
@@ -40,7 +37,7 @@ use crate::policy::RetryPolicy;
 #[derive(Clone, Debug)]
 pub struct TelEchoRetry {
     pub(crate) policy: RetryPolicy,
-    pub(crate) limits: SharedLimits,
+    pub(crate) limits: Limits,
     pub(crate) replay_buffer: ReplayBuffer,
 }
 
@@ -61,39 +58,39 @@ impl Default for ReplayBuffer {
 }
 
 impl TelEchoRetry {
-    /// Retries with this policy. The retry budget, the rate-limit cooldown and the pacing
-    /// (see [`limits`](crate::limits)) are created here, as the policy configures them, and
-    /// shared by every clone of the result: clone one `TelEchoRetry` for all the clients
-    /// that use one API key, or give several the same limits with
-    /// [`with_limits`](Self::with_limits).
+    /// Retries with this policy, and the default [`Limits`] of its own (a retry budget and
+    /// the shared cooldown per origin, no pacing), shared by every clone of the result:
+    /// clone one `TelEchoRetry` for all the clients that use one API key.
     pub fn new(policy: RetryPolicy) -> Self {
         TelEchoRetry {
-            limits: SharedLimits::new(&policy),
+            limits: Limits::default(),
             policy,
             replay_buffer: ReplayBuffer::default(),
         }
     }
 
-    /// Keeps its budgets, cooldowns and pacing in `limits`, shared with every other
-    /// `TelEchoRetry` that holds the same handle (whatever their policies).
+    /// Keeps its retry budgets, cooldowns and pacing in `limits`, shared with every other
+    /// `TelEchoRetry` that holds a clone of them: the one place limits are configured.
     ///
-    /// The limits are what they were made with: this policy's
-    /// [`retry_budget`](crate::RetryPolicyBuilder::retry_budget),
-    /// [`shared_cooldown`](crate::RetryPolicyBuilder::shared_cooldown) and
-    /// [`pacing`](crate::RetryPolicyBuilder::pacing) no longer apply. Make them from the
-    /// policy that configures them ([`SharedLimits::new`]) to keep its pacing;
-    /// [`SharedLimits::in_process`] makes limits without pacing.
+    /// ```
+    /// use telecho_retry::limits::{Limits, Pacing};
+    /// use telecho_retry::TelEchoRetry;
+    ///
+    /// let retry = TelEchoRetry::default()
+    ///     .with_limits(Limits::builder().pacing(Pacing::per_minute(600)).build());
+    /// # let _ = retry;
+    /// ```
     ///
     /// # Default
     ///
-    /// Limits of its own, created by [`new`](Self::new) from the policy.
-    pub fn with_limits(mut self, limits: SharedLimits) -> Self {
+    /// `Limits::default()`, of its own.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
         self
     }
 
-    /// The limits shared by every clone (budget, cooldown).
-    pub fn limits(&self) -> &SharedLimits {
+    /// The limits shared by every clone.
+    pub fn limits(&self) -> &Limits {
         &self.limits
     }
 
@@ -116,17 +113,8 @@ impl TelEchoRetry {
 
     /// The engine's state for one logical request: its origin's limits, and its
     /// [`RetryOverride`] if its extensions carry one.
-    #[cfg(feature = "reqwest")]
     pub(crate) fn start<Req: RetryRequest>(&self, request: &Req) -> RetryState {
-        self.start_with(request, self.limits.origin(&request.origin()))
-    }
-
-    /// [`start`](Self::start) with the origin's limits already found.
-    pub(crate) fn start_with<Req: RetryRequest>(
-        &self,
-        request: &Req,
-        limits: Arc<dyn OriginLimits>,
-    ) -> RetryState {
+        let limits = self.limits.origin(&request.origin());
         let mut state = RetryState::with_origin_limits(&self.policy, limits);
         if let Some(o) = request.extensions().and_then(|e| e.get::<RetryOverride>()) {
             state.apply_override(o);

@@ -3,7 +3,6 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use pin_project_lite::pin_project;
@@ -13,7 +12,6 @@ use tower_service::Service;
 use super::retry::TelEchoRetry;
 use crate::classify::ClassifyError;
 use crate::engine::future::{Failure, FromFailure, Output, Retrying};
-use crate::engine::limits::OriginLimits;
 use crate::engine::{BoxError, RetryError, RetryInfo, RetryRequest, RetryResponse};
 
 // ===== impl Layer =====
@@ -89,7 +87,6 @@ impl<S> Layer<S> for TelEchoRetry {
 pub struct RetryService<S> {
     inner: S,
     retry: TelEchoRetry,
-    last: LastOrigin,
 }
 
 impl<S> std::fmt::Debug for RetryService<S> {
@@ -104,11 +101,7 @@ impl<S> std::fmt::Debug for RetryService<S> {
 impl<S> RetryService<S> {
     /// Wraps `inner`.
     pub fn new(inner: S, retry: TelEchoRetry) -> Self {
-        RetryService {
-            inner,
-            retry,
-            last: LastOrigin::default(),
-        }
+        RetryService { inner, retry }
     }
 
     /// The inner service.
@@ -153,84 +146,8 @@ where
         // Keep the instance that was polled ready for this call; leave a fresh clone behind.
         let clone = self.inner.clone();
         let service = std::mem::replace(&mut self.inner, clone);
-        let limits = self.origin_limits(&request);
-        let state = self.retry.start_with(&request, limits);
+        let state = self.retry.start(&request);
         ResponseFuture::new(Retrying::new(service, state, request))
-    }
-}
-
-impl<S> RetryService<S> {
-    /// The limits of `request`'s origin: those of the previous request when it went to the
-    /// same scheme and authority (spelled the same), else looked up in the store.
-    fn origin_limits<Req: RetryRequest>(&mut self, request: &Req) -> Arc<dyn OriginLimits> {
-        let text = request.origin_text();
-        if let Some(limits) = text.and_then(|(s, a)| self.last.get(s, a)) {
-            return limits;
-        }
-        let limits = self.retry.limits.origin(&request.origin());
-        // Kept only when the store keeps them too (in-process limits that are not limits
-        // of their own for an origin past the store's capacity): then they stay that
-        // origin's limits for as long as anyone holds them.
-        if let Some((scheme, authority)) = text {
-            if self.retry.limits.is_in_process() && Arc::strong_count(&limits) > 1 {
-                self.last.set(scheme, authority, Arc::clone(&limits));
-            }
-        }
-        limits
-    }
-}
-
-/// Bytes of scheme and authority a [`LastOrigin`] holds; a longer origin is looked up
-/// every time.
-const LAST_ORIGIN_BYTES: usize = 64;
-
-/// The scheme and authority of the last request a [`RetryService`] sent, as spelled, with
-/// its origin's limits: a request to the same origin skips the origin lookup (the
-/// authority split, the hash, the store's map). Inline bytes, so that cloning the service
-/// allocates nothing. Holding the limits keeps the store from forgetting that origin.
-#[derive(Clone)]
-struct LastOrigin {
-    text: [u8; LAST_ORIGIN_BYTES],
-    scheme_len: u8,
-    len: u8,
-    limits: Option<Arc<dyn OriginLimits>>,
-}
-
-impl Default for LastOrigin {
-    fn default() -> Self {
-        LastOrigin {
-            text: [0; LAST_ORIGIN_BYTES],
-            scheme_len: 0,
-            len: 0,
-            limits: None,
-        }
-    }
-}
-
-impl LastOrigin {
-    fn get(&self, scheme: &str, authority: &str) -> Option<Arc<dyn OriginLimits>> {
-        let limits = self.limits.as_ref()?;
-        let (s, a) = (scheme.as_bytes(), authority.as_bytes());
-        let (scheme_len, len) = (usize::from(self.scheme_len), usize::from(self.len));
-        let same = s.len() == scheme_len
-            && s.len() + a.len() == len
-            && self.text[..scheme_len] == *s
-            && self.text[scheme_len..len] == *a;
-        same.then(|| Arc::clone(limits))
-    }
-
-    fn set(&mut self, scheme: &str, authority: &str, limits: Arc<dyn OriginLimits>) {
-        let (s, a) = (scheme.as_bytes(), authority.as_bytes());
-        let len = s.len() + a.len();
-        if len > LAST_ORIGIN_BYTES {
-            return;
-        }
-        self.text[..s.len()].copy_from_slice(s);
-        self.text[s.len()..len].copy_from_slice(a);
-        // Both fit in a `u8`: `len` is at most `LAST_ORIGIN_BYTES`.
-        self.scheme_len = s.len() as u8;
-        self.len = len as u8;
-        self.limits = Some(limits);
     }
 }
 

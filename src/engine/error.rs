@@ -8,7 +8,7 @@ use super::info::{RetryInfo, StopReason};
 use crate::classify::TransportErrorKind;
 
 /// A boxed error, `Send + Sync` (what `tower::BoxError` is).
-pub type BoxError = Box<dyn StdError + Send + Sync>;
+pub(crate) type BoxError = Box<dyn StdError + Send + Sync>;
 
 /// What kind of failure a [`RetryError`] is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

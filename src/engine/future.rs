@@ -17,7 +17,6 @@ use tower_service::Service;
 use super::error::{RetryError, RetryErrorKind};
 use super::info::{AttemptNumber, RetryInfo, StopReason};
 use super::observe::{self, AttemptSpan};
-use super::pacer::{Pace, PaceFuture, Paced};
 use super::state::{Action, Admission, RetryState};
 use super::traits::{ResponseParts, RetryRequest, RetryResponse};
 use crate::body::peek::{peek, PeekFuture};
@@ -26,6 +25,7 @@ use crate::classify::{
     is_idempotent_method, ClassifyError, Outcome, RequestView, TransportErrorKind,
 };
 use crate::envelope::{ApiError, ErrorCode, MAX_ENVELOPE_BYTES};
+use crate::limits::pacer::{Pace, PaceFuture, Paced};
 
 /// How a logical request failed, as the engine hands it to an adapter.
 pub(crate) enum Failure<E> {

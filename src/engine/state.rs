@@ -7,17 +7,18 @@ use http::StatusCode;
 use tokio::time::Instant;
 
 use super::info::{RetryInfo, StopReason};
-use super::limits::{Origin, OriginLimits, SharedLimits};
 use super::overrides::RetryOverride;
-use super::pacer::Pace;
-use crate::classify::{Decision, Outcome, RequestView};
+#[cfg(test)]
+use crate::classify::RequestView;
+use crate::classify::{Decision, Outcome};
+use crate::limits::{OriginLimits, Pace, Withdrawal, MAX_COOLDOWN};
 use crate::policy::backoff::Rng;
 use crate::policy::{RetryPolicy, Verdict};
 
 /// What the adapter does next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Action {
+pub(crate) enum Action {
     /// Sleep this long, then send the request again.
     Retry(Duration),
     /// Hand this outcome to the caller, unchanged.
@@ -28,7 +29,7 @@ pub enum Action {
 /// [`RetryState::admit`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Admission {
+pub(crate) enum Admission {
     /// Send it now.
     Send,
     /// Hold back this long (the shared cooldown, plus a random share of the policy's
@@ -49,37 +50,14 @@ pub enum Admission {
     },
 }
 
-/// The longest cooldown a 429 starts, unless the policy's `max_retry_after` is longer: a
-/// day. (`rate_limit_per_hour` asks for an hour at most.)
-pub const MAX_COOLDOWN: Duration = Duration::from_secs(86_400);
-
 /// The per-request half of the engine, shared by every adapter.
 ///
-/// An adapter creates one `RetryState` per logical request, sends an attempt, and hands the
-/// outcome to [`RetryState::next`]. The answer is [`Action::Retry`] (sleep that long, then
-/// send again) or [`Action::Stop`] (hand this outcome to the caller). The schedule (attempt
-/// counting, backoff, jitter, `Retry-After` spread, caps) lives here and only here.
-///
-/// ```
-/// use std::time::Duration;
-/// use http::{HeaderMap, StatusCode};
-/// use telecho_retry::{Action, Jitter, Outcome, RetryPolicy, RetryState, StopReason};
-///
-/// let policy = RetryPolicy::builder().max_retries(2).jitter(Jitter::None).build();
-/// let mut state = RetryState::new(&policy);
-/// let headers = HeaderMap::new();
-/// let unavailable = Outcome::Response { status: StatusCode::SERVICE_UNAVAILABLE, headers: &headers, code: None };
-///
-/// assert_eq!(state.next(unavailable, true), Action::Retry(Duration::from_secs(1)));
-/// let unavailable = Outcome::Response { status: StatusCode::SERVICE_UNAVAILABLE, headers: &headers, code: None };
-/// assert_eq!(state.next(unavailable, true), Action::Retry(Duration::from_secs(2)));
-/// let unavailable = Outcome::Response { status: StatusCode::SERVICE_UNAVAILABLE, headers: &headers, code: None };
-/// assert_eq!(state.next(unavailable, true), Action::Stop(StopReason::MaxRetries));
-/// assert_eq!(state.info().attempts(), 3);
-/// assert_eq!(state.info().slept(), Duration::from_secs(3));
-/// ```
+/// It is created per logical request with its origin's limits; the engine's future drives
+/// it: `admit`, `pace`, `attempt_sent` when an attempt goes, `next` for each outcome. The
+/// schedule (attempt counting, backoff, jitter, `Retry-After` spread, caps) lives here and
+/// only here.
 #[derive(Debug)]
-pub struct RetryState {
+pub(crate) struct RetryState {
     policy: RetryPolicy,
     limits: Option<Arc<dyn OriginLimits>>,
     // The policy's settings, as this request's `RetryOverride` changed them.
@@ -90,7 +68,7 @@ pub struct RetryState {
     attempt_timeout: Nanos,
     idempotent: Option<bool>,
     /// A retry was granted (and taken from the budget) but not sent yet.
-    retry_pending: bool,
+    retry_pending: Option<Withdrawal>,
     /// Seeded on first use: a request that succeeds at once never pays for it.
     rng: Rng,
     started: Instant,
@@ -107,8 +85,9 @@ pub struct RetryState {
 
 impl RetryState {
     /// Starts the state for one logical request, on its own: no budget, no cooldown shared
-    /// with other requests. Adapters use [`with_limits`](Self::with_limits).
-    pub fn new(policy: &RetryPolicy) -> Self {
+    /// with other requests (tests).
+    #[cfg(test)]
+    pub(crate) fn new(policy: &RetryPolicy) -> Self {
         RetryState::started_at(policy, Instant::now())
     }
 
@@ -120,7 +99,7 @@ impl RetryState {
             deadline: Nanos::new(policy.deadline()),
             attempt_timeout: Nanos::new(policy.attempt_timeout()),
             idempotent: None,
-            retry_pending: false,
+            retry_pending: None,
             rng: Rng::UNSEEDED,
             previous_delay: Nanos::of(policy.base_delay()),
             policy: policy.clone(),
@@ -132,13 +111,6 @@ impl RetryState {
             retry_after: Nanos::NONE,
             stop: None,
         }
-    }
-
-    /// Starts the state for one logical request to `origin` that shares the origin's
-    /// budget and cooldown in `limits` with the other requests of the same adapter; counts
-    /// the request in the budget.
-    pub fn with_limits(policy: &RetryPolicy, limits: &SharedLimits, origin: &Origin<'_>) -> Self {
-        RetryState::with_origin_limits(policy, limits.origin(origin))
     }
 
     #[inline]
@@ -157,7 +129,7 @@ impl RetryState {
     ///
     /// A wait it answers counts in [`RetryInfo::slept`]; a rejection ends the request
     /// (its [`stop_reason`](Self::stop_reason) is set).
-    pub fn admit(&mut self) -> Admission {
+    pub(crate) fn admit(&mut self) -> Admission {
         self.admit_at(Instant::now())
     }
 
@@ -218,7 +190,7 @@ impl RetryState {
     /// `max_retry_after` or the deadline; the request ends (its
     /// [`stop_reason`](Self::stop_reason) says which).
     #[inline]
-    pub fn pace(&mut self) -> Pace {
+    pub(crate) fn pace(&mut self) -> Pace {
         let Some(limits) = self.limits.as_ref() else {
             return Pace::Go;
         };
@@ -241,7 +213,7 @@ impl RetryState {
     /// A paced slot lies `wait` ahead, beyond what this request may wait: ends the request
     /// and says why ([`StopReason::RetryAfterTooLong`] beyond `max_retry_after`, else
     /// [`StopReason::Deadline`]).
-    pub fn pace_refused(&mut self, wait: Duration) -> StopReason {
+    pub(crate) fn pace_refused(&mut self, wait: Duration) -> StopReason {
         let reason = if wait > self.policy.max_retry_after() {
             StopReason::RetryAfterTooLong
         } else {
@@ -253,7 +225,7 @@ impl RetryState {
 
     /// The attempt about to be sent waited `waited` for its paced slot: counts it in
     /// [`RetryInfo::slept`].
-    pub fn paced(&mut self, waited: Duration) {
+    pub(crate) fn paced(&mut self, waited: Duration) {
         self.slept = self.slept.plus(waited);
     }
 
@@ -272,27 +244,9 @@ impl RetryState {
         Some(deadline.saturating_sub(now.saturating_duration_since(self.started)))
     }
 
-    /// The time the attempt about to be sent may take: the policy's attempt timeout, cut
-    /// to what is left of the deadline. `None`: unbounded.
-    pub fn attempt_timeout(&self) -> Option<Duration> {
-        self.attempt_limit().map(|(limit, _)| limit)
-    }
-
-    /// Like [`attempt_timeout`](Self::attempt_timeout), and whether the deadline (rather
-    /// than the attempt timeout) is what bounds it.
-    pub(crate) fn attempt_limit(&self) -> Option<(Duration, bool)> {
-        let left = self.deadline_left();
-        match (self.attempt_timeout.get(), left) {
-            (Some(a), Some(l)) if l <= a => Some((l, true)),
-            (Some(a), _) => Some((a, false)),
-            (None, Some(l)) => Some((l, true)),
-            (None, None) => None,
-        }
-    }
-
     /// Applies a per-request [`RetryOverride`] (adapters read it from the request's
     /// extensions). Call it before the first attempt.
-    pub fn apply_override(&mut self, o: &RetryOverride) {
+    pub(crate) fn apply_override(&mut self, o: &RetryOverride) {
         if let Some(n) = o.max_retries_value() {
             self.max_retries = n;
         }
@@ -308,13 +262,13 @@ impl RetryState {
     }
 
     /// The most retries this request may make (the policy's, or its override's).
-    pub fn max_retries(&self) -> u32 {
+    pub(crate) fn max_retries(&self) -> u32 {
         self.max_retries
     }
 
     /// The deadline of this request (the policy's, or its override's).
     #[inline]
-    pub fn deadline(&self) -> Option<Duration> {
+    pub(crate) fn deadline(&self) -> Option<Duration> {
         self.deadline.get()
     }
 
@@ -326,7 +280,7 @@ impl RetryState {
 
     /// Whether a request with this method and headers is safe to resend: the override's
     /// word if it has one, else [`RetryPolicy::is_idempotent`].
-    pub fn is_idempotent(&self, method: &http::Method, headers: &http::HeaderMap) -> bool {
+    pub(crate) fn is_idempotent(&self, method: &http::Method, headers: &http::HeaderMap) -> bool {
         self.idempotent
             .unwrap_or_else(|| self.policy.is_idempotent(method, headers))
     }
@@ -339,14 +293,14 @@ impl RetryState {
 
     /// The policy driving this state.
     #[inline]
-    pub fn policy(&self) -> &RetryPolicy {
+    pub(crate) fn policy(&self) -> &RetryPolicy {
         &self.policy
     }
 
     /// `true` when the attempt about to be sent could still be followed by a retry. An
     /// adapter duplicates the request only then: the last allowed attempt needs no copy.
     #[inline]
-    pub fn may_retry(&self) -> bool {
+    pub(crate) fn may_retry(&self) -> bool {
         self.stop.is_none() && self.attempts < self.max_retries
     }
 
@@ -354,7 +308,8 @@ impl RetryState {
     ///
     /// `can_resend` tells whether the adapter holds a usable duplicate of the request; a
     /// retryable outcome without one stops with [`StopReason::NotReplayable`].
-    pub fn next(&mut self, outcome: Outcome<'_>, can_resend: bool) -> Action {
+    #[cfg(test)]
+    pub(crate) fn next(&mut self, outcome: Outcome<'_>, can_resend: bool) -> Action {
         let idempotent = match outcome {
             Outcome::Transport { idempotent, .. } => idempotent,
             Outcome::Response { .. } => false,
@@ -364,7 +319,8 @@ impl RetryState {
 
     /// Like [`next`](Self::next), for an outcome of `request` (what the classifier sees
     /// of it).
-    pub fn next_for(
+    #[cfg(test)]
+    pub(crate) fn next_for(
         &mut self,
         request: &RequestView<'_>,
         outcome: Outcome<'_>,
@@ -452,10 +408,10 @@ impl RetryState {
             }
         }
         if let Some(limits) = &self.limits {
-            if !limits.withdraw() {
-                return self.stop(StopReason::Budget);
+            match limits.withdraw(Instant::now()) {
+                Some(taken) => self.retry_pending = Some(taken),
+                None => return self.stop(StopReason::Budget),
             }
-            self.retry_pending = true;
         }
         self.slept = self.slept.plus(wait);
         self.next_delay = Nanos::of(wait);
@@ -489,8 +445,8 @@ impl RetryState {
     /// [`next`](Self::next) and never sent (the request was dropped while it waited) is
     /// given back to the budget when the state is dropped.
     #[inline]
-    pub fn attempt_sent(&mut self) {
-        self.retry_pending = false;
+    pub(crate) fn attempt_sent(&mut self) {
+        self.retry_pending = None;
     }
 
     /// Starts the origin's cooldown for `d` when `outcome` is a 429; at most
@@ -537,30 +493,25 @@ impl RetryState {
 
     /// Attempts whose outcome was recorded.
     #[inline]
-    pub fn attempts(&self) -> u32 {
+    pub(crate) fn attempts(&self) -> u32 {
         self.attempts
     }
 
     /// The decision for the last outcome. (A `RetryAfter` of 584 years or more reads as
     /// the longest wait 64-bit nanoseconds hold, as the state's other durations do.)
-    pub fn decision(&self) -> Option<Decision> {
+    pub(crate) fn decision(&self) -> Option<Decision> {
         let after = self.retry_after;
         self.decision.map(|kind| kind.with(after))
     }
 
-    /// The delay chosen by the last [`Action::Retry`], until the next outcome.
-    pub fn next_delay(&self) -> Option<Duration> {
-        self.next_delay.get()
-    }
-
     /// Time since the state was created (tokio's clock: paused in tests).
-    pub fn elapsed(&self) -> Duration {
+    pub(crate) fn elapsed(&self) -> Duration {
         self.started.elapsed()
     }
 
     /// Why retrying stopped, once it has.
     #[inline]
-    pub fn stop_reason(&self) -> Option<StopReason> {
+    pub(crate) fn stop_reason(&self) -> Option<StopReason> {
         self.stop
     }
 
@@ -573,7 +524,7 @@ impl RetryState {
 
     /// A summary to attach to the response.
     #[inline]
-    pub fn info(&self) -> RetryInfo {
+    pub(crate) fn info(&self) -> RetryInfo {
         RetryInfo {
             attempts: self.attempts,
             slept: self.slept.get().unwrap_or_default(),
@@ -584,8 +535,8 @@ impl RetryState {
 
 impl Drop for RetryState {
     fn drop(&mut self) {
-        if let (true, Some(limits)) = (self.retry_pending, &self.limits) {
-            limits.refund();
+        if let (Some(taken), Some(limits)) = (self.retry_pending, &self.limits) {
+            limits.refund(taken);
         }
     }
 }
@@ -594,6 +545,7 @@ impl Drop for RetryState {
 mod tests {
     use super::*;
     use crate::classify::TransportErrorKind;
+    use crate::limits::{Limits, Origin};
     use crate::policy::Jitter;
     use http::header::RETRY_AFTER;
     use http::HeaderMap;
@@ -693,8 +645,8 @@ mod tests {
         let p = RetryPolicy::builder()
             .max_retry_after(Duration::MAX)
             .build();
-        let limits = SharedLimits::new(&p);
-        let mut st = RetryState::with_limits(&p, &limits, &Origin::default());
+        let limits = Limits::default();
+        let mut st = RetryState::with_origin_limits(&p, limits.origin(&Origin::default()));
         let mut h = HeaderMap::new();
         h.insert(
             RETRY_AFTER,
@@ -704,7 +656,7 @@ mod tests {
             Action::Retry(d) => assert!(d >= Duration::from_secs(u64::MAX)),
             other => panic!("{other:?}"),
         }
-        let left = limits.cooldown_remaining(&Origin::default()).unwrap();
+        let left = limits.cooldown_remaining(&"/".parse().unwrap()).unwrap();
         assert!(left >= Duration::from_secs(86_400 * 365));
         assert!(matches!(st.admit(), Admission::Wait(_)));
     }
@@ -712,15 +664,15 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn an_absurd_retry_after_locks_the_origin_out_for_a_day_at_most() {
         let p = RetryPolicy::default();
-        let limits = SharedLimits::new(&p);
-        let mut st = RetryState::with_limits(&p, &limits, &Origin::default());
+        let limits = Limits::default();
+        let mut st = RetryState::with_origin_limits(&p, limits.origin(&Origin::default()));
         st.next(resp(&rate_limited("99999999999999999999")), true);
         assert_eq!(
-            limits.cooldown_remaining(&Origin::default()),
+            limits.cooldown_remaining(&"/".parse().unwrap()),
             Some(MAX_COOLDOWN)
         );
         tokio::time::advance(MAX_COOLDOWN).await;
-        let mut later = RetryState::with_limits(&p, &limits, &Origin::default());
+        let mut later = RetryState::with_origin_limits(&p, limits.origin(&Origin::default()));
         assert_eq!(later.admit(), Admission::Send);
     }
 
@@ -733,12 +685,12 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn admission_holds_back_behind_the_cooldown_and_counts_the_wait() {
         let p = exact(3);
-        let limits = SharedLimits::new(&p);
+        let limits = Limits::default();
         let origin = Origin::default();
-        let mut first = RetryState::with_limits(&p, &limits, &origin);
+        let mut first = RetryState::with_origin_limits(&p, limits.origin(&origin));
         assert_eq!(first.admit(), Admission::Send);
         first.next(resp(&rate_limited("5")), true);
-        let mut other = RetryState::with_limits(&p, &limits, &origin);
+        let mut other = RetryState::with_origin_limits(&p, limits.origin(&origin));
         assert_eq!(other.admit(), Admission::Wait(S(5)));
         assert_eq!(other.info().slept(), S(5));
         tokio::time::advance(S(5)).await;
@@ -752,15 +704,15 @@ mod tests {
             .retry_after_spread(Duration::ZERO)
             .deadline(S(5))
             .build();
-        let limits = SharedLimits::new(&p);
+        let limits = Limits::default();
         let origin = Origin::default();
-        let mut first = RetryState::with_limits(&p, &limits, &origin);
+        let mut first = RetryState::with_origin_limits(&p, limits.origin(&origin));
         // 50 s fits under the 60 s cap but not under this request's 5 s deadline.
         assert_eq!(
             first.next(resp(&rate_limited("50")), true),
             Action::Stop(StopReason::Deadline)
         );
-        let mut second = RetryState::with_limits(&p, &limits, &origin);
+        let mut second = RetryState::with_origin_limits(&p, limits.origin(&origin));
         assert_eq!(
             second.admit(),
             Admission::Reject {
@@ -771,7 +723,7 @@ mod tests {
         assert_eq!(second.stop_reason(), Some(StopReason::Deadline));
 
         // Above the cap: the 429 is returned, and later requests fail at once.
-        let mut third = RetryState::with_limits(&p, &limits, &origin);
+        let mut third = RetryState::with_origin_limits(&p, limits.origin(&origin));
         tokio::time::advance(S(50)).await;
         assert_eq!(
             third.admit(),
@@ -781,13 +733,13 @@ mod tests {
             },
             "third's deadline passed while it waited"
         );
-        let mut fourth = RetryState::with_limits(&p, &limits, &origin);
+        let mut fourth = RetryState::with_origin_limits(&p, limits.origin(&origin));
         assert_eq!(fourth.admit(), Admission::Send);
         assert_eq!(
             fourth.next(resp(&rate_limited("3600")), true),
             Action::Stop(StopReason::RetryAfterTooLong)
         );
-        let mut fifth = RetryState::with_limits(&p, &limits, &origin);
+        let mut fifth = RetryState::with_origin_limits(&p, limits.origin(&origin));
         assert_eq!(
             fifth.admit(),
             Admission::Reject {

@@ -17,8 +17,8 @@
 use http::{Extensions, HeaderMap, Method, StatusCode};
 use http_body::Body;
 
-use super::limits::Origin;
 use crate::body::{ResponseBody, TryCloneBody};
+use crate::limits::Origin;
 
 /// A request the engine can inspect and duplicate.
 pub trait RetryRequest: Sized {
@@ -34,14 +34,6 @@ pub trait RetryRequest: Sized {
     /// The origin (scheme, host, port) the request goes to: the retry budget and the
     /// rate-limit cooldown are kept per origin.
     fn origin(&self) -> Origin<'_>;
-
-    /// The scheme and the authority exactly as the request spells them, if the type can
-    /// lend them without work: while they are byte for byte those of the previous request,
-    /// the tower service reuses that request's origin limits instead of looking the origin
-    /// up again. `None` (the default): the origin is looked up for every request.
-    fn origin_text(&self) -> Option<(&str, &str)> {
-        None
-    }
 
     /// The request extensions, where the engine looks for a
     /// [`RetryOverride`](crate::RetryOverride); `None` where the request type does not
@@ -126,14 +118,6 @@ impl<B: TryCloneBody> RetryRequest for http::Request<B> {
 
     fn origin(&self) -> Origin<'_> {
         Origin::of_uri(self.uri())
-    }
-
-    fn origin_text(&self) -> Option<(&str, &str)> {
-        let uri = self.uri();
-        Some((
-            uri.scheme_str().unwrap_or(""),
-            uri.authority().map_or("", |a| a.as_str()),
-        ))
     }
 
     fn extensions(&self) -> Option<&Extensions> {

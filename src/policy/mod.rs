@@ -32,8 +32,6 @@
 //! ```
 
 pub(crate) mod backoff;
-mod budget;
-mod pacing;
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -51,8 +49,6 @@ use crate::envelope::ErrorCode;
 use backoff::{nominal_delay, Rng};
 
 pub use backoff::Jitter;
-pub use budget::RetryBudget;
-pub use pacing::Pacing;
 
 /// The detailed verdict behind a [`Decision`], once the policy applied its cap: used by
 /// [`RetryState`](crate::RetryState) to say why it stopped.
@@ -92,9 +88,6 @@ impl From<Verdict> for Decision {
 /// | `max_retry_after` | 60 s | covers `rate_limit_per_minute`; a `rate_limit_per_hour` wait is handed back at once |
 /// | `retry_after_spread` | 500 ms | clients told the same instant do not all return at once |
 /// | idempotency header | `Idempotency-Key` | a `POST` carrying one may be resent after a timeout |
-/// | `retry_budget` | 20 % extra load + 10/s over 10 s | retries cannot multiply an outage's load (see [`limits`](crate::limits)) |
-/// | `shared_cooldown` | on | one 429 holds back every request of the same `TelEchoRetry` |
-/// | `pacing` | off | at most N attempts per period, spaced evenly (see [`Pacing`]) |
 /// | `deadline`, `attempt_timeout` | none | set them to bound a request's total time |
 /// | `generate_idempotency_keys`, `attempt_header` | off | opt-in request changes |
 ///
@@ -131,9 +124,6 @@ struct Inner {
     requests: AtomicU64,
     deadline: Option<Duration>,
     attempt_timeout: Option<Duration>,
-    budget: Option<RetryBudget>,
-    shared_cooldown: bool,
-    pacing: Option<Pacing>,
     generate_idempotency_keys: bool,
     attempt_header: Option<HeaderName>,
 }
@@ -160,9 +150,6 @@ impl fmt::Debug for RetryPolicy {
             .field("seeded", &i.seed.is_some())
             .field("deadline", &i.deadline)
             .field("attempt_timeout", &i.attempt_timeout)
-            .field("budget", &i.budget)
-            .field("shared_cooldown", &i.shared_cooldown)
-            .field("pacing", &i.pacing)
             .field("generate_idempotency_keys", &i.generate_idempotency_keys)
             .field("attempt_header", &i.attempt_header)
             .finish()
@@ -281,22 +268,6 @@ impl RetryPolicy {
         self.inner.attempt_timeout
     }
 
-    /// The retry budget's settings, if a budget is on.
-    pub fn budget(&self) -> Option<RetryBudget> {
-        self.inner.budget
-    }
-
-    /// Whether a 429's `Retry-After` holds back every request of the same
-    /// [`TelEchoRetry`](crate::limits).
-    pub fn shared_cooldown(&self) -> bool {
-        self.inner.shared_cooldown
-    }
-
-    /// Client-side pacing, if on (see [`Pacing`]).
-    pub fn pacing(&self) -> Option<Pacing> {
-        self.inner.pacing
-    }
-
     /// The header the engine puts a fresh idempotency key in, when key generation is on.
     #[inline]
     pub fn generated_idempotency_header(&self) -> Option<&HeaderName> {
@@ -374,9 +345,6 @@ pub struct RetryPolicyBuilder {
     seed: Option<u64>,
     deadline: Option<Duration>,
     attempt_timeout: Option<Duration>,
-    budget: Option<RetryBudget>,
-    shared_cooldown: bool,
-    pacing: Option<Pacing>,
     generate_idempotency_keys: bool,
     attempt_header: Option<HeaderName>,
 }
@@ -396,9 +364,6 @@ impl Default for RetryPolicyBuilder {
             seed: None,
             deadline: None,
             attempt_timeout: None,
-            budget: Some(RetryBudget::default()),
-            shared_cooldown: true,
-            pacing: None,
             generate_idempotency_keys: false,
             attempt_header: None,
         }
@@ -606,50 +571,6 @@ impl RetryPolicyBuilder {
         self
     }
 
-    /// The retry budget shared by every request of one `TelEchoRetry` (see
-    /// [`limits`](crate::limits)).
-    ///
-    /// # Default
-    ///
-    /// [`RetryBudget::default`] (10 s, 10/s, 20 %).
-    pub fn retry_budget(mut self, budget: RetryBudget) -> Self {
-        self.budget = Some(budget);
-        self
-    }
-
-    /// No retry budget: only `max_retries` bounds retries.
-    ///
-    /// # Default
-    ///
-    /// Off: [`RetryBudget::default`] (see [`retry_budget`](Self::retry_budget)).
-    pub fn without_retry_budget(mut self) -> Self {
-        self.budget = None;
-        self
-    }
-
-    /// Whether a 429 with a usable `Retry-After` holds back every request of the same
-    /// `TelEchoRetry` until then, first attempts included (see [`limits`](crate::limits)).
-    ///
-    /// # Default
-    ///
-    /// on.
-    pub fn shared_cooldown(mut self, on: bool) -> Self {
-        self.shared_cooldown = on;
-        self
-    }
-
-    /// Paces the attempts to each origin (first attempts and retries alike) to at most
-    /// [`Pacing`]'s rate, shared by every request of the same `TelEchoRetry` (or of every
-    /// replica sharing a fleet store): see [`Pacing`].
-    ///
-    /// # Default
-    ///
-    /// off.
-    pub fn pacing(mut self, pacing: Pacing) -> Self {
-        self.pacing = Some(pacing);
-        self
-    }
-
     /// Gives every non-idempotent request that lacks the idempotency header (see
     /// [`idempotency_header`](Self::idempotency_header)) a random UUID v4 key on its first
     /// attempt, the same key on every retry. A request that already has one keeps it; `GET`
@@ -704,9 +625,6 @@ impl RetryPolicyBuilder {
                 requests: AtomicU64::new(0),
                 deadline: self.deadline,
                 attempt_timeout: self.attempt_timeout,
-                budget: self.budget,
-                shared_cooldown: self.shared_cooldown,
-                pacing: self.pacing,
                 generate_idempotency_keys: self.generate_idempotency_keys,
                 attempt_header: self.attempt_header,
             }),

@@ -1,8 +1,7 @@
 //! Limits shared by a fleet of processes through Redis (feature `redis`):
-//! [`RedisLimits`], a [`LimitStore`](crate::limits::LimitStore) whose users see the design
-//! in its docs.
+//! `RedisStore`, the store behind [`RedisLimitsBuilder`].
 //!
-//! One concept per file, dependencies pointing one way (fleet → engine, policy):
+//! One concept per file, dependencies pointing one way (redis → limits, engine::observe):
 //!
 //! - `builder`: the settings, their defaults, and spawning the background tasks;
 //! - `store`: the store and one origin's limits (the in-process ones wrapped);
@@ -19,8 +18,4 @@ mod pace;
 mod scripts;
 mod store;
 
-pub use builder::{
-    RedisLimitsBuilder, RedisLimitsError, DEFAULT_CALL_TIMEOUT, DEFAULT_FALLBACK_SHARE,
-    DEFAULT_KEY_PREFIX,
-};
-pub use store::RedisLimits;
+pub use builder::{RedisLimitsBuilder, RedisLimitsError};

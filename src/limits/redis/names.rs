@@ -2,7 +2,7 @@
 
 use crate::limits::Origin;
 
-/// Every name a [`RedisLimits`](super::RedisLimits) uses, all under the hash tag
+/// Every name a `RedisStore` uses, all under the hash tag
 /// `{<prefix>:<scope>}` so that a scope's keys live in one Redis Cluster slot:
 ///
 /// - `{p:s}:pace:<origin>`: the pacing GCRA's theoretical arrival time, in µs of Redis time;

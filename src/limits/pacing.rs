@@ -1,5 +1,4 @@
-//! [`Pacing`]: the settings of client-side pacing (the pacer itself is in
-//! [`limits`](crate::limits)).
+//! [`Pacing`]: the settings of client-side pacing.
 
 use std::time::Duration;
 
@@ -14,19 +13,18 @@ use std::time::Duration;
 /// `rate_limit_per_minute`; a server counting in fixed windows may see an attempt sent at
 /// the end of one window arrive in the next, one too many there) and the
 /// requests of every clone of one `TelEchoRetry` (or of every replica sharing a
-/// [`RedisLimits`](crate::limits) store) stay under it: a burst of 100 concurrent requests is
+/// fleet store, [`LimitsBuilder::redis`](crate::limits::LimitsBuilder::redis)) stay under it: a burst of 100 concurrent requests is
 /// spread over the period instead of meeting 99 429s.
 ///
 /// ```
 /// use std::time::Duration;
-/// use telecho_retry::limits::Pacing;
-/// use telecho_retry::RetryPolicy;
+/// use telecho_retry::limits::{Limits, Pacing};
 ///
 /// // The key allows 600 requests a minute: one every 100 ms.
-/// let policy = RetryPolicy::builder()
-///     .pacing(Pacing::new(600, Duration::from_secs(60)))
-///     .build();
-/// assert_eq!(policy.pacing().unwrap().interval(), Duration::from_millis(100));
+/// let pacing = Pacing::new(600, Duration::from_secs(60));
+/// assert_eq!(pacing.interval(), Duration::from_millis(100));
+/// let limits = Limits::builder().pacing(pacing).build();
+/// # let _ = limits;
 /// ```
 ///
 /// The burst (how many attempts may go at once after a quiet spell) is 1 by default. A
@@ -95,9 +93,9 @@ impl Pacing {
     }
 
     /// The same pacing at `share` of the rate (`0.25`: a quarter of the requests per
-    /// period), as a replica paces alone when the fleet's store cannot be reached. `share`
-    /// is clamped to 0.001–1 (NaN counts as 1); the burst is kept.
-    pub fn scaled(&self, share: f64) -> Self {
+    /// period, and of the burst, at least 1), as a replica paces alone when the fleet's
+    /// store cannot be reached. `share` is clamped to 0.001–1 (NaN counts as 1).
+    pub(crate) fn scaled(&self, share: f64) -> Self {
         let share = if share.is_nan() {
             1.0
         } else {
@@ -107,7 +105,9 @@ impl Pacing {
         let interval = self.interval().as_secs_f64() / share;
         let period = Duration::try_from_secs_f64(interval * f64::from(self.requests))
             .unwrap_or(Self::MAX_PERIOD);
-        Pacing::new(self.requests, period).burst(self.burst)
+        // N replicas each at 1 / N of the burst burst no more than the fleet would.
+        let burst = (f64::from(self.burst) * share).floor().max(1.0) as u32;
+        Pacing::new(self.requests, period).burst(burst)
     }
 }
 
@@ -145,7 +145,7 @@ mod tests {
             Pacing::new(1, Duration::MAX).scaled(0.001),
             Pacing::new(u32::MAX, Duration::MAX).burst(u32::MAX),
         ] {
-            let pacer = crate::limits::LocalPacer::new(p);
+            let pacer = crate::limits::pacer::LocalPacer::new(p);
             assert!(matches!(
                 pacer.pace(Duration::ZERO),
                 crate::limits::Pace::Go
@@ -159,5 +159,17 @@ mod tests {
         assert_eq!(p.scaled(0.25).interval(), Duration::from_millis(80));
         assert_eq!(p.scaled(f64::NAN), p);
         assert_eq!(p.scaled(7.0), p);
+    }
+
+    #[test]
+    fn a_share_scales_the_burst_too() {
+        let p = Pacing::new(40, Duration::from_secs(1)).burst(8);
+        assert_eq!(
+            p.scaled(0.25).burst_size(),
+            2,
+            "four replicas burst 8 together"
+        );
+        assert_eq!(p.scaled(0.1).burst_size(), 1, "never below one");
+        assert_eq!(p.scaled(1.0).burst_size(), 8);
     }
 }

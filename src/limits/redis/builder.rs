@@ -10,27 +10,43 @@ use tokio::sync::mpsc;
 use super::cooldown;
 use super::link::Link;
 use super::names::Names;
-use super::store::{RedisLimits, Settings, Shared, WRITES};
-use crate::engine::limits::InProcess;
-use crate::limits::SharedLimits;
-use crate::policy::RetryPolicy;
+use super::store::{RedisStore, Settings, Shared, WRITES};
+use crate::limits::{Limits, LimitsBuilder, LocalStore};
 
 /// The default bound of each Redis call on the request path: 50 ms.
-pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_millis(50);
+pub(crate) const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_millis(50);
 
 /// The default share of the fleet's pacing rate a replica keeps alone while Redis cannot
 /// be reached: 0.25 (four replicas together keep the fleet's rate).
-pub const DEFAULT_FALLBACK_SHARE: f64 = 0.25;
+pub(crate) const DEFAULT_FALLBACK_SHARE: f64 = 0.25;
 
 /// The default key prefix: `telecho-retry`.
-pub const DEFAULT_KEY_PREFIX: &str = "telecho-retry";
+pub(crate) const DEFAULT_KEY_PREFIX: &str = "telecho-retry";
 
-/// Settings of a [`RedisLimits`], from [`RedisLimits::builder`].
+/// [`Limits`] shared by every replica of a service through Redis, from
+/// [`LimitsBuilder::redis`]: a 429's cooldown, seen by one replica, holds back all of them,
+/// and [`Pacing`](crate::limits::Pacing) keeps one rate for the whole fleet.
+///
+/// ```no_run
+/// use telecho_retry::limits::{Limits, Pacing};
+/// use telecho_retry::TelEchoRetry;
+///
+/// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // The key allows 600 requests a minute, for all replicas together.
+/// let limits = Limits::builder()
+///     .pacing(Pacing::per_minute(600))
+///     .redis("redis://127.0.0.1:6379", "telecho-key-1")
+///     .build()?; // within a tokio runtime; Redis may be down
+/// let retry = TelEchoRetry::default().with_limits(limits);
+/// # let _ = retry; Ok(()) }
+/// ```
 ///
 /// The URL may carry a user name and password (`redis://user:password@host:6379/0`); they
-/// never appear in `Debug` output, errors or logs.
+/// never appear in `Debug` output, errors or logs. How the store behaves, and when Redis
+/// cannot be reached, is in `docs/fleet.md`.
 #[derive(Clone)]
 pub struct RedisLimitsBuilder {
+    limits: LimitsBuilder,
     url: String,
     scope: String,
     call_timeout: Duration,
@@ -38,29 +54,28 @@ pub struct RedisLimitsBuilder {
     prefix: String,
 }
 
-impl RedisLimits {
+impl RedisLimitsBuilder {
     /// Limits shared through the Redis at `url` by every replica that uses the same
     /// `scope`: a name you choose, one per API key (the key's limits are what the fleet
     /// shares). The scope is a name, never the API key itself: it is written into Redis
-    /// keys. See the [`RedisLimits`](crate::limits::RedisLimits) docs.
-    pub fn builder(url: impl Into<String>, scope: impl Into<String>) -> RedisLimitsBuilder {
+    /// keys.
+    pub(crate) fn new(limits: LimitsBuilder, url: String, scope: String) -> RedisLimitsBuilder {
         RedisLimitsBuilder {
-            url: url.into(),
-            scope: scope.into(),
+            limits,
+            url,
+            scope,
             call_timeout: DEFAULT_CALL_TIMEOUT,
             fallback_share: DEFAULT_FALLBACK_SHARE,
             prefix: DEFAULT_KEY_PREFIX.to_owned(),
         }
     }
-}
 
-impl RedisLimitsBuilder {
     /// The bound of each Redis call a request waits on (a paced attempt's round trip):
     /// past it the attempt is paced in process. At least 1 ms.
     ///
     /// # Default
     ///
-    /// [`DEFAULT_CALL_TIMEOUT`], 50 ms: loopback or LAN Redis answers in well under a
+    /// 50 ms: loopback or LAN Redis answers in well under a
     /// millisecond, so this only bounds a Redis that is down or stalled.
     pub fn call_timeout(mut self, timeout: Duration) -> Self {
         self.call_timeout = timeout.max(Duration::from_millis(1));
@@ -68,12 +83,12 @@ impl RedisLimitsBuilder {
     }
 
     /// The share of the policy's pacing rate this replica keeps alone while Redis cannot be
-    /// reached (see [`Pacing::scaled`](crate::limits::Pacing::scaled)); clamped to
+    /// reached (its rate and its burst); clamped to
     /// 0.001–1, NaN counts as 1. Set it to about 1 / the number of replicas.
     ///
     /// # Default
     ///
-    /// [`DEFAULT_FALLBACK_SHARE`], 0.25.
+    /// 0.25.
     pub fn fallback_share(mut self, share: f64) -> Self {
         self.fallback_share = if share.is_nan() {
             1.0
@@ -87,37 +102,25 @@ impl RedisLimitsBuilder {
     ///
     /// # Default
     ///
-    /// [`DEFAULT_KEY_PREFIX`], `telecho-retry`.
+    /// `telecho-retry`.
     pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
         self
     }
 
     /// The limits, ready to hand to
-    /// [`TelEchoRetry::with_limits`](crate::TelEchoRetry::with_limits). The retry budget,
-    /// the shared cooldown's switch and the pacing are the `policy`'s.
+    /// [`TelEchoRetry::with_limits`](crate::TelEchoRetry::with_limits).
     ///
-    /// Call it within a tokio runtime with its time driver enabled (as every use of the
-    /// crate needs: `#[tokio::main]`, or a builder's `enable_all`/`enable_time`): it spawns
-    /// the background tasks (they end when the limits are dropped). It does not connect: Redis being down is no error (requests then
-    /// use the in-process limits until it answers).
+    /// Call it within a tokio runtime with its time driver enabled: it spawns the
+    /// background tasks (they end when the last clone of the limits is dropped). It does
+    /// not connect: Redis being down is no error (requests then use in-process limits
+    /// until it answers).
     ///
     /// # Errors
     ///
     /// A URL the redis crate does not accept, an empty scope, a scope that contains what
     /// looks like a TelEcho API key (`tel_sk_` in any case), or no tokio runtime.
-    pub fn build(self, policy: &RetryPolicy) -> Result<SharedLimits, RedisLimitsError> {
-        self.build_store(policy).map(SharedLimits::from_store)
-    }
-
-    /// Like [`build`](Self::build), as a [`RedisLimits`], for callers who keep a clone to
-    /// watch it ([`RedisLimits::is_reachable`], [`RedisLimits::fallbacks`]); hand it to
-    /// [`SharedLimits::from_store`].
-    ///
-    /// # Errors
-    ///
-    /// As [`build`](Self::build).
-    pub fn build_store(self, policy: &RetryPolicy) -> Result<RedisLimits, RedisLimitsError> {
+    pub fn build(self) -> Result<Limits, RedisLimitsError> {
         if self.scope.is_empty() {
             return Err(RedisLimitsError(ErrorKind::EmptyScope));
         }
@@ -128,7 +131,7 @@ impl RedisLimitsBuilder {
             .map_err(|_| RedisLimitsError(ErrorKind::NoRuntime))?;
         let client = redis::Client::open(self.url.as_str())
             .map_err(|e| RedisLimitsError(ErrorKind::Url(e)))?;
-        let pacing = policy.pacing();
+        let pacing = self.limits.pacing;
         // The in-process context the lazy connection needs is the runtime's.
         let _entered = runtime.enter();
         let link = Link::new(
@@ -144,12 +147,16 @@ impl RedisLimitsBuilder {
             scope: self.scope,
             prefix: self.prefix,
             fallback_share: self.fallback_share,
-            cooldown: policy.shared_cooldown(),
-            fallback_pacing: pacing.map(|p| p.scaled(self.fallback_share)),
+            cooldown: self.limits.cooldown,
         };
         // The budget stays per process; the cooldown is kept here and shared by the tasks;
-        // the pacing is Redis' (the fallback pacer lives with each origin).
-        let local = InProcess::new(policy.budget(), policy.shared_cooldown(), None);
+        // the pacing is Redis', and here at the fallback share while Redis cannot be
+        // reached.
+        let local = LocalStore::new(
+            self.limits.budget,
+            self.limits.cooldown,
+            pacing.map(|p| p.scaled(self.fallback_share)),
+        );
         let shared = Arc::new(Shared::new(local, Arc::clone(&link), writes, settings));
         let tasks = vec![
             runtime
@@ -160,7 +167,7 @@ impl RedisLimitsBuilder {
                 .abort_handle(),
             runtime.spawn(link.probe()).abort_handle(),
         ];
-        Ok(RedisLimits::from_parts(shared, tasks))
+        Ok(Limits::from_store(RedisStore::from_parts(shared, tasks)))
     }
 }
 
@@ -168,6 +175,7 @@ impl fmt::Debug for RedisLimitsBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Never the URL: it may carry a password.
         f.debug_struct("RedisLimitsBuilder")
+            .field("limits", &self.limits)
             .field("scope", &self.scope)
             .field("call_timeout", &self.call_timeout)
             .field("fallback_share", &self.fallback_share)
@@ -191,11 +199,11 @@ impl fmt::Display for RedisLimitsError {
         f.write_str(match self.0 {
             // The URL is not repeated: it may carry a password.
             ErrorKind::Url(_) => "invalid Redis URL",
-            ErrorKind::EmptyScope => "the scope of RedisLimits is empty",
+            ErrorKind::EmptyScope => "the scope of the Redis limits is empty",
             ErrorKind::ScopeIsAKey => {
-                "the scope of RedisLimits looks like an API key: give a name, not the key"
+                "the scope of the Redis limits looks like an API key: give a name, not the key"
             }
-            ErrorKind::NoRuntime => "RedisLimits must be built within a tokio runtime",
+            ErrorKind::NoRuntime => "Redis limits must be built within a tokio runtime",
         })
     }
 }

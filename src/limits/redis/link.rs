@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use super::names::Names;
 use super::scripts::Scripts;
 use crate::engine::observe::{self, StoreLimit};
-use crate::policy::Pacing;
+use crate::limits::Pacing;
 
 /// How often an unreachable Redis is probed.
 pub(crate) const PROBE_EVERY: Duration = Duration::from_millis(250);

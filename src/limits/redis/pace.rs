@@ -7,12 +7,14 @@ use tokio::time::Instant;
 
 use super::store::Remote;
 use crate::engine::observe::StoreLimit;
+use crate::limits::local::LocalOrigin;
 use crate::limits::{Pace, Paced};
 use std::sync::Arc;
 
-/// The slot of the next attempt to `remote`'s origin, waiting at most `max_wait`.
-pub(crate) fn pace(remote: &Arc<Remote>, max_wait: Duration) -> Pace {
-    let Some(fallback) = &remote.fallback else {
+/// The slot of the next attempt to `remote`'s origin, waiting at most `max_wait`; `local`
+/// holds the fallback pacer.
+pub(crate) fn pace(remote: &Arc<Remote>, local: &Arc<LocalOrigin>, max_wait: Duration) -> Pace {
+    let Some(fallback) = local.pacer() else {
         return Pace::Go; // no pacing
     };
     if !remote.link.is_reachable() {

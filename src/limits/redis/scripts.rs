@@ -1,4 +1,4 @@
-//! The Lua scripts a [`RedisLimits`](super::RedisLimits) runs, each one round trip. The
+//! The Lua scripts a `RedisStore` runs, each one round trip. The
 //! redis crate's `Script` sends `EVALSHA` and, on `NOSCRIPT` (a restarted Redis, a
 //! `SCRIPT FLUSH`), loads the script and runs it again.
 //!

@@ -17,17 +17,16 @@ use governor::{Quota, RateLimiter};
 use tokio::time::Instant;
 
 use super::instant::AtomicInstant;
-use crate::policy::Pacing;
+use super::pacing::Pacing;
 
 /// The wait for a paced slot, as a store hands it to the engine: it resolves when the slot
 /// has come. The engine bounds it by the request's deadline and drops it if the request is
 /// cancelled.
-pub type PaceFuture = Pin<Box<dyn Future<Output = Paced> + Send + 'static>>;
+pub(crate) type PaceFuture = Pin<Box<dyn Future<Output = Paced> + Send + 'static>>;
 
 /// What a store answers when the engine asks for the next attempt's slot
-/// ([`OriginLimits::pace`](crate::limits::OriginLimits::pace)).
-#[non_exhaustive]
-pub enum Pace {
+/// (`OriginLimits::pace`).
+pub(crate) enum Pace {
     /// Send now (no pacing, or the slot is now).
     Go,
     /// Wait for this future, then send (or fail, as it says).
@@ -49,8 +48,7 @@ impl fmt::Debug for Pace {
 
 /// How a [`PaceFuture`] ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Paced {
+pub(crate) enum Paced {
     /// The slot has come: send.
     Go,
     /// The slot was free when the store answered: send. The time the future took was the
@@ -84,7 +82,7 @@ type Limiter = RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<D
 /// A store for a fleet keeps the same GCRA elsewhere and falls back to a `LocalPacer` at a
 /// share of the fleet's rate when it cannot be reached.
 #[derive(Clone)]
-pub struct LocalPacer {
+pub(crate) struct LocalPacer {
     inner: Arc<Inner>,
 }
 
@@ -101,6 +99,27 @@ struct Inner {
     head_due: AtomicInstant,
     /// The earliest slot after the last attempt sent on another pacer's slot, if any.
     recorded: AtomicInstant,
+    /// Until when the last slot given keeps the pacer from being the same as a fresh one.
+    busy_until: AtomicInstant,
+}
+
+impl Inner {
+    /// Takes the next slot from the GCRA if it is now; else when it comes.
+    fn take(&self) -> Result<(), Instant> {
+        match self.limiter.check() {
+            Ok(()) => {
+                let burst = self
+                    .pacing
+                    .interval()
+                    .saturating_mul(self.pacing.burst_size());
+                if let Some(until) = Instant::now().checked_add(burst) {
+                    self.busy_until.extend(until);
+                }
+                Ok(())
+            }
+            Err(not_until) => Err(self.instant(not_until.earliest_possible())),
+        }
+    }
 }
 
 impl Inner {
@@ -119,7 +138,7 @@ impl Inner {
 impl LocalPacer {
     /// A pacer at `pacing`'s rate. Call it within a tokio runtime's context when the clock
     /// is paused (tests), so that it reads the paused time.
-    pub fn new(pacing: Pacing) -> Self {
+    pub(crate) fn new(pacing: Pacing) -> Self {
         let clock = TokioClock {
             base: Instant::now(),
         };
@@ -136,20 +155,26 @@ impl LocalPacer {
                 waiting: AtomicUsize::new(0),
                 head_due: AtomicInstant::new(clock.base),
                 recorded: AtomicInstant::new(clock.base),
+                busy_until: AtomicInstant::new(clock.base),
             }),
         }
     }
 
-    /// The pacing this pacer keeps.
-    pub fn pacing(&self) -> Pacing {
-        self.inner.pacing
+    /// Whether forgetting this pacer would lose something: an attempt waiting, or a slot
+    /// given within the last `burst` intervals (a fresh pacer would let a burst through
+    /// beside it).
+    pub(crate) fn is_busy(&self, now: Instant) -> bool {
+        let inner = &self.inner;
+        inner.waiting.load(Ordering::Acquire) > 0
+            || inner.held().is_some()
+            || inner.busy_until.remaining(now).is_some()
     }
 
     /// Records an attempt sent `after` from now (zero: now) on another pacer's slot (a
     /// fleet store's): this pacer gives no slot earlier than one interval after it. When it
     /// takes over (the store cannot be reached), it goes on after the slots the store gave
     /// instead of letting a fresh burst through beside them.
-    pub fn record(&self, after: Duration) {
+    pub(crate) fn record(&self, after: Duration) {
         let inner = &self.inner;
         let next = after.saturating_add(inner.pacing.interval());
         if let Some(next) = Instant::now().checked_add(next) {
@@ -160,15 +185,15 @@ impl LocalPacer {
     /// Takes the next slot: now ([`Pace::Go`]), after a wait ([`Pace::Wait`]), or not at all
     /// when the wait would be longer than `max_wait` ([`Pace::TooLong`], with the wait
     /// estimated from the attempts already waiting).
-    pub fn pace(&self, max_wait: Duration) -> Pace {
+    pub(crate) fn pace(&self, max_wait: Duration) -> Pace {
         let inner = &self.inner;
         let ahead = inner.waiting.load(Ordering::Acquire);
         let wait = if ahead == 0 {
             match inner.held() {
                 Some(held) => held,
-                None => match inner.limiter.check() {
+                None => match inner.take() {
                     Ok(()) => return Pace::Go,
-                    Err(not_until) => not_until.wait_time_from(inner.clock.now()),
+                    Err(at) => at.saturating_duration_since(Instant::now()),
                 },
             }
         } else {
@@ -196,9 +221,9 @@ impl LocalPacer {
             loop {
                 let due = match inner.held() {
                     Some(held) => Instant::now() + held,
-                    None => match inner.limiter.check() {
+                    None => match inner.take() {
                         Ok(()) => break,
-                        Err(not_until) => inner.instant(not_until.earliest_possible()),
+                        Err(at) => at,
                     },
                 };
                 inner.head_due.store(due);

@@ -1,0 +1,275 @@
+//! [`RedisStore`]: the [`LimitStore`] of a fleet, and the limits of one origin in it.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+
+use super::link::Link;
+use super::names::Kind;
+use super::pace;
+use crate::engine::observe::StoreLimit;
+use crate::limits::local::LocalOrigin;
+use crate::limits::table::{OriginTable, WhenFull};
+use crate::limits::{LimitStore, LocalStore, Origin, OriginLimits, Pace, Withdrawal};
+
+/// The [`LimitStore`] of a fleet: cooldowns in memory first and relayed through Redis
+/// (pub/sub, re-read on every (re)connect), pacing by a GCRA in Redis with an in-process
+/// fallback at a share of the rate, the budget per process. The design, and what happens
+/// when Redis cannot be reached, is in `docs/fleet.md`.
+///
+/// Its `Debug` output shows the Redis address (never the user name or password), the
+/// scope and the state of the link.
+pub(crate) struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+/// Owns the background tasks: they end with it.
+struct Inner {
+    shared: Arc<Shared>,
+    tasks: Vec<AbortHandle>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// What the store and its background tasks share.
+pub(crate) struct Shared {
+    /// The budget (per process), the cooldowns as this process knows them, and the
+    /// fallback pacers.
+    local: LocalStore,
+    origins: OriginTable<FleetOrigin>,
+    pub(crate) link: Arc<Link>,
+    /// Cooldowns this process has to record in Redis.
+    writes: mpsc::Sender<Write>,
+    settings: Settings,
+}
+
+/// The builder's settings, as the store keeps them.
+#[derive(Clone, Debug)]
+pub(crate) struct Settings {
+    pub(crate) scope: String,
+    pub(crate) prefix: String,
+    pub(crate) fallback_share: f64,
+    /// Whether a 429 holds back the other requests (the shared cooldown).
+    pub(crate) cooldown: bool,
+}
+
+/// A cooldown or refusal of one origin to record in Redis.
+#[derive(Debug)]
+pub(crate) struct Write {
+    pub(crate) kind: Kind,
+    pub(crate) origin: Arc<str>,
+    pub(crate) until: Instant,
+}
+
+/// How many cooldowns may wait for the writer; past it new ones are dropped (they hold in
+/// this process; the writer coalesces what it finds waiting).
+pub(crate) const WRITES: usize = 64;
+
+impl Shared {
+    pub(crate) fn new(
+        local: LocalStore,
+        link: Arc<Link>,
+        writes: mpsc::Sender<Write>,
+        settings: Settings,
+    ) -> Self {
+        Shared {
+            local,
+            // What is kept per origin here holds no state of its own (the state is in
+            // `local`, or Redis): past the bound it is made afresh for each request.
+            origins: OriginTable::new(WhenFull::Fresh),
+            link,
+            writes,
+            settings,
+        }
+    }
+
+    fn new_origin(&self, origin: &Origin<'_>) -> FleetOrigin {
+        let name: Arc<str> = Arc::from(origin.to_string());
+        FleetOrigin {
+            local: self.local.local(origin),
+            remote: Arc::new(Remote {
+                pace_key: self.link.names.pace(&name),
+                name,
+                link: Arc::clone(&self.link),
+                writes: self.settings.cooldown.then(|| self.writes.clone()),
+            }),
+        }
+    }
+
+    /// The limits of `origin`, created on first use (bounded as in process).
+    pub(crate) fn origin(&self, origin: &Origin<'_>) -> Arc<FleetOrigin> {
+        self.origins
+            .get_or_insert(origin.key(), |_, _| false, || self.new_origin(origin))
+    }
+
+    /// Hands every cooldown and refusal still running here to the writer again, for after
+    /// a (re)connect: Redis may have lost them (restarted without persistence), and a
+    /// replica that starts later must still learn of them. The writer keeps the later
+    /// deadline, so nothing is lengthened.
+    pub(crate) fn republish(&self) {
+        let now = Instant::now();
+        for o in self.origins.all() {
+            if let Some(left) = o.local.cooldown_remaining(now) {
+                o.announce(Kind::Cooldown, now + left);
+            }
+            if let Some(left) = o.local.refusal_remaining(now) {
+                o.announce(Kind::Refusal, now + left);
+            }
+        }
+    }
+
+    /// Another replica's cooldown (or one re-read from Redis): `remaining` from now, kept
+    /// in memory only.
+    pub(crate) fn apply(&self, kind: Kind, origin: &Origin<'_>, remaining: Duration) {
+        if remaining.is_zero() {
+            return;
+        }
+        let until = Instant::now() + remaining;
+        let o = self.origin(origin);
+        match kind {
+            Kind::Cooldown => o.local.cool_down_until(until),
+            Kind::Refusal => o.local.refuse_until(until),
+        }
+    }
+}
+
+// ===== one origin =====
+
+/// One origin's limits: the in-process ones (budget, cooldown as known here), and what
+/// talks to Redis.
+pub(crate) struct FleetOrigin {
+    pub(crate) local: Arc<LocalOrigin>,
+    remote: Arc<Remote>,
+}
+
+/// What a paced attempt's future needs, `'static`.
+pub(crate) struct Remote {
+    pub(crate) name: Arc<str>,
+    pub(crate) pace_key: String,
+    pub(crate) link: Arc<Link>,
+    /// `None`: the shared cooldown is off.
+    writes: Option<mpsc::Sender<Write>>,
+}
+
+impl FleetOrigin {
+    fn announce(&self, kind: Kind, until: Instant) {
+        let Some(writes) = &self.remote.writes else {
+            return;
+        };
+        let write = Write {
+            kind,
+            origin: Arc::clone(&self.remote.name),
+            until,
+        };
+        // Never blocks: when the writer is behind, this cooldown holds in this process only.
+        if writes.try_send(write).is_err() {
+            self.remote.link.fell_back(StoreLimit::Cooldown, None);
+        }
+    }
+}
+
+impl OriginLimits for FleetOrigin {
+    fn deposit(&self, now: Instant) {
+        self.local.deposit(now);
+    }
+
+    fn withdraw(&self, now: Instant) -> Option<Withdrawal> {
+        self.local.withdraw(now)
+    }
+
+    fn refund(&self, taken: Withdrawal) {
+        self.local.refund(taken);
+    }
+
+    fn cool_down_until(&self, until: Instant) {
+        self.local.cool_down_until(until);
+        self.announce(Kind::Cooldown, until);
+    }
+
+    fn cooldown_remaining(&self, now: Instant) -> Option<Duration> {
+        self.local.cooldown_remaining(now)
+    }
+
+    fn refuse_until(&self, until: Instant) {
+        self.local.refuse_until(until);
+        self.announce(Kind::Refusal, until);
+    }
+
+    fn refusal_remaining(&self, now: Instant) -> Option<Duration> {
+        self.local.refusal_remaining(now)
+    }
+
+    fn pace(&self, max_wait: Duration) -> Pace {
+        pace::pace(&self.remote, &self.local, max_wait)
+    }
+}
+
+impl fmt::Debug for FleetOrigin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FleetOrigin")
+            .field("origin", &self.remote.name)
+            .field("local", &self.local)
+            .finish()
+    }
+}
+
+// ===== the store =====
+
+impl RedisStore {
+    pub(crate) fn from_parts(shared: Arc<Shared>, tasks: Vec<AbortHandle>) -> Self {
+        RedisStore {
+            inner: Arc::new(Inner { shared, tasks }),
+        }
+    }
+}
+
+impl LimitStore for RedisStore {
+    fn is_reachable(&self) -> bool {
+        self.inner.shared.link.is_reachable()
+    }
+
+    fn fallbacks(&self) -> u64 {
+        self.inner.shared.link.fallbacks()
+    }
+
+    fn origin(&self, origin: &Origin<'_>) -> Arc<dyn OriginLimits> {
+        self.inner.shared.origin(origin)
+    }
+
+    fn cooldown_remaining(&self, origin: &Origin<'_>, now: Instant) -> Option<Duration> {
+        self.inner.shared.local.cooldown_remaining(origin, now)
+    }
+
+    fn longest_cooldown(&self, now: Instant) -> Option<Duration> {
+        self.inner.shared.local.longest_cooldown(now)
+    }
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shared = &self.inner.shared;
+        let link = &shared.link;
+        // The address only: never the URL, which may carry a user name and password.
+        let addr = link.client().get_connection_info().addr().to_string();
+        f.debug_struct("RedisStore")
+            .field("redis", &addr)
+            .field("scope", &shared.settings.scope)
+            .field("key_prefix", &shared.settings.prefix)
+            .field("call_timeout", &link.call_timeout)
+            .field("fallback_share", &shared.settings.fallback_share)
+            .field("reachable", &link.is_reachable())
+            .field("fallbacks", &link.fallbacks())
+            .field("local", &shared.local)
+            .finish()
+    }
+}

@@ -923,3 +923,57 @@ impl DecisionKind {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use crate::policy::Jitter;
+    use http::{HeaderMap, StatusCode};
+    use proptest::prelude::*;
+
+    fn any_jitter() -> impl Strategy<Value = Jitter> {
+        prop_oneof![
+            Just(Jitter::None),
+            Just(Jitter::Proportional),
+            Just(Jitter::Full),
+            Just(Jitter::Equal),
+            Just(Jitter::Decorrelated),
+        ]
+    }
+
+    proptest! {
+    #[test]
+    fn every_delay_stays_within_base_and_max(
+        seed in any::<u64>(),
+        jitter in any_jitter(),
+        base_ms in 1u64..5_000,
+        extra_ms in 0u64..120_000,
+        retries in 1u32..40,
+    ) {
+        let base = Duration::from_millis(base_ms);
+        let max = base + Duration::from_millis(extra_ms);
+        let policy = RetryPolicy::builder()
+            .seed(seed)
+            .jitter(jitter)
+            .base_delay(base)
+            .max_delay(max)
+            .max_retries(retries)
+            .build();
+        let mut state = RetryState::new(&policy);
+        let headers = HeaderMap::new();
+        for n in 1..=retries {
+            let outcome = Outcome::Response { status: StatusCode::SERVICE_UNAVAILABLE, headers: &headers, code: None };
+            match state.next(outcome, true) {
+                Action::Retry(d) => {
+                    prop_assert!(d >= base && d <= max, "retry {} of {:?}: {:?} not in [{:?}, {:?}]", n, jitter, d, base, max);
+                    if jitter == Jitter::None {
+                        prop_assert_eq!(d, policy.nominal_delay(n));
+                    }
+                }
+                other => prop_assert!(false, "stopped early: {:?}", other),
+            }
+        }
+    }
+
+    }
+}

@@ -10,7 +10,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::Full;
-use telecho_retry::{Jitter, RetryBudget, RetryInfo, RetryPolicy, StopReason, TelEchoRetry};
+use telecho_retry::limits::RetryBudget;
+use telecho_retry::{Jitter, RetryInfo, RetryPolicy, StopReason, TelEchoRetry};
 use tokio_test::{assert_pending, task};
 use tower::{Layer, Service, ServiceExt};
 use tower_test::mock;
@@ -102,10 +103,9 @@ async fn dropped_while_waiting_for_the_inner_service() {
 async fn cancelled_retries_are_given_back_to_the_budget() {
     let (inner, mut handle) = mock::pair::<Req, Resp>();
     // 10 retries per window, no share of traffic.
-    let layer = TelEchoRetry::new(
-        policy()
-            .retry_budget(RetryBudget::new(Duration::from_secs(10), 1, 0.0))
-            .build(),
+    let layer = crate::support::budgeted(
+        policy().build(),
+        RetryBudget::new(Duration::from_secs(10), 1, 0.0),
     );
     let mut svc = layer.layer(inner);
 

@@ -17,9 +17,7 @@ use http_body::Frame;
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use telecho_retry::{
-    CodeRule, ErrorCode, Jitter, RetryInfo, RetryPolicy, StopReason, TelEchoRetry,
-};
+use telecho_retry::{CodeRule, ErrorCode, Jitter, RetryInfo, RetryPolicy, StopReason};
 use tokio::time::Instant;
 use tower::{service_fn, ServiceBuilder, ServiceExt};
 
@@ -32,8 +30,7 @@ fn policy(rule: bool) -> RetryPolicy {
         .max_retries(5)
         .base_delay(Duration::from_millis(10))
         .max_delay(Duration::from_millis(20))
-        .jitter(Jitter::None)
-        .without_retry_budget();
+        .jitter(Jitter::None);
     if rule {
         b.on_code(ErrorCode::OutboundCallFailed, CodeRule::Fatal)
             .build()
@@ -66,7 +63,7 @@ async fn fatal_code_rule_sends_once_under_tower_over_service_fn() {
             }
         });
         let svc = ServiceBuilder::new()
-            .layer(TelEchoRetry::new(policy(rule)))
+            .layer(support::unbudgeted(policy(rule)))
             .service(inner);
         let resp = svc.oneshot(post("/v1/calls")).await.unwrap();
         assert_eq!(calls.load(Ordering::SeqCst), want_calls, "rule: {rule}");
@@ -97,7 +94,7 @@ async fn fatal_code_rule_sends_once_under_tower_over_hyper_util() {
     .await;
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let svc = ServiceBuilder::new()
-        .layer(TelEchoRetry::new(policy(true)))
+        .layer(support::unbudgeted(policy(true)))
         .service(client.clone());
     let resp = svc.oneshot(post(&server.url("/v1/calls"))).await.unwrap();
     assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
@@ -107,7 +104,7 @@ async fn fatal_code_rule_sends_once_under_tower_over_hyper_util() {
 
     // Without the rule, the 5xx is retried: the rule, not the status, stopped it above.
     let svc = ServiceBuilder::new()
-        .layer(TelEchoRetry::new(policy(false)))
+        .layer(support::unbudgeted(policy(false)))
         .service(client);
     let resp = svc.oneshot(post(&server.url("/v1/other"))).await.unwrap();
     assert_eq!(RetryInfo::of(resp.extensions()).attempts(), 6);
@@ -118,7 +115,7 @@ async fn fatal_code_rule_sends_once_under_tower_over_hyper_util() {
 async fn fatal_code_rule_sends_once_under_the_reqwest_middleware_and_tower_over_reqwest() {
     let server = Server::start(|_| Reply::status(502).body(ENVELOPE)).await;
     let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-        .with(TelEchoRetry::new(policy(true)))
+        .with(support::unbudgeted(policy(true)))
         .build();
     let resp = client.post(server.url("/mw")).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
@@ -127,7 +124,7 @@ async fn fatal_code_rule_sends_once_under_the_reqwest_middleware_and_tower_over_
 
     // `reqwest::Client` as the tower layer's inner service.
     let svc = ServiceBuilder::new()
-        .layer(TelEchoRetry::new(policy(true)))
+        .layer(support::unbudgeted(policy(true)))
         .service(reqwest::Client::new());
     let req = reqwest::Request::new(
         reqwest::Method::POST,
@@ -171,7 +168,7 @@ async fn the_code_read_is_bounded_in_time_under_tower() {
         .on_code(ErrorCode::OutboundCallFailed, CodeRule::Fatal)
         .build();
     let svc = ServiceBuilder::new()
-        .layer(TelEchoRetry::new(policy))
+        .layer(support::unbudgeted(policy))
         .service(inner);
     let start = Instant::now();
     let resp = svc.oneshot(post("/v1/calls")).await.unwrap();
@@ -199,7 +196,7 @@ async fn the_code_read_is_cut_by_the_deadline_under_tower() {
         .on_code(ErrorCode::OutboundCallFailed, CodeRule::Fatal)
         .build();
     let svc = ServiceBuilder::new()
-        .layer(TelEchoRetry::new(policy))
+        .layer(support::unbudgeted(policy))
         .service(inner);
     let start = Instant::now();
     let err = svc.oneshot(post("/v1/calls")).await.unwrap_err();
@@ -220,7 +217,7 @@ async fn the_code_read_stays_within_the_attempt_timeout_under_tower() {
         .on_code(ErrorCode::OutboundCallFailed, CodeRule::Fatal)
         .build();
     let svc = ServiceBuilder::new()
-        .layer(TelEchoRetry::new(policy))
+        .layer(support::unbudgeted(policy))
         .service(inner);
     let start = Instant::now();
     let resp = svc.oneshot(post("/v1/calls")).await.unwrap();

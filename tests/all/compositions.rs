@@ -43,10 +43,10 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
 use telecho_retry::classify::ClassifyError;
-use telecho_retry::limits::{LimitStore, Origin, OriginLimits, Pace, Paced, Pacing, SharedLimits};
+use telecho_retry::limits::{Pacing, RetryBudget};
 use telecho_retry::{
-    Jitter, ResponseBody, RetryBudget, RetryError, RetryErrorKind, RetryInfo, RetryOverride,
-    RetryPolicy, RetryPolicyBuilder, RetryService, StopReason, TelEchoRetry, TransportErrorKind,
+    Jitter, ResponseBody, RetryError, RetryErrorKind, RetryInfo, RetryOverride, RetryPolicy,
+    RetryPolicyBuilder, RetryService, StopReason, TelEchoRetry, TransportErrorKind,
 };
 use tokio::time::{advance, Instant};
 use tokio_test::{assert_pending, assert_ready};
@@ -56,7 +56,7 @@ use tower::timeout::TimeoutLayer;
 use tower::util::BoxCloneService;
 use tower::{service_fn, BoxError, Layer, Service, ServiceBuilder, ServiceExt};
 
-use support::{Misbehave, RawServer, Reply, Server};
+use support::{budgeted, paced, unbudgeted, Misbehave, RawServer, Reply, Server};
 
 // ===== shared helpers =====
 
@@ -80,7 +80,6 @@ fn exact() -> RetryPolicyBuilder {
     RetryPolicy::builder()
         .jitter(Jitter::None)
         .retry_after_spread(ZERO)
-        .without_retry_budget()
 }
 
 /// Like [`exact`], with a 20 ms, 40 ms, 80 ms, 100 ms … ladder for real sockets.
@@ -143,42 +142,6 @@ async fn bounded(test: impl Future<Output = ()>) {
 /// `floor(100 · ratio)`: the retries 100 requests buy.
 fn share_of_100(ratio: f32) -> i64 {
     (100.0 * f64::from(ratio)).floor() as i64
-}
-
-/// A store whose paced slot takes `wait` to come (a slow fleet store).
-#[derive(Debug)]
-struct SlowSlots(Duration);
-
-impl LimitStore for SlowSlots {
-    fn origin(&self, _: &Origin<'_>) -> Arc<dyn OriginLimits> {
-        Arc::new(SlowSlot(self.0))
-    }
-}
-
-#[derive(Debug)]
-struct SlowSlot(Duration);
-
-impl OriginLimits for SlowSlot {
-    fn deposit(&self, _: Instant) {}
-    fn withdraw(&self) -> bool {
-        true
-    }
-    fn refund(&self) {}
-    fn cool_down_until(&self, _: Instant) {}
-    fn cooldown_remaining(&self, _: Instant) -> Option<Duration> {
-        None
-    }
-    fn refuse_until(&self, _: Instant) {}
-    fn refusal_remaining(&self, _: Instant) -> Option<Duration> {
-        None
-    }
-    fn pace(&self, _max_wait: Duration) -> Pace {
-        let wait = self.0;
-        Pace::Wait(Box::pin(async move {
-            tokio::time::sleep(wait).await;
-            Paced::Go
-        }))
-    }
 }
 
 // ===== (a) the tower layer over service_fn, paused clock =====
@@ -333,8 +296,25 @@ mod tower_service_fn {
     }
 
     /// The retry layer straight over the fake.
-    fn over_fake<E: FnError>(policy: RetryPolicy, fake: &Fake) -> RetryService<FakeSvc<E>> {
-        errors_are_retry_errors(TelEchoRetry::new(policy).layer(fake.service::<E>()))
+    fn over_fake<E: FnError>(retry: impl IntoRetry, fake: &Fake) -> RetryService<FakeSvc<E>> {
+        errors_are_retry_errors(retry.into_retry().layer(fake.service::<E>()))
+    }
+
+    /// A policy (with no retry budget), or a `TelEchoRetry` as it is.
+    trait IntoRetry {
+        fn into_retry(self) -> TelEchoRetry;
+    }
+
+    impl IntoRetry for RetryPolicy {
+        fn into_retry(self) -> TelEchoRetry {
+            unbudgeted(self)
+        }
+    }
+
+    impl IntoRetry for TelEchoRetry {
+        fn into_retry(self) -> TelEchoRetry {
+            self
+        }
     }
 
     /// One paused-clock test per inner error type, each calling the generic behaviour. A
@@ -679,10 +659,7 @@ mod tower_service_fn {
             ("/limited", 1) => Answer::Limited(5),
             _ => Answer::Status(200),
         });
-        let svc = build(
-            TelEchoRetry::new(exact().max_retries(1).build()),
-            fake.service(),
-        );
+        let svc = build(unbudgeted(exact().max_retries(1).build()), fake.service());
 
         let first = tokio::spawn(svc.clone().oneshot(get(&a("/limited"))));
         tokio::time::sleep(secs(1)).await;
@@ -731,7 +708,7 @@ mod tower_service_fn {
         });
         let limit = ConcurrencyLimit::new(fake.service::<E>(), 1);
         let policy = exact().max_retries(0).deadline(secs(2)).build();
-        let svc = errors_are_retry_errors(TelEchoRetry::new(policy).layer(limit.clone()));
+        let svc = errors_are_retry_errors(unbudgeted(policy).layer(limit.clone()));
         let resp = svc.clone().oneshot(get(&a("/limited"))).await.unwrap();
         assert_eq!(resp.status(), 429);
 
@@ -955,12 +932,8 @@ mod tower_service_fn {
     async fn the_retry_budget_is_kept_per_origin<E: FnError>() {
         let fake = Fake::new(|_, _| Answer::Status(503));
         // No share of traffic; a floor of 1 retry a second over 10 s: 10 retries per origin.
-        let policy = exact()
-            .max_retries(1)
-            .base_delay(ms(100))
-            .retry_budget(RetryBudget::new(secs(10), 1, 0.0))
-            .build();
-        let mut svc = over_fake::<E>(policy, &fake);
+        let policy = exact().max_retries(1).base_delay(ms(100)).build();
+        let mut svc = over_fake::<E>(budgeted(policy, RetryBudget::new(secs(10), 1, 0.0)), &fake);
         for uri in [a("/"), b("/")] {
             let results = at_once(&mut svc, &uri, 20).await;
             assert_eq!(fake.at(&uri).len(), 30, "{uri}: 20 requests + 10 retries");
@@ -994,12 +967,11 @@ mod tower_service_fn {
     async fn the_retry_budget_allows_its_ratio_of_100_requests<E: FnError>() {
         for ratio in RATIOS {
             let fake = Fake::new(|_, _| Answer::Status(503));
-            let policy = exact()
-                .max_retries(1)
-                .base_delay(ms(100))
-                .retry_budget(RetryBudget::new(secs(10), 0, ratio))
-                .build();
-            let mut svc = over_fake::<E>(policy, &fake);
+            let policy = exact().max_retries(1).base_delay(ms(100)).build();
+            let mut svc = over_fake::<E>(
+                budgeted(policy, RetryBudget::new(secs(10), 0, ratio)),
+                &fake,
+            );
             let results = at_once(&mut svc, &a("/"), 100).await;
             let retries = fake.total() as i64 - 100;
             let want = share_of_100(ratio);
@@ -1069,7 +1041,7 @@ mod tower_service_fn {
             .build();
         let svc = ServiceBuilder::new()
             .buffer(8)
-            .layer(TelEchoRetry::new(policy))
+            .layer(unbudgeted(policy))
             .service(fake.service::<E>());
 
         let err: BoxError = svc.clone().oneshot(post(&a("/refused"))).await.unwrap_err();
@@ -1114,7 +1086,7 @@ mod tower_service_fn {
         });
         let svc = ServiceBuilder::new()
             .layer(TimeoutLayer::new(ms(2500)))
-            .layer(TelEchoRetry::new(exact().max_retries(5).build()))
+            .layer(unbudgeted(exact().max_retries(5).build()))
             .service(fake.service::<E>());
 
         // Attempts at 0 and 1 s; the one due at 3 s is never sent.
@@ -1180,8 +1152,7 @@ mod tower_service_fn {
 
     async fn pacing_at_the_servers_limit_lets_100_concurrent_requests_meet_no_429<E: FnError>() {
         let fake = fixed_window(10, secs(1));
-        let policy = exact().pacing(Pacing::new(10, secs(1))).build();
-        let svc = over_fake::<E>(policy, &fake);
+        let svc = over_fake::<E>(paced(exact().build(), Pacing::new(10, secs(1))), &fake);
         let t = Instant::now();
         let responses = join_all((0..100).map(|_| svc.clone().oneshot(get(&a("/v1/calls"))))).await;
         assert_eq!(t.elapsed(), ms(9900), "one every 100 ms");
@@ -1205,11 +1176,8 @@ mod tower_service_fn {
             1 => Answer::Status(503),
             _ => Answer::Status(200),
         });
-        let policy = exact()
-            .max_retries(2)
-            .pacing(Pacing::new(1, secs(5)))
-            .build();
-        let svc = over_fake::<E>(policy, &fake);
+        let policy = exact().max_retries(2).build();
+        let svc = over_fake::<E>(paced(policy, Pacing::new(1, secs(5))), &fake);
         let resp = svc.oneshot(get(&a("/flaky"))).await.unwrap();
         assert_eq!(resp.status(), 200);
         // The backoff says 1 s; the retry's slot is at 5 s.
@@ -1224,11 +1192,8 @@ mod tower_service_fn {
 
     async fn a_paced_slot_beyond_the_cap_or_the_deadline_fails_at_once<E: FnError>() {
         let fake = Fake::new(|_, _| Answer::Status(200));
-        let policy = exact()
-            .max_retry_after(secs(60))
-            .pacing(Pacing::new(1, secs(120)))
-            .build();
-        let svc = over_fake::<E>(policy, &fake);
+        let policy = exact().max_retry_after(secs(60)).build();
+        let svc = over_fake::<E>(paced(policy, Pacing::new(1, secs(120))), &fake);
         assert_eq!(
             svc.clone().oneshot(get(&a("/1"))).await.unwrap().status(),
             200
@@ -1247,11 +1212,8 @@ mod tower_service_fn {
         assert_eq!(err.info().attempts(), 0);
 
         // Under the cap, over the deadline.
-        let policy = exact()
-            .deadline(secs(5))
-            .pacing(Pacing::new(1, secs(10)))
-            .build();
-        let svc = over_fake::<E>(policy, &fake);
+        let policy = exact().deadline(secs(5)).build();
+        let svc = over_fake::<E>(paced(policy, Pacing::new(1, secs(10))), &fake);
         assert_eq!(
             svc.clone().oneshot(get(&b("/1"))).await.unwrap().status(),
             200
@@ -1270,25 +1232,9 @@ mod tower_service_fn {
         assert_eq!(fake.total(), 2);
     }
 
-    async fn a_deadline_reached_while_waiting_for_a_slot_ends_the_request<E: FnError>() {
-        let fake = Fake::new(|_, _| Answer::Status(200));
-        let retry = TelEchoRetry::new(exact().deadline(secs(2)).build())
-            .with_limits(SharedLimits::from_store(SlowSlots(secs(10))));
-        let svc = errors_are_retry_errors(retry.layer(fake.service::<E>()));
-        let t = Instant::now();
-        let err = svc.oneshot(get(&a("/1"))).await.unwrap_err();
-        assert_eq!(t.elapsed(), secs(2), "cut at the deadline, not at the slot");
-        assert_eq!(err.kind(), RetryErrorKind::Deadline);
-        assert_eq!(err.stop_reason(), Some(StopReason::Deadline));
-        assert_eq!(err.info().attempts(), 0);
-        assert_eq!(err.info().slept(), secs(2), "the wait for the slot counts");
-        tokio::time::sleep(secs(20)).await;
-        assert!(fake.at(&a("/1")).is_empty(), "never sent");
-    }
-
     async fn a_slot_exactly_at_the_deadline_is_refused_at_once_and_not_taken<E: FnError>() {
         let fake = Fake::new(|_, _| Answer::Status(200));
-        let svc = over_fake::<E>(exact().pacing(Pacing::new(1, secs(1))).build(), &fake);
+        let svc = over_fake::<E>(paced(exact().build(), Pacing::new(1, secs(1))), &fake);
         svc.clone().oneshot(get(&a("/0"))).await.unwrap();
         let mut req = get(&a("/1"));
         req.extensions_mut()
@@ -1310,8 +1256,7 @@ mod tower_service_fn {
 
     async fn a_request_cancelled_while_waiting_for_its_slot_gives_its_place_back<E: FnError>() {
         let fake = Fake::new(|_, _| Answer::Status(200));
-        let policy = exact().pacing(Pacing::new(1, secs(1))).build();
-        let svc = over_fake::<E>(policy, &fake);
+        let svc = over_fake::<E>(paced(exact().build(), Pacing::new(1, secs(1))), &fake);
         svc.clone().oneshot(get(&a("/1"))).await.unwrap();
         let mut cancelled = tokio_test::task::spawn(svc.clone().oneshot(get(&a("/2"))));
         assert_pending!(cancelled.poll());
@@ -1336,7 +1281,7 @@ mod tower_service_fn {
         S::Future: Send,
     {
         let fake = Fake::new(|_, _| Answer::Status(200));
-        let retry = TelEchoRetry::new(exact().pacing(Pacing::new(1, secs(5))).build());
+        let retry = paced(exact().build(), Pacing::new(1, secs(5)));
         let svc = build(retry, fake.service());
         assert_eq!(
             svc.clone().oneshot(get(&a("/1"))).await.unwrap().status(),
@@ -1377,9 +1322,7 @@ mod tower_service_fn {
         let fake = Fake::new(|_, _| Answer::Status(200));
         let svc = ServiceBuilder::new()
             .layer(TimeoutLayer::new(secs(2)))
-            .layer(TelEchoRetry::new(
-                exact().pacing(Pacing::new(1, secs(5))).build(),
-            ))
+            .layer(paced(exact().build(), Pacing::new(1, secs(5))))
             .service(fake.service::<E>());
         svc.clone().oneshot(get(&a("/1"))).await.unwrap();
         let err = svc.clone().oneshot(get(&a("/2"))).await.unwrap_err();
@@ -1404,10 +1347,6 @@ mod tower_service_fn {
         a_paced_slot_beyond_the_cap_or_the_deadline_fails_at_once {
             io::Error => a_paced_slot_beyond_the_cap_or_the_deadline_fails_at_once_tower_service_fn_io;
             BoxError => a_paced_slot_beyond_the_cap_or_the_deadline_fails_at_once_tower_service_fn_box;
-        }
-        a_deadline_reached_while_waiting_for_a_slot_ends_the_request {
-            io::Error => a_deadline_reached_while_waiting_for_a_slot_ends_the_request_tower_service_fn_io;
-            Opaque => a_deadline_reached_while_waiting_for_a_slot_ends_the_request_tower_service_fn_opaque;
         }
         a_slot_exactly_at_the_deadline_is_refused_at_once_and_not_taken {
             io::Error => a_slot_exactly_at_the_deadline_is_refused_at_once_and_not_taken_tower_service_fn_io;
@@ -1687,7 +1626,7 @@ mod real_sockets {
         let policy = fast().max_retries(1).attempt_timeout(ms(100)).build();
 
         let server = RawServer::start(Misbehave::Silent).await;
-        let client = C::over(TelEchoRetry::new(policy.clone()));
+        let client = C::over(unbudgeted(policy.clone()));
         let t = std::time::Instant::now();
         let got = client.send(Method::GET, server.url()).await;
         let elapsed = t.elapsed();
@@ -1699,7 +1638,7 @@ mod real_sockets {
         assert_eq!(server.requests(), 2);
 
         let server = RawServer::start(Misbehave::Silent).await;
-        let client = C::over(TelEchoRetry::new(policy));
+        let client = C::over(unbudgeted(policy));
         let got = client.send(Method::POST, server.url()).await;
         assert_eq!(got.engine().0, RetryErrorKind::AttemptTimeout);
         assert_eq!(got.info().attempts(), 1);
@@ -1709,9 +1648,7 @@ mod real_sockets {
 
     async fn deadline_cuts_the_attempt_in_flight_and_sends_none_after_it<C: Adapter>() {
         let server = RawServer::start(Misbehave::Silent).await;
-        let client = C::over(TelEchoRetry::new(
-            fast().max_retries(3).deadline(ms(150)).build(),
-        ));
+        let client = C::over(unbudgeted(fast().max_retries(3).deadline(ms(150)).build()));
         let t = std::time::Instant::now();
         let got = client.send(Method::GET, server.url()).await;
         let elapsed = t.elapsed();
@@ -1742,9 +1679,7 @@ mod real_sockets {
             _ => Reply::status(200),
         })
         .await;
-        let client = C::over(TelEchoRetry::new(
-            fast().max_retries(3).deadline(ms(500)).build(),
-        ));
+        let client = C::over(unbudgeted(fast().max_retries(3).deadline(ms(500)).build()));
 
         let got = client.send(Method::GET, server.url("/limited")).await;
         assert_eq!(got.status(), 429);
@@ -1777,9 +1712,7 @@ mod real_sockets {
             }
         })
         .await;
-        let client = C::over(TelEchoRetry::new(
-            fast().max_retries(3).deadline(ms(1500)).build(),
-        ));
+        let client = C::over(unbudgeted(fast().max_retries(3).deadline(ms(1500)).build()));
         let first = tokio::spawn({
             let (client, url) = (client.clone(), server.url("/limited"));
             async move { client.send(Method::GET, url).await }
@@ -1849,7 +1782,7 @@ mod real_sockets {
             _ => Reply::status(200),
         })
         .await;
-        let client = C::over(TelEchoRetry::new(fast().max_retries(3).build()));
+        let client = C::over(unbudgeted(fast().max_retries(3).build()));
 
         let t = std::time::Instant::now();
         let got = client.send(Method::GET, server.url("/limited")).await;
@@ -1896,7 +1829,7 @@ mod real_sockets {
         .await;
         // A 500 ms cap: `Retry-After: 1` is above it.
         let policy = fast().max_retries(3).max_retry_after(ms(500)).build();
-        let client = C::over(TelEchoRetry::new(policy));
+        let client = C::over(unbudgeted(policy));
         let got = client.send(Method::GET, server.url("/limited")).await;
         assert_eq!(got.status(), 429);
         assert_eq!(
@@ -1939,7 +1872,7 @@ mod real_sockets {
         ))
         .await;
         let other = Server::start(|_| Reply::status(200)).await;
-        let client = C::over(TelEchoRetry::new(fast().max_retries(0).build()));
+        let client = C::over(unbudgeted(fast().max_retries(0).build()));
 
         let got = client.send(Method::GET, limiting.url("/limited")).await;
         assert_eq!(got.status(), 429);
@@ -1955,11 +1888,8 @@ mod real_sockets {
     async fn the_retry_budget_is_kept_per_origin<C: Adapter>() {
         let first = Server::start(|_| Reply::status(503)).await;
         let second = Server::start(|_| Reply::status(503)).await;
-        let policy = fast()
-            .max_retries(1)
-            .retry_budget(RetryBudget::new(secs(10), 1, 0.0))
-            .build();
-        let client = C::over(TelEchoRetry::new(policy));
+        let policy = fast().max_retries(1).build();
+        let client = C::over(budgeted(policy, RetryBudget::new(secs(10), 1, 0.0)));
         for server in [&first, &second] {
             let got = join_all((0..20).map(|_| client.send(Method::GET, server.url("/")))).await;
             assert_eq!(server.seen().len(), 30, "20 requests + 10 retries");
@@ -1987,11 +1917,8 @@ mod real_sockets {
     async fn the_retry_budget_allows_its_ratio_of_100_requests<C: Adapter>() {
         for ratio in [0.3, 0.6] {
             let server = Server::start(|_| Reply::status(503)).await;
-            let policy = fast()
-                .max_retries(1)
-                .retry_budget(RetryBudget::new(secs(10), 0, ratio))
-                .build();
-            let client = C::over(TelEchoRetry::new(policy));
+            let policy = fast().max_retries(1).build();
+            let client = C::over(budgeted(policy, RetryBudget::new(secs(10), 0, ratio)));
             let got = join_all((0..100).map(|_| client.send(Method::GET, server.url("/")))).await;
             let retries = server.seen().len() as i64 - 100;
             let want = share_of_100(ratio);
@@ -2020,7 +1947,7 @@ mod real_sockets {
         C: Adapter,
     >() {
         for n in 0..=2u32 {
-            let client = C::over(TelEchoRetry::new(fast().max_retries(n).build()));
+            let client = C::over(unbudgeted(fast().max_retries(n).build()));
             let got = client.send(Method::POST, refused_url()).await;
             assert_eq!(got.inner(), TransportErrorKind::Connect);
             assert_eq!(got.info().attempts(), n + 1);
@@ -2060,10 +1987,7 @@ mod real_sockets {
         ))
         .await;
         let other = Server::start(|_| Reply::status(200)).await;
-        let svc = build(
-            TelEchoRetry::new(fast().max_retries(1).build()),
-            hyper_client(),
-        );
+        let svc = build(unbudgeted(fast().max_retries(1).build()), hyper_client());
 
         let first = tokio::spawn(svc.clone().oneshot(get(&limiting.url("/limited"))));
         tokio::time::sleep(ms(100)).await;
@@ -2122,7 +2046,7 @@ mod real_sockets {
             let silent = RawServer::start(Misbehave::Silent).await;
             let limit = ConcurrencyLimit::new(hyper_client(), 1);
             let policy = fast().max_retries(0).deadline(ms(1200)).build();
-            let svc = errors_are_retry_errors(TelEchoRetry::new(policy).layer(limit.clone()));
+            let svc = errors_are_retry_errors(unbudgeted(policy).layer(limit.clone()));
             let resp = svc
                 .clone()
                 .oneshot(get(&limiting.url("/limited")))
@@ -2167,7 +2091,7 @@ mod real_sockets {
                 .build();
             let svc = ServiceBuilder::new()
                 .buffer(8)
-                .layer(TelEchoRetry::new(policy))
+                .layer(unbudgeted(policy))
                 .service(hyper_client());
 
             let err: BoxError = svc.clone().oneshot(post(&refused_url())).await.unwrap_err();
@@ -2225,7 +2149,7 @@ mod real_sockets {
             .await;
             let svc = ServiceBuilder::new()
                 .layer(TimeoutLayer::new(ms(150)))
-                .layer(TelEchoRetry::new(fast().max_retries(5).build()))
+                .layer(unbudgeted(fast().max_retries(5).build()))
                 .service(hyper_client());
 
             // 20 + 40 + 80 + 100 + 100 ms of backoff would take past 150 ms.
@@ -2281,13 +2205,12 @@ mod real_sockets {
             .await;
             let limiting = Server::start(|_| limited_reply("3600")).await;
             let silent = RawServer::start(Misbehave::Silent).await;
-            let plain = reqwest_client(TelEchoRetry::new(fast().max_retries(2).build()));
-            let timed = reqwest_client(TelEchoRetry::new(
+            let plain = reqwest_client(unbudgeted(fast().max_retries(2).build()));
+            let timed = reqwest_client(unbudgeted(
                 fast().max_retries(1).attempt_timeout(ms(100)).build(),
             ));
-            let bounded_client = reqwest_client(TelEchoRetry::new(
-                fast().max_retries(1).deadline(ms(100)).build(),
-            ));
+            let bounded_client =
+                reqwest_client(unbudgeted(fast().max_retries(1).deadline(ms(100)).build()));
 
             // (client, method, url, Ok(status) or Err(engine kind or None for inner), attempts, stop)
             type Want = Result<u16, Option<RetryErrorKind>>;
@@ -2432,9 +2355,7 @@ mod real_sockets {
 
     async fn pacing_spreads_a_burst_so_that_it_meets_no_429<C: Adapter>() {
         let server = Server::start(sliding_window(5)).await;
-        let client = C::over(TelEchoRetry::new(
-            fast().pacing(Pacing::new(5, ms(200))).build(),
-        ));
+        let client = C::over(paced(fast().build(), Pacing::new(5, ms(200))));
         let t = std::time::Instant::now();
         let got =
             join_all((0..20).map(|_| client.send(Method::GET, server.url("/v1/calls")))).await;
@@ -2452,9 +2373,7 @@ mod real_sockets {
 
     async fn a_paced_slot_beyond_the_cap_fails_at_once_with_nothing_sent<C: Adapter>() {
         let server = Server::start(|_| Reply::status(200)).await;
-        let client = C::over(TelEchoRetry::new(
-            fast().pacing(Pacing::new(1, secs(120))).build(),
-        ));
+        let client = C::over(paced(fast().build(), Pacing::new(1, secs(120))));
         assert_eq!(
             client.send(Method::GET, server.url("/1")).await.status(),
             200
@@ -2482,29 +2401,6 @@ mod real_sockets {
         a_paced_slot_beyond_the_cap_fails_at_once_with_nothing_sent {
             HyperUtil => a_paced_slot_beyond_the_cap_fails_at_once_with_nothing_sent_tower_hyper_util;
             ReqwestMiddleware => a_paced_slot_beyond_the_cap_fails_at_once_with_nothing_sent_reqwest_middleware;
-        }
-    }
-
-    async fn a_deadline_reached_while_waiting_for_a_slot_ends_the_request<C: Adapter>() {
-        let server = Server::start(|_| Reply::status(200)).await;
-        let client = C::over(
-            TelEchoRetry::new(fast().deadline(ms(300)).build())
-                .with_limits(SharedLimits::from_store(SlowSlots(secs(5)))),
-        );
-        let t = std::time::Instant::now();
-        let got = client.send(Method::POST, server.url("/1")).await;
-        let elapsed = t.elapsed();
-        assert!(elapsed >= ms(300) && elapsed < ms(800), "{elapsed:?}");
-        assert_eq!(got.engine().0, RetryErrorKind::Deadline);
-        assert_eq!(got.info().attempts(), 0);
-        assert_eq!(got.info().stop_reason(), Some(StopReason::Deadline));
-        assert_eq!(server.hits("/1"), 0, "never sent");
-    }
-
-    real_socket_tests! {
-        a_deadline_reached_while_waiting_for_a_slot_ends_the_request {
-            HyperUtil => a_deadline_reached_while_waiting_for_a_slot_ends_the_request_tower_hyper_util;
-            ReqwestMiddleware => a_deadline_reached_while_waiting_for_a_slot_ends_the_request_reqwest_middleware;
         }
     }
 }

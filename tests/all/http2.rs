@@ -24,7 +24,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use telecho_retry::{Jitter, RetryInfo, RetryPolicy, TelEchoRetry};
+use telecho_retry::{Jitter, RetryInfo, RetryPolicy};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
@@ -38,7 +38,6 @@ fn policy() -> RetryPolicy {
         .base_delay(Duration::from_millis(10))
         .max_delay(Duration::from_millis(50))
         .jitter(Jitter::None)
-        .without_retry_budget()
         .build()
 }
 
@@ -222,7 +221,7 @@ async fn post_through_the_tower_layer(server: &H2Server) {
         .http2_only(true)
         .build_http::<Full<Bytes>>();
     let client = ServiceBuilder::new()
-        .layer(TelEchoRetry::new(policy()))
+        .layer(crate::support::unbudgeted(policy()))
         .service(client);
     let req = Request::builder()
         .method(Method::POST)
@@ -281,7 +280,7 @@ async fn post_through_the_middleware(server: &H2Server) {
         .build()
         .unwrap();
     let client = reqwest_middleware::ClientBuilder::new(inner)
-        .with(TelEchoRetry::new(policy()))
+        .with(crate::support::unbudgeted(policy()))
         .build();
     let resp = tokio::time::timeout(
         Duration::from_secs(10),
@@ -333,7 +332,7 @@ async fn first_call_hangs(method: Method) -> (bool, usize) {
     let calls = Arc::new(AtomicUsize::new(0));
     let seen = Arc::clone(&calls);
     let svc = ServiceBuilder::new()
-        .layer(TelEchoRetry::new(policy()))
+        .layer(crate::support::unbudgeted(policy()))
         .layer(TimeoutLayer::new(Duration::from_secs(1)))
         .service(service_fn(move |_req: Request<Full<Bytes>>| {
             let n = seen.fetch_add(1, Ordering::SeqCst);

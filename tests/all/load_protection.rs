@@ -13,9 +13,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
+use telecho_retry::limits::{Limits, RetryBudget};
 use telecho_retry::{
-    AttemptNumber, Jitter, ResponseBody, RetryBudget, RetryErrorKind, RetryInfo, RetryPolicy,
-    StopReason, TelEchoRetry,
+    AttemptNumber, Jitter, ResponseBody, RetryErrorKind, RetryInfo, RetryPolicy, StopReason,
+    TelEchoRetry,
 };
 use tokio::time::Instant;
 use tower::{service_fn, BoxError, Service, ServiceExt};
@@ -132,9 +133,9 @@ fn limited_for_5s(
 
 /// Starts 100 GETs, one every 10 ms, through `policy`; waits for all, asserts 200s; returns
 /// how many 429s the server sent.
-async fn hundred_staggered_gets(server: &Server, policy: RetryPolicy) -> usize {
+async fn hundred_staggered_gets(server: &Server, retry: TelEchoRetry) -> usize {
     let svc = tower::ServiceBuilder::new()
-        .layer(TelEchoRetry::new(policy))
+        .layer(retry)
         .service(limited_for_5s(server));
     let mut tasks = Vec::new();
     for _ in 0..100 {
@@ -154,7 +155,7 @@ async fn hundred_staggered_gets(server: &Server, policy: RetryPolicy) -> usize {
 #[tokio::test(start_paused = true)]
 async fn one_429_holds_back_100_concurrent_requests() {
     let server = Server::new();
-    let limited = hundred_staggered_gets(&server, RetryPolicy::default()).await;
+    let limited = hundred_staggered_gets(&server, TelEchoRetry::default()).await;
     assert!(limited <= 3, "the server saw {limited} 429s");
     let seen = server.seen();
     assert_eq!(seen.len() - limited, 100, "every request succeeded once");
@@ -167,8 +168,9 @@ async fn one_429_holds_back_100_concurrent_requests() {
 #[tokio::test(start_paused = true)]
 async fn without_shared_cooldown_every_request_collects_its_own_429() {
     let server = Server::new();
-    let policy = RetryPolicy::builder().shared_cooldown(false).build();
-    assert_eq!(hundred_staggered_gets(&server, policy).await, 100);
+    let retry =
+        TelEchoRetry::default().with_limits(Limits::builder().shared_cooldown(false).build());
+    assert_eq!(hundred_staggered_gets(&server, retry).await, 100);
 }
 
 #[tokio::test(start_paused = true)]
@@ -179,10 +181,12 @@ async fn a_flood_of_503s_stops_at_the_budget_and_resumes_as_it_refills() {
     let policy = exact()
         .max_retries(3)
         .base_delay(Duration::from_millis(100))
-        .retry_budget(RetryBudget::new(Duration::from_secs(10), 1, 0.0))
         .build();
     let svc = tower::ServiceBuilder::new()
-        .layer(TelEchoRetry::new(policy))
+        .layer(crate::support::budgeted(
+            policy,
+            RetryBudget::new(Duration::from_secs(10), 1, 0.0),
+        ))
         .service(inner);
 
     let first = flood(svc.clone()).await;
@@ -618,11 +622,11 @@ mod middleware {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn budget_through_the_middleware() {
         let server = Server::start(|_| Reply::status(503)).await;
-        let policy = fast()
-            .max_retries(1)
-            .retry_budget(RetryBudget::new(Duration::from_secs(10), 1, 0.0))
-            .build();
-        let client = client(TelEchoRetry::new(policy));
+        let policy = fast().max_retries(1).build();
+        let client = client(crate::support::budgeted(
+            policy,
+            RetryBudget::new(Duration::from_secs(10), 1, 0.0),
+        ));
         let mut tasks = Vec::new();
         for _ in 0..20 {
             let c = client.clone();

@@ -13,8 +13,9 @@ use std::time::Duration;
 use metrics::Unit;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use metrics_util::MetricKind;
+use telecho_retry::limits::{Limits, Pacing, RetryBudget};
 use telecho_retry::observe::{describe_metrics, metric};
-use telecho_retry::{RetryBudget, RetryErrorKind, RetryPolicyBuilder, TelEchoRetry};
+use telecho_retry::{RetryErrorKind, RetryPolicyBuilder, TelEchoRetry};
 use tokio_test::{assert_pending, task};
 use tower::{Layer, Service, ServiceExt};
 
@@ -80,8 +81,23 @@ fn rounded(m: &Metrics, key: &str) -> Vec<f64> {
     }
 }
 
-async fn tower_run(policy: RetryPolicyBuilder, script: Vec<Answer>) -> TelEchoRetry {
-    let retry = TelEchoRetry::new(policy.build());
+/// What a run is set up with: a policy (its limits the defaults), or a whole `TelEchoRetry`.
+struct Setup(TelEchoRetry);
+
+impl From<RetryPolicyBuilder> for Setup {
+    fn from(policy: RetryPolicyBuilder) -> Self {
+        Setup(TelEchoRetry::new(policy.build()))
+    }
+}
+
+impl From<TelEchoRetry> for Setup {
+    fn from(retry: TelEchoRetry) -> Self {
+        Setup(retry)
+    }
+}
+
+async fn tower_run(retry: impl Into<Setup>, script: Vec<Answer>) -> TelEchoRetry {
+    let retry = retry.into().0;
     let svc = retry.clone().layer(scripted(script));
     let _ = svc
         .oneshot(request("GET", "http://api.telecho.test/v1/agents"))
@@ -202,8 +218,12 @@ fn tower_429_above_the_cap_refuses_the_next_request() {
 // ===== budget refusal =====
 
 /// A budget that allows no retry at all.
-fn no_budget() -> RetryPolicyBuilder {
-    exact().retry_budget(RetryBudget::new(Duration::from_secs(10), 0, 0.0))
+fn no_budget() -> TelEchoRetry {
+    TelEchoRetry::new(exact().build()).with_limits(
+        Limits::builder()
+            .retry_budget(RetryBudget::new(Duration::from_secs(10), 0, 0.0))
+            .build(),
+    )
 }
 
 #[test]
@@ -450,7 +470,7 @@ mod through_reqwest {
     fn reqwest_budget_refusal() {
         let m = record(false, || async {
             let server = Server::scripted(vec![Reply::status(503)]).await;
-            let resp = client(TelEchoRetry::new(no_budget().build()))
+            let resp = client(no_budget())
                 .get(server.url("/v1/agents"))
                 .send()
                 .await
@@ -495,11 +515,10 @@ mod through_reqwest {
 #[test]
 fn paced_attempts_count_as_holds_with_their_delays() {
     let m = record(true, || async {
-        let policy = exact().pacing(telecho_retry::limits::Pacing::new(
-            10,
-            Duration::from_secs(1),
-        ));
-        let svc = TelEchoRetry::new(policy.build()).layer(scripted(vec![status(200)]));
+        let limits = Limits::builder().pacing(Pacing::new(10, Duration::from_secs(1)));
+        let svc = TelEchoRetry::new(exact().build())
+            .with_limits(limits.build())
+            .layer(scripted(vec![status(200)]));
         let calls = (0..3).map(|_| {
             svc.clone()
                 .oneshot(request("GET", "http://api.telecho.test/v1/agents"))
@@ -520,17 +539,13 @@ fn paced_attempts_count_as_holds_with_their_delays() {
 #[test]
 fn fleet_store_fallbacks_are_counted_by_limit() {
     let m = record(false, || async {
-        let policy = exact()
-            .pacing(telecho_retry::limits::Pacing::new(
-                100,
-                Duration::from_secs(1),
-            ))
-            .build();
         // Nothing listens on port 1: every pacing call falls back at once.
-        let limits = telecho_retry::limits::RedisLimits::builder("redis://127.0.0.1:1", "metrics")
-            .build(&policy)
+        let limits = Limits::builder()
+            .pacing(Pacing::new(100, Duration::from_secs(1)))
+            .redis("redis://127.0.0.1:1", "metrics")
+            .build()
             .unwrap();
-        let svc = TelEchoRetry::new(policy)
+        let svc = TelEchoRetry::new(exact().build())
             .with_limits(limits)
             .layer(scripted(vec![status(200)]));
         for _ in 0..2 {

@@ -13,10 +13,9 @@ use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use telecho_retry::classify::{classify_fn, Classifier, Decision, Outcome, RequestView};
-use telecho_retry::limits::SharedLimits;
+use telecho_retry::limits::Limits;
 use telecho_retry::{
     Jitter, RetryErrorKind, RetryInfo, RetryOverride, RetryPolicy, RetryPolicyBuilder, StopReason,
-    TelEchoRetry,
 };
 use tokio::time::Instant;
 use tower::util::BoxCloneService;
@@ -30,7 +29,6 @@ fn quick() -> RetryPolicyBuilder {
         .base_delay(Duration::from_secs(1))
         .jitter(Jitter::None)
         .retry_after_spread(Duration::ZERO)
-        .without_retry_budget()
 }
 
 type Seen = Arc<Mutex<Vec<(Duration, Method)>>>;
@@ -85,7 +83,7 @@ fn attempts(seen: &Seen) -> usize {
 async fn an_override_changes_retries_for_one_request_only_under_tower() {
     let (inner, seen) = recording(|_| Some(503));
     let svc = ServiceBuilder::new()
-        .layer(TelEchoRetry::new(quick().build()))
+        .layer(crate::support::unbudgeted(quick().build()))
         .service(inner);
     let resp = svc
         .clone()
@@ -118,7 +116,7 @@ async fn an_override_changes_retries_for_one_request_only_under_tower() {
 async fn an_override_sets_the_deadline_and_attempt_timeout_under_tower() {
     let (inner, seen) = recording(|_| None);
     let svc = ServiceBuilder::new()
-        .layer(TelEchoRetry::new(quick().build()))
+        .layer(crate::support::unbudgeted(quick().build()))
         .service(inner);
     let start = Instant::now();
     let o = RetryOverride::new().deadline(Duration::from_secs(5));
@@ -151,7 +149,7 @@ async fn an_override_decides_idempotency_under_tower() {
     // A POST marked idempotent is resent after a timeout.
     let (inner, seen) = recording(|n| (n > 1).then_some(200));
     let svc = ServiceBuilder::new()
-        .layer(TelEchoRetry::new(policy.clone()))
+        .layer(crate::support::unbudgeted(policy.clone()))
         .service(inner);
     let o = RetryOverride::new().idempotent(true);
     let resp = svc
@@ -163,7 +161,7 @@ async fn an_override_decides_idempotency_under_tower() {
     // A GET marked not idempotent is not.
     let (inner, seen) = recording(|n| (n > 1).then_some(200));
     let svc = ServiceBuilder::new()
-        .layer(TelEchoRetry::new(policy))
+        .layer(crate::support::unbudgeted(policy))
         .service(inner);
     let o = RetryOverride::new().idempotent(false);
     let err = svc
@@ -180,14 +178,13 @@ fn fast() -> RetryPolicyBuilder {
         .base_delay(Duration::from_millis(10))
         .max_delay(Duration::from_millis(20))
         .jitter(Jitter::None)
-        .without_retry_budget()
 }
 
 #[tokio::test]
 async fn an_override_changes_retries_through_the_reqwest_middleware() {
     let server = Server::start(|_| Reply::status(503)).await;
     let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-        .with(TelEchoRetry::new(fast().build()))
+        .with(crate::support::unbudgeted(fast().build()))
         .build();
     let resp = client
         .get(server.url("/off"))
@@ -213,7 +210,7 @@ async fn an_override_changes_retries_under_tower_over_hyper_util() {
     let server = Server::start(|_| Reply::status(503)).await;
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let svc = ServiceBuilder::new()
-        .layer(TelEchoRetry::new(fast().build()))
+        .layer(crate::support::unbudgeted(fast().build()))
         .service(client);
     let mut req = Request::get(server.url("/off"))
         .body(Full::new(Bytes::new()))
@@ -284,7 +281,7 @@ async fn a_custom_classifier_decides_under_tower() {
     });
     let policy = quick().classifier(acme()).build();
     let svc = ServiceBuilder::new()
-        .layer(TelEchoRetry::new(policy))
+        .layer(crate::support::unbudgeted(policy))
         .service(inner);
     let resp = svc
         .clone()
@@ -324,7 +321,7 @@ async fn a_custom_classifier_decides_through_the_reqwest_middleware() {
         .classifier(acme())
         .build();
     let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-        .with(TelEchoRetry::new(policy))
+        .with(crate::support::unbudgeted(policy))
         .build();
     let resp = client.get(server.url("/a")).send().await.unwrap();
     assert_eq!(resp.status(), 200);
@@ -385,9 +382,9 @@ fn limited_once() -> (Svc<Infallible>, Arc<Mutex<Vec<Duration>>>) {
 async fn one_limits_handle_holds_back_two_policies() {
     for shared in [true, false] {
         let (inner, times) = limited_once();
-        let limits = SharedLimits::in_process(None, true);
-        let patient = TelEchoRetry::new(quick().max_retries(8).build());
-        let other = TelEchoRetry::new(quick().max_retries(0).build());
+        let limits = Limits::builder().without_retry_budget().build();
+        let patient = crate::support::unbudgeted(quick().max_retries(8).build());
+        let other = crate::support::unbudgeted(quick().max_retries(0).build());
         let (patient, other) = if shared {
             (
                 patient.with_limits(limits.clone()),
@@ -419,7 +416,9 @@ async fn a_deadline_too_far_to_represent_is_no_deadline() {
     let (inner, seen) = recording(|n| Some(if n < 2 { 503 } else { 200 }));
     for policy_deadline in [Duration::MAX, Duration::from_secs(u64::MAX / 2)] {
         let svc = ServiceBuilder::new()
-            .layer(TelEchoRetry::new(quick().deadline(policy_deadline).build()))
+            .layer(crate::support::unbudgeted(
+                quick().deadline(policy_deadline).build(),
+            ))
             .service(inner.clone());
         let resp = svc
             .oneshot(with_override(
@@ -457,7 +456,7 @@ async fn an_either_body_is_copied_for_a_retry_under_tower() {
         }
     });
     let svc = ServiceBuilder::new()
-        .layer(TelEchoRetry::new(quick().build()))
+        .layer(crate::support::unbudgeted(quick().build()))
         .service(inner);
     let req = Request::post("/v1/calls")
         .body(Either::Left(Full::new(Bytes::from_static(b"payload"))))
@@ -487,7 +486,7 @@ async fn no_error_body_is_read_when_no_retry_can_follow() {
         )
         .build();
     let svc = ServiceBuilder::new()
-        .layer(TelEchoRetry::new(policy))
+        .layer(crate::support::unbudgeted(policy))
         .service(inner);
     let start = Instant::now();
     let resp = svc
@@ -519,7 +518,7 @@ async fn a_refusal_that_starts_during_the_backoff_hands_back_the_last_response()
         }
     });
     let svc = ServiceBuilder::new()
-        .layer(TelEchoRetry::new(quick().build()))
+        .layer(crate::support::unbudgeted(quick().build()))
         .service(inner);
     let a = tokio::spawn(svc.clone().oneshot(with_override(Method::GET, None)));
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -552,7 +551,9 @@ async fn a_classifier_sees_whether_a_get_answered_2xx_is_idempotent() {
     }
     let (inner, seen) = recording(|n| Some(if n < 3 { 202 } else { 200 }));
     let svc = ServiceBuilder::new()
-        .layer(TelEchoRetry::new(quick().classifier(classifier()).build()))
+        .layer(crate::support::unbudgeted(
+            quick().classifier(classifier()).build(),
+        ))
         .service(inner);
     let resp = svc.oneshot(with_override(Method::GET, None)).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
@@ -560,7 +561,9 @@ async fn a_classifier_sees_whether_a_get_answered_2xx_is_idempotent() {
     // A POST is not idempotent: its 202 is final.
     let (inner, seen) = recording(|_| Some(202));
     let svc = ServiceBuilder::new()
-        .layer(TelEchoRetry::new(quick().classifier(classifier()).build()))
+        .layer(crate::support::unbudgeted(
+            quick().classifier(classifier()).build(),
+        ))
         .service(inner);
     let resp = svc
         .oneshot(with_override(Method::POST, None))
@@ -574,7 +577,7 @@ async fn a_classifier_sees_whether_a_get_answered_2xx_is_idempotent() {
 async fn reused_extensions_carry_nothing_over_to_the_next_request() {
     let server = Server::scripted(vec![Reply::status(503), Reply::status(200)]).await;
     let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-        .with(TelEchoRetry::new(fast().build()))
+        .with(crate::support::unbudgeted(fast().build()))
         .build();
     let mut extensions = http::Extensions::new();
     let first = client.get(server.url("/a")).build().unwrap();

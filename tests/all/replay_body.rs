@@ -19,7 +19,7 @@ use http_body::Frame;
 use http_body_util::StreamBody;
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware, Middleware, Next};
 use telecho_retry::body::SourceFailed;
-use telecho_retry::{Jitter, ReplayBody, RetryPolicy, TelEchoRetry};
+use telecho_retry::{Jitter, ReplayBody, RetryPolicy};
 use tokio::sync::{mpsc, Notify};
 use tower::{ServiceBuilder, ServiceExt};
 
@@ -38,14 +38,13 @@ fn policy() -> RetryPolicy {
         .base_delay(ms(10))
         .max_delay(ms(50))
         .jitter(Jitter::None)
-        .without_retry_budget()
         .build()
 }
 
 fn client(policy: RetryPolicy) -> ClientWithMiddleware {
     let inner = reqwest::Client::builder().no_proxy().build().unwrap();
     ClientBuilder::new(inner)
-        .with(TelEchoRetry::new(policy))
+        .with(support::unbudgeted(policy))
         .build()
 }
 
@@ -177,7 +176,7 @@ async fn reqwest_source_failing_after_an_early_503_never_sends_a_truncated_body_
     };
     let inner = reqwest::Client::builder().no_proxy().build().unwrap();
     let client = ClientBuilder::new(inner)
-        .with(TelEchoRetry::new(policy()))
+        .with(support::unbudgeted(policy()))
         .with(hook)
         .build();
 
@@ -231,7 +230,7 @@ async fn tower_early_503_on_a_slow_upload_retries_it_whole_and_closes_the_first_
     let server = EarlyRejectServer::start().await;
     let client = Client::builder(TokioExecutor::new()).build_http::<UploadBody>();
     let client = ServiceBuilder::new()
-        .layer(TelEchoRetry::new(policy()))
+        .layer(support::unbudgeted(policy()))
         .service(client);
     let (upload, all) = slow_upload();
     let upload: UploadStream = Box::pin(upload.map(|chunk| chunk.map(Frame::data)));
@@ -275,7 +274,6 @@ fn patient() -> RetryPolicy {
         .base_delay(ms(300))
         .max_delay(ms(300))
         .jitter(Jitter::None)
-        .without_retry_budget()
         .build()
 }
 
@@ -317,7 +315,7 @@ async fn tower_an_early_503_is_returned_when_the_body_outgrows_the_recording_dur
     let server = EarlyRejectServer::start().await;
     let client = Client::builder(TokioExecutor::new()).build_http::<UploadBody>();
     let client = ServiceBuilder::new()
-        .layer(TelEchoRetry::new(patient()))
+        .layer(support::unbudgeted(patient()))
         .service(client);
     let upload: UploadStream = Box::pin(large_upload().map(|chunk| chunk.map(Frame::data)));
     let req = Request::builder()

@@ -102,7 +102,7 @@ async fn status_matrix_retries_exactly_429_and_5xx() {
     .await;
     // 400 requests at once: this test is about the status rule, not the retry budget
     // (which would rightly stop some of these 202 retries; see tests/load_protection.rs).
-    let client = client(TelEchoRetry::new(fast(2).without_retry_budget().build()));
+    let client = client(crate::support::unbudgeted(fast(2).build()));
     let started = Instant::now();
 
     // Every status from 200 to 599 (1xx are not final responses: hyper cannot send them
@@ -759,7 +759,13 @@ async fn every_known_code_parses_from_a_real_response() {
     .await;
     // The 429s carry `Retry-After: 30`: without this, the shared cooldown would rightly
     // hold every later request back for 30 s (see tests/load_protection.rs).
-    let client = client(TelEchoRetry::new(fast(0).shared_cooldown(false).build()));
+    let client = client(
+        TelEchoRetry::new(fast(0).build()).with_limits(
+            telecho_retry::limits::Limits::builder()
+                .shared_cooldown(false)
+                .build(),
+        ),
+    );
 
     assert_eq!(ErrorCode::KNOWN.len(), 21);
     for code in ErrorCode::KNOWN {

@@ -722,3 +722,36 @@ async fn pump(
         }
     }
 }
+
+// ===== limits =====
+
+/// `TelEchoRetry` over `policy` with no retry budget (the shared cooldown on, no pacing).
+pub(crate) fn unbudgeted(policy: telecho_retry::RetryPolicy) -> telecho_retry::TelEchoRetry {
+    use telecho_retry::limits::Limits;
+    telecho_retry::TelEchoRetry::new(policy)
+        .with_limits(Limits::builder().without_retry_budget().build())
+}
+
+/// `TelEchoRetry` over `policy` with `budget` (the shared cooldown on, no pacing).
+pub(crate) fn budgeted(
+    policy: telecho_retry::RetryPolicy,
+    budget: telecho_retry::limits::RetryBudget,
+) -> telecho_retry::TelEchoRetry {
+    use telecho_retry::limits::Limits;
+    telecho_retry::TelEchoRetry::new(policy)
+        .with_limits(Limits::builder().retry_budget(budget).build())
+}
+
+/// `TelEchoRetry` over `policy` paced at `pacing`, with no retry budget.
+pub(crate) fn paced(
+    policy: telecho_retry::RetryPolicy,
+    pacing: telecho_retry::limits::Pacing,
+) -> telecho_retry::TelEchoRetry {
+    use telecho_retry::limits::Limits;
+    telecho_retry::TelEchoRetry::new(policy).with_limits(
+        Limits::builder()
+            .without_retry_budget()
+            .pacing(pacing)
+            .build(),
+    )
+}

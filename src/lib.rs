@@ -85,7 +85,7 @@
 // Without an adapter, the engine's future and the errors only adapters build are unused.
 #![cfg_attr(
     not(any(feature = "tower", feature = "reqwest")),
-    allow(dead_code, unused_imports)
+    allow(dead_code, unused_imports, unreachable_pub)
 )]
 
 mod adapters;

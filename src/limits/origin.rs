@@ -46,21 +46,6 @@ impl<'a> Origin<'a> {
         }
     }
 
-    /// The scheme, as the request spelled it.
-    pub fn scheme(&self) -> Option<&'a str> {
-        self.scheme
-    }
-
-    /// The host, as the request spelled it (an IPv6 address in brackets).
-    pub fn host(&self) -> Option<&'a str> {
-        self.host
-    }
-
-    /// The port, or the scheme's default.
-    pub fn port(&self) -> Option<u16> {
-        self.port
-    }
-
     /// A 64-bit key: scheme and host compared without regard to ASCII case. A fast,
     /// non-cryptographic hash (it runs on every request): origins are the client's own
     /// configuration, not an attacker's input; two that collided would share limits.

@@ -33,10 +33,11 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use telecho_retry::body::ResponseBody;
 use telecho_retry::classify::ClassifyError;
+use telecho_retry::classify::{CodeRule, TransportErrorKind};
 use telecho_retry::{
-    CodeRule, ErrorCode, Jitter, ReqwestResponseExt, ResponseBody, RetryInfo, RetryPolicy,
-    StopReason, TelEchoRetry, TransportErrorKind,
+    ErrorCode, Jitter, ReqwestResponseExt, RetryInfo, RetryPolicy, StopReason, TelEchoRetry,
 };
 use tower::{service_fn, ServiceBuilder, ServiceExt};
 

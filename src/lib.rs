@@ -57,7 +57,7 @@
 //! # Architecture
 //!
 //! Dependencies run one way: envelope (the error contract's types, [`ApiError`]) →
-//! [`classify`] (what kind of outcome) → [`policy`] (what to do about it) and [`limits`]
+//! [`classify`] (what kind of outcome) → the policy (what to do about it) and [`limits`]
 //! (what every request shares) → the engine (per-request state, the future) → adapters
 //! (tower, reqwest) and typed response errors ([`ResponseError`]), with [`body`] (replay,
 //! bounded reads) a leaf beside them.
@@ -94,7 +94,7 @@ pub mod classify;
 mod engine;
 mod envelope;
 pub mod limits;
-pub mod policy;
+mod policy;
 mod response_error;
 
 #[cfg(feature = "reqwest")]
@@ -111,10 +111,6 @@ pub use policy::{Jitter, RetryPolicy, RetryPolicyBuilder};
 
 pub use engine::{AttemptNumber, RetryError, RetryErrorKind, RetryInfo, RetryOverride, StopReason};
 
-pub use classify::{
-    is_idempotent_method, parse_retry_after, CodeRule, Decision, Outcome, TransportErrorKind,
-};
-
 pub use envelope::{ApiError, ApiErrorParseError, ErrorCode, ErrorType, MAX_ENVELOPE_BYTES};
 #[cfg(feature = "reqwest")]
 pub use response_error::ReqwestResponseExt;
@@ -122,7 +118,6 @@ pub use response_error::{
     HttpBodyResponseExt, HttpResponseExt, ResponseError, MAX_ERROR_BODY_BYTES,
 };
 
-pub use body::{ReplayBody, ResponseBody, ERROR_BODY_TIMEOUT};
 pub use engine::observe;
 
 #[cfg(all(doctest, feature = "tower", feature = "reqwest"))]

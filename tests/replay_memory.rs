@@ -12,8 +12,8 @@ use futures_util::{FutureExt, StreamExt};
 use http_body::{Body, Frame};
 use http_body_util::{BodyExt, StreamBody};
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
+use telecho_retry::body::ReplayBody;
 use telecho_retry::body::TryCloneBody;
-use telecho_retry::ReplayBody;
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;

@@ -20,7 +20,7 @@ pub use replay::{NotReplayable, ReplayBody, SourceFailed, Superseded};
 #[diagnostic::on_unimplemented(
     message = "the retry engine cannot copy a request body of type `{Self}`",
     label = "this body type does not implement `TryCloneBody`",
-    note = "implement `telecho_retry::body::TryCloneBody` for it (returning `None` sends such requests once), wrap a stream in `telecho_retry::ReplayBody`, or box it (`BoxBody`)"
+    note = "implement `telecho_retry::body::TryCloneBody` for it (returning `None` sends such requests once), wrap a stream in `telecho_retry::body::ReplayBody`, or box it (`BoxBody`)"
 )]
 pub trait TryCloneBody: Sized {
     /// A copy of the body, or `None` when it cannot be copied.

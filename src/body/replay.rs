@@ -93,7 +93,7 @@ const MIN_RECORDING: usize = 1024;
 /// use http_body_util::{BodyExt, StreamBody};
 /// use http_body::Frame;
 /// use telecho_retry::body::TryCloneBody;
-/// use telecho_retry::ReplayBody;
+/// use telecho_retry::body::ReplayBody;
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let chunks = vec![Ok::<_, std::io::Error>(Frame::data(Bytes::from("hello "))),

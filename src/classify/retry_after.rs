@@ -3,7 +3,7 @@
 //! ```
 //! use std::time::{Duration, SystemTime, UNIX_EPOCH};
 //! use http::HeaderValue;
-//! use telecho_retry::parse_retry_after;
+//! use telecho_retry::classify::parse_retry_after;
 //!
 //! let now = UNIX_EPOCH + Duration::from_secs(784_111_770); // Sun, 06 Nov 1994 08:49:30 GMT
 //! let secs = HeaderValue::from_static("7");

@@ -32,7 +32,8 @@ type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
 /// ```
 /// use http::{HeaderMap, Method, StatusCode};
 /// use telecho_retry::classify::{Classifier, Decision, Outcome, RequestView, TelEchoClassifier};
-/// use telecho_retry::{CodeRule, ErrorCode};
+/// use telecho_retry::ErrorCode;
+/// use telecho_retry::classify::CodeRule;
 ///
 /// let classifier = TelEchoClassifier::new().on_code(ErrorCode::OutboundCallFailed, CodeRule::Fatal);
 /// let (method, headers) = (Method::POST, HeaderMap::new());

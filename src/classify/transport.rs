@@ -249,7 +249,7 @@ pub fn is_idempotent_method(method: &Method) -> bool {
 ///
 /// ```
 /// use telecho_retry::classify::ClassifyError;
-/// use telecho_retry::TransportErrorKind;
+/// use telecho_retry::classify::TransportErrorKind;
 ///
 /// #[derive(Debug)]
 /// enum MyError { Refused, Other }

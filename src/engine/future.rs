@@ -364,9 +364,9 @@ where
         }
         None => RequestView::detached(idempotent),
     };
-    let verdict = policy.verdict(&request, &outcome);
+    let decision = policy.decide(&request, &outcome);
     let can_resend = duplicate.is_some();
-    let action = retry.apply(verdict, outcome, can_resend);
+    let action = retry.apply(decision, outcome, can_resend);
     observe::attempt_ended(span, retry, &outcome, action);
     if let (Action::Retry(delay), true) = (action, can_resend) {
         return ControlFlow::Continue(delay);

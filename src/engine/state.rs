@@ -13,7 +13,7 @@ use crate::classify::RequestView;
 use crate::classify::{Decision, Outcome};
 use crate::limits::{OriginLimits, Pace, Withdrawal, MAX_COOLDOWN};
 use crate::policy::backoff::Rng;
-use crate::policy::{RetryPolicy, Verdict};
+use crate::policy::RetryPolicy;
 
 /// What the adapter does next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -319,45 +319,33 @@ impl RetryState {
         outcome: Outcome<'_>,
         can_resend: bool,
     ) -> Action {
-        let verdict = self.policy.verdict(request, &outcome);
-        self.apply(verdict, outcome, can_resend)
+        let decision = self.policy.decide(request, &outcome);
+        self.apply(decision, outcome, can_resend)
     }
 
-    /// Like [`next_for`](Self::next_for), with the policy's verdict already made (the
+    /// Like [`next_for`](Self::next_for), with the policy's decision already made (the
     /// engine's future classifies with a view that borrows the policy).
-    #[inline]
     pub(crate) fn apply(
         &mut self,
-        verdict: Verdict,
+        decision: Decision,
         outcome: Outcome<'_>,
         can_resend: bool,
     ) -> Action {
         self.attempts = self.attempts.saturating_add(1);
-        self.decision = Some(verdict.into());
-        if let Verdict::Accept = verdict {
-            return self.stop(StopReason::Success);
-        }
-        self.apply_failure(verdict, outcome, can_resend)
-    }
-
-    /// [`apply`](Self::apply) for any verdict but `Accept` (out of line: the success path
-    /// inlines only the head of `apply`).
-    fn apply_failure(
-        &mut self,
-        verdict: Verdict,
-        outcome: Outcome<'_>,
-        can_resend: bool,
-    ) -> Action {
-        let wait = match verdict {
-            Verdict::Accept => return self.stop(StopReason::Success),
-            Verdict::Fatal => return self.stop(StopReason::Fatal),
-            Verdict::TooLong(d) => {
+        let too_long =
+            matches!(decision, Decision::RetryAfter(d) if d > self.policy.max_retry_after());
+        // A `Retry-After` above the cap is not waited for: recorded as final.
+        self.decision = Some(if too_long { Decision::Fatal } else { decision });
+        let wait = match decision {
+            Decision::Accept => return self.stop(StopReason::Success),
+            Decision::Fatal => return self.stop(StopReason::Fatal),
+            Decision::RetryAfter(d) if too_long => {
                 // Every later request to this origin would meet the same 429: they fail
                 // at once until it passes (see `admit`).
                 self.cool_down(outcome, d, true);
                 return self.stop(StopReason::RetryAfterTooLong);
             }
-            Verdict::RetryAfter(d) => {
+            Decision::RetryAfter(d) => {
                 self.cool_down(outcome, d, false);
                 // Never earlier than told; and a server that keeps rate limiting gets at
                 // least the backoff schedule on top of its instruction.
@@ -365,7 +353,7 @@ impl RetryState {
                 let told = d.saturating_add(self.rng().uniform(Duration::ZERO, spread));
                 told.max(self.backoff())
             }
-            Verdict::Backoff => self.backoff(),
+            Decision::Backoff => self.backoff(),
         };
         // Another request's 429 may hold every request back for longer, or for longer
         // than this policy waits at all.

@@ -197,7 +197,8 @@ async fn dropped_while_held_back_by_the_cooldown_sends_nothing() {
 #[tokio::test]
 async fn dropped_during_the_error_body_read_sends_no_further_attempt() {
     use support::{Misbehave, RawServer};
-    use telecho_retry::{CodeRule, ErrorCode};
+    use telecho_retry::classify::CodeRule;
+    use telecho_retry::ErrorCode;
 
     let server = RawServer::start(Misbehave::StallAfterErrorHead).await;
     let layer = TelEchoRetry::new(

@@ -17,7 +17,8 @@ use http_body::Frame;
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use telecho_retry::{CodeRule, ErrorCode, Jitter, RetryInfo, RetryPolicy, StopReason};
+use telecho_retry::classify::CodeRule;
+use telecho_retry::{ErrorCode, Jitter, RetryInfo, RetryPolicy, StopReason};
 use tokio::time::Instant;
 use tower::{service_fn, ServiceBuilder, ServiceExt};
 

@@ -42,11 +42,13 @@ use http_body_util::Full;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
+use telecho_retry::body::ResponseBody;
 use telecho_retry::classify::ClassifyError;
+use telecho_retry::classify::TransportErrorKind;
 use telecho_retry::limits::{Pacing, RetryBudget};
 use telecho_retry::{
-    Jitter, ResponseBody, RetryError, RetryErrorKind, RetryInfo, RetryOverride, RetryPolicy,
-    RetryPolicyBuilder, RetryService, StopReason, TelEchoRetry, TransportErrorKind,
+    Jitter, RetryError, RetryErrorKind, RetryInfo, RetryOverride, RetryPolicy, RetryPolicyBuilder,
+    RetryService, StopReason, TelEchoRetry,
 };
 use tokio::time::{advance, Instant};
 use tokio_test::{assert_pending, assert_ready};

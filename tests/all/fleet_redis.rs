@@ -122,7 +122,7 @@ fn replica(
     reply: impl Fn(usize) -> Response<Full<Bytes>> + Send + Sync + 'static,
 ) -> impl tower::Service<
     Request<Full<Bytes>>,
-    Response = Response<telecho_retry::ResponseBody<Full<Bytes>>>,
+    Response = Response<telecho_retry::body::ResponseBody<Full<Bytes>>>,
     Error = telecho_retry::RetryError,
     Future = impl Send,
 > + Clone {
@@ -261,7 +261,7 @@ async fn each_within<S>(svc: &S, n: usize, bound: Duration)
 where
     S: tower::Service<
             Request<Full<Bytes>>,
-            Response = Response<telecho_retry::ResponseBody<Full<Bytes>>>,
+            Response = Response<telecho_retry::body::ResponseBody<Full<Bytes>>>,
             Error = telecho_retry::RetryError,
         > + Clone,
 {

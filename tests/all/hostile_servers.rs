@@ -10,9 +10,10 @@ use bytes::Bytes;
 use http::Method;
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
 use support::{Misbehave, RawServer, Reply, Server};
+use telecho_retry::classify::CodeRule;
 use telecho_retry::{
-    CodeRule, ErrorCode, Jitter, ReqwestResponseExt, RetryInfo, RetryPolicy, RetryPolicyBuilder,
-    StopReason, TelEchoRetry, MAX_ENVELOPE_BYTES,
+    ErrorCode, Jitter, ReqwestResponseExt, RetryInfo, RetryPolicy, RetryPolicyBuilder, StopReason,
+    TelEchoRetry, MAX_ENVELOPE_BYTES,
 };
 
 fn fast() -> RetryPolicyBuilder {

@@ -13,10 +13,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
+use telecho_retry::body::ResponseBody;
 use telecho_retry::limits::{Limits, RetryBudget};
 use telecho_retry::{
-    AttemptNumber, Jitter, ResponseBody, RetryErrorKind, RetryInfo, RetryPolicy, StopReason,
-    TelEchoRetry,
+    AttemptNumber, Jitter, RetryErrorKind, RetryInfo, RetryPolicy, StopReason, TelEchoRetry,
 };
 use tokio::time::Instant;
 use tower::{service_fn, BoxError, Service, ServiceExt};

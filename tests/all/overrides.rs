@@ -482,7 +482,7 @@ async fn no_error_body_is_read_when_no_retry_can_follow() {
     let policy = quick()
         .on_code(
             telecho_retry::ErrorCode::OutboundCallFailed,
-            telecho_retry::CodeRule::Fatal,
+            telecho_retry::classify::CodeRule::Fatal,
         )
         .build();
     let svc = ServiceBuilder::new()

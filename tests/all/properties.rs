@@ -6,7 +6,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use http::header::RETRY_AFTER;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use proptest::prelude::*;
-use telecho_retry::{parse_retry_after, ApiError, Decision, ErrorCode, ErrorType, RetryPolicy};
+use telecho_retry::classify::{parse_retry_after, Decision};
+use telecho_retry::{ApiError, ErrorCode, ErrorType, RetryPolicy};
 
 /// A wall clock between 1970 and 2200, whole seconds or not.
 fn any_now() -> impl Strategy<Value = SystemTime> {

@@ -11,8 +11,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::Full;
+use telecho_retry::body::ReplayBody;
 use telecho_retry::body::TryCloneBody;
-use telecho_retry::{HttpResponseExt, ReplayBody, RetryInfo, RetryPolicy, TelEchoRetry};
+use telecho_retry::{HttpResponseExt, RetryInfo, RetryPolicy, TelEchoRetry};
 use tower::{service_fn, Layer, Service, ServiceExt};
 
 const SECRET: &str = "sk_live_TOPSECRET_4242";

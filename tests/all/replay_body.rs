@@ -18,8 +18,9 @@ use http::{Extensions, Method, Request, StatusCode};
 use http_body::Frame;
 use http_body_util::StreamBody;
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware, Middleware, Next};
+use telecho_retry::body::ReplayBody;
 use telecho_retry::body::SourceFailed;
-use telecho_retry::{Jitter, ReplayBody, RetryPolicy};
+use telecho_retry::{Jitter, RetryPolicy};
 use tokio::sync::{mpsc, Notify};
 use tower::{ServiceBuilder, ServiceExt};
 

@@ -18,9 +18,10 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use http::{Extensions, Method, StatusCode};
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware, Middleware, Next};
+use telecho_retry::classify::{CodeRule, TransportErrorKind};
 use telecho_retry::{
-    ApiError, CodeRule, ErrorCode, ErrorType, Jitter, ReqwestResponseExt, RetryInfo, RetryPolicy,
-    RetryPolicyBuilder, StopReason, TelEchoRetry, TransportErrorKind,
+    ApiError, ErrorCode, ErrorType, Jitter, ReqwestResponseExt, RetryInfo, RetryPolicy,
+    RetryPolicyBuilder, StopReason, TelEchoRetry,
 };
 use tokio::time::Instant;
 

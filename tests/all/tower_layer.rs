@@ -24,10 +24,11 @@ use http::header::RETRY_AFTER;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
+use telecho_retry::body::ResponseBody;
 use telecho_retry::body::TryCloneBody;
 use telecho_retry::{
-    Jitter, ResponseBody, ResponseFuture, RetryError, RetryErrorKind, RetryInfo, RetryPolicy,
-    RetryService, StopReason, TelEchoRetry,
+    Jitter, ResponseFuture, RetryError, RetryErrorKind, RetryInfo, RetryPolicy, RetryService,
+    StopReason, TelEchoRetry,
 };
 use tokio::time::{advance, Instant};
 use tokio_test::{assert_pending, assert_ready, task};

@@ -19,7 +19,8 @@ use hyper::rt::{Read, ReadBufCursor, Write};
 use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use telecho_retry::{RetryErrorKind, RetryPolicy, StopReason, TelEchoRetry, TransportErrorKind};
+use telecho_retry::classify::TransportErrorKind;
+use telecho_retry::{RetryErrorKind, RetryPolicy, StopReason, TelEchoRetry};
 use tokio::net::{TcpListener, TcpStream};
 use tower::{ServiceBuilder, ServiceExt};
 

@@ -15,7 +15,8 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use support::{Misbehave, RawServer, Reply, Server};
-use telecho_retry::{ErrorCode, HttpBodyResponseExt, ERROR_BODY_TIMEOUT};
+use telecho_retry::body::ERROR_BODY_TIMEOUT;
+use telecho_retry::{ErrorCode, HttpBodyResponseExt};
 
 /// Far above the bound: a helper still reading by then is stuck.
 const STUCK: Duration = Duration::from_secs(3600);

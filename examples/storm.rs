@@ -6,16 +6,19 @@
 //! cargo run --example storm -- --quick           # N = 10, 100; no file written (CI)
 //! ```
 //!
-//! It is a discrete-event simulation: nothing sleeps, time is a number. Each of our clients
-//! is driven by the crate's real schedule code, a [`RetryState`] of a real (seeded)
-//! [`RetryPolicy`] fed each response through [`RetryState::next`], so every delay is exactly
-//! the one the tower layer or the reqwest middleware would sleep. Every client is on its own
-//! (`RetryState::new`: no retry budget or 429 cooldown shared with the others), as N
-//! separate processes would be.
+//! Time is simulated: each run is a current-thread tokio runtime started with its clock
+//! paused, whose clock jumps to the next timer whenever every task is waiting, so nothing
+//! sleeps in real time. Its resolution is tokio's timer's, one millisecond, as for every
+//! user of the crate. Each of our clients is the crate's real tower layer,
+//! `ServiceBuilder::new().layer(TelEchoRetry::new(policy).with_limits(..)).service(server)`,
+//! of a real (seeded) [`RetryPolicy`], so every delay is exactly the one the layer sleeps.
+//! Every client is on its own ([`Limits`] of its own, without a retry budget or a shared
+//! 429 cooldown), as N separate processes would be. The N clients are N tasks, all started
+//! at `t = 0`.
 //!
-//! The server counts admitted requests in fixed one-second windows (`[k s, k+1 s)`). A
-//! request arriving when the window's `C` slots are taken is rejected at once, in one of two
-//! scenarios, both run:
+//! The server is a `tower::service_fn` that counts admitted requests in fixed one-second
+//! windows (`[k s, k+1 s)`) of the paused clock. A request arriving when the window's `C`
+//! slots are taken is rejected at once, in one of two scenarios, both run:
 //!
 //! - **429**: `429 Too Many Requests` with `Retry-After: <seconds until the next window>`
 //!   (delta-seconds, rounded up, so always `1` with one-second windows);
@@ -29,14 +32,14 @@
 //!   the jittered backoff delay; under **429** it is `Retry-After` plus up to 500 ms, or this
 //!   retry's jittered backoff delay if that is longer (`Retry-After` as a floor under the
 //!   backoff schedule). Under 429 only the default jitter is run.
-//! - `Retry-After exact (no backoff floor)` (429 only): NOT the crate's schedule. The wait is
-//!   computed here, in the example: the parsed `Retry-After` plus a uniform share of 500 ms,
-//!   at every retry, with no backoff under it. It is what the crate did before `Retry-After`
-//!   became a floor, kept for comparison.
-//! - `reqwest-retry`: what `reqwest-retry` 0.9's default middleware
-//!   (`ExponentialBackoff::builder().build_with_max_retries(5)`, retry-policies 0.5) does:
-//!   it ignores `Retry-After`, and waits `min(1 s * 2^n, 30 min) * U[0, 1)` before retry
-//!   `n + 1`, on 429 and 5xx alike.
+//! - `Retry-After exact (no backoff floor)` (429 only): NOT the crate's schedule. A client
+//!   written in this example, against the same server on the same clock, waits the parsed
+//!   `Retry-After` plus a uniform share of 500 ms at every retry, with no backoff under it.
+//!   It is what the crate did before `Retry-After` became a floor, kept for comparison.
+//! - `reqwest-retry`: a client written in this example that does what `reqwest-retry` 0.9's
+//!   default middleware (`ExponentialBackoff::builder().build_with_max_retries(5)`,
+//!   retry-policies 0.5) does: it ignores `Retry-After`, and waits
+//!   `min(1 s * 2^n, 30 min) * U[0, 1)` before retry `n + 1`, on 429 and 5xx alike.
 //!
 //! Measured: requests sent per success (amplification), clients that gave up, latency to
 //! success (median and 99th percentile, over the clients that succeeded), the time until
@@ -44,14 +47,19 @@
 //! attempts excluded: they are the same `N` at `t = 0` for every strategy). The full run
 //! repeats N = 1000 over 20 seeds, and draws `docs/storm.svg`.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::convert::Infallible;
 use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::header::RETRY_AFTER;
-use http::{HeaderMap, HeaderValue, StatusCode};
-use telecho_retry::{parse_retry_after, Action, Jitter, Outcome, RetryPolicy, RetryState};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
+use http_body_util::Empty;
+use telecho_retry::limits::Limits;
+use telecho_retry::{parse_retry_after, Jitter, RetryInfo, RetryPolicy, StopReason, TelEchoRetry};
+use tokio::time::Instant;
+use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
 
 /// Server capacity: admitted requests per one-second window.
 const CAPACITY: u32 = 50;
@@ -82,7 +90,7 @@ impl Scenario {
 
 #[derive(Clone, Debug)]
 enum Strategy {
-    /// The crate's schedule: a real `RetryState` of a policy with this jitter.
+    /// The crate's schedule: the real tower layer, with a policy of this jitter.
     Ours {
         name: &'static str,
         jitter: Jitter,
@@ -126,7 +134,133 @@ fn strategies(scenario: Scenario) -> Vec<Strategy> {
     }
 }
 
+// ===== the server =====
+
+/// The header that carries the client's index, so that the server tells retries from first
+/// attempts (the layer resends the request as it was).
+const CLIENT: HeaderName = HeaderName::from_static("x-storm-client");
+
+type Req = Request<Empty<Bytes>>;
+type Resp = Response<Empty<Bytes>>;
+
+/// What the server keeps: its fixed window, and what arrived.
+struct Log {
+    window: u64,
+    admitted: u32,
+    /// Per client: attempts that arrived.
+    attempts: Vec<u32>,
+    /// Every arrival: (time ns, is a retry).
+    arrivals: Vec<(u64, bool)>,
+}
+
+#[derive(Clone)]
+struct Server {
+    scenario: Scenario,
+    start: Instant,
+    log: Arc<Mutex<Log>>,
+}
+
+impl Server {
+    /// A server for `n` clients, its clock starting now.
+    fn new(scenario: Scenario, n: usize) -> Self {
+        let start = Instant::now();
+        let log = Log {
+            window: 0,
+            admitted: 0,
+            attempts: vec![0; n],
+            arrivals: Vec::new(),
+        };
+        Server {
+            scenario,
+            start,
+            log: Arc::new(Mutex::new(log)),
+        }
+    }
+
+    /// Nanoseconds on the (paused) clock since the storm began.
+    fn now(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn answer(&self, request: &Req) -> Resp {
+        let client: usize = request.headers()[&CLIENT]
+            .to_str()
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .expect("every request names its client");
+        let t = self.now();
+        let mut log = self.log.lock().unwrap();
+        let log = &mut *log;
+        log.arrivals.push((t, log.attempts[client] > 0));
+        log.attempts[client] += 1;
+        if t / SECOND != log.window {
+            log.window = t / SECOND;
+            log.admitted = 0;
+        }
+        let mut response = Response::new(Empty::new());
+        if log.admitted < CAPACITY {
+            log.admitted += 1;
+            return response;
+        }
+        match self.scenario {
+            Scenario::TooMany => {
+                *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+                let to_next = (log.window + 1) * SECOND - t;
+                response
+                    .headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from(to_next.div_ceil(SECOND)));
+            }
+            Scenario::Unavailable => *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE,
+        }
+        response
+    }
+
+    /// The server as the tower service every client sends to.
+    fn service(
+        &self,
+    ) -> tower::util::ServiceFn<
+        impl FnMut(Req) -> std::future::Ready<Result<Resp, Infallible>> + Clone + Send + 'static,
+    > {
+        let server = self.clone();
+        service_fn(move |request: Req| std::future::ready(Ok(server.answer(&request))))
+    }
+}
+
+fn request(client: usize) -> Req {
+    Request::get("http://telecho.test/v1/agents")
+        .header(CLIENT, client)
+        .body(Empty::new())
+        .expect("a valid request")
+}
+
 // ===== clients =====
+
+/// One client's result: when it succeeded (ns), or `None` if it gave up; and how many
+/// attempts it made, by its own count.
+type Outcome = (Option<u64>, u32);
+
+/// One of our clients: the crate's tower layer over the server, with limits of its own (no
+/// retry budget or 429 cooldown shared with the other clients).
+async fn our_client(policy: RetryPolicy, server: Server, i: usize) -> Outcome {
+    let limits = Limits::builder()
+        .without_retry_budget()
+        .shared_cooldown(false)
+        .build();
+    let client = ServiceBuilder::new()
+        .layer(TelEchoRetry::new(policy).with_limits(limits))
+        .service(server.service());
+    let response = client
+        .oneshot(request(i))
+        .await
+        .expect("nothing here fails but a response's status");
+    let info = RetryInfo::of(response.extensions());
+    if response.status().is_success() {
+        (Some(server.now()), info.attempts())
+    } else {
+        assert_eq!(info.stop_reason(), Some(StopReason::MaxRetries));
+        (None, info.attempts())
+    }
+}
 
 /// SplitMix64, for the jitter of the clients that are not ours.
 struct SplitMix(u64);
@@ -142,29 +276,18 @@ impl SplitMix {
     }
 }
 
-enum Client {
-    Ours(RetryState),
+/// The schedule of a client that is not ours, computed in this example.
+enum Theirs {
     ExactRetryAfter { past_retries: u32, rng: SplitMix },
     ReqwestRetry { past_retries: u32, rng: SplitMix },
 }
 
-impl Client {
+impl Theirs {
     /// The wait before the next attempt after a rejection, or `None` to give up.
-    fn rejected(&mut self, status: StatusCode, headers: &HeaderMap) -> Option<Duration> {
+    fn rejected(&mut self, headers: &HeaderMap) -> Option<Duration> {
         match self {
-            Client::Ours(state) => {
-                let outcome = Outcome::Response {
-                    status,
-                    headers,
-                    code: None,
-                };
-                match state.next(outcome, true) {
-                    Action::Retry(d) => Some(d),
-                    _ => None,
-                }
-            }
             // Not the crate's schedule: exactly what the server said, plus the spread.
-            Client::ExactRetryAfter { past_retries, rng } => {
+            Theirs::ExactRetryAfter { past_retries, rng } => {
                 if *past_retries >= MAX_RETRIES {
                     return None;
                 }
@@ -177,7 +300,7 @@ impl Client {
             }
             // retry-policies 0.5 `ExponentialBackoff::should_retry` with the builder's
             // defaults (min 1 s, max 30 min, base 2, `Jitter::Full`), max 5 retries.
-            Client::ReqwestRetry { past_retries, rng } => {
+            Theirs::ReqwestRetry { past_retries, rng } => {
                 if *past_retries >= MAX_RETRIES {
                     return None;
                 }
@@ -188,6 +311,28 @@ impl Client {
             }
         }
     }
+}
+
+/// A client that is not ours: a loop over the same server, sleeping on the same clock.
+async fn their_client(mut schedule: Theirs, server: Server, i: usize) -> Outcome {
+    let mut service = server.service();
+    let mut attempts = 0;
+    loop {
+        let Ok(ready) = service.ready().await;
+        let Ok(response) = ready.call(request(i)).await;
+        attempts += 1;
+        if response.status().is_success() {
+            return (Some(server.now()), attempts);
+        }
+        match schedule.rejected(response.headers()) {
+            Some(wait) => tokio::time::sleep(wait).await,
+            None => return (None, attempts),
+        }
+    }
+}
+
+fn client_rng(seed: u64, i: usize) -> SplitMix {
+    SplitMix(seed ^ (i as u64 + 1).wrapping_mul(0xa076_1d64_78bd_642f))
 }
 
 // ===== the simulation =====
@@ -202,13 +347,27 @@ struct Run {
     arrivals: Vec<(u64, bool)>,
 }
 
-fn client_rng(seed: u64, i: usize) -> SplitMix {
-    SplitMix(seed ^ (i as u64 + 1).wrapping_mul(0xa076_1d64_78bd_642f))
+/// One storm, on a runtime of its own whose clock starts paused at `t = 0`.
+fn simulate(scenario: Scenario, strategy: &Strategy, n: usize, seed: u64) -> Run {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("a tokio runtime")
+        .block_on(storm(scenario, strategy, n, seed))
 }
 
-fn simulate(scenario: Scenario, strategy: &Strategy, n: usize, seed: u64) -> Run {
-    let mut clients: Vec<Client> = match strategy {
+async fn storm(scenario: Scenario, strategy: &Strategy, n: usize, seed: u64) -> Run {
+    let server = Server::new(scenario, n);
+    // One policy for all clients: each request draws its own jitter stream from the seed
+    // and its sequence number, as in one process; the limits are what keeps them apart.
+    // Spawned in order, and first polled in that order once this task waits.
+    let tasks: Vec<_> = match strategy {
         Strategy::Ours { jitter, .. } => {
+            // One policy for every client, as the old per-request state shared it: each
+            // request draws its own jitter stream from the seed and its sequence number (the
+            // order of its first draw). The policy shares nothing else: the budget and the
+            // cooldown live in the limits, each client's own.
             let policy = RetryPolicy::builder()
                 .max_retries(MAX_RETRIES)
                 .jitter(*jitter)
@@ -216,60 +375,46 @@ fn simulate(scenario: Scenario, strategy: &Strategy, n: usize, seed: u64) -> Run
                 .seed(seed)
                 .build();
             (0..n)
-                .map(|_| Client::Ours(RetryState::new(&policy)))
+                .map(|i| tokio::spawn(our_client(policy.clone(), server.clone(), i)))
                 .collect()
         }
         Strategy::ExactRetryAfter => (0..n)
-            .map(|i| Client::ExactRetryAfter {
-                past_retries: 0,
-                rng: client_rng(seed, i),
+            .map(|i| {
+                let schedule = Theirs::ExactRetryAfter {
+                    past_retries: 0,
+                    rng: client_rng(seed, i),
+                };
+                tokio::spawn(their_client(schedule, server.clone(), i))
             })
             .collect(),
         Strategy::ReqwestRetry => (0..n)
-            .map(|i| Client::ReqwestRetry {
-                past_retries: 0,
-                rng: client_rng(seed, i),
+            .map(|i| {
+                let schedule = Theirs::ReqwestRetry {
+                    past_retries: 0,
+                    rng: client_rng(seed, i),
+                };
+                tokio::spawn(their_client(schedule, server.clone(), i))
             })
             .collect(),
     };
-    // (time, client, is a retry); ties resolve by client index.
-    let mut queue: BinaryHeap<Reverse<(u64, usize, bool)>> =
-        (0..n).map(|c| Reverse((0, c, false))).collect();
-    let mut run = Run {
-        clients: n,
-        sent: 0,
-        done: vec![None; n],
-        arrivals: Vec::new(),
-    };
-    let (mut window, mut admitted) = (0u64, 0u32);
-    let empty = HeaderMap::new();
-    while let Some(Reverse((t, c, retry))) = queue.pop() {
-        run.sent += 1;
-        run.arrivals.push((t, retry));
-        if t / SECOND != window {
-            window = t / SECOND;
-            admitted = 0;
-        }
-        if admitted < CAPACITY {
-            admitted += 1;
-            run.done[c] = Some(t);
-            continue;
-        }
-        let wait = match scenario {
-            Scenario::TooMany => {
-                let to_next = (window + 1) * SECOND - t;
-                let mut h = HeaderMap::new();
-                h.insert(RETRY_AFTER, HeaderValue::from(to_next.div_ceil(SECOND)));
-                clients[c].rejected(StatusCode::TOO_MANY_REQUESTS, &h)
-            }
-            Scenario::Unavailable => clients[c].rejected(StatusCode::SERVICE_UNAVAILABLE, &empty),
-        };
-        if let Some(d) = wait {
-            let at = t.saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
-            queue.push(Reverse((at, c, true)));
-        }
+    let mut done = Vec::with_capacity(n);
+    let mut attempts = Vec::with_capacity(n);
+    for task in tasks {
+        let (at, made) = task.await.expect("a client task");
+        done.push(at);
+        attempts.push(made);
     }
-    run
+    let log = &mut *server.log.lock().unwrap();
+    // What each client counted (for ours, its RetryInfo) is what reached the server.
+    assert_eq!(attempts, log.attempts);
+    let arrivals = std::mem::take(&mut log.arrivals);
+    debug_assert!(arrivals.is_sorted(), "the clock never goes back");
+    Run {
+        clients: n,
+        sent: arrivals.len() as u64,
+        done,
+        arrivals,
+    }
 }
 
 // ===== metrics =====
@@ -419,7 +564,7 @@ fn svg(columns: &[Column]) -> String {
     );
     let _ = writeln!(
         s,
-        r##"<text x="{left}" y="56" fill="#555">Blue: the crate's schedule (real RetryState); red: Retry-After exact, computed in the example, not the crate's schedule; grey: reqwest-retry-like.</text>"##
+        r##"<text x="{left}" y="56" fill="#555">Blue: the crate's schedule (its real tower layer); red: Retry-After exact, computed in the example, not the crate's schedule; grey: reqwest-retry-like.</text>"##
     );
     for (ci, (scenario, _, runs)) in columns.iter().enumerate() {
         let x0 = left + ci as f64 * (pw + col_gap);

@@ -56,8 +56,9 @@ use bytes::Bytes;
 use http::header::RETRY_AFTER;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::Empty;
+use telecho_retry::classify::parse_retry_after;
 use telecho_retry::limits::Limits;
-use telecho_retry::{parse_retry_after, Jitter, RetryInfo, RetryPolicy, StopReason, TelEchoRetry};
+use telecho_retry::{Jitter, RetryInfo, RetryPolicy, StopReason, TelEchoRetry};
 use tokio::time::Instant;
 use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
 

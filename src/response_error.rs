@@ -229,7 +229,7 @@ impl HttpResponseExt for http::Response<Bytes> {
 
 /// Typed errors for `http::Response<B>` whose body `B` is an [`http_body::Body`] still to
 /// be read: hyper's `Incoming`, the response of a tower HTTP client, a
-/// [`ResponseBody`](crate::ResponseBody).
+/// [`ResponseBody`](crate::body::ResponseBody).
 ///
 /// The body must be `Unpin` (hyper's `Incoming`, `BoxBody` and `Full` are); wrap one that
 /// is not in `Box::pin`.

@@ -18,7 +18,7 @@
 //!   sent once and its outcome returned. Such requests are never refused up front.
 //! - **Extensions.** Each attempt gets its own copy of the caller's `Extensions`; the caller
 //!   ends up with the final attempt's extensions plus a [`RetryInfo`].
-//! - **Code-aware decisions.** When the policy has [`CodeRule`](crate::CodeRule)s, the body
+//! - **Code-aware decisions.** When the policy has [`CodeRule`](crate::classify::CodeRule)s, the body
 //!   of an error response (status ≥ 400) is read, at most 64 KiB and for at most 10 s, to
 //!   find the TelEcho error code. The response handed back still carries its full,
 //!   unchanged body and headers: what was read is put back in front of the rest.

@@ -36,7 +36,7 @@ use crate::engine::{observe, AttemptNumber};
 /// - `http.request.resend_count`: 1 on the second attempt, 2 on the third …, absent on the
 ///   first;
 /// - `error.type`: the status code for a status ≥ 400, or the kind of transport error
-///   ([`TransportErrorKind`](crate::TransportErrorKind): `connect`, `timeout` …);
+///   ([`TransportErrorKind`](crate::classify::TransportErrorKind): `connect`, `timeout` …);
 /// - no `user_agent.original` (a header value), and no `error.message` or
 ///   `error.cause_chain`: reqwest's error text carries the URL, query string included.
 ///

@@ -100,7 +100,7 @@ impl TelEchoRetry {
     }
 
     /// How many bytes of a streaming request body the reqwest middleware records so it can
-    /// replay the body on a retry ([`ReplayBody`](crate::ReplayBody)). A body that does not
+    /// replay the body on a retry ([`ReplayBody`](crate::body::ReplayBody)). A body that does not
     /// fit is sent once and its outcome returned. `0` turns recording off.
     ///
     /// # Default

@@ -43,10 +43,10 @@ impl<S> Layer<S> for TelEchoRetry {
 ///
 /// - `S: Clone`: each in-flight request keeps its own clone of the inner service, the one it
 ///   polled ready, to send its retries (the same pattern as `tower::retry`).
-/// - requests implement [`RetryRequest`] (`http::Request<B>` for bodies that implement
-///   [`TryCloneBody`](crate::body::TryCloneBody), `reqwest::Request`);
-/// - responses implement [`RetryResponse`], errors [`ClassifyError`] and
-///   `Into<BoxError>`.
+/// - requests are `http::Request<B>` with a body that implements
+///   [`TryCloneBody`](crate::body::TryCloneBody), or `reqwest::Request`;
+/// - responses are `http::Response<B>` or `reqwest::Response`, errors implement
+///   [`ClassifyError`] and `Into<BoxError>`.
 ///
 /// # Errors
 ///

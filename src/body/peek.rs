@@ -7,7 +7,7 @@
 //!   and [`Peeked::into_body`], a [`ResponseBody`] that replays what was read, then the
 //!   error that stopped the read (if one did), then the rest of the body. Nothing is lost:
 //!   a timeout or a limit overrun leaves the rest of the body where it was.
-//!   The middleware uses it to apply [`CodeRule`](crate::CodeRule)s.
+//!   The middleware uses it to apply [`CodeRule`](crate::classify::CodeRule)s.
 //! - [`collect`] reads at most `limit` bytes for at most `timeout` and keeps only the bytes
 //!   (for [`ResponseError`](crate::ResponseError)), saying whether the body was cut.
 //!
@@ -39,7 +39,7 @@ use tokio::time::Sleep;
 /// The longest the crate reads an error body: 10 s.
 ///
 /// It bounds the engine's read of an error body for its TelEcho code (when the classifier
-/// wants codes, as with [`CodeRule`](crate::CodeRule)s; the response then still carries its
+/// wants codes, as with [`CodeRule`](crate::classify::CodeRule)s; the response then still carries its
 /// whole body, see [`ResponseBody`]), and the read of the async typed-error helpers (whose
 /// [`ResponseError`](crate::ResponseError) then keeps what had arrived). A server that sends an error's
 /// head and then stalls costs at most this long, never forever.
@@ -64,7 +64,7 @@ pin_project! {
     /// The crate reads the start of an error response's body (at most 64 KiB
     /// ([`MAX_ENVELOPE_BYTES`](crate::MAX_ENVELOPE_BYTES)) and for at most 10 s
     /// ([`ERROR_BODY_TIMEOUT`](crate::ERROR_BODY_TIMEOUT))) to find its TelEcho error code
-    /// for a [`CodeRule`](crate::CodeRule), and hands the response back with this body.
+    /// for a [`CodeRule`](crate::classify::CodeRule), and hands the response back with this body.
     /// What was read is put back in front of the rest; a read cut by the time bound or the
     /// size bound leaves the rest of the body to be read as usual; an error the body
     /// returned during that read is returned again, in its place.

@@ -2,7 +2,7 @@
 //! default implementation ([`TelEchoClassifier`]), transport error kinds and `Retry-After`.
 //!
 //! A classifier turns the outcome of one attempt into a [`Decision`]; the engine
-//! ([`RetryState`](crate::RetryState)) turns the decision into "wait this long, then retry"
+//! (the engine's per-request state) turns the decision into "wait this long, then retry"
 //! or "stop", applying the policy's caps, budget, cooldown and deadline. A classifier sees
 //! the request ([`RequestView`]: method, headers, extensions, whether it is safe to resend)
 //! and the [`Outcome`] (status, headers and the error code read from the body, or the kind
@@ -72,7 +72,7 @@ pub enum Decision {
     /// Not a failure (1xx, 2xx, 3xx): hand it to the caller, never retry.
     Accept,
     /// Retry no earlier than this long from now, as the server said
-    /// ([`RetryState`](crate::RetryState) adds the spread, or waits the backoff delay if
+    /// (the engine adds the spread, or waits the backoff delay if
     /// that is longer; above the policy's `max_retry_after` the outcome is handed back).
     RetryAfter(Duration),
     /// Retry after the next delay of the exponential backoff schedule.

@@ -8,9 +8,9 @@ use std::time::Duration;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum StopReason {
-    /// The outcome was not a failure ([`Decision::Accept`](crate::Decision::Accept)).
+    /// The outcome was not a failure ([`Decision::Accept`](crate::classify::Decision::Accept)).
     Success,
-    /// The outcome is not retryable ([`Decision::Fatal`](crate::Decision::Fatal)).
+    /// The outcome is not retryable ([`Decision::Fatal`](crate::classify::Decision::Fatal)).
     Fatal,
     /// The server asked for a wait longer than
     /// [`max_retry_after`](crate::RetryPolicyBuilder::max_retry_after).

@@ -20,7 +20,7 @@
 //! | `http.request.method` | always | `GET`, `POST` … (`_OTHER` for a method outside RFC 9110) |
 //! | `http.request.resend_count` | retries only | 1 on the second attempt, 2 on the third … |
 //! | `http.response.status_code` | a response arrived | the status, as an integer |
-//! | `error.type` | the attempt failed | the status code as a string for a status ≥ 400; the [`TransportErrorKind`](crate::TransportErrorKind) (`connect`, `timeout`, `reset` …); `deadline` when the deadline cut it |
+//! | `error.type` | the attempt failed | the status code as a string for a status ≥ 400; the [`TransportErrorKind`](crate::classify::TransportErrorKind) (`connect`, `timeout`, `reset` …); `deadline` when the deadline cut it |
 //! | `otel.status_code` | the attempt failed | `ERROR` |
 //! | `telecho_retry.decision` | an outcome was classified | `accept`, `retry_after`, `backoff`, `fatal` |
 //! | `telecho_retry.retry_delay_ms` | a retry follows | the delay before it, in milliseconds |

@@ -72,7 +72,7 @@ pub trait ResponseParts {
 
 /// A response the engine can classify, annotate, and read the error body of.
 ///
-/// When the policy has [`CodeRule`](crate::CodeRule)s, the engine reads the start of an
+/// When the policy has [`CodeRule`](crate::classify::CodeRule)s, the engine reads the start of an
 /// error response's body (status ≥ 400; at most 64 KiB, for at most 10 s) to find its
 /// TelEcho code, and hands the response back with a [`ResponseBody`] that puts what it
 /// read back in front of the rest: nothing is lost. So the adapter hands back

@@ -1,36 +1,7 @@
 //! [`RetryPolicy`]: the settings of the engine: how many retries, the backoff schedule and
 //! its jitter, the `Retry-After` cap and spread, the deadline and attempt timeout, the
-//! default limits, the request changes (idempotency keys, attempt header), and which
+//! request changes (idempotency keys, attempt header), and which
 //! [`Classifier`] decides what kind each outcome is (the TelEcho contract by default).
-//!
-//! The classifier is *what kind of outcome*; the policy and [`RetryState`](crate::RetryState)
-//! are *what to do about it*: a [`Decision::RetryAfter`] above `max_retry_after` is handed
-//! back at once; otherwise the wait is `d` plus a random spread in
-//! `[0, retry_after_spread]`, or this retry's backoff delay if that is longer (so never
-//! earlier than the server said, and a server that keeps answering 429 gets exponential
-//! backoff on top of its instruction: the retry-storm simulation shows why, see
-//! `examples/storm.rs`); a [`Decision::Backoff`] waits the jittered backoff delay.
-//!
-//! ```
-//! use std::time::Duration;
-//! use http::{HeaderMap, HeaderValue, StatusCode};
-//! use telecho_retry::RetryPolicy;
-//! use telecho_retry::classify::Decision;
-//!
-//! let policy = RetryPolicy::default();
-//! let mut headers = HeaderMap::new();
-//! assert_eq!(policy.classify(StatusCode::SERVICE_UNAVAILABLE, &headers), Decision::Backoff);
-//! assert_eq!(policy.classify(StatusCode::UNAUTHORIZED, &headers), Decision::Fatal);
-//! assert_eq!(policy.classify(StatusCode::CREATED, &headers), Decision::Accept);
-//!
-//! headers.insert("retry-after", HeaderValue::from_static("7"));
-//! assert_eq!(
-//!     policy.classify(StatusCode::TOO_MANY_REQUESTS, &headers),
-//!     Decision::RetryAfter(Duration::from_secs(7))
-//! );
-//! headers.insert("retry-after", HeaderValue::from_static("3600")); // above the 60 s cap
-//! assert_eq!(policy.classify(StatusCode::TOO_MANY_REQUESTS, &headers), Decision::Fatal);
-//! ```
 
 pub(crate) mod backoff;
 
@@ -54,7 +25,36 @@ pub use backoff::Jitter;
 /// The retry policy: the TelEcho contract by default, tunable through
 /// [`RetryPolicy::builder`].
 ///
-/// Cheap to clone (one `Arc`). See the [module docs](crate::policy) for the decision table.
+/// Cheap to clone (one `Arc`).
+///
+/// The classifier is *what kind of outcome*; the policy and the engine
+/// are *what to do about it*: a [`Decision::RetryAfter`] above `max_retry_after` is handed
+/// back at once; otherwise the wait is `d` plus a random spread in
+/// `[0, retry_after_spread]`, or this retry's backoff delay if that is longer (so never
+/// earlier than the server said, and a server that keeps answering 429 gets exponential
+/// backoff on top of its instruction: the retry-storm simulation shows why, see
+/// `examples/storm.rs`); a [`Decision::Backoff`] waits the jittered backoff delay.
+///
+/// ```
+/// use std::time::Duration;
+/// use http::{HeaderMap, HeaderValue, StatusCode};
+/// use telecho_retry::RetryPolicy;
+/// use telecho_retry::classify::Decision;
+///
+/// let policy = RetryPolicy::default();
+/// let mut headers = HeaderMap::new();
+/// assert_eq!(policy.classify(StatusCode::SERVICE_UNAVAILABLE, &headers), Decision::Backoff);
+/// assert_eq!(policy.classify(StatusCode::UNAUTHORIZED, &headers), Decision::Fatal);
+/// assert_eq!(policy.classify(StatusCode::CREATED, &headers), Decision::Accept);
+///
+/// headers.insert("retry-after", HeaderValue::from_static("7"));
+/// assert_eq!(
+///     policy.classify(StatusCode::TOO_MANY_REQUESTS, &headers),
+///     Decision::RetryAfter(Duration::from_secs(7))
+/// );
+/// headers.insert("retry-after", HeaderValue::from_static("3600")); // above the 60 s cap
+/// assert_eq!(policy.classify(StatusCode::TOO_MANY_REQUESTS, &headers), Decision::Fatal);
+/// ```
 ///
 /// # Defaults
 ///
@@ -142,7 +142,7 @@ impl RetryPolicy {
 
     /// Classifies a response by status and headers with the policy's classifier, then
     /// applies the `Retry-After` cap (a wait above `max_retry_after` is
-    /// [`Decision::Fatal`]: handed back at once). See the [module docs](crate::policy).
+    /// [`Decision::Fatal`]: handed back at once).
     pub fn classify(&self, status: StatusCode, headers: &HeaderMap) -> Decision {
         self.classify_with_code(status, headers, None)
     }

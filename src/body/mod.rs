@@ -14,7 +14,7 @@ pub(crate) mod replay;
 use bytes::{Buf, Bytes};
 
 pub use peek::{ResponseBody, ERROR_BODY_TIMEOUT};
-pub use replay::{NotReplayable, ReplayBody, SourceFailed, Superseded};
+pub use replay::{ReplayBody, ReplayError};
 
 /// A request body that may be duplicated for a retry.
 #[diagnostic::on_unimplemented(

@@ -41,7 +41,7 @@ const MIN_RECORDING: usize = 1024;
 ///   previous attempt, so the older copy belongs to an abandoned attempt (hyper may still be
 ///   sending it on the connection that got an early `503`).
 /// - A copy polled while a newer live copy is reading, that is, a *superseded* copy, ends
-///   at once with a [`Superseded`] error instead of waiting: its connection is closed rather
+///   at once with a [`ReplayError::Superseded`] error instead of waiting: its connection is closed rather
 ///   than left open with half a request. It never waits for the newer copy.
 /// - When the reader is dropped, the source is free again: the next copy polled, older or
 ///   newer, takes it (replaying what it has not sent yet from the recording first).
@@ -53,16 +53,16 @@ const MIN_RECORDING: usize = 1024;
 /// is not being polled (a connection stuck writing).
 ///
 /// Copies are meant to be sent one after another, as retries are: a program that polls two
-/// copies side by side (a tee) sees the older one fail with [`Superseded`].
+/// copies side by side (a tee) sees the older one fail with [`ReplayError::Superseded`].
 ///
 /// # Never a truncated body
 ///
 /// A copy sends the whole body or ends with an error, never a clean end after part of it:
 ///
 /// - if the source failed, every copy that has not already got that error fails with
-///   [`SourceFailed`] (before sending anything it had not sent yet);
+///   [`ReplayError::SourceFailed`] (before sending anything it had not sent yet);
 /// - if the recording was given up while the copy still needs part of it, the copy fails
-///   with [`NotReplayable`].
+///   with [`ReplayError::NotReplayable`].
 ///
 /// [`is_replayable`](TryCloneBody::is_replayable) tells in advance: it is `false` for a copy
 /// in either case, and for a superseded copy. `try_clone_body` returns `None` once a new
@@ -371,9 +371,9 @@ where
         superseded: &mut Option<Waker>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.source {
-            Source::Failed => return Poll::Ready(Some(Err(Box::new(SourceFailed(()))))),
+            Source::Failed => return Poll::Ready(Some(Err(Box::new(ReplayError::SourceFailed)))),
             Source::Reading(_) if self.is_superseded(cursor.id) => {
-                return Poll::Ready(Some(Err(Box::new(Superseded(())))));
+                return Poll::Ready(Some(Err(Box::new(ReplayError::Superseded))));
             }
             Source::Reading(_) if self.reader.as_ref().is_none_or(|r| r.id != cursor.id) => {
                 // The newest copy polled reads the source from now on.
@@ -394,7 +394,7 @@ where
                 recording.get(from..to).filter(|part| !part.is_empty())
             });
             let Some(part) = part else {
-                return Poll::Ready(Some(Err(Box::new(NotReplayable(())))));
+                return Poll::Ready(Some(Err(Box::new(ReplayError::NotReplayable))));
             };
             let chunk = Bytes::copy_from_slice(part);
             cursor.sent = cursor.sent.saturating_add(chunk.len() as u64);
@@ -482,47 +482,37 @@ fn reserve_within(recording: &mut BytesMut, additional: usize, limit: usize) {
 
 // ===== errors =====
 
-/// The error a copy returns when data it has to replay was not recorded: the body went
-/// over the replay limit, or was read while no other copy existed.
-#[derive(Debug)]
-pub struct NotReplayable(());
+/// Why a copy of a [`ReplayBody`] could not give its data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReplayError {
+    /// Data it has to replay was not recorded: the body went over the replay limit, or was
+    /// read while no other copy existed.
+    NotReplayable,
+    /// A newer copy took over reading the body: the attempt this copy belonged to was
+    /// abandoned for a retry.
+    Superseded,
+    /// The wrapped body failed while another copy was reading it (that copy got the body's
+    /// own error).
+    SourceFailed,
+}
 
-impl fmt::Display for NotReplayable {
+impl fmt::Display for ReplayError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(
-            "request body cannot be sent again: part of it was not recorded \
-             (over the replay buffer, or sent when no copy existed)",
-        )
+        f.write_str(match self {
+            ReplayError::NotReplayable => {
+                "request body cannot be sent again: part of it was not recorded \
+                 (over the replay buffer, or sent when no copy existed)"
+            }
+            ReplayError::Superseded => "request body abandoned: a retry is sending it again",
+            ReplayError::SourceFailed => {
+                "request body failed while an earlier attempt was sending it"
+            }
+        })
     }
 }
 
-impl std::error::Error for NotReplayable {}
-
-/// The error a copy returns when a newer copy of the body has taken over reading it: the
-/// attempt this copy belonged to was abandoned for a retry.
-#[derive(Debug)]
-pub struct Superseded(());
-
-impl fmt::Display for Superseded {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("request body abandoned: a retry is sending it again")
-    }
-}
-
-impl std::error::Error for Superseded {}
-
-/// The error a copy returns when the wrapped body failed while another copy was reading
-/// it (that copy got the body's own error).
-#[derive(Debug)]
-pub struct SourceFailed(());
-
-impl fmt::Display for SourceFailed {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("request body failed while an earlier attempt was sending it")
-    }
-}
-
-impl std::error::Error for SourceFailed {}
+impl std::error::Error for ReplayError {}
 
 #[cfg(test)]
 mod tests;

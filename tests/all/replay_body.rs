@@ -19,7 +19,7 @@ use http_body::Frame;
 use http_body_util::StreamBody;
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware, Middleware, Next};
 use telecho_retry::body::ReplayBody;
-use telecho_retry::body::SourceFailed;
+use telecho_retry::body::ReplayError;
 use telecho_retry::{Jitter, RetryPolicy};
 use tokio::sync::{mpsc, Notify};
 use tower::{ServiceBuilder, ServiceExt};
@@ -67,10 +67,10 @@ fn slow_upload() -> (
 }
 
 /// Whether an `E` is somewhere in the `source()` chain of `err`.
-fn caused_by<E: std::error::Error + 'static>(err: &(dyn std::error::Error + 'static)) -> bool {
+fn caused_by(err: &(dyn std::error::Error + 'static), want: ReplayError) -> bool {
     let mut link = Some(err);
     while let Some(e) = link {
-        if e.is::<E>() {
+        if e.downcast_ref::<ReplayError>() == Some(&want) {
             return true;
         }
         link = e.source();
@@ -200,7 +200,7 @@ async fn reqwest_source_failing_after_an_early_503_never_sends_a_truncated_body_
             resp.status()
         ),
         Err(e) => assert!(
-            caused_by::<SourceFailed>(e),
+            caused_by(e, ReplayError::SourceFailed),
             "the error names the failed source: {e:?}"
         ),
     }

@@ -3,7 +3,7 @@
 //!
 //! ```sh
 //! cargo install gungraun-runner --version 0.20.0   # once: the runner gungraun drives
-//! cargo bench --bench tower_instructions
+//! cargo bench -p telecho-retry-bench --bench tower_instructions
 //! ```
 //!
 //! Each benchmark makes `CALLS` calls of the request in `common::request` (a `POST` with
@@ -12,9 +12,6 @@
 //! `tower::retry::Retry` with a minimal policy that copies the request, `TelEchoRetry`'s
 //! default, and, for scale, one request copy alone. Every service answers at once, so each
 //! call is one poll of its future, with no runtime.
-
-// gungraun's macros generate undocumented modules.
-#![allow(missing_docs)]
 
 mod common;
 

@@ -2,9 +2,10 @@
 //! `tower::retry::Retry` with a minimal policy that clones the request, and through
 //! `TelEchoRetry::default()`.
 //!
-//! Run with `cargo bench --bench tower_path`. Before the timings it prints heap allocations
-//! and bytes allocated per call for the three, counted by a global allocator wrapper
-//! (`stats_alloc`; it adds one relaxed atomic update per allocation to every variant).
+//! Run with `cargo bench -p telecho-retry-bench --bench tower_path`. Before the timings it
+//! prints heap allocations and bytes allocated per call for the three, counted by a global
+//! allocator wrapper (`stats_alloc`; it adds one relaxed atomic update per allocation to
+//! every variant).
 //!
 //! The request is what a TelEcho client sends: `POST` with a URI, eight headers (one of them
 //! `Authorization`) and a 1 KiB JSON body, built fresh for every call the way a client

@@ -3,14 +3,11 @@
 //!
 //! ```sh
 //! cargo install gungraun-runner --version 0.20.0   # once: the runner gungraun drives
-//! cargo bench --bench classify_instructions
+//! cargo bench -p telecho-retry-bench --bench classify_instructions
 //! ```
 //!
 //! Each benchmark makes `CALLS` calls; divide the reported `Instructions` by `CALLS`. The
 //! `Retry-After` date lies in the past, so the wait is zero (as in `benches/classify.rs`).
-
-// gungraun's macros generate undocumented modules.
-#![allow(missing_docs)]
 
 use std::hint::black_box;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -3,9 +3,9 @@
 //! and with `RedisLimits` pacing at a rate no request waits for (1,000,000 per second),
 //! so that what is timed is the engine plus one round trip of the pacing script.
 //!
-//! Run with `cargo bench --features redis --bench paced` with a Redis at `REDIS_URL`
-//! (default `redis://127.0.0.1:6379`). Keys go under a prefix of their own and are left
-//! to expire.
+//! Run with `cargo bench -p telecho-retry-bench --features redis --bench paced` with a
+//! Redis at `REDIS_URL` (default `redis://127.0.0.1:6379`). Keys go under a prefix of their
+//! own and are left to expire.
 
 use std::convert::Infallible;
 use std::time::Duration;

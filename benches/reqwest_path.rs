@@ -1,9 +1,9 @@
 //! The reqwest success path against a hyper server on loopback: plain `reqwest`, an empty
 //! `reqwest-middleware` client, `reqwest-retry`'s default middleware, and `TelEchoRetry`.
 //!
-//! Run with `cargo bench --bench reqwest_path`. The server runs on `127.0.0.1:0`, on the
-//! client's current-thread runtime, and answers every request with 200 and a small JSON body after
-//! reading the request body. Each iteration sends one `POST` with five headers of its own and
+//! Run with `cargo bench -p telecho-retry-bench --bench reqwest_path`. The server runs on
+//! `127.0.0.1:0`, on the client's current-thread runtime, and answers every request with 200
+//! and a small JSON body after reading the request body. Each iteration sends one `POST` with five headers of its own and
 //! a 1 KiB body over a kept-alive connection and reads the whole response. Before the
 //! timings it prints heap allocations per request (a `stats_alloc` global allocator).
 

@@ -1,10 +1,14 @@
 //! The tower success path: one `service_fn` answering 200, called bare, through
-//! `tower::retry::Retry` with a minimal policy that clones the request, and through
-//! `TelEchoRetry::default()`.
+//! `tower::retry::Retry` with a minimal policy that clones the request, through the same
+//! with tower's retry budget (`TpsBudget::default()`, the budget our default has too), and
+//! through `TelEchoRetry::default()`. Each is called in two patterns: one instance reused
+//! for every call (`poll_ready` + `call`), and one service built once and cloned per call,
+//! `svc.clone().oneshot(request)`, as handlers that share a client do.
 //!
-//! Run with `cargo bench --bench tower_path`. Before the timings it prints heap allocations
-//! and bytes allocated per call for the three, counted by a global allocator wrapper
-//! (`stats_alloc`; it adds one relaxed atomic update per allocation to every variant).
+//! Run with `cargo bench -p telecho-retry-bench --bench tower_path`. Before the timings it
+//! prints heap allocations and bytes allocated per call for each, counted by a global
+//! allocator wrapper (`stats_alloc`; it adds one relaxed atomic update per allocation to
+//! every variant).
 //!
 //! The request is what a TelEcho client sends: `POST` with a URI, eight headers (one of them
 //! `Authorization`) and a 1 KiB JSON body, built fresh for every call the way a client
@@ -27,18 +31,21 @@ use std::fmt::Debug;
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::{BatchSize, Criterion};
+use criterion::measurement::WallTime;
+use criterion::{BatchSize, BenchmarkGroup, Criterion};
 use http::{Response, StatusCode};
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 use telecho_retry::{Outcome, RetryPolicy, RetryState, TelEchoRetry};
 use tower::retry::Retry;
-use tower::{Layer, Service};
+use tower::{Layer, Service, ServiceExt};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::Layer as _;
 
 mod common;
 
-use common::{call_now, copy_request, inner, paired_rounds, request, MinimalPolicy, Req};
+use common::{
+    call_now, copy_request, inner, paired_rounds, request, BudgetPolicy, MinimalPolicy, Req,
+};
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
@@ -50,21 +57,42 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// Allocations and bytes per call, over `n` calls (requests built before counting starts,
-/// responses dropped inside the counted region).
-fn count<S, B>(rt: &tokio::runtime::Runtime, mut svc: S, n: usize) -> (f64, f64)
+/// How a benchmark calls a service.
+#[derive(Clone, Copy, PartialEq)]
+enum Pattern {
+    /// One instance for every call: `poll_ready`, then `call`.
+    Reused,
+    /// Built once, cloned for every call: `svc.clone().oneshot(request)`.
+    CloneOneshot,
+}
+
+/// Sends `req` through `svc` in `pattern`.
+async fn send<S>(svc: &mut S, pattern: Pattern, req: Req) -> S::Response
 where
-    S: Service<Req, Response = Response<B>>,
+    S: Service<Req> + Clone,
+    S::Error: Debug,
+{
+    match pattern {
+        Pattern::Reused => call_now(svc, req).await.unwrap(),
+        Pattern::CloneOneshot => svc.clone().oneshot(req).await.unwrap(),
+    }
+}
+
+/// Allocations and bytes per call, over `n` calls in `pattern` (requests built before
+/// counting starts, responses dropped inside the counted region).
+fn count<S, B>(rt: &tokio::runtime::Runtime, mut svc: S, pattern: Pattern, n: usize) -> (f64, f64)
+where
+    S: Service<Req, Response = Response<B>> + Clone,
     S::Error: Debug,
 {
     let requests: Vec<Req> = (0..n).map(request).collect();
     rt.block_on(async {
         // Warm up: lazily initialized thread locals and the like are not per-call costs.
-        let resp = call_now(&mut svc, request(0)).await.unwrap();
+        let resp = send(&mut svc, pattern, request(0)).await;
         drop(resp);
         let region = Region::new(GLOBAL);
         for req in requests {
-            let resp = call_now(&mut svc, req).await.unwrap();
+            let resp = send(&mut svc, pattern, req).await;
             assert_eq!(resp.status(), StatusCode::OK);
             drop(resp);
         }
@@ -146,45 +174,58 @@ fn calls_only(rt: &tokio::runtime::Runtime, n: usize, variant: &str) {
 
 fn allocation_table(rt: &tokio::runtime::Runtime) {
     const N: usize = 10_000;
-    let rows = [
-        ("bare", count(rt, inner(), N)),
+    let ours = || TelEchoRetry::default().layer(inner());
+    let mut rows = Vec::new();
+    for (pattern, suffix) in [
+        (Pattern::Reused, ""),
+        (Pattern::CloneOneshot, ", clone + oneshot"),
+    ] {
+        rows.extend([
+            (format!("bare{suffix}"), count(rt, inner(), pattern, N)),
+            (
+                format!("tower::retry{suffix}"),
+                count(
+                    rt,
+                    Retry::new(MinimalPolicy { left: 5 }, inner()),
+                    pattern,
+                    N,
+                ),
+            ),
+            (
+                format!("tower::retry + TpsBudget{suffix}"),
+                count(rt, Retry::new(BudgetPolicy::new(), inner()), pattern, N),
+            ),
+            (
+                format!("telecho-retry{suffix}"),
+                count(rt, ours(), pattern, N),
+            ),
+        ]);
+    }
+    let reused = Pattern::Reused;
+    rows.extend([
         (
-            "tower::retry",
-            count(rt, Retry::new(MinimalPolicy { left: 5 }, inner()), N),
+            "telecho-retry, subscriber".to_string(),
+            with_installed("subscriber", || count(rt, ours(), reused, N)),
         ),
         (
-            "telecho-retry",
-            count(rt, TelEchoRetry::default().layer(inner()), N),
+            "telecho-retry, recorder".to_string(),
+            with_installed("recorder", || count(rt, ours(), reused, N)),
         ),
         (
-            "telecho-retry, subscriber",
-            with_installed("subscriber", || {
-                count(rt, TelEchoRetry::default().layer(inner()), N)
-            }),
+            "telecho-retry, subscriber + recorder".to_string(),
+            with_installed("subscriber recorder", || count(rt, ours(), reused, N)),
         ),
-        (
-            "telecho-retry, recorder",
-            with_installed("recorder", || {
-                count(rt, TelEchoRetry::default().layer(inner()), N)
-            }),
-        ),
-        (
-            "telecho-retry, subscriber + recorder",
-            with_installed("subscriber recorder", || {
-                count(rt, TelEchoRetry::default().layer(inner()), N)
-            }),
-        ),
-    ];
+    ]);
     println!("\nheap allocations per call (tower success path, {N} calls each)");
-    println!("{:<34} {:>12} {:>14}", "variant", "allocations", "bytes");
+    println!("{:<40} {:>12} {:>14}", "variant", "allocations", "bytes");
     for (name, (allocs, bytes)) in rows {
-        println!("{name:<34} {allocs:>12.2} {bytes:>14.1}");
+        println!("{name:<40} {allocs:>12.2} {bytes:>14.1}");
     }
     // For scale: what a request copy costs, and what attaching a `RetryInfo` costs (done
     // only after a retry or a failure, not on a first-try success).
     let copy = count_fn(N, |req| drop(black_box(copy_request(req))));
     println!(
-        "{:<34} {:>12.2} {:>14.1}",
+        "{:<40} {:>12.2} {:>14.1}",
         "  for scale: one request copy", copy.0, copy.1
     );
     let info = count_fn(N, |_| {
@@ -193,7 +234,7 @@ fn allocation_table(rt: &tokio::runtime::Runtime) {
         drop(black_box(ext));
     });
     println!(
-        "{:<34} {:>12.2} {:>14.1}",
+        "{:<40} {:>12.2} {:>14.1}",
         "  for scale: one Extensions::insert", info.0, info.1
     );
     println!();
@@ -206,32 +247,43 @@ fn success_path(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
         idx = idx.wrapping_add(1);
         request(idx)
     };
-
-    let mut bare = inner();
-    g.bench_function("bare", |b| {
-        b.to_async(rt).iter_batched(
-            &mut next_request,
-            |req| call_now(&mut bare, req),
-            BatchSize::SmallInput,
-        )
-    });
-    let mut tower_retry = Retry::new(MinimalPolicy { left: 5 }, inner());
-    g.bench_function("tower::retry", |b| {
-        b.to_async(rt).iter_batched(
-            &mut next_request,
-            |req| call_now(&mut tower_retry, req),
-            BatchSize::SmallInput,
-        )
-    });
-    let mut ours = TelEchoRetry::default().layer(inner());
-    g.bench_function("telecho-retry", |b| {
-        b.to_async(rt).iter_batched(
-            &mut next_request,
-            |req| call_now(&mut ours, req),
-            BatchSize::SmallInput,
-        )
-    });
+    let next = &mut next_request;
+    both_patterns(&mut g, rt, "bare", inner(), next);
+    let tower_retry = Retry::new(MinimalPolicy { left: 5 }, inner());
+    both_patterns(&mut g, rt, "tower::retry", tower_retry, next);
+    let budgeted = Retry::new(BudgetPolicy::new(), inner());
+    both_patterns(&mut g, rt, "tower::retry + TpsBudget", budgeted, next);
+    let ours = TelEchoRetry::default().layer(inner());
+    both_patterns(&mut g, rt, "telecho-retry", ours, next);
     g.finish();
+}
+
+/// Times `svc` as `name` reused for every call, and as `"{name}, clone + oneshot"` cloned
+/// for every call.
+fn both_patterns<S>(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    rt: &tokio::runtime::Runtime,
+    name: &str,
+    mut svc: S,
+    next_request: &mut impl FnMut() -> Req,
+) where
+    S: Service<Req> + Clone,
+    S::Error: Debug,
+{
+    g.bench_function(name, |b| {
+        b.to_async(rt).iter_batched(
+            &mut *next_request,
+            |req| call_now(&mut svc, req),
+            BatchSize::SmallInput,
+        )
+    });
+    g.bench_function(format!("{name}, clone + oneshot"), |b| {
+        b.to_async(rt).iter_batched(
+            &mut *next_request,
+            |req| svc.clone().oneshot(req),
+            BatchSize::SmallInput,
+        )
+    });
 }
 
 /// Tasks and calls per task of the two-thread benchmarks.
@@ -294,6 +346,10 @@ fn two_threads(c: &mut Criterion) {
     g.bench_function("tower::retry", |b| {
         b.iter_custom(|iters| run_two_threads(&rt, &retry, iters))
     });
+    let budgeted = Retry::new(BudgetPolicy::new(), inner());
+    g.bench_function("tower::retry + TpsBudget", |b| {
+        b.iter_custom(|iters| run_two_threads(&rt, &budgeted, iters))
+    });
     let ours = TelEchoRetry::default().layer(inner());
     g.bench_function("telecho-retry", |b| {
         b.iter_custom(|iters| run_two_threads(&rt, &ours, iters))
@@ -301,21 +357,37 @@ fn two_threads(c: &mut Criterion) {
     g.finish();
 }
 
-/// The two-thread comparison in paired rounds: each round times a batch of both variants,
-/// one right after the other (their order alternating), so that both see the same machine;
-/// the medians over the rounds, and the median of the rounds' throughput ratios. On a
-/// shared machine whose speed drifts within seconds this is steadier than criterion's
-/// groups, which time one variant for seconds and then the other.
+/// The two-thread comparison in paired rounds, against `tower::retry` without and with
+/// `TpsBudget`: each round times a batch of both variants, one right after the other (their
+/// order alternating), so that both see the same machine; the medians over the rounds, and
+/// the median of the rounds' throughput ratios. On a shared machine whose speed drifts
+/// within seconds this is steadier than criterion's groups, which time one variant for
+/// seconds and then the other.
 fn two_threads_paired() {
+    let rt = two_worker_runtime();
+    let ours = TelEchoRetry::default().layer(inner());
+    let retry = Retry::new(MinimalPolicy { left: 5 }, inner());
+    paired_against(&rt, "tower::retry", &retry, &ours);
+    let budgeted = Retry::new(BudgetPolicy::new(), inner());
+    paired_against(&rt, "tower::retry + TpsBudget", &budgeted, &ours);
+}
+
+/// [`two_threads_paired`] for one peer, `theirs` (named `name`).
+fn paired_against<S, T>(rt: &tokio::runtime::Runtime, name: &str, theirs: &S, ours: &T)
+where
+    S: Service<Req> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: Debug,
+    T: Service<Req> + Clone + Send + 'static,
+    T::Future: Send,
+    T::Error: Debug,
+{
     const ROUNDS: usize = 41;
     const BATCH: u64 = 20;
-    let rt = two_worker_runtime();
-    let retry = Retry::new(MinimalPolicy { left: 5 }, inner());
-    let ours = TelEchoRetry::default().layer(inner());
     let p = paired_rounds(
         ROUNDS,
-        || run_two_threads(&rt, &retry, BATCH) / BATCH as u32,
-        || run_two_threads(&rt, &ours, BATCH) / BATCH as u32,
+        || run_two_threads(rt, theirs, BATCH) / BATCH as u32,
+        || run_two_threads(rt, ours, BATCH) / BATCH as u32,
     );
     // Throughput ours / theirs is time theirs / time ours: the ratios' reciprocals.
     let throughput = |q: f64| 1.0 / p.ratio_at(1.0 - q);
@@ -324,7 +396,7 @@ fn two_threads_paired() {
     );
     println!(
         "{:<34} {:>12}",
-        "tower::retry (median)",
+        format!("{name} (median)"),
         format!("{:.3?}", p.a)
     );
     println!(
@@ -417,6 +489,10 @@ fn future_sizes() {
     fn size_of_future<S: Service<Req>>(_: &S) -> usize {
         std::mem::size_of::<S::Future>()
     }
+    /// What `svc.clone().oneshot(request)` returns: the clone, then its future.
+    fn size_of_oneshot<S: Service<Req>>(_: &S) -> usize {
+        std::mem::size_of::<tower::util::Oneshot<S, Req>>()
+    }
     println!("response future size (bytes)");
     println!("{:<34} {:>6}", "bare", size_of_future(&inner()));
     println!(
@@ -426,8 +502,18 @@ fn future_sizes() {
     );
     println!(
         "{:<34} {:>6}",
+        "tower::retry + TpsBudget",
+        size_of_future(&Retry::new(BudgetPolicy::new(), inner()))
+    );
+    println!(
+        "{:<34} {:>6}",
         "telecho-retry",
         size_of_future(&TelEchoRetry::default().layer(inner()))
+    );
+    println!(
+        "{:<34} {:>6}",
+        "telecho-retry, clone + oneshot",
+        size_of_oneshot(&TelEchoRetry::default().layer(inner()))
     );
     println!(
         "{:<34} {:>6}",

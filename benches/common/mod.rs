@@ -1,6 +1,7 @@
 //! What the tower-path benchmarks share: the request a TelEcho client sends, the minimal
-//! `tower::retry` policy we compare with, the inner service, and a way to call a service
-//! that is ready at once.
+//! `tower::retry` policies we compare with (without and with tower's retry budget), the
+//! inner service, and ways to call a service that is ready at once (reused, or cloned per
+//! call with `oneshot`).
 #![allow(dead_code)] // each bench uses its own subset
 
 use std::convert::Infallible;
@@ -8,13 +9,15 @@ use std::fmt::Debug;
 use std::future::Future;
 use std::future::{ready, Ready};
 use std::hint::black_box;
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
+use tower::retry::budget::{Budget, TpsBudget};
 use tower::retry::Policy;
-use tower::{service_fn, Service};
+use tower::{service_fn, Service, ServiceExt};
 
 pub(crate) type Req = Request<Full<Bytes>>;
 pub(crate) type Resp = Response<Full<Bytes>>;
@@ -84,6 +87,54 @@ impl Policy<Req, Resp, Infallible> for MinimalPolicy {
     }
 }
 
+/// [`MinimalPolicy`] with tower's own retry budget, the equal-work peer of our default
+/// (whose budget is the same: 20 % extra load and 10 retries a second over 10 s): a retry
+/// withdraws from the budget, a request that ends deposits into it, as in the example of
+/// `tower::retry::budget`. The budget is shared by every clone of the policy.
+#[derive(Clone)]
+pub(crate) struct BudgetPolicy {
+    pub(crate) left: u32,
+    pub(crate) budget: Arc<TpsBudget>,
+}
+
+impl BudgetPolicy {
+    /// At most 5 retries, within `TpsBudget::default()`.
+    pub(crate) fn new() -> Self {
+        BudgetPolicy {
+            left: 5,
+            budget: Arc::new(TpsBudget::default()),
+        }
+    }
+}
+
+impl Policy<Req, Resp, Infallible> for BudgetPolicy {
+    type Future = Ready<()>;
+
+    fn retry(
+        &mut self,
+        _req: &mut Req,
+        result: &mut Result<Resp, Infallible>,
+    ) -> Option<Ready<()>> {
+        match result {
+            Ok(resp) if resp.status().is_server_error() && self.left > 0 => {
+                if !self.budget.withdraw() {
+                    return None;
+                }
+                self.left -= 1;
+                Some(ready(()))
+            }
+            _ => {
+                self.budget.deposit();
+                None
+            }
+        }
+    }
+
+    fn clone_request(&mut self, req: &Req) -> Option<Req> {
+        Some(copy_request(req))
+    }
+}
+
 /// The inner service every variant wraps: answers 200 with a small JSON body.
 pub(crate) fn inner() -> impl Service<Req, Response = Resp, Error = Infallible, Future: Send> + Clone
 {
@@ -118,7 +169,23 @@ where
     S: Service<Req>,
     S::Error: Debug,
 {
-    let mut fut = std::pin::pin!(call_now(svc, req));
+    poll_once(call_now(svc, req))
+}
+
+/// What a caller that keeps one service does per call: clones it and sends `req` through
+/// the clone with `oneshot` (ready, then call), polling the future once as
+/// [`call_to_end`] does.
+pub(crate) fn oneshot_to_end<S>(svc: &S, req: Req) -> S::Response
+where
+    S: Service<Req> + Clone,
+    S::Error: Debug,
+{
+    poll_once(svc.clone().oneshot(req))
+}
+
+/// Polls `fut` once, which must finish it.
+fn poll_once<T, E: Debug>(fut: impl Future<Output = Result<T, E>>) -> T {
+    let mut fut = std::pin::pin!(fut);
     let mut cx = Context::from_waker(Waker::noop());
     match fut.as_mut().poll(&mut cx) {
         Poll::Ready(Ok(resp)) => resp,

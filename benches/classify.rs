@@ -9,7 +9,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use criterion::Criterion;
 use http::header::RETRY_AFTER;
 use http::{HeaderMap, HeaderValue, StatusCode};
-use telecho_retry::{parse_retry_after, RetryPolicy};
+use telecho_retry::classify::parse_retry_after;
+use telecho_retry::RetryPolicy;
 
 /// Headers of a typical response, with `Retry-After` when `retry_after` is given.
 fn response_headers(retry_after: Option<&'static str>) -> HeaderMap {

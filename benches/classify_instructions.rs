@@ -15,7 +15,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use gungraun::prelude::*;
 use http::header::RETRY_AFTER;
 use http::{HeaderMap, HeaderValue, StatusCode};
-use telecho_retry::{parse_retry_after, RetryPolicy};
+use telecho_retry::classify::parse_retry_after;
+use telecho_retry::RetryPolicy;
 
 /// Calls per benchmark.
 const CALLS: usize = 1000;

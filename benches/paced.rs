@@ -1,6 +1,6 @@
 //! The cost a paced request adds on loopback Redis: a `GET` through `TelEchoRetry` over a
 //! `tower::service_fn` answering 200, with no limits store (in-process limits, no pacing)
-//! and with `RedisLimits` pacing at a rate no request waits for (1,000,000 per second),
+//! and with `Limits` pacing at a rate no request waits for (1,000,000 per second),
 //! so that what is timed is the engine plus one round trip of the pacing script.
 //!
 //! Run with `cargo bench -p telecho-retry-bench --features redis --bench paced` with a
@@ -14,8 +14,8 @@ use bytes::Bytes;
 use criterion::Criterion;
 use http::{Request, Response};
 use http_body_util::Full;
-use telecho_retry::limits::{Pacing, RedisLimits};
-use telecho_retry::{RetryPolicy, TelEchoRetry};
+use telecho_retry::limits::{Limits, Pacing};
+use telecho_retry::TelEchoRetry;
 use tower::{service_fn, Layer, ServiceExt};
 
 fn request() -> Request<Full<Bytes>> {
@@ -32,21 +32,23 @@ fn paced(c: &mut Criterion) {
     let inner = service_fn(|_req: Request<Full<Bytes>>| async {
         Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
     });
-    let policy = RetryPolicy::builder()
-        .pacing(Pacing::new(1_000_000, Duration::from_secs(1)).burst(1_000))
-        .build();
+    let pacing = Pacing::new(1_000_000, Duration::from_secs(1)).burst(1_000);
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let scope = format!("bench-{}", uuid::Uuid::new_v4().simple());
     let limits = rt.block_on(async {
-        RedisLimits::builder(url, scope)
+        Limits::builder()
+            .pacing(pacing)
+            .redis(url, scope)
             .key_prefix("telecho-retry-bench")
-            .build(&policy)
-            .expect("RedisLimits")
+            .build()
+            .expect("Redis limits")
     });
     let plain = TelEchoRetry::default().layer(inner);
     // The same pacing kept in process (governor): what pacing costs without a round trip.
-    let local = TelEchoRetry::new(policy.clone()).layer(inner);
-    let redis = TelEchoRetry::new(policy).with_limits(limits).layer(inner);
+    let local = TelEchoRetry::default()
+        .with_limits(Limits::builder().pacing(pacing).build())
+        .layer(inner);
+    let redis = TelEchoRetry::default().with_limits(limits).layer(inner);
     // One request first, so that the script is loaded and the connection is up.
     rt.block_on(redis.clone().oneshot(request())).unwrap();
 

@@ -35,7 +35,7 @@ use criterion::measurement::WallTime;
 use criterion::{BatchSize, BenchmarkGroup, Criterion};
 use http::{Response, StatusCode};
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
-use telecho_retry::{Outcome, RetryPolicy, RetryState, TelEchoRetry};
+use telecho_retry::{RetryPolicy, TelEchoRetry};
 use tower::retry::Retry;
 use tower::{Layer, Service, ServiceExt};
 use tracing_subscriber::layer::SubscriberExt;
@@ -453,34 +453,13 @@ fn parts(c: &mut Criterion) {
     let policy = RetryPolicy::default();
     let mut g = c.benchmark_group("telecho-retry success path, by part");
     let ok = Response::new(());
-    g.bench_function("RetryState::new + next(200) + info", |b| {
-        b.iter(|| {
-            let mut state = RetryState::new(black_box(&policy));
-            let outcome = Outcome::Response {
-                status: ok.status(),
-                headers: ok.headers(),
-                code: None,
-            };
-            black_box(state.next(outcome, true));
-            black_box(state.info())
-        })
+    g.bench_function("classify(200)", |b| {
+        b.iter(|| policy.classify(black_box(ok.status()), black_box(ok.headers())))
     });
     let req = request(1);
     g.bench_function("is_idempotent(POST)", |b| {
         b.iter(|| policy.is_idempotent(black_box(req.method()), black_box(req.headers())))
     });
-    let info = RetryState::new(&policy).info();
-    g.bench_function("Extensions::insert(RetryInfo) (retried only)", |b| {
-        b.iter_batched(
-            http::Extensions::new,
-            |mut ext| {
-                ext.insert(black_box(info));
-                ext
-            },
-            BatchSize::SmallInput,
-        )
-    });
-    g.bench_function("request copy", |b| b.iter(|| copy_request(black_box(&req))));
     g.finish();
 }
 
@@ -514,11 +493,6 @@ fn future_sizes() {
         "{:<34} {:>6}",
         "telecho-retry, clone + oneshot",
         size_of_oneshot(&TelEchoRetry::default().layer(inner()))
-    );
-    println!(
-        "{:<34} {:>6}",
-        "  of which RetryState",
-        std::mem::size_of::<telecho_retry::RetryState>()
     );
     println!(
         "{:<34} {:>6}",

@@ -194,7 +194,7 @@ impl RetryState {
         let max_wait = left.map_or(self.policy.max_retry_after(), |left| {
             left.min(self.policy.max_retry_after())
         });
-        match limits.pace(max_wait) {
+        match limits.pace(max_wait, left) {
             Pace::TooLong(wait) => {
                 self.pace_refused(wait);
                 Pace::TooLong(wait)

@@ -77,7 +77,7 @@ impl OriginLimits for LocalOrigin {
         self.refusal.as_ref().and_then(|c| c.remaining(now))
     }
 
-    fn pace(&self, max_wait: Duration) -> Pace {
+    fn pace(&self, max_wait: Duration, _deadline_left: Option<Duration>) -> Pace {
         match &self.pacer {
             Some(pacer) => pacer.pace(max_wait),
             None => Pace::Go,

@@ -275,8 +275,9 @@ pub(crate) trait OriginLimits: Send + Sync + fmt::Debug {
     /// Takes the slot of the attempt about to be sent: [`Pace::Go`] now, [`Pace::Wait`]
     /// for a future that resolves when the slot has come (dropping it gives the slot
     /// back), or [`Pace::TooLong`] when the slot lies more than `max_wait` ahead (nothing
-    /// is taken).
-    fn pace(&self, max_wait: Duration) -> Pace;
+    /// is taken). `deadline_left`: the time left before the request's deadline, if it has
+    /// one (a fleet store stops waiting on its round trip in time to pace in process).
+    fn pace(&self, max_wait: Duration, deadline_left: Option<Duration>) -> Pace;
 }
 
 #[cfg(test)]

@@ -301,7 +301,7 @@ async fn a_paced_origin_keeps_its_pacing_past_the_bound() {
     let store = LocalStore::new(None, true, Some(Pacing::new(1, Duration::from_secs(10))));
     let paced = Origin::new(Some("http"), Some("paced.example"), None);
     assert!(matches!(
-        store.origin(&paced).pace(Duration::ZERO),
+        store.origin(&paced).pace(Duration::ZERO, None),
         Pace::Go
     ));
     let hosts: Vec<String> = (0..2 * MAX_ORIGINS).map(|i| format!("h{i}")).collect();
@@ -310,7 +310,10 @@ async fn a_paced_origin_keeps_its_pacing_past_the_bound() {
     }
     tokio::time::advance(Duration::from_secs(1)).await;
     assert!(
-        matches!(store.origin(&paced).pace(Duration::ZERO), Pace::TooLong(_)),
+        matches!(
+            store.origin(&paced).pace(Duration::ZERO, None),
+            Pace::TooLong(_)
+        ),
         "its next slot is still 9 s ahead"
     );
     assert!(store.kept() <= MAX_ORIGINS);

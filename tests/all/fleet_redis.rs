@@ -1,7 +1,7 @@
-//! `RedisLimits` against a real Redis at `REDIS_URL` (default `redis://127.0.0.1:6379`):
-//! two `TelEchoRetry` values, each with its own `RedisLimits`, stand in for replicas. Each
-//! test has its own key prefix and scope (UUIDs), so tests run in parallel; faults go
-//! through a TCP proxy the test controls (`support::Proxy`). Real time: Redis is real.
+//! Limits shared through a real Redis at `REDIS_URL` (default `redis://127.0.0.1:6379`):
+//! two `TelEchoRetry` values, each with its own `Limits`, stand in for replicas. Each test
+//! has its own key prefix and scope (UUIDs), so tests run in parallel; faults go through a
+//! TCP proxy the test controls (`support::Proxy`). Real time: Redis is real.
 #![cfg(all(feature = "redis", feature = "tower"))]
 
 use crate::support::Proxy;
@@ -14,18 +14,18 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::Full;
-use telecho_retry::limits::{LimitStore, Origin, Pacing, RedisLimits, SharedLimits};
+use telecho_retry::limits::{Limits, Pacing, RedisLimitsBuilder};
 use telecho_retry::{RetryPolicy, TelEchoRetry};
 use tokio::time::Instant;
 use tower::{service_fn, ServiceBuilder, ServiceExt};
 
-const URL: &str = "http://api.example/v1/calls";
+pub(crate) const URL: &str = "http://api.example/v1/calls";
 
-fn redis_url() -> String {
+pub(crate) fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
 }
 
-fn redis_addr() -> SocketAddr {
+pub(crate) fn redis_addr() -> SocketAddr {
     let client = redis::Client::open(redis_url()).unwrap();
     let addr = client.get_connection_info().addr().to_string();
     std::net::ToSocketAddrs::to_socket_addrs(&addr)
@@ -36,33 +36,42 @@ fn redis_addr() -> SocketAddr {
 
 /// Its own prefix and scope for each test.
 #[derive(Clone)]
-struct Scope {
-    prefix: String,
-    scope: String,
+pub(crate) struct Scope {
+    pub(crate) prefix: String,
+    pub(crate) scope: String,
 }
 
 impl Scope {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Scope {
             prefix: format!("test-{}", uuid::Uuid::new_v4().simple()),
             scope: format!("key-{}", uuid::Uuid::new_v4().simple()),
         }
     }
 
-    fn store(&self, url: &str, policy: &RetryPolicy) -> RedisLimits {
-        RedisLimits::builder(url, &self.scope)
+    /// The builder for `url`, this scope, a 50 ms call timeout, no retry budget and
+    /// `pacing`.
+    pub(crate) fn builder(&self, url: &str, pacing: Option<Pacing>) -> RedisLimitsBuilder {
+        let mut limits = Limits::builder().without_retry_budget();
+        if let Some(pacing) = pacing {
+            limits = limits.pacing(pacing);
+        }
+        limits
+            .redis(url, &self.scope)
             .key_prefix(&self.prefix)
             .call_timeout(Duration::from_millis(50))
-            .build_store(policy)
-            .unwrap()
     }
 
-    fn base(&self) -> String {
+    pub(crate) fn limits(&self, url: &str, pacing: Option<Pacing>) -> Limits {
+        self.builder(url, pacing).build().unwrap()
+    }
+
+    pub(crate) fn base(&self) -> String {
         format!("{{{}:{}}}:", self.prefix, self.scope)
     }
 
     /// Waits until `n` subscribers listen on the scope's channel (at most 2 s).
-    async fn subscribed(&self, n: i64) {
+    pub(crate) async fn subscribed(&self, n: i64) {
         let mut conn = direct().await;
         let channel = format!("{}events", self.base());
         let start = Instant::now();
@@ -82,7 +91,7 @@ impl Scope {
     }
 
     /// Deletes every key of the scope.
-    async fn flush(&self) {
+    pub(crate) async fn flush(&self) {
         let mut conn = direct().await;
         let keys: Vec<String> = redis::cmd("KEYS")
             .arg(format!("{}*", self.base()))
@@ -99,7 +108,7 @@ impl Scope {
     }
 }
 
-async fn direct() -> redis::aio::MultiplexedConnection {
+pub(crate) async fn direct() -> redis::aio::MultiplexedConnection {
     redis::Client::open(redis_url())
         .unwrap()
         .get_multiplexed_async_connection()
@@ -107,17 +116,17 @@ async fn direct() -> redis::aio::MultiplexedConnection {
         .unwrap()
 }
 
-fn origin() -> Origin<'static> {
-    Origin::new(Some("http"), Some("api.example"), None)
+pub(crate) fn uri() -> http::Uri {
+    URL.parse().unwrap()
 }
 
-type Calls = Arc<Mutex<Vec<Instant>>>;
+pub(crate) type Calls = Arc<Mutex<Vec<Instant>>>;
 
-/// A replica: `TelEchoRetry` with `store` over a `service_fn` that records when it is
-/// called and answers `reply(n)` to its n-th call.
-fn replica(
+/// A replica: `TelEchoRetry` over `policy` with `limits`, over a `service_fn` that records
+/// when it is called and answers `reply(n)` to its n-th call.
+pub(crate) fn replica(
     policy: RetryPolicy,
-    store: &RedisLimits,
+    limits: &Limits,
     calls: Calls,
     reply: impl Fn(usize) -> Response<Full<Bytes>> + Send + Sync + 'static,
 ) -> impl tower::Service<
@@ -137,23 +146,78 @@ fn replica(
         async move { Ok::<_, Infallible>(response) }
     });
     ServiceBuilder::new()
-        .layer(TelEchoRetry::new(policy).with_limits(SharedLimits::from_store(store.clone())))
+        .layer(TelEchoRetry::new(policy).with_limits(limits.clone()))
         .service(inner)
 }
 
-fn ok() -> Response<Full<Bytes>> {
+pub(crate) fn ok() -> Response<Full<Bytes>> {
     Response::new(Full::new(Bytes::new()))
 }
 
-fn get() -> Request<Full<Bytes>> {
+pub(crate) fn get() -> Request<Full<Bytes>> {
     Request::get(URL).body(Full::new(Bytes::new())).unwrap()
 }
 
-fn paced(per_sec: u32) -> RetryPolicy {
-    RetryPolicy::builder()
-        .pacing(Pacing::new(per_sec, Duration::from_secs(1)))
-        .build()
+pub(crate) fn per_sec(n: u32) -> Option<Pacing> {
+    Some(Pacing::new(n, Duration::from_secs(1)))
 }
+
+/// Starts a cooldown of `secs` on `url`'s origin in `limits` the way a replica does, with
+/// a 429; a refusal with `refuse` (the `Retry-After` is then above the policy's cap).
+pub(crate) async fn meet_429(limits: &Limits, url: &str, secs: u64, refuse: bool) {
+    let policy = RetryPolicy::builder()
+        .max_retries(0)
+        .retry_after_spread(Duration::ZERO)
+        .max_retry_after(if refuse {
+            Duration::from_millis(500)
+        } else {
+            Duration::from_secs(3600)
+        })
+        .build();
+    let svc = replica(policy, limits, Calls::default(), move |_| {
+        Response::builder()
+            .status(429)
+            .header("retry-after", secs.to_string())
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    });
+    let request = Request::get(url).body(Full::new(Bytes::new())).unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(2), svc.oneshot(request))
+        .await
+        .expect("bounded")
+        .unwrap();
+    assert_eq!(resp.status(), 429);
+}
+
+/// Sends `n` requests one after the other through `svc`; each must succeed within `bound`.
+pub(crate) async fn each_within<S>(svc: &S, n: usize, bound: Duration)
+where
+    S: tower::Service<
+            Request<Full<Bytes>>,
+            Response = Response<telecho_retry::body::ResponseBody<Full<Bytes>>>,
+            Error = telecho_retry::RetryError,
+        > + Clone,
+{
+    for i in 0..n {
+        let resp = tokio::time::timeout(bound, svc.clone().oneshot(get()))
+            .await
+            .unwrap_or_else(|_| panic!("request {i} took longer than {bound:?}"))
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+}
+
+pub(crate) async fn eventually(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        assert!(start.elapsed() < within, "{what}: not within {within:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Pacing at 50/s: 20 ms apart through Redis, 80 ms apart in fallback (a share of 0.25).
+/// A request's bound: the call timeout (50 ms), one fallback interval, and slack.
+pub(crate) const BOUND: Duration = Duration::from_millis(400);
 
 // ===== the fleet =====
 
@@ -164,8 +228,8 @@ async fn a_429_on_one_replica_holds_back_the_other_within_a_few_ms() {
         .retry_after_spread(Duration::ZERO)
         .build();
     let (a, b) = (
-        scope.store(&redis_url(), &policy),
-        scope.store(&redis_url(), &policy),
+        scope.limits(&redis_url(), None),
+        scope.limits(&redis_url(), None),
     );
     scope.subscribed(2).await;
     let a_calls = Calls::default();
@@ -185,9 +249,8 @@ async fn a_429_on_one_replica_holds_back_the_other_within_a_few_ms() {
     });
     let a_request = tokio::spawn(a_svc.oneshot(get()));
     // B learns of A's 429 by pub/sub.
-    let b_limits = SharedLimits::from_store(b.clone());
     let learned = loop {
-        if let Some(left) = b_limits.cooldown_remaining(&origin()) {
+        if let Some(left) = b.cooldown_remaining(&uri()) {
             break left;
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
@@ -218,10 +281,10 @@ async fn a_429_on_one_replica_holds_back_the_other_within_a_few_ms() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pacing_holds_one_rate_across_two_replicas() {
     let scope = Scope::new();
-    let policy = paced(20);
+    let policy = RetryPolicy::default();
     let (a, b) = (
-        scope.store(&redis_url(), &policy),
-        scope.store(&redis_url(), &policy),
+        scope.limits(&redis_url(), per_sec(20)),
+        scope.limits(&redis_url(), per_sec(20)),
     );
     let calls = Calls::default();
     let until = Instant::now() + Duration::from_millis(2500);
@@ -256,42 +319,12 @@ async fn pacing_holds_one_rate_across_two_replicas() {
 
 // ===== faults =====
 
-/// Sends `n` requests one after the other through `svc`; each must succeed within `bound`.
-async fn each_within<S>(svc: &S, n: usize, bound: Duration)
-where
-    S: tower::Service<
-            Request<Full<Bytes>>,
-            Response = Response<telecho_retry::body::ResponseBody<Full<Bytes>>>,
-            Error = telecho_retry::RetryError,
-        > + Clone,
-{
-    for i in 0..n {
-        let resp = tokio::time::timeout(bound, svc.clone().oneshot(get()))
-            .await
-            .unwrap_or_else(|_| panic!("request {i} took longer than {bound:?}"))
-            .unwrap();
-        assert_eq!(resp.status(), 200);
-    }
-}
-
-async fn eventually(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !check() {
-        assert!(start.elapsed() < within, "{what}: not within {within:?}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
-/// Pacing at 50/s: 20 ms apart through Redis, 80 ms apart in fallback (a share of 0.25).
-/// A request's bound: the call timeout (50 ms), one fallback interval, and slack.
-const BOUND: Duration = Duration::from_millis(400);
-
 #[tokio::test]
 async fn a_cut_connection_fails_no_request_and_the_link_comes_back() {
     let scope = Scope::new();
     let proxy = Proxy::start(redis_addr()).await;
-    let policy = paced(50);
-    let store = scope.store(&proxy.url(), &policy);
+    let policy = RetryPolicy::default();
+    let store = scope.limits(&proxy.url(), per_sec(50));
     let svc = replica(policy.clone(), &store, Calls::default(), |_| ok());
     each_within(&svc, 3, BOUND).await;
     scope.subscribed(1).await;
@@ -300,14 +333,10 @@ async fn a_cut_connection_fails_no_request_and_the_link_comes_back() {
     eventually("reachable", Duration::from_secs(1), || store.is_reachable()).await;
     // The subscription came back too: another replica's cooldown arrives.
     scope.subscribed(1).await;
-    let other = scope.store(&redis_url(), &policy);
-    other
-        .origin(&origin())
-        .cool_down_until(Instant::now() + Duration::from_secs(2));
+    let other = scope.limits(&redis_url(), per_sec(50));
+    meet_429(&other, URL, 2, false).await;
     eventually("cooldown after the cut", Duration::from_secs(1), || {
-        store
-            .cooldown_remaining(&origin(), Instant::now())
-            .is_some()
+        store.cooldown_remaining(&uri()).is_some()
     })
     .await;
 }
@@ -316,8 +345,8 @@ async fn a_cut_connection_fails_no_request_and_the_link_comes_back() {
 async fn a_paused_redis_falls_back_within_the_call_timeout_and_counts_it() {
     let scope = Scope::new();
     let proxy = Proxy::start(redis_addr()).await;
-    let policy = paced(50);
-    let store = scope.store(&proxy.url(), &policy);
+    let policy = RetryPolicy::default();
+    let store = scope.limits(&proxy.url(), per_sec(50));
     let svc = replica(policy.clone(), &store, Calls::default(), |_| ok());
     each_within(&svc, 3, BOUND).await;
     assert_eq!(store.fallbacks(), 0);
@@ -344,25 +373,22 @@ async fn a_paused_redis_falls_back_within_the_call_timeout_and_counts_it() {
 async fn a_restarted_redis_is_re_read_on_reconnect() {
     let scope = Scope::new();
     let proxy = Proxy::start(redis_addr()).await;
-    let policy = RetryPolicy::default();
-    let b = scope.store(&proxy.url(), &policy);
+    let b = scope.limits(&proxy.url(), None);
     scope.subscribed(1).await;
     proxy.down();
     tokio::time::sleep(Duration::from_millis(100)).await;
     // A records a cooldown and a refusal while B is cut off: B misses the announcements.
-    let a = scope.store(&redis_url(), &policy);
-    a.origin(&origin())
-        .cool_down_until(Instant::now() + Duration::from_secs(3));
-    let other = Origin::new(Some("https"), Some("other.example"), None);
-    a.origin(&other)
-        .refuse_until(Instant::now() + Duration::from_secs(3));
+    let a = scope.limits(&redis_url(), None);
+    meet_429(&a, URL, 3, false).await;
+    let other: http::Uri = "https://other.example/".parse().unwrap();
+    meet_429(&a, "https://other.example/", 3, true).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(b.cooldown_remaining(&origin(), Instant::now()), None);
+    assert_eq!(b.cooldown_remaining(&uri()), None);
     proxy.up();
     eventually("cooldown re-read", Duration::from_secs(2), || {
-        b.cooldown_remaining(&origin(), Instant::now())
+        b.cooldown_remaining(&uri())
             .is_some_and(|d| d > Duration::from_secs(1))
-            && b.cooldown_remaining(&other, Instant::now()).is_some()
+            && b.cooldown_remaining(&other).is_some()
     })
     .await;
 }
@@ -370,51 +396,44 @@ async fn a_restarted_redis_is_re_read_on_reconnect() {
 #[tokio::test]
 async fn flushed_keys_leave_memory_alone_and_pacing_starts_afresh() {
     let scope = Scope::new();
-    let policy = paced(50);
     let (a, b) = (
-        scope.store(&redis_url(), &policy),
-        scope.store(&redis_url(), &policy),
+        scope.limits(&redis_url(), per_sec(50)),
+        scope.limits(&redis_url(), per_sec(50)),
     );
     scope.subscribed(2).await;
-    a.origin(&origin())
-        .cool_down_until(Instant::now() + Duration::from_secs(2));
+    meet_429(&a, URL, 2, false).await;
     eventually("B learns", Duration::from_secs(1), || {
-        b.cooldown_remaining(&origin(), Instant::now()).is_some()
+        b.cooldown_remaining(&uri()).is_some()
     })
     .await;
     // A replica without the shared cooldown, pacing only.
-    let pacing_only = RetryPolicy::builder()
+    let d = Limits::builder()
+        .without_retry_budget()
         .pacing(Pacing::new(50, Duration::from_secs(1)))
         .shared_cooldown(false)
-        .build();
-    let d = scope.store(&redis_url(), &pacing_only);
-    let svc = replica(pacing_only, &d, Calls::default(), |_| ok());
+        .redis(redis_url(), &scope.scope)
+        .key_prefix(&scope.prefix)
+        .build()
+        .unwrap();
+    let svc = replica(RetryPolicy::default(), &d, Calls::default(), |_| ok());
     each_within(&svc, 3, BOUND).await;
     scope.flush().await;
     // Memory keeps what it learned until it passes; a replica that starts now finds nothing.
-    assert!(b.cooldown_remaining(&origin(), Instant::now()).is_some());
-    let c = scope.store(&redis_url(), &policy);
+    assert!(b.cooldown_remaining(&uri()).is_some());
+    let c = scope.limits(&redis_url(), per_sec(50));
     scope.subscribed(4).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
-    assert_eq!(c.cooldown_remaining(&origin(), Instant::now()), None);
-    // Pacing starts from a fresh state, through Redis.
+    assert_eq!(c.cooldown_remaining(&uri()), None);
+    // Pacing goes on through Redis (its slots expire within 21 ms: not looked at here).
     each_within(&svc, 3, BOUND).await;
-    let mut conn = direct().await;
-    let exists: i64 = redis::cmd("EXISTS")
-        .arg(format!("{}pace:http://api.example:80", scope.base()))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    assert_eq!(exists, 1);
     assert_eq!((c.fallbacks(), d.fallbacks()), (0, 0));
 }
 
 #[tokio::test]
 async fn an_evicted_script_is_loaded_again() {
     let scope = Scope::new();
-    let policy = paced(100);
-    let store = scope.store(&redis_url(), &policy);
-    let svc = replica(policy, &store, Calls::default(), |_| ok());
+    let store = scope.limits(&redis_url(), per_sec(100));
+    let svc = replica(RetryPolicy::default(), &store, Calls::default(), |_| ok());
     each_within(&svc, 2, BOUND).await;
     let mut conn = direct().await;
     let _: () = redis::cmd("SCRIPT")
@@ -430,8 +449,8 @@ async fn an_evicted_script_is_loaded_again() {
 async fn no_redis_at_all_is_no_error_and_no_hang() {
     let scope = Scope::new();
     // Nothing listens on port 1.
-    let store = scope.store("redis://127.0.0.1:1", &paced(50));
-    let svc = replica(paced(50), &store, Calls::default(), |_| ok());
+    let store = scope.limits("redis://127.0.0.1:1", per_sec(50));
+    let svc = replica(RetryPolicy::default(), &store, Calls::default(), |_| ok());
     each_within(&svc, 5, BOUND).await;
     assert!(store.fallbacks() >= 5);
     assert!(!store.is_reachable());
@@ -442,21 +461,24 @@ async fn no_redis_at_all_is_no_error_and_no_hang() {
 #[tokio::test]
 async fn neither_the_password_nor_the_key_reaches_debug_output_or_errors() {
     let url = "redis://user:s3cret-pw@127.0.0.1:1/0";
-    let builder = RedisLimits::builder(url, "telecho-key-1");
+    let builder = Limits::builder()
+        .pacing(Pacing::per_minute(600))
+        .redis(url, "telecho-key-1");
     assert!(!format!("{builder:?}").contains("s3cret"));
-    let store = builder.build_store(&paced(10)).unwrap();
-    let limits = SharedLimits::from_store(store.clone());
+    let limits = builder.build().unwrap();
+    let retry = TelEchoRetry::default().with_limits(limits.clone());
     for text in [
-        format!("{store:?}"),
         format!("{limits:?}"),
-        format!("{store:#?}"),
+        format!("{limits:#?}"),
+        format!("{retry:?}"),
     ] {
         assert!(!text.contains("s3cret"), "{text}");
         assert!(!text.contains("user"), "{text}");
         assert!(text.contains("127.0.0.1:1"), "{text}");
     }
-    let err = RedisLimits::builder("rediss://user:s3cret-pw@", "k")
-        .build(&paced(10))
+    let err = Limits::builder()
+        .redis("rediss://user:s3cret-pw@", "k")
+        .build()
         .unwrap_err();
     let mut chain = format!("{err} {err:?}");
     let mut source = std::error::Error::source(&err);
@@ -472,8 +494,9 @@ async fn neither_the_password_nor_the_key_reaches_debug_output_or_errors() {
         "Bearer tel_sk_live_123",
         "prod/tel_sk_live_123",
     ] {
-        let err = RedisLimits::builder(redis_url(), scope)
-            .build(&paced(10))
+        let err = Limits::builder()
+            .redis(redis_url(), scope)
+            .build()
             .unwrap_err();
         let text = format!("{err} {err:?}").to_ascii_lowercase();
         assert!(!text.contains("tel_sk_live_123"), "{scope:?}: {text}");
@@ -484,14 +507,13 @@ async fn neither_the_password_nor_the_key_reaches_debug_output_or_errors() {
 async fn the_fallback_goes_on_from_the_rate_redis_gave_not_with_a_fresh_burst() {
     let scope = Scope::new();
     let proxy = Proxy::start(redis_addr()).await;
-    let policy = paced(10);
-    let store = RedisLimits::builder(proxy.url(), &scope.scope)
-        .key_prefix(&scope.prefix)
+    let store = scope
+        .builder(&proxy.url(), per_sec(10))
         .fallback_share(1.0)
-        .build_store(&policy)
+        .build()
         .unwrap();
     let calls = Calls::default();
-    let svc = replica(policy, &store, calls.clone(), |_| ok());
+    let svc = replica(RetryPolicy::default(), &store, calls.clone(), |_| ok());
     each_within(&svc, 3, BOUND).await; // paced by Redis: 100 ms apart
     proxy.down();
     each_within(&svc, 1, BOUND).await; // paced in process
@@ -510,10 +532,9 @@ async fn a_deadline_nearer_than_the_call_timeout_is_not_spent_on_a_stalled_redis
     let scope = Scope::new();
     let proxy = Proxy::start(redis_addr()).await;
     let policy = RetryPolicy::builder()
-        .pacing(Pacing::new(50, Duration::from_secs(1)))
         .deadline(Duration::from_millis(20))
         .build();
-    let store = scope.store(&proxy.url(), &policy); // call timeout 50 ms
+    let store = scope.limits(&proxy.url(), per_sec(50)); // call timeout 50 ms
     let calls = Calls::default();
     let svc = replica(policy, &store, calls.clone(), |_| ok());
     each_within(&svc, 1, BOUND).await;
@@ -538,11 +559,9 @@ async fn a_deadline_nearer_than_the_call_timeout_is_not_spent_on_a_stalled_redis
 async fn a_redis_that_lost_its_keys_gets_running_cooldowns_back_on_reconnect() {
     let scope = Scope::new();
     let proxy = Proxy::start(redis_addr()).await;
-    let policy = RetryPolicy::default();
-    let a = scope.store(&proxy.url(), &policy);
+    let a = scope.limits(&proxy.url(), None);
     scope.subscribed(1).await;
-    a.origin(&origin())
-        .cool_down_until(Instant::now() + Duration::from_secs(5));
+    meet_429(&a, URL, 5, false).await;
     let key = format!("{}cooldown:http://api.example:80", scope.base());
     let conn = direct().await;
     let pttl = || {
@@ -579,9 +598,9 @@ async fn a_redis_that_lost_its_keys_gets_running_cooldowns_back_on_reconnect() {
     }
     assert!(pttl().await <= 5000, "not lengthened");
     // A replica that starts now learns of it.
-    let late = scope.store(&redis_url(), &policy);
+    let late = scope.limits(&redis_url(), None);
     eventually("the late replica learns", Duration::from_secs(2), || {
-        late.cooldown_remaining(&origin(), Instant::now())
+        late.cooldown_remaining(&uri())
             .is_some_and(|d| d > Duration::from_secs(1))
     })
     .await;
@@ -589,8 +608,9 @@ async fn a_redis_that_lost_its_keys_gets_running_cooldowns_back_on_reconnect() {
 
 #[test]
 fn building_outside_a_runtime_is_an_error_not_a_panic() {
-    let err = RedisLimits::builder(redis_url(), "k")
-        .build(&RetryPolicy::default())
+    let err = Limits::builder()
+        .redis(redis_url(), "k")
+        .build()
         .unwrap_err();
     assert!(err.to_string().contains("tokio runtime"), "{err}");
 }
@@ -598,11 +618,11 @@ fn building_outside_a_runtime_is_an_error_not_a_panic() {
 #[tokio::test]
 async fn a_free_slot_is_no_wait_the_round_trip_is_not_counted_as_sleep() {
     let scope = Scope::new();
-    let policy = RetryPolicy::builder()
-        .pacing(Pacing::new(1_000_000, Duration::from_secs(1)).burst(1_000))
-        .build();
-    let store = scope.store(&redis_url(), &policy);
-    let svc = replica(policy, &store, Calls::default(), |_| ok());
+    let store = scope.limits(
+        &redis_url(),
+        Some(Pacing::new(1_000_000, Duration::from_secs(1)).burst(1_000)),
+    );
+    let svc = replica(RetryPolicy::default(), &store, Calls::default(), |_| ok());
     for _ in 0..3 {
         let resp = svc.clone().oneshot(get()).await.unwrap();
         assert_eq!(
@@ -626,8 +646,8 @@ async fn replicas_on_the_reqwest_middleware_and_on_hyper_util_share_the_cooldown
     let scope = Scope::new();
     let policy = RetryPolicy::builder().max_retries(0).build();
     let (a, b) = (
-        scope.store(&redis_url(), &policy),
-        scope.store(&redis_url(), &policy),
+        scope.limits(&redis_url(), None),
+        scope.limits(&redis_url(), None),
     );
     scope.subscribed(2).await;
     let server = Server::start(|seen| {
@@ -639,14 +659,13 @@ async fn replicas_on_the_reqwest_middleware_and_on_hyper_util_share_the_cooldown
     })
     .await;
     let uri: http::Uri = server.url("/").parse().unwrap();
-    let origin = Origin::of_uri(&uri);
     let reqwest_replica = reqwest_middleware::ClientBuilder::new(
         reqwest::Client::builder().no_proxy().build().unwrap(),
     )
-    .with(TelEchoRetry::new(policy.clone()).with_limits(SharedLimits::from_store(a.clone())))
+    .with(TelEchoRetry::new(policy.clone()).with_limits(a.clone()))
     .build();
     let hyper_replica = ServiceBuilder::new()
-        .layer(TelEchoRetry::new(policy).with_limits(SharedLimits::from_store(b.clone())))
+        .layer(TelEchoRetry::new(policy).with_limits(b.clone()))
         .service(Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>());
     let hyper_get = |path: &str| {
         hyper_replica.clone().oneshot(
@@ -664,7 +683,7 @@ async fn replicas_on_the_reqwest_middleware_and_on_hyper_util_share_the_cooldown
         .unwrap();
     assert_eq!(resp.status(), 429);
     eventually("B learns A's 429", Duration::from_millis(200), || {
-        b.cooldown_remaining(&origin, Instant::now()).is_some()
+        b.cooldown_remaining(&uri).is_some()
     })
     .await;
     let resp = tokio::time::timeout(Duration::from_secs(3), hyper_get("/ok-b"))
@@ -685,7 +704,7 @@ async fn replicas_on_the_reqwest_middleware_and_on_hyper_util_share_the_cooldown
     let resp = hyper_get("/limited-b").await.unwrap();
     assert_eq!(resp.status(), 429);
     eventually("A learns B's 429", Duration::from_millis(200), || {
-        a.cooldown_remaining(&origin, Instant::now()).is_some()
+        a.cooldown_remaining(&uri).is_some()
     })
     .await;
     let resp = tokio::time::timeout(

@@ -7,7 +7,8 @@ mod support;
 mod cancellation;
 mod code_rules;
 mod compositions;
-// mod fleet_redis; (ported to the Limits API in the next commit)
+mod fleet_edges;
+mod fleet_redis;
 mod hostile_servers;
 mod http2;
 mod load_protection;

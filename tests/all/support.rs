@@ -612,12 +612,15 @@ async fn read_chunked(stream: &mut TcpStream, buf: &mut Vec<u8>, pos: &mut usize
 
 /// A TCP proxy on `127.0.0.1:0` in front of `target` (a Redis), which the test can cut
 /// (close every connection), pause (forward nothing, as a stalled network: data waits,
-/// nothing is lost), resume, and take down (cut, and close new connections at once) or up.
+/// nothing is lost), resume, take down (cut, and close new connections at once) or up, and
+/// delay the replies (each is forwarded that long after it arrived).
 pub(crate) struct Proxy {
     pub(crate) addr: SocketAddr,
     paused: tokio::sync::watch::Sender<bool>,
     cut: tokio::sync::watch::Sender<u64>,
     down: Arc<std::sync::atomic::AtomicBool>,
+    /// The delay of the replies, in ms.
+    delay: Arc<std::sync::atomic::AtomicU64>,
     task: JoinHandle<()>,
 }
 
@@ -628,7 +631,13 @@ impl Proxy {
         let (paused, _) = tokio::sync::watch::channel(false);
         let (cut, _) = tokio::sync::watch::channel(0u64);
         let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (p, c, d) = (paused.clone(), cut.clone(), Arc::clone(&down));
+        let delay = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (p, c, d, l) = (
+            paused.clone(),
+            cut.clone(),
+            Arc::clone(&down),
+            Arc::clone(&delay),
+        );
         let task = tokio::spawn(async move {
             let mut connections = JoinSet::new();
             loop {
@@ -639,7 +648,7 @@ impl Proxy {
                     drop(client);
                     continue;
                 }
-                let (paused, mut cut) = (p.subscribe(), c.subscribe());
+                let (paused, mut cut, delay) = (p.subscribe(), c.subscribe(), Arc::clone(&l));
                 connections.spawn(async move {
                     let Ok(server) = TcpStream::connect(target).await else {
                         return;
@@ -648,7 +657,7 @@ impl Proxy {
                     let (sr, sw) = server.into_split();
                     tokio::select! {
                         _ = pump(cr, sw, paused.clone()) => {}
-                        _ = pump(sr, cw, paused) => {}
+                        _ = delayed_pump(sr, cw, paused, delay) => {}
                         _ = cut.changed() => {}
                     }
                 });
@@ -660,8 +669,15 @@ impl Proxy {
             paused,
             cut,
             down,
+            delay,
             task,
         }
+    }
+
+    /// Forwards each reply `delay` after it arrived (zero: at once).
+    pub(crate) fn delay(&self, delay: Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.delay.store(ms, Ordering::SeqCst);
     }
 
     pub(crate) fn url(&self) -> String {
@@ -698,6 +714,44 @@ impl Drop for Proxy {
         self.cut();
         self.task.abort();
     }
+}
+
+/// Copies `from` to `to` as [`pump`] does, each read forwarded `delay` ms after it arrived.
+async fn delayed_pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut paused: tokio::sync::watch::Receiver<bool>,
+    delay: Arc<std::sync::atomic::AtomicU64>,
+) {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
+    let read = async move {
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = match from.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            let at = Instant::now() + Duration::from_millis(delay.load(Ordering::SeqCst));
+            if tx.send((at, buf[..n].to_vec())).is_err() {
+                return;
+            }
+        }
+    };
+    let write = async move {
+        while let Some((at, data)) = rx.recv().await {
+            tokio::time::sleep_until(at).await;
+            while *paused.borrow_and_update() {
+                if paused.changed().await.is_err() {
+                    return;
+                }
+            }
+            if to.write_all(&data).await.is_err() {
+                return;
+            }
+        }
+    };
+    // The writer ends once the reader has and all it read is forwarded.
+    tokio::join!(read, write);
 }
 
 /// Copies `from` to `to`, holding what it read while `paused`.

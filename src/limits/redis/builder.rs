@@ -98,7 +98,7 @@ impl RedisLimitsBuilder {
         self
     }
 
-    /// The first part of every key's hash tag: `{<prefix>:<scope>}:…`.
+    /// The first part of every key's hash tag: `{<prefix>:<scope>}:…` (no `{` or `}`).
     ///
     /// # Default
     ///
@@ -119,13 +119,20 @@ impl RedisLimitsBuilder {
     /// # Errors
     ///
     /// A URL the redis crate does not accept, an empty scope, a scope that contains what
-    /// looks like a TelEcho API key (`tel_sk_` in any case), or no tokio runtime.
+    /// looks like a TelEcho API key (`tel_sk_` in any case), a scope or key prefix with `{`
+    /// or `}` (they would break the keys' hash tag), or no tokio runtime.
     pub fn build(self) -> Result<Limits, RedisLimitsError> {
         if self.scope.is_empty() {
             return Err(RedisLimitsError(ErrorKind::EmptyScope));
         }
         if self.scope.to_ascii_lowercase().contains("tel_sk_") {
             return Err(RedisLimitsError(ErrorKind::ScopeIsAKey));
+        }
+        if [&self.scope, &self.prefix]
+            .iter()
+            .any(|s| s.contains(['{', '}']))
+        {
+            return Err(RedisLimitsError(ErrorKind::Brace));
         }
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|_| RedisLimitsError(ErrorKind::NoRuntime))?;
@@ -139,6 +146,7 @@ impl RedisLimitsBuilder {
             Names::new(&self.prefix, &self.scope),
             self.call_timeout,
             pacing,
+            runtime.clone(),
         )
         .map_err(|e| RedisLimitsError(ErrorKind::Url(e)))?;
         let link = Arc::new(link);
@@ -191,6 +199,7 @@ enum ErrorKind {
     Url(redis::RedisError),
     EmptyScope,
     ScopeIsAKey,
+    Brace,
     NoRuntime,
 }
 
@@ -202,6 +211,9 @@ impl fmt::Display for RedisLimitsError {
             ErrorKind::EmptyScope => "the scope of the Redis limits is empty",
             ErrorKind::ScopeIsAKey => {
                 "the scope of the Redis limits looks like an API key: give a name, not the key"
+            }
+            ErrorKind::Brace => {
+                "the scope and key prefix of the Redis limits may not contain `{` or `}`"
             }
             ErrorKind::NoRuntime => "Redis limits must be built within a tokio runtime",
         })

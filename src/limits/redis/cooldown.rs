@@ -25,8 +25,9 @@ use crate::engine::observe::StoreLimit;
 /// went silent shows no error by itself).
 const KEEPALIVE: Duration = Duration::from_secs(1);
 
-/// The longest wait between two attempts to subscribe.
-const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// The longest wait between two attempts to subscribe: the probe period, so that a replica
+/// relearns the fleet's cooldowns within it once Redis answers again.
+const MAX_BACKOFF: Duration = PROBE_EVERY;
 
 // ===== the writer =====
 
@@ -86,17 +87,21 @@ fn merge(pending: &mut HashMap<(Kind, Arc<str>), Instant>, write: Write) {
 // ===== the subscriber =====
 
 /// Subscribes to the scope's channel, re-reads the running cooldowns, then applies each
-/// announcement; on any failure starts over after a backoff (50 ms, doubling, at most
-/// [`MAX_BACKOFF`]). Runs until aborted.
+/// announcement. On any failure the store counts as unreachable until the subscription is
+/// back, and it starts over after a backoff (50 ms, doubling, at most [`MAX_BACKOFF`]), or
+/// at once when the prober sees Redis answer again. Runs until aborted.
 pub(crate) async fn subscriber(shared: Arc<Shared>) {
+    let link = &shared.link;
     let mut backoff = Duration::from_millis(50);
     loop {
         let started = Instant::now();
         let _ = session(&shared).await;
+        link.listening(false);
         if started.elapsed() > MAX_BACKOFF {
             backoff = Duration::from_millis(50);
         }
-        tokio::time::sleep(backoff).await;
+        // The backoff, or until the prober sees Redis again.
+        let _ = tokio::time::timeout(backoff, link.resubscribe.notified()).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
@@ -122,6 +127,7 @@ async fn session(shared: &Shared) -> Result<(), Failed> {
     }
     // And what this process holds goes back to Redis, which may have lost it.
     shared.republish();
+    link.listening(true);
     loop {
         match tokio::time::timeout(KEEPALIVE, stream.next()).await {
             Ok(Some(message)) => {

@@ -1,12 +1,18 @@
 //! The link to Redis: one auto-reconnecting multiplexed connection (the redis crate's
 //! `ConnectionManager`), every call bounded, and whether Redis answers.
 //!
+//! Every call on the connection is bounded by the background bound (the call timeout, at
+//! least 500 ms); a paced attempt waits on its round trip for the call timeout only (in
+//! `pace`), and the call goes on in the background past it, so that a slot reserved by a
+//! late reply can be given back.
+//!
 //! While Redis answers, paced attempts ask it. When a call fails or times out the link is
 //! marked unreachable: attempts are then paced in process at once, without a round trip,
 //! and a background task pings Redis until it answers again (every [`PROBE_EVERY`]). After
 //! [`STALE_AFTER`] probes in a row that time out, the connection is replaced by a new one:
 //! a connection whose peer went silent (a network partition, a blackholed route) may never
-//! see an error.
+//! see an error. The store counts as reachable only while the calls answer and the
+//! subscription to the fleet's cooldowns is up.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,7 +24,7 @@ use redis::{Client, RedisError};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::names::Names;
+use super::names::{Kind, Names};
 use super::scripts::Scripts;
 use crate::engine::observe::{self, StoreLimit};
 use crate::limits::Pacing;
@@ -53,6 +59,15 @@ impl Failed {
 pub(crate) struct Slot {
     pub(crate) wait: Duration,
     pub(crate) reserved: bool,
+    /// The theoretical arrival time the script stored (µs of Redis time), when `reserved`.
+    pub(crate) tat: u64,
+}
+
+/// `d` in whole µs, bounded so that every GCRA quantity stays exact in Lua's doubles.
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros())
+        .unwrap_or(u64::MAX)
+        .min(1 << 50)
 }
 
 pub(crate) struct Link {
@@ -68,9 +83,17 @@ pub(crate) struct Link {
     /// the call timeout, at least 500 ms.
     pub(crate) background_timeout: Duration,
     pacing: Option<Pacing>,
+    /// Where the give-backs of dropped reservations are spawned (a `Drop` may run outside
+    /// the runtime's context).
+    pub(crate) runtime: tokio::runtime::Handle,
+    /// Whether the last call answered in time.
     reachable: AtomicBool,
+    /// Whether the subscription to the fleet's cooldowns is up (and its re-read done).
+    listening: AtomicBool,
     /// Wakes the prober when the link becomes unreachable.
     pub(crate) probe: Notify,
+    /// Wakes the subscriber when the prober sees Redis again.
+    pub(crate) resubscribe: Notify,
     fallbacks: AtomicU64,
     /// Fallbacks counted since the last event, and when it was logged.
     log: Mutex<(u64, Option<Instant>)>,
@@ -82,10 +105,14 @@ impl Link {
         names: Names,
         call_timeout: Duration,
         pacing: Option<Pacing>,
+        runtime: tokio::runtime::Handle,
     ) -> Result<Self, RedisError> {
+        let background_timeout = call_timeout.max(Duration::from_millis(500));
+        // The connection's own bound is the background one: a request bounds its wait on a
+        // call by the call timeout itself, and a cooldown write may take longer.
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(call_timeout.max(Duration::from_secs(1))))
-            .set_response_timeout(Some(call_timeout))
+            .set_response_timeout(Some(background_timeout))
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(10))
             .set_max_delay(Duration::from_millis(500));
@@ -98,10 +125,13 @@ impl Link {
             scripts: Scripts::new(),
             id: uuid::Uuid::new_v4().simple().to_string(),
             call_timeout,
-            background_timeout: call_timeout.max(Duration::from_millis(500)),
+            background_timeout,
             pacing,
+            runtime,
             reachable: AtomicBool::new(true),
+            listening: AtomicBool::new(true),
             probe: Notify::new(),
+            resubscribe: Notify::new(),
             fallbacks: AtomicU64::new(0),
             log: Mutex::new((0, None)),
         })
@@ -115,9 +145,7 @@ impl Link {
         ConnectionManager::clone(&self.conn.load())
     }
 
-    /// `call`, bounded by `bound`; a failure marks the link unreachable, unless it is a
-    /// timeout of a bound shorter than the call timeout (the caller's own hurry says
-    /// nothing of Redis).
+    /// `call`, bounded by `bound`; a failure marks the link unreachable.
     async fn bounded<T>(
         &self,
         bound: Duration,
@@ -127,46 +155,71 @@ impl Link {
             Ok(Ok(value)) => return Ok(value),
             Ok(Err(e)) if e.is_timeout() => Failed::Timeout,
             Ok(Err(_)) => Failed::Error,
-            Err(_) if bound < self.call_timeout => return Err(Failed::Timeout),
             Err(_) => Failed::Timeout,
         };
         self.unreachable();
         Err(failed)
     }
 
-    /// Takes the next paced slot of `key`: one round trip, bounded by the call timeout, or
-    /// by half of `max_wait` when that is shorter (a request whose deadline is nearer than
-    /// the call timeout must have time left to be sent on the fallback).
-    pub(crate) async fn pace(&self, key: &str, max_wait: Duration) -> Result<Slot, Failed> {
-        let Some(pacing) = self.pacing else {
+    /// The pacing, if on, and its interval and burst tolerance in µs.
+    fn gcra(&self) -> Option<(u64, u64)> {
+        let pacing = self.pacing?;
+        let interval = micros(pacing.interval());
+        Some((
+            interval,
+            interval.saturating_mul(u64::from(pacing.burst_size())),
+        ))
+    }
+
+    /// Takes the next paced slot of `key`, one round trip bounded by the background bound
+    /// (the caller bounds its own wait by the call timeout). `floor`: the latest
+    /// theoretical arrival time this process stored (0: none); the script starts from it
+    /// if Redis holds an earlier one (it lost its state), so that new slots never overlap
+    /// the ones this process still has to use.
+    pub(crate) async fn pace(
+        &self,
+        key: &str,
+        max_wait: Duration,
+        floor: u64,
+    ) -> Result<Slot, Failed> {
+        let Some((interval, tolerance)) = self.gcra() else {
             return Ok(Slot {
                 wait: Duration::ZERO,
                 reserved: true,
+                tat: 0,
             });
         };
-        let micros = |d: Duration| {
-            u64::try_from(d.as_micros())
-                .unwrap_or(u64::MAX)
-                .min(1 << 50)
-        };
-        let interval = micros(pacing.interval());
-        let tolerance = interval.saturating_mul(u64::from(pacing.burst_size()));
         let mut conn = self.conn();
         let mut call = self.scripts.pace.prepare_invoke();
         call.key(key)
             .arg(interval)
             .arg(tolerance)
-            .arg(micros(max_wait));
-        let (wait, reserved): (i64, i64) = self
-            .bounded(
-                self.call_timeout.min(max_wait / 2),
-                call.invoke_async(&mut conn),
-            )
+            .arg(micros(max_wait))
+            .arg(floor);
+        let (wait, reserved, tat): (i64, i64, i64) = self
+            .bounded(self.background_timeout, call.invoke_async(&mut conn))
             .await?;
         Ok(Slot {
             wait: Duration::from_micros(wait.max(0).unsigned_abs()),
             reserved: reserved == 1,
+            tat: tat.max(0).unsigned_abs(),
         })
+    }
+
+    /// Gives back the slot whose reservation stored `tat` on `key`, if no later one was
+    /// taken since: the stored time moves back one interval. Returns the time now stored
+    /// (0: none), or `None` when a later reservation kept the slot taken.
+    pub(crate) async fn give_back(&self, key: &str, tat: u64) -> Result<Option<u64>, Failed> {
+        let Some((interval, _)) = self.gcra() else {
+            return Ok(None);
+        };
+        let mut conn = self.conn();
+        let mut call = self.scripts.give_back.prepare_invoke();
+        call.key(key).arg(tat).arg(interval);
+        let stored: i64 = self
+            .bounded(self.background_timeout, call.invoke_async(&mut conn))
+            .await?;
+        Ok(u64::try_from(stored).ok())
     }
 
     /// Records a cooldown of `ms` on `key` and announces `message` (bounded by the
@@ -194,16 +247,57 @@ impl Link {
 
     /// Every cooldown and refusal of the scope still running: `(origin, cooldown_ms,
     /// refusal_ms)`, negative for none.
+    /// Two round trips: the index's members, then one script that declares every key it
+    /// reads (so that Redis Cluster finds them all in the scope's slot).
     pub(crate) async fn reread(&self) -> Result<Vec<(String, i64, i64)>, Failed> {
         let mut conn = self.conn();
+        let mut members = redis::cmd("SMEMBERS");
+        members.arg(&self.names.index);
+        // The first call after a cut may meet the connection that broke (it then
+        // reconnects): one more try before Redis counts as unreachable.
+        let first = tokio::time::timeout(
+            self.background_timeout,
+            members.query_async::<Vec<String>>(&mut conn),
+        )
+        .await;
+        let origins = match first {
+            Ok(Ok(origins)) => origins,
+            Ok(Err(e)) if !e.is_timeout() => {
+                self.bounded(self.background_timeout, members.query_async(&mut conn))
+                    .await?
+            }
+            _ => {
+                self.unreachable();
+                return Err(Failed::Timeout);
+            }
+        };
+        if origins.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut call = self.scripts.reread.prepare_invoke();
-        call.key(&self.names.index).arg(self.names.base());
+        call.key(&self.names.index);
+        for origin in &origins {
+            call.key(self.names.cooldown(Kind::Cooldown, origin))
+                .key(self.names.cooldown(Kind::Refusal, origin))
+                .arg(origin);
+        }
         self.bounded(self.background_timeout, call.invoke_async(&mut conn))
             .await
     }
 
+    /// Whether Redis answered the last call in time and the subscription is up.
     pub(crate) fn is_reachable(&self) -> bool {
+        self.answers() && self.listening.load(Ordering::Acquire)
+    }
+
+    /// Whether Redis answered the last call in time: paced attempts ask it only then.
+    pub(crate) fn answers(&self) -> bool {
         self.reachable.load(Ordering::Acquire)
+    }
+
+    /// The subscription is up (`true`, once its re-read is done) or lost (`false`).
+    pub(crate) fn listening(&self, up: bool) {
+        self.listening.store(up, Ordering::Release);
     }
 
     pub(crate) fn fallbacks(&self) -> u64 {
@@ -211,7 +305,7 @@ impl Link {
     }
 
     /// Marks the link unreachable and wakes the prober.
-    fn unreachable(&self) {
+    pub(crate) fn unreachable(&self) {
         if self.reachable.swap(false, Ordering::AcqRel) {
             self.probe.notify_one();
         }
@@ -264,6 +358,7 @@ impl Link {
                 }
             }
             self.reachable.store(true, Ordering::Release);
+            self.resubscribe.notify_one();
             observe::store_reachable();
         }
     }

@@ -28,11 +28,6 @@ impl Names {
         }
     }
 
-    /// `{p:s}:` (the scripts append `cooldown:<origin>`, `refusal:<origin>`).
-    pub(crate) fn base(&self) -> &str {
-        &self.base
-    }
-
     pub(crate) fn pace(&self, origin: &str) -> String {
         format!("{}pace:{origin}", self.base)
     }

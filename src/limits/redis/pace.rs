@@ -1,45 +1,88 @@
-//! A paced attempt's slot: asked of Redis (one round trip, bounded by the call timeout),
-//! or of the in-process fallback pacer while Redis cannot be reached.
+//! A paced attempt's slot: asked of Redis (one round trip, waited on for at most the call
+//! timeout), or of the in-process fallback pacer while Redis cannot be reached.
+//!
+//! One attempt takes at most one slot. A slot Redis reserved for an attempt that will not
+//! use it is given back in Redis (the stored time moves back one interval, if no later
+//! slot was taken since; else it stays taken): when the attempt is dropped while it waits
+//! for its slot, and when Redis' reply comes after the attempt stopped waiting for it (it
+//! went on the fallback, or was dropped). The give-back is spawned, never awaited in a
+//! `Drop`.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::link::{Failed, Slot};
 use super::store::Remote;
 use crate::engine::observe::StoreLimit;
 use crate::limits::local::LocalOrigin;
 use crate::limits::{Pace, Paced};
-use std::sync::Arc;
 
 /// The slot of the next attempt to `remote`'s origin, waiting at most `max_wait`; `local`
 /// holds the fallback pacer.
-pub(crate) fn pace(remote: &Arc<Remote>, local: &Arc<LocalOrigin>, max_wait: Duration) -> Pace {
+///
+/// The round trip is waited on for the call timeout, whatever `max_wait` is (a request
+/// that may not wait for a slot still asks Redis whether one is free). Only a request whose
+/// deadline is nearer than twice the call timeout stops waiting sooner, at half the time
+/// it has left (`deadline_left`), so that it can still be sent on the fallback; that says
+/// nothing of Redis and does not mark it unreachable.
+pub(crate) fn pace(
+    remote: &Arc<Remote>,
+    local: &Arc<LocalOrigin>,
+    max_wait: Duration,
+    deadline_left: Option<Duration>,
+) -> Pace {
     let Some(fallback) = local.pacer() else {
         return Pace::Go; // no pacing
     };
-    if !remote.link.is_reachable() {
+    if !remote.link.answers() {
         // Known unreachable: no round trip, pace in process at once.
         remote.link.fell_back(StoreLimit::Pacing, None);
         return fallback.pace(max_wait);
     }
+    let call_timeout = remote.link.call_timeout;
+    let hurry = deadline_left
+        .map(|left| left / 2)
+        .filter(|half| *half < call_timeout);
     let (remote, fallback) = (Arc::clone(remote), fallback.clone());
     Pace::Wait(Box::pin(async move {
         let start = Instant::now();
-        match remote.link.pace(&remote.pace_key, max_wait).await {
+        let mut call = Call::start(&remote, max_wait);
+        let answer = match tokio::time::timeout(hurry.unwrap_or(call_timeout), call.answer()).await
+        {
+            Ok(answer) => answer,
+            Err(_) if hurry.is_some() => Err(None),
+            Err(_) => {
+                remote.link.unreachable();
+                Err(Some(Failed::Timeout))
+            }
+        };
+        // A call still running goes on in the background; its slot, if any, is given back.
+        drop(call);
+        match answer {
             Ok(slot) if slot.reserved => {
+                let held = Held::new(&remote, slot.tat);
                 // The fallback gives no slot before this one: if Redis goes away, this
                 // replica's attempts already given slots in Redis still go at those slots,
                 // and the fallback's come after them, not beside them.
                 fallback.record(slot.wait);
-                if slot.wait.is_zero() {
-                    return Paced::Free;
+                if !slot.wait.is_zero() {
+                    tokio::time::sleep(slot.wait).await;
                 }
-                tokio::time::sleep(slot.wait).await;
-                Paced::Go
+                held.keep();
+                if slot.wait.is_zero() {
+                    Paced::Free
+                } else {
+                    Paced::Go
+                }
             }
             Ok(slot) => Paced::TooLong(slot.wait),
             Err(failed) => {
-                remote.link.fell_back(StoreLimit::Pacing, Some(failed));
+                remote.link.fell_back(StoreLimit::Pacing, failed);
                 match fallback.pace(max_wait.saturating_sub(start.elapsed())) {
                     Pace::Go => Paced::Go,
                     Pace::Wait(wait) => wait.await,
@@ -48,4 +91,88 @@ pub(crate) fn pace(remote: &Arc<Remote>, local: &Arc<LocalOrigin>, max_wait: Dur
             }
         }
     }))
+}
+
+type SlotFuture = Pin<Box<dyn Future<Output = Result<Slot, Failed>> + Send>>;
+
+/// The pacing call to Redis. Dropped before it answered, it goes on in a spawned task
+/// (bounded by the connection's background bound) and gives back the slot it reserved.
+struct Call {
+    remote: Arc<Remote>,
+    future: Option<SlotFuture>,
+}
+
+impl Call {
+    fn start(remote: &Arc<Remote>, max_wait: Duration) -> Self {
+        let r = Arc::clone(remote);
+        let future: SlotFuture = Box::pin(async move {
+            let floor = r.floor.load(Ordering::Acquire);
+            let slot = r.link.pace(&r.pace_key, max_wait, floor).await?;
+            if slot.reserved {
+                r.floor.fetch_max(slot.tat, Ordering::AcqRel);
+            }
+            Ok(slot)
+        });
+        Call {
+            remote: Arc::clone(remote),
+            future: Some(future),
+        }
+    }
+
+    /// The answer (once: the call is then done).
+    async fn answer(&mut self) -> Result<Slot, Option<Failed>> {
+        let future = self.future.as_mut().expect("a call is answered once");
+        let answer = future.await;
+        self.future = None;
+        answer.map_err(Some)
+    }
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        let Some(future) = self.future.take() else {
+            return;
+        };
+        let remote = Arc::clone(&self.remote);
+        remote.link.runtime.clone().spawn(async move {
+            if let Ok(slot) = future.await {
+                if slot.reserved {
+                    remote.give_back(slot.tat).await;
+                }
+            }
+        });
+    }
+}
+
+/// A slot reserved in Redis, given back if dropped before [`keep`](Held::keep).
+struct Held {
+    remote: Option<Arc<Remote>>,
+    tat: u64,
+}
+
+impl Held {
+    fn new(remote: &Arc<Remote>, tat: u64) -> Self {
+        Held {
+            remote: Some(Arc::clone(remote)),
+            tat,
+        }
+    }
+
+    /// The attempt goes: the slot is used.
+    fn keep(mut self) {
+        self.remote = None;
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some(remote) = self.remote.take() {
+            let tat = self.tat;
+            remote
+                .link
+                .runtime
+                .clone()
+                .spawn(async move { remote.give_back(tat).await });
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! [`RedisStore`]: the [`LimitStore`] of a fleet, and the limits of one origin in it.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +15,7 @@ use super::pace;
 use crate::engine::observe::StoreLimit;
 use crate::limits::local::LocalOrigin;
 use crate::limits::table::{OriginTable, WhenFull};
-use crate::limits::{LimitStore, LocalStore, Origin, OriginLimits, Pace, Withdrawal};
+use crate::limits::{LimitStore, LocalStore, Origin, OriginLimits, Pace, Withdrawal, MAX_COOLDOWN};
 
 /// The [`LimitStore`] of a fleet: cooldowns in memory first and relayed through Redis
 /// (pub/sub, re-read on every (re)connect), pacing by a GCRA in Redis with an in-process
@@ -99,6 +100,7 @@ impl Shared {
             local: self.local.local(origin),
             remote: Arc::new(Remote {
                 pace_key: self.link.names.pace(&name),
+                floor: AtomicU64::new(0),
                 name,
                 link: Arc::clone(&self.link),
                 writes: self.settings.cooldown.then(|| self.writes.clone()),
@@ -128,13 +130,14 @@ impl Shared {
         }
     }
 
-    /// Another replica's cooldown (or one re-read from Redis): `remaining` from now, kept
-    /// in memory only.
+    /// Another replica's cooldown (or one re-read from Redis): `remaining` from now, at
+    /// most [`MAX_COOLDOWN`], kept in memory only.
     pub(crate) fn apply(&self, kind: Kind, origin: &Origin<'_>, remaining: Duration) {
         if remaining.is_zero() {
             return;
         }
-        let until = Instant::now() + remaining;
+        // What Redis or another replica says is bounded as a local 429 is.
+        let until = Instant::now() + remaining.min(MAX_COOLDOWN);
         let o = self.origin(origin);
         match kind {
             Kind::Cooldown => o.local.cool_down_until(until),
@@ -156,9 +159,24 @@ pub(crate) struct FleetOrigin {
 pub(crate) struct Remote {
     pub(crate) name: Arc<str>,
     pub(crate) pace_key: String,
+    /// The latest theoretical arrival time this process stored in Redis (µs of Redis
+    /// time, 0: none): the floor of the next slot, should Redis lose it.
+    pub(crate) floor: AtomicU64,
     pub(crate) link: Arc<Link>,
     /// `None`: the shared cooldown is off.
     writes: Option<mpsc::Sender<Write>>,
+}
+
+impl Remote {
+    /// Gives back the slot whose reservation stored `tat`, if no later one was taken (see
+    /// `pace`); a failure only counts as one.
+    pub(crate) async fn give_back(&self, tat: u64) {
+        if let Ok(Some(back)) = self.link.give_back(&self.pace_key, tat).await {
+            let _ = self
+                .floor
+                .compare_exchange(tat, back, Ordering::AcqRel, Ordering::Acquire);
+        }
+    }
 }
 
 impl FleetOrigin {
@@ -209,8 +227,8 @@ impl OriginLimits for FleetOrigin {
         self.local.refusal_remaining(now)
     }
 
-    fn pace(&self, max_wait: Duration) -> Pace {
-        pace::pace(&self.remote, &self.local, max_wait)
+    fn pace(&self, max_wait: Duration, deadline_left: Option<Duration>) -> Pace {
+        pace::pace(&self.remote, &self.local, max_wait, deadline_left)
     }
 }
 

@@ -25,26 +25,25 @@
 //!
 //! # Errors
 //!
-//! A failed attempt hands back the inner `reqwest_middleware::Error` unchanged, with the
-//! final attempt's extensions and a [`RetryInfo`] in the caller's `extensions`. What the
-//! engine decides itself comes back as `reqwest_middleware::Error::Middleware` holding a
-//! [`RetryError`](crate::RetryError) (an attempt timeout, the deadline, a rate limit that
-//! refuses the request), and the caller's extensions stay as they were, plus the
-//! [`RetryInfo`]. `reqwest_middleware::Error::is_timeout()` is `false` for every
-//! `Middleware` error by that crate's design; ask the `RetryError` instead:
+//! Every failure comes back as `reqwest_middleware::Error::Middleware` holding a
+//! [`RetryError`](crate::RetryError), which says what was tried ([`RetryInfo`]) and why it
+//! stopped: the last attempt's own error ([`RetryErrorKind::Inner`](crate::RetryErrorKind::Inner),
+//! the `reqwest::Error` (or another middleware's error) as its `source()` and
+//! [`get_inner`](crate::RetryError::get_inner)), or what the engine decided itself (an
+//! attempt timeout, the deadline, a rate limit that refuses the request). The caller's
+//! extensions get the final attempt's extensions and the [`RetryInfo`] too.
+//! [`RetryError::of`](crate::RetryError::of) finds it in the error `.send()` returns:
 //!
 //! ```
 //! use telecho_retry::RetryError;
 //!
-//! fn timed_out(err: &reqwest_middleware::Error) -> bool {
-//!     match err {
-//!         reqwest_middleware::Error::Reqwest(e) => e.is_timeout(),
-//!         reqwest_middleware::Error::Middleware(e) => {
-//!             e.downcast_ref::<RetryError>().is_some_and(RetryError::is_timeout)
-//!         }
+//! fn describe(err: &reqwest_middleware::Error) -> String {
+//!     match RetryError::of(err) {
+//!         Some(e) => format!("{e} (timeout: {})", e.is_timeout()),
+//!         None => err.to_string(), // an error from another middleware
 //!     }
 //! }
-//! # let _ = timed_out;
+//! # let _ = describe;
 //! ```
 
 use std::future::Future;
@@ -60,6 +59,7 @@ use super::retry::TelEchoRetry;
 use crate::body::{ReplayBody, ResponseBody, TryCloneBody};
 use crate::classify::{ClassifyError, TransportErrorKind};
 use crate::engine::future::{Failure, Retrying};
+use crate::engine::RetryError;
 use crate::engine::{ResponseParts, RetryInfo, RetryRequest, RetryResponse};
 use crate::limits::Origin;
 
@@ -98,10 +98,16 @@ impl Middleware for TelEchoRetry {
                 };
                 Ok(done.response)
             }
+            // The last attempt's own error, inside a `RetryError` that says what was tried.
             Err(Failure::Inner(failed, info)) => {
                 *extensions = failed.extensions.unwrap_or(first);
                 extensions.insert(info);
-                Err(failed.error)
+                let inner: crate::engine::BoxError = match failed.error {
+                    reqwest_middleware::Error::Reqwest(e) => Box::new(e),
+                    reqwest_middleware::Error::Middleware(e) => e.into(),
+                };
+                let error = RetryError::inner(inner, info);
+                Err(reqwest_middleware::Error::middleware(error))
             }
             // Decided by the engine (a timeout, the deadline, a rate limit): the caller's
             // extensions stay as they were, plus the `RetryInfo`.

@@ -69,9 +69,10 @@ pub enum RetryErrorKind {
 ///
 /// Its `source()` is the inner error (for [`RetryErrorKind::Inner`]), or an `io::Error` of
 /// kind `TimedOut` for an attempt timeout or the deadline (so that a retry layer stacked
-/// above this one classifies it as a timeout); its `Display` names
-/// the kind and the attempts made, and its `Debug` the inner error's
-/// [`TransportErrorKind`] only: never a header, URL or body.
+/// above this one classifies it as a timeout). Its `Display` names the kind, the attempts
+/// made and the last cause (`request failed after 6 attempts: connect error (connection
+/// refused)`); it and `Debug` show the inner error's [`TransportErrorKind`] and the
+/// operating system's error kind only: never a header, URL or body.
 pub struct RetryError {
     kind: RetryErrorKind,
     inner: Option<BoxError>,
@@ -133,6 +134,15 @@ impl RetryError {
         while let Some(e) = link {
             if let Some(found) = e.downcast_ref::<RetryError>() {
                 return Some(found);
+            }
+            // reqwest-middleware's error is transparent: its `source()` skips what it holds.
+            #[cfg(feature = "reqwest")]
+            if let Some(reqwest_middleware::Error::Middleware(held)) =
+                e.downcast_ref::<reqwest_middleware::Error>()
+            {
+                if let Some(found) = held.downcast_ref::<RetryError>() {
+                    return Some(found);
+                }
             }
             depth += 1;
             if depth > 32 {
@@ -196,7 +206,13 @@ impl fmt::Display for RetryError {
         let n = self.info.attempts();
         let plural = if n == 1 { "" } else { "s" };
         match self.kind {
-            RetryErrorKind::Inner => write!(f, "request failed after {n} attempt{plural}"),
+            RetryErrorKind::Inner => {
+                write!(f, "request failed after {n} attempt{plural}")?;
+                match self.inner.as_deref() {
+                    Some(inner) => write_cause(f, inner),
+                    None => Ok(()),
+                }
+            }
             RetryErrorKind::AttemptTimeout => match self.timeout {
                 Some(t) => write!(
                     f,
@@ -215,6 +231,31 @@ impl fmt::Display for RetryError {
                 None => write!(f, "rate limited: not sent"),
             },
         }
+    }
+}
+
+/// `: <kind> (<what the operating system said>)` for the inner error: the transport kind
+/// and the `io::ErrorKind` found in its `source()` chain. Never the error's own message,
+/// which may carry a URL and its query.
+fn write_cause(
+    f: &mut fmt::Formatter<'_>,
+    inner: &(dyn StdError + Send + Sync + 'static),
+) -> fmt::Result {
+    let kind = TransportErrorKind::of_error(inner);
+    let mut link: Option<&(dyn StdError + 'static)> = Some(inner);
+    let mut io = None;
+    for _ in 0..32 {
+        let Some(e) = link else { break };
+        if let Some(e) = e.downcast_ref::<std::io::Error>() {
+            io = Some(e.kind());
+            break;
+        }
+        link = e.source();
+    }
+    match (kind, io) {
+        (_, Some(io)) => write!(f, ": {kind} error ({io})"),
+        (TransportErrorKind::Other, None) => f.write_str(": the inner service's error"),
+        (_, None) => write!(f, ": {kind} error"),
     }
 }
 

@@ -1553,27 +1553,19 @@ mod real_sockets {
                             retry_after: retry_after(resp.headers()),
                         }
                     }
-                    Err(reqwest_middleware::Error::Middleware(e))
-                        if e.downcast_ref::<RetryError>().is_some() =>
-                    {
-                        let err = e.downcast_ref::<RetryError>().unwrap();
-                        assert_ne!(err.kind(), RetryErrorKind::Inner, "{err:?}");
+                    Err(err) => {
+                        // Every failure is a `RetryError`, with the same info as the
+                        // caller's extensions.
+                        let err = RetryError::of(&err).expect("a RetryError");
                         assert_eq!(extensions.get::<RetryInfo>(), Some(&err.info()));
-                        got_of(err)
+                        match err.get_inner() {
+                            Some(inner) => Got::Inner {
+                                kind: TransportErrorKind::of_error(inner),
+                                info: err.info(),
+                            },
+                            None => got_of(err),
+                        }
                     }
-                    Err(err) => Got::Inner {
-                        kind: match &err {
-                            reqwest_middleware::Error::Reqwest(e) => {
-                                TransportErrorKind::of_error(e)
-                            }
-                            reqwest_middleware::Error::Middleware(e) => {
-                                TransportErrorKind::of_error(e.as_ref())
-                            }
-                        },
-                        info: *extensions
-                            .get::<RetryInfo>()
-                            .expect("RetryInfo in the caller's extensions on an inner error"),
-                    },
                 }
             }
         }
@@ -2321,13 +2313,22 @@ mod real_sockets {
                         assert_eq!(resp.status(), status, "{what}");
                         assert_eq!(RetryInfo::of(resp.extensions()), info, "{what}");
                     }
-                    (Err(reqwest_middleware::Error::Middleware(e)), Err(Some(kind))) => {
-                        let err = e.downcast_ref::<RetryError>().expect("a RetryError");
-                        assert_eq!(err.kind(), kind, "{what}");
+                    (Err(e), Err(want)) => {
+                        let err = RetryError::of(&e).expect("a RetryError");
                         assert_eq!(err.info(), info, "{what}");
-                    }
-                    (Err(reqwest_middleware::Error::Reqwest(e)), Err(None)) => {
-                        assert!(e.is_connect(), "{what}: {e:?}");
+                        match want {
+                            Some(kind) => assert_eq!(err.kind(), kind, "{what}"),
+                            None => {
+                                assert_eq!(err.kind(), RetryErrorKind::Inner, "{what}");
+                                let inner = err
+                                    .get_inner()
+                                    .and_then(|e| e.downcast_ref::<reqwest::Error>());
+                                assert!(
+                                    inner.is_some_and(reqwest::Error::is_connect),
+                                    "{what}: {e:?}"
+                                );
+                            }
+                        }
                     }
                     (result, want) => panic!("{what}: got {result:?}, want {want:?}"),
                 }

@@ -17,6 +17,7 @@ mod observe_spans;
 mod observe_support;
 mod overrides;
 mod properties;
+mod readable_errors;
 mod redaction;
 mod replay_body;
 mod reqwest_middleware;

@@ -19,6 +19,7 @@ use futures_util::StreamExt;
 use http::{Extensions, Method, StatusCode};
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware, Middleware, Next};
 use telecho_retry::classify::{CodeRule, TransportErrorKind};
+use telecho_retry::RetryError;
 use telecho_retry::{
     ApiError, ErrorCode, ErrorType, Jitter, ReqwestResponseExt, RetryInfo, RetryPolicy,
     RetryPolicyBuilder, StopReason, TelEchoRetry,
@@ -58,10 +59,19 @@ fn info(resp: &reqwest::Response) -> RetryInfo {
 }
 
 fn kind(err: &reqwest_middleware::Error) -> TransportErrorKind {
-    match err {
-        reqwest_middleware::Error::Reqwest(e) => TransportErrorKind::of_error(e),
-        reqwest_middleware::Error::Middleware(e) => TransportErrorKind::of_error(e.as_ref()),
+    let retry = RetryError::of(err).expect("every failure is a RetryError");
+    match retry.get_inner() {
+        Some(inner) => TransportErrorKind::of_error(inner),
+        None => TransportErrorKind::of_error(retry),
     }
+}
+
+/// The last attempt's own `reqwest::Error`, inside the `RetryError` the middleware returns.
+fn reqwest_error(err: &reqwest_middleware::Error) -> &reqwest::Error {
+    RetryError::of(err)
+        .and_then(RetryError::get_inner)
+        .and_then(|e| e.downcast_ref::<reqwest::Error>())
+        .expect("the last attempt's reqwest::Error")
 }
 
 /// A streaming body (no length known up front, so `try_clone` cannot copy it).
@@ -519,7 +529,7 @@ async fn refused_connection_is_retried_for_post_with_backoff() {
         .expect_err("nobody listens");
 
     let elapsed = started.elapsed();
-    assert!(err.is_connect(), "{err:?}");
+    assert!(reqwest_error(&err).is_connect(), "{err:?}");
     assert_eq!(kind(&err), TransportErrorKind::Connect);
     // A POST without an idempotency key, retried all the same: nothing was sent.
     assert_eq!(recorder.attempts.load(Ordering::SeqCst), 3);

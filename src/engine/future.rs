@@ -63,13 +63,18 @@ fn fail<T, E, F: FromFailure<E>>(failure: Failure<E>) -> Result<T, F> {
 }
 
 pin_project! {
-    /// One logical request: admit, reserve the inner service, attempt, classify, wait,
-    /// until [`RetryState`] says stop.
+    /// One logical request: admit, reserve the inner service, take the paced slot,
+    /// attempt, classify, wait, until [`RetryState`] says stop.
     ///
     /// It holds the one duplicate of the request that the next attempt will send (made only
     /// when a retry could follow), the inner service instance it polls ready before every
     /// attempt, and the timers. Dropping it cancels cleanly: an attempt in flight is
     /// dropped, and no further attempt is sent.
+    ///
+    /// An attempt waits for its paced slot *after* the inner service is ready, holding what
+    /// `poll_ready` reserved (a `ConcurrencyLimit` permit, a `Buffer` slot): it is sent the
+    /// moment its slot comes, so the spacing holds when attempts are sent. A cooldown that
+    /// begins meanwhile gives the reservation and the slot back (see `drive`).
     #[project = RetryingProj]
     pub(crate) struct Retrying<S, Req, F>
     where
@@ -124,21 +129,31 @@ pin_project! {
         // (Timers and the body read are boxed: they exist only on the paths that wait, and
         // the future every call moves stays small.)
         Waiting { sleep: Pin<Box<Sleep>> },
-        // About to ask whether the next attempt may be sent (`paced`: its paced slot is
-        // taken already; only the cooldown is asked again).
-        Admitting { paced: bool },
-        // Waiting for the attempt's slot under client-side pacing, since `since`.
-        Pacing { wait: PaceFuture, since: Instant },
-        // Admitted; waiting for the inner service to be ready.
+        // About to ask whether the next attempt may be sent (the cooldown, the deadline).
+        Admitting,
+        // Admitted; waiting for the inner service to be ready, then taking the paced slot.
         Reserving,
+        // Ready (holding what `poll_ready` reserved), waiting for the attempt's slot under
+        // client-side pacing since `since`.
+        Pacing { wait: PaceFuture, since: Instant },
         // An attempt is in flight, bounded by the attempt timeout if there is one.
         Called { #[pin] future: F, timer: Option<AttemptTimer> },
         // An error response arrived; reading its body for the error code.
         Peeking { peek: Pin<Box<PeekFuture<R::Body>>>, head: Option<Box<R::Head>> },
-        // Refused before an attempt was sent, for `reason`, with the wait that caused it.
-        // (The error is made when polled: it is larger than every other state.)
-        Refused { reason: StopReason, cooldown: Option<Duration> },
+        // Refused before an attempt was sent, for `reason`, with the wait that caused it
+        // (`Hold`: the origin's cooldown, or this client's own pacing). (The error is made
+        // when polled: it is larger than every other state.)
+        Refused { reason: StopReason, cooldown: Option<Duration>, hold: Hold },
     }
+}
+
+/// What held back a request that was refused before an attempt was sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Hold {
+    /// The origin's cooldown or refusal (a 429 with `Retry-After`), or the deadline.
+    Cooldown,
+    /// This client's own pacing: the attempt's slot lay too far ahead.
+    Pacing,
 }
 
 /// The attempt timeout of the attempt in flight: when it fires, and how long it was.
@@ -162,8 +177,9 @@ where
     Req: RetryRequest,
 {
     /// Starts one logical request on `service`, which the caller polled ready. The first
-    /// attempt is sent at once when it is admitted; held back by the shared cooldown, it
-    /// gives back the reservation and waits; refused, the future resolves to the error.
+    /// attempt is sent at once when it is admitted and its paced slot is now; a slot ahead
+    /// is waited for holding the reservation; held back by the shared cooldown, it gives
+    /// back the reservation and waits; refused, the future resolves to the error.
     pub(crate) fn new(mut service: S, mut retry: RetryState, mut request: Req) -> Self {
         if let Some(name) = retry.policy().generated_idempotency_header() {
             if !is_idempotent_method(request.method()) && !request.headers().contains_key(name) {
@@ -192,8 +208,8 @@ where
                     request,
                 ),
                 Pace::Wait(wait) => {
-                    // As below: a request waiting for its slot holds no capacity.
-                    service = service.clone();
+                    // The service is ready: the slot is waited for holding the reservation,
+                    // so that the attempt goes the moment its slot comes.
                     slot = Some(request);
                     State::Pacing {
                         wait,
@@ -207,6 +223,7 @@ where
                     State::Refused {
                         reason,
                         cooldown: Some(wait),
+                        hold: Hold::Pacing,
                     }
                 }
             },
@@ -223,7 +240,11 @@ where
             Admission::Reject { reason, cooldown } => {
                 observe::refused(reason, cooldown);
                 deadline = None;
-                State::Refused { reason, cooldown }
+                State::Refused {
+                    reason,
+                    cooldown,
+                    hold: Hold::Cooldown,
+                }
             }
         };
         Retrying {
@@ -242,12 +263,21 @@ where
 }
 
 /// The error for a request the engine refused to send.
-fn refusal(reason: StopReason, cooldown: Option<Duration>, info: RetryInfo) -> RetryError {
+fn refusal(
+    reason: StopReason,
+    cooldown: Option<Duration>,
+    hold: Hold,
+    info: RetryInfo,
+) -> RetryError {
     let kind = match reason {
         StopReason::RetryAfterTooLong => RetryErrorKind::RateLimited,
         _ => RetryErrorKind::Deadline,
     };
-    RetryError::new(kind, info).with_cooldown(cooldown)
+    let error = RetryError::new(kind, info).with_cooldown(cooldown);
+    match hold {
+        Hold::Cooldown => error,
+        Hold::Pacing => error.by_pacing(),
+    }
 }
 
 /// Sends `request` as the next attempt: keeps a duplicate in `slot` when a retry could
@@ -408,7 +438,7 @@ where
 
 impl<S, Req, F> Future for Retrying<S, Req, F>
 where
-    S: Service<Req>,
+    S: Service<Req> + Clone,
     S::Response: RetryResponse,
     S::Error: ClassifyError,
     Req: RetryRequest,
@@ -433,7 +463,8 @@ where
     }
 }
 
-/// The state machine: admit, reserve, attempt, classify, wait, until the request ends.
+/// The state machine: admit, reserve, pace, attempt, classify, wait, until the request
+/// ends.
 // Inlined into `poll`, so that the result is built where `poll` returns it, not moved.
 #[inline(always)]
 fn drive<S, Req, F>(
@@ -441,7 +472,7 @@ fn drive<S, Req, F>(
     cx: &mut Context<'_>,
 ) -> Poll<Ending<S::Response, F>>
 where
-    S: Service<Req>,
+    S: Service<Req> + Clone,
     S::Response: RetryResponse,
     S::Error: ClassifyError,
     Req: RetryRequest,
@@ -452,27 +483,12 @@ where
             let attempted = match this.state.as_mut().project() {
                 StateProj::Waiting { sleep } => {
                     ready!(sleep.as_mut().poll(cx));
-                    this.state.set(State::Admitting { paced: false });
+                    this.state.set(State::Admitting);
                     continue;
                 }
-                StateProj::Admitting { paced } => {
-                    let paced = *paced;
+                StateProj::Admitting => {
                     match this.retry.admit() {
-                        Admission::Send if paced => this.state.set(State::Reserving),
-                        Admission::Send => match this.retry.pace() {
-                            Pace::Go => this.state.set(State::Reserving),
-                            Pace::Wait(wait) => this.state.set(State::Pacing {
-                                wait,
-                                since: Instant::now(),
-                            }),
-                            Pace::TooLong(wait) => {
-                                let reason = this
-                                    .retry
-                                    .stop_reason()
-                                    .unwrap_or(StopReason::RetryAfterTooLong);
-                                return Poll::Ready(refuse(this, reason, Some(wait)));
-                            }
-                        },
+                        Admission::Send => this.state.set(State::Reserving),
                         Admission::Wait(wait) => {
                             observe::held_back(wait);
                             this.state.set(State::Waiting {
@@ -480,36 +496,7 @@ where
                             });
                         }
                         Admission::Reject { reason, cooldown } => {
-                            return Poll::Ready(refuse(this, reason, cooldown));
-                        }
-                    }
-                    continue;
-                }
-                StateProj::Pacing { wait, since } => {
-                    let paced = match wait.as_mut().poll(cx) {
-                        Poll::Ready(paced) => paced,
-                        Poll::Pending => {
-                            if past_deadline(this.deadline, cx) {
-                                // The wait so far counts; dropping it gives the slot
-                                // back now, not when the caller drops this future.
-                                this.retry.paced(since.elapsed());
-                                this.state.set(State::Admitting { paced: false });
-                                return Poll::Ready(deadline_between(this));
-                            }
-                            return Poll::Pending;
-                        }
-                    };
-                    let waited = since.elapsed();
-                    if paced != Paced::Free {
-                        this.retry.paced(waited);
-                        observe::paced(waited);
-                    }
-                    match paced {
-                        // The cooldown may have begun meanwhile: ask it again.
-                        Paced::Go | Paced::Free => this.state.set(State::Admitting { paced: true }),
-                        Paced::TooLong(wait) => {
-                            let reason = this.retry.pace_refused(wait);
-                            return Poll::Ready(refuse(this, reason, Some(wait)));
+                            return Poll::Ready(refuse(this, reason, cooldown, Hold::Cooldown));
                         }
                     }
                     continue;
@@ -524,27 +511,73 @@ where
                         observe::stopped_between(this.retry);
                         return Poll::Ready(fail(Failure::Inner(error, this.retry.info())));
                     }
-                    let Some(request) = this.request.take() else {
-                        unreachable!("Reserving is entered only with a request in hand");
-                    };
-                    // The copy's body overflowed its recording (or its source failed) while
-                    // the retry waited: hand back the outcome it would have replaced.
-                    if let Some(last) = this.last.take() {
-                        if !request.is_replayable() {
-                            this.retry.give_up(StopReason::NotReplayable);
-                            observe::stopped_between(this.retry);
-                            return Poll::Ready(finish(this.retry, *last));
+                    // The slot is taken once the service is ready: an attempt that waited
+                    // for readiness does not go out together with those that waited too.
+                    match this.retry.pace() {
+                        Pace::Go => {}
+                        Pace::Wait(wait) => {
+                            this.state.set(State::Pacing {
+                                wait,
+                                since: Instant::now(),
+                            });
+                            continue;
+                        }
+                        Pace::TooLong(wait) => {
+                            let reason = this
+                                .retry
+                                .stop_reason()
+                                .unwrap_or(StopReason::RetryAfterTooLong);
+                            return Poll::Ready(refuse(this, reason, Some(wait), Hold::Pacing));
                         }
                     }
-                    let next = send(
-                        this.service,
-                        this.retry,
-                        this.request,
-                        this.idempotent,
-                        this.span,
-                        request,
-                    );
-                    this.state.set(next);
+                    if let Some(ending) = dispatch(this) {
+                        return Poll::Ready(ending);
+                    }
+                    continue;
+                }
+                StateProj::Pacing { wait, since } => {
+                    if past_deadline(this.deadline, cx) {
+                        // The wait so far counts; dropping it gives the slot back now, not
+                        // when the caller drops this future.
+                        this.retry.paced(since.elapsed());
+                        this.state.set(State::Admitting);
+                        return Poll::Ready(deadline_between(this));
+                    }
+                    // A cooldown that began while this attempt waited is asked about before
+                    // the wait is polled: the pacer takes the slot only when polled, so a
+                    // slot is not taken only to be wasted behind the cooldown.
+                    match this.retry.admit() {
+                        Admission::Send => {}
+                        Admission::Wait(hold) => {
+                            this.retry.paced(since.elapsed());
+                            observe::held_back(hold);
+                            // Gives back the slot's place and what `poll_ready` reserved (a
+                            // clone of a tower service is unreserved).
+                            *this.service = this.service.clone();
+                            this.state.set(State::Waiting {
+                                sleep: Box::pin(tokio::time::sleep(hold)),
+                            });
+                            continue;
+                        }
+                        Admission::Reject { reason, cooldown } => {
+                            this.retry.paced(since.elapsed());
+                            this.state.set(State::Admitting);
+                            return Poll::Ready(refuse(this, reason, cooldown, Hold::Cooldown));
+                        }
+                    }
+                    let paced = ready!(wait.as_mut().poll(cx));
+                    let waited = since.elapsed();
+                    if paced != Paced::Free {
+                        this.retry.paced(waited);
+                        observe::paced(waited);
+                    }
+                    if let Paced::TooLong(wait) = paced {
+                        let reason = this.retry.pace_refused(wait);
+                        return Poll::Ready(refuse(this, reason, Some(wait), Hold::Pacing));
+                    }
+                    if let Some(ending) = dispatch(this) {
+                        return Poll::Ready(ending);
+                    }
                     continue;
                 }
                 StateProj::Called { future, timer } => match this.span.in_scope(|| future.poll(cx))
@@ -593,14 +626,18 @@ where
                     let response = S::Response::from_head(*head, peeked.into_body());
                     Attempted::Response(response, code)
                 }
-                StateProj::Refused { reason, cooldown } => {
-                    let error = refusal(*reason, *cooldown, this.retry.info());
+                StateProj::Refused {
+                    reason,
+                    cooldown,
+                    hold,
+                } => {
+                    let error = refusal(*reason, *cooldown, *hold, this.retry.info());
                     return Poll::Ready(fail(Failure::Engine(error)));
                 }
             };
             // The attempt is over: drop its future (and with it the connection it holds)
             // before waiting for the next one.
-            this.state.set(State::Admitting { paced: false });
+            this.state.set(State::Admitting);
             match decide(
                 this.retry,
                 this.span,
@@ -643,12 +680,47 @@ where
     }
 }
 
-/// The next attempt is not sent (`reason`, with the wait that caused it): the caller gets
-/// the outcome of the last attempt if one is kept (a retry refused), else the refusal.
+/// Sends the request in hand as the next attempt, now that the inner service is ready and
+/// the slot has come; `Some` ending instead when the copy's body can no longer be replayed
+/// (its recording overflowed, or its source failed, while the retry waited): the caller
+/// then gets the outcome it would have replaced.
+fn dispatch<S, Req, F>(this: &mut RetryingProj<'_, S, Req, F>) -> Option<Ending<S::Response, F>>
+where
+    S: Service<Req>,
+    S::Response: RetryResponse,
+    Req: RetryRequest,
+    F: FromFailure<S::Error>,
+{
+    let Some(request) = this.request.take() else {
+        unreachable!("an attempt is sent only with a request in hand");
+    };
+    if let Some(last) = this.last.take() {
+        if !request.is_replayable() {
+            this.retry.give_up(StopReason::NotReplayable);
+            observe::stopped_between(this.retry);
+            return Some(finish(this.retry, *last));
+        }
+    }
+    let next = send(
+        this.service,
+        this.retry,
+        this.request,
+        this.idempotent,
+        this.span,
+        request,
+    );
+    this.state.set(next);
+    None
+}
+
+/// The next attempt is not sent (`reason`, with the wait that caused it and what that wait
+/// was for): the caller gets the outcome of the last attempt if one is kept (a retry
+/// refused), else the refusal.
 fn refuse<S, Req, F>(
     this: &mut RetryingProj<'_, S, Req, F>,
     reason: StopReason,
     cooldown: Option<Duration>,
+    hold: Hold,
 ) -> Ending<S::Response, F>
 where
     S: Service<Req>,
@@ -663,6 +735,7 @@ where
     fail(Failure::Engine(refusal(
         reason,
         cooldown,
+        hold,
         this.retry.info(),
     )))
 }
@@ -700,7 +773,7 @@ where
     S: Service<Req>,
     S::Response: RetryResponse,
 {
-    this.state.set(State::Admitting { paced: false });
+    this.state.set(State::Admitting);
     this.retry.stop_at_deadline(true);
     observe::attempt_cut(this.span, this.retry);
     deadline_error(this.retry)

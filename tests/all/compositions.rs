@@ -199,6 +199,8 @@ mod tower_service_fn {
         Limited(u64),
         /// 429 with `Retry-After` in seconds, after holding the attempt this long.
         LimitedAfter(Duration, u64),
+        /// 200 after holding the attempt this long.
+        OkAfter(Duration),
         Fail(io::ErrorKind),
         Hang,
     }
@@ -258,6 +260,10 @@ mod tower_service_fn {
                         Answer::LimitedAfter(hold, after) => {
                             tokio::time::sleep(hold).await;
                             Ok(limited(after))
+                        }
+                        Answer::OkAfter(hold) => {
+                            tokio::time::sleep(hold).await;
+                            Ok(status(200))
                         }
                         Answer::Fail(kind) => Err(E::io(kind)),
                         Answer::Hang => std::future::pending().await,
@@ -1271,9 +1277,9 @@ mod tower_service_fn {
     }
 
     /// `/1` takes the only slot of the next 5 s at origin `a`; a second request to `a`
-    /// waits for its slot; a third to origin `b` must not wait for capacity the second
-    /// holds.
-    async fn paced_request_leaves_capacity<E, S>(build: impl Fn(TelEchoRetry, FakeSvc<E>) -> S)
+    /// waits for its slot holding what `poll_ready` reserved, so that it is sent the moment
+    /// its slot comes: a third to origin `b` waits for that capacity until then.
+    async fn paced_request_keeps_capacity<E, S>(build: impl Fn(TelEchoRetry, FakeSvc<E>) -> S)
     where
         E: FnError,
         S: Service<Req, Response = Out> + Clone + Send + 'static,
@@ -1293,16 +1299,17 @@ mod tower_service_fn {
         let third = svc.clone().oneshot(get(&b("/3"))).await.unwrap();
         assert_eq!(
             t.elapsed(),
-            ZERO,
-            "the third waited for capacity the paced one kept"
+            secs(5) - ms(1),
+            "the third waits for the capacity the paced one holds until its slot"
         );
         assert_eq!(third.status(), 200);
         assert_eq!(second.await.unwrap().unwrap().status(), 200);
         assert_eq!(fake.at(&a("/2")), [secs(5)]);
+        assert_eq!(fake.at(&b("/3")), [secs(5)]);
     }
 
-    async fn a_request_waiting_for_its_slot_holds_no_concurrency_limit_permit<E: FnError>() {
-        paced_request_leaves_capacity(|retry, inner: FakeSvc<E>| {
+    async fn a_request_waiting_for_its_slot_keeps_its_concurrency_limit_permit<E: FnError>() {
+        paced_request_keeps_capacity(|retry, inner: FakeSvc<E>| {
             ServiceBuilder::new()
                 .layer(retry)
                 .layer(ConcurrencyLimitLayer::new(1))
@@ -1311,11 +1318,98 @@ mod tower_service_fn {
         .await;
     }
 
-    async fn a_request_waiting_for_its_slot_holds_no_buffer_slot<E: FnError>() {
-        paced_request_leaves_capacity(|retry, inner: FakeSvc<E>| {
+    async fn a_request_waiting_for_its_slot_keeps_its_buffer_slot<E: FnError>() {
+        paced_request_keeps_capacity(|retry, inner: FakeSvc<E>| {
             ServiceBuilder::new().layer(retry).buffer(1).service(inner)
         })
         .await;
+    }
+
+    /// Pacing 2/s over a `ConcurrencyLimit(1)` below the retry layer (`stack` puts layers
+    /// above the retry layer). `/0` goes at once; `/slow` waits for its slot at 0.5 s and
+    /// then holds the only permit for 5 s; four more requests queue for the permit. Each
+    /// takes its slot once the permit is its own, so they go out one interval apart from
+    /// 5.5 s, as the inner service is called: not all at 5.5 s on slots taken while they
+    /// queued.
+    async fn paced_sends_stay_spaced_behind_a_busy_concurrency_limit<E, S>(
+        stack: impl FnOnce(RetryService<ConcurrencyLimit<FakeSvc<E>>>) -> S,
+    ) where
+        E: FnError,
+        S: Service<Req, Response = Out> + Clone + Send + 'static,
+        S::Error: fmt::Debug + Send,
+        S::Future: Send,
+    {
+        let fake = Fake::new(|uri, _| match uri.path() {
+            "/slow" => Answer::OkAfter(secs(5)),
+            _ => Answer::Status(200),
+        });
+        let retry = paced(exact().build(), Pacing::new(2, secs(1)));
+        let svc = stack(retry.layer(ConcurrencyLimit::new(fake.service::<E>(), 1)));
+        let paths = ["/0", "/slow", "/q", "/q", "/q", "/q"];
+        let results = join_all(paths.map(|p| svc.clone().oneshot(get(&a(p))))).await;
+        for (path, result) in paths.iter().zip(results) {
+            assert_eq!(result.unwrap().status(), 200, "{path}");
+        }
+        assert_eq!(fake.at(&a("/0")), [ZERO]);
+        assert_eq!(fake.at(&a("/slow")), [ms(500)]);
+        assert_eq!(
+            fake.at(&a("/q")),
+            [ms(5500), secs(6), ms(6500), secs(7)],
+            "spaced when sent"
+        );
+    }
+
+    async fn paced_sends_stay_spaced_behind_a_busy_concurrency_limit_below<E: FnError>() {
+        paced_sends_stay_spaced_behind_a_busy_concurrency_limit::<E, _>(|svc| svc).await;
+    }
+
+    async fn paced_sends_stay_spaced_behind_a_busy_limit_with_a_timeout_above<E: FnError>() {
+        paced_sends_stay_spaced_behind_a_busy_concurrency_limit::<E, _>(|svc| {
+            tower::timeout::Timeout::new(svc, secs(60))
+        })
+        .await;
+    }
+
+    async fn paced_sends_stay_spaced_behind_a_busy_limit_with_a_buffer_above<E: FnError>() {
+        paced_sends_stay_spaced_behind_a_busy_concurrency_limit::<E, _>(|svc| {
+            tower::buffer::Buffer::new(svc, 8)
+        })
+        .await;
+    }
+
+    /// Pacing 1/s: `/limited` takes the slot at 0 and answers 429 `Retry-After: 1` at
+    /// 0.5 s, while `/ok` waits for its slot at 1 s. At 1 s `/ok` sees the cooldown (to
+    /// 1.5 s) before it takes the slot, so the slot is not wasted: it goes at 1.5 s, on
+    /// the slot it waited for, not at 2 s on the next one.
+    async fn a_cooldown_that_begins_during_a_wait_for_a_slot_wastes_no_slot<E: FnError>() {
+        let fake = Fake::new(|uri, _| match uri.path() {
+            "/limited" => Answer::LimitedAfter(ms(500), 1),
+            _ => Answer::Status(200),
+        });
+        let policy = exact().max_retries(0).build();
+        let svc = over_fake::<E>(paced(policy, Pacing::new(1, secs(1))), &fake);
+        let limited = tokio::spawn(svc.clone().oneshot(get(&a("/limited"))));
+        tokio::task::yield_now().await;
+        let t = Instant::now();
+        let resp = svc.clone().oneshot(get(&a("/ok"))).await.unwrap();
+        assert_eq!(
+            t.elapsed(),
+            ms(1500),
+            "at the cooldown's end, not a slot later"
+        );
+        assert_eq!(resp.status(), 200);
+        assert_eq!(info(&resp).attempts(), 1);
+        assert_eq!(
+            info(&resp).slept(),
+            ms(1500),
+            "1 s for the slot, 0.5 s behind the cooldown"
+        );
+        assert_eq!(limited.await.unwrap().unwrap().status(), 429);
+        assert_eq!(fake.at(&a("/ok")), [ms(1500)]);
+        // The slot at 1.5 s is taken: the next is at 2.5 s.
+        let t = Instant::now();
+        svc.oneshot(get(&a("/next"))).await.unwrap();
+        assert_eq!(t.elapsed(), secs(1));
     }
 
     async fn an_outer_timeout_cuts_a_wait_for_a_slot_and_frees_it<E: FnError>() {
@@ -1354,13 +1448,27 @@ mod tower_service_fn {
         a_request_cancelled_while_waiting_for_its_slot_gives_its_place_back {
             io::Error => a_request_cancelled_while_waiting_for_its_slot_gives_its_place_back_tower_service_fn_io;
         }
-        a_request_waiting_for_its_slot_holds_no_concurrency_limit_permit {
-            io::Error => a_request_waiting_for_its_slot_holds_no_concurrency_limit_permit_tower_service_fn_io;
-            BoxError => a_request_waiting_for_its_slot_holds_no_concurrency_limit_permit_tower_service_fn_box;
+        a_request_waiting_for_its_slot_keeps_its_concurrency_limit_permit {
+            io::Error => a_request_waiting_for_its_slot_keeps_its_concurrency_limit_permit_tower_service_fn_io;
+            BoxError => a_request_waiting_for_its_slot_keeps_its_concurrency_limit_permit_tower_service_fn_box;
         }
-        a_request_waiting_for_its_slot_holds_no_buffer_slot {
-            io::Error => a_request_waiting_for_its_slot_holds_no_buffer_slot_tower_service_fn_io;
-            BoxError => a_request_waiting_for_its_slot_holds_no_buffer_slot_tower_service_fn_box;
+        a_request_waiting_for_its_slot_keeps_its_buffer_slot {
+            io::Error => a_request_waiting_for_its_slot_keeps_its_buffer_slot_tower_service_fn_io;
+            BoxError => a_request_waiting_for_its_slot_keeps_its_buffer_slot_tower_service_fn_box;
+        }
+        paced_sends_stay_spaced_behind_a_busy_concurrency_limit_below {
+            io::Error => paced_sends_stay_spaced_behind_a_busy_concurrency_limit_below_tower_service_fn_io;
+            BoxError => paced_sends_stay_spaced_behind_a_busy_concurrency_limit_below_tower_service_fn_box;
+        }
+        paced_sends_stay_spaced_behind_a_busy_limit_with_a_timeout_above {
+            io::Error => paced_sends_stay_spaced_behind_a_busy_limit_with_a_timeout_above_tower_service_fn_io;
+        }
+        paced_sends_stay_spaced_behind_a_busy_limit_with_a_buffer_above {
+            io::Error => paced_sends_stay_spaced_behind_a_busy_limit_with_a_buffer_above_tower_service_fn_io;
+        }
+        a_cooldown_that_begins_during_a_wait_for_a_slot_wastes_no_slot {
+            io::Error => a_cooldown_that_begins_during_a_wait_for_a_slot_wastes_no_slot_tower_service_fn_io;
+            BoxError => a_cooldown_that_begins_during_a_wait_for_a_slot_wastes_no_slot_tower_service_fn_box;
         }
         an_outer_timeout_cuts_a_wait_for_a_slot_and_frees_it {
             io::Error => an_outer_timeout_cuts_a_wait_for_a_slot_and_frees_it_tower_service_fn_io;
@@ -1387,6 +1495,8 @@ mod real_sockets {
             kind: RetryErrorKind,
             info: RetryInfo,
             cooldown: Option<Duration>,
+            /// Its `Display`.
+            message: String,
         },
         /// The last attempt's own error.
         Inner {
@@ -1416,6 +1526,15 @@ mod real_sockets {
         fn engine(&self) -> (RetryErrorKind, Option<Duration>) {
             match self {
                 Got::Engine { kind, cooldown, .. } => (*kind, *cooldown),
+                other => panic!("expected an engine error, got {other:?}"),
+            }
+        }
+
+        /// The `Display` of an engine error.
+        #[track_caller]
+        fn message(&self) -> &str {
+            match self {
+                Got::Engine { message, .. } => message,
                 other => panic!("expected an engine error, got {other:?}"),
             }
         }
@@ -1495,6 +1614,7 @@ mod real_sockets {
                 kind,
                 info: err.info(),
                 cooldown: err.cooldown(),
+                message: err.to_string(),
             },
             (kind, Some(inner)) => panic!("a {kind:?} RetryError with an inner error: {inner:?}"),
         }
@@ -2391,6 +2511,78 @@ mod real_sockets {
             Some(StopReason::RetryAfterTooLong)
         );
         assert_eq!(server.hits("/2"), 0);
+        // The client's own pacing said no, not the API.
+        let message = got.message();
+        assert!(
+            message
+                .starts_with("rate limited by client-side pacing: not sent, the next slot is in"),
+            "{message}"
+        );
+        assert!(!message.contains("API"), "{message}");
+    }
+
+    /// Pacing 10/s (100 ms apart): `/slow` is held 300 ms by the server while four more
+    /// requests go: at the server they arrive 100 ms apart all the same.
+    async fn paced_requests_arrive_spaced_behind_a_slow_one<C: Adapter>() {
+        let server = Server::start(|seen| match seen.path.as_str() {
+            "/slow" => Reply::status(200).after(ms(300)),
+            _ => Reply::status(200),
+        })
+        .await;
+        let client = C::over(paced(fast().build(), Pacing::new(10, secs(1))));
+        let paths = ["/slow", "/q", "/q", "/q", "/q"];
+        let got = join_all(paths.map(|p| client.send(Method::GET, server.url(p)))).await;
+        for got in &got {
+            assert_eq!(got.status(), 200, "{got:?}");
+        }
+        assert_spaced(&server.seen(), ms(80));
+    }
+
+    /// Consecutive arrivals at the server are at least `gap` apart (an interval less some
+    /// loopback jitter).
+    #[track_caller]
+    fn assert_spaced(seen: &[support::Seen], gap: Duration) {
+        let mut at: Vec<_> = seen.iter().map(|s| (s.at, s.path.clone())).collect();
+        at.sort();
+        for pair in at.windows(2) {
+            let apart = pair[1].0 - pair[0].0;
+            assert!(
+                apart >= gap,
+                "{} arrived {apart:?} after {}: {at:?}",
+                pair[1].1,
+                pair[0].1
+            );
+        }
+    }
+
+    /// Pacing 10/s over a `ConcurrencyLimit(1)` below the retry layer: `/0` goes at once,
+    /// `/slow` on its slot at 100 ms holds the only permit ~300 ms, four more requests queue
+    /// for it. They take their slots once the permit is theirs, so they arrive 100 ms apart,
+    /// not together when it frees.
+    #[tokio::test]
+    async fn paced_sends_stay_spaced_behind_a_busy_concurrency_limit_tower_hyper_util() {
+        bounded(async {
+            let server = Server::start(|seen| match seen.path.as_str() {
+                "/slow" => Reply::status(200).after(ms(300)),
+                _ => Reply::status(200),
+            })
+            .await;
+            let svc = ServiceBuilder::new()
+                .layer(paced(fast().build(), Pacing::new(10, secs(1))))
+                .layer(ConcurrencyLimitLayer::new(1))
+                .service(hyper_client());
+            let paths = ["/0", "/slow", "/q", "/q", "/q", "/q"];
+            let results = join_all(paths.map(|p| svc.clone().oneshot(get(&server.url(p))))).await;
+            for (path, result) in paths.iter().zip(results) {
+                assert_eq!(result.unwrap().status(), 200, "{path}");
+            }
+            let seen = server.seen();
+            let slow = seen.iter().find(|s| s.path == "/slow").unwrap().at;
+            let first_q = seen.iter().find(|s| s.path == "/q").unwrap().at;
+            assert!(first_q - slow >= ms(250), "the queue waited for the permit");
+            assert_spaced(&seen, ms(80));
+        })
+        .await;
     }
 
     real_socket_tests! {
@@ -2401,6 +2593,10 @@ mod real_sockets {
         a_paced_slot_beyond_the_cap_fails_at_once_with_nothing_sent {
             HyperUtil => a_paced_slot_beyond_the_cap_fails_at_once_with_nothing_sent_tower_hyper_util;
             ReqwestMiddleware => a_paced_slot_beyond_the_cap_fails_at_once_with_nothing_sent_reqwest_middleware;
+        }
+        paced_requests_arrive_spaced_behind_a_slow_one {
+            HyperUtil => paced_requests_arrive_spaced_behind_a_slow_one_tower_hyper_util;
+            ReqwestMiddleware => paced_requests_arrive_spaced_behind_a_slow_one_reqwest_middleware;
         }
     }
 }

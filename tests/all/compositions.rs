@@ -29,6 +29,7 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::marker::PhantomData;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -43,7 +44,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
 use telecho_retry::classify::ClassifyError;
-use telecho_retry::limits::{Pacing, RetryBudget};
+use telecho_retry::limits::{Limits, Pacing, RetryBudget};
 use telecho_retry::{
     Jitter, ResponseBody, RetryError, RetryErrorKind, RetryInfo, RetryOverride, RetryPolicy,
     RetryPolicyBuilder, RetryService, StopReason, TelEchoRetry, TransportErrorKind,
@@ -966,6 +967,122 @@ mod tower_service_fn {
         }
     }
 
+    // ----- more origins than the limits keep apart (256) -----
+
+    /// Origin `i` of many, each its own host.
+    fn host(i: usize, path: &str) -> String {
+        format!("http://h{i}.test{path}")
+    }
+
+    /// 300 origins each answer 429 `Retry-After: 3600`. Under a cap of 2 h that is a
+    /// cooldown: later requests to the origin wait it out; under the default 60 s cap a
+    /// refusal: they fail at once. Either way no request to an origin is sent during its
+    /// cooldown, past the limits' bound of 256 origins too. (Past the bound, origins share
+    /// 16 overflow limits, so a first request may be held back or refused by another
+    /// origin's cooldown: documented, and never a request sent too early.)
+    async fn no_origin_is_sent_to_during_its_cooldown_past_256_origins<E: FnError>() {
+        const ORIGINS: usize = 300;
+        for (cap, refused) in [(secs(7200), false), (secs(60), true)] {
+            let fake = Fake::new(|uri, _| match uri.path() {
+                "/limited" => Answer::Limited(3600),
+                _ => Answer::Status(200),
+            });
+            let policy = exact().max_retries(0).max_retry_after(cap).build();
+            let svc = over_fake::<E>(policy, &fake);
+            // All at 0 s: the second requests go while the first ones held back by a shared
+            // overflow limit still wait.
+            let first = (0..ORIGINS).map(|i| svc.clone().oneshot(get(&host(i, "/limited"))));
+            let first = tokio::spawn(join_all(first));
+            tokio::task::yield_now().await;
+            let again = (0..ORIGINS).map(|i| svc.clone().oneshot(get(&host(i, "/again"))));
+            let again = tokio::spawn(join_all(again));
+            for (i, result) in first.await.unwrap().into_iter().enumerate() {
+                match result {
+                    Ok(resp) => assert_eq!(resp.status(), 429, "origin {i}"),
+                    Err(err) => {
+                        assert!(refused && i >= 256, "origin {i}: {err:?}");
+                        assert_eq!(err.kind(), RetryErrorKind::RateLimited, "origin {i}");
+                    }
+                }
+            }
+            for (i, result) in again.await.unwrap().into_iter().enumerate() {
+                if refused {
+                    let err = result.unwrap_err();
+                    assert_eq!(err.kind(), RetryErrorKind::RateLimited, "origin {i}");
+                    assert_eq!(err.info().attempts(), 0, "origin {i}");
+                } else {
+                    assert_eq!(result.unwrap().status(), 200, "origin {i}");
+                }
+            }
+            for i in 0..ORIGINS {
+                let mut sent = fake.at(&host(i, "/limited"));
+                sent.extend(fake.at(&host(i, "/again")));
+                sent.sort();
+                if refused {
+                    assert!(sent.len() <= 1, "origin {i}: {sent:?}");
+                } else {
+                    assert_eq!(sent.len(), 2, "origin {i}: both sent in the end");
+                }
+                for pair in sent.windows(2) {
+                    assert!(
+                        pair[1] - pair[0] >= secs(3600),
+                        "origin {i}: sent during its cooldown: {sent:?}"
+                    );
+                }
+            }
+            if !refused {
+                let kept: Vec<_> = (0..256).map(|i| fake.at(&host(i, "/again"))).collect();
+                assert!(
+                    kept.iter().all(|at| at == &[secs(3600)]),
+                    "the 256 kept apart wait exactly their own hour: {kept:?}"
+                );
+            }
+        }
+    }
+
+    /// Pacing 1 per 10 s: origin `a` takes its slot, then 257 other origins take theirs
+    /// (past the limits' bound of 256) through a client of the same limits that refuses a
+    /// slot more than 5 s ahead (two origins sharing an overflow limit must not advance the
+    /// paused clock): `a`'s next request still waits for its slot at 10 s.
+    async fn an_origins_pacing_holds_past_257_other_origins<E: FnError>() {
+        let fake = Fake::new(|_, _| Answer::Status(200));
+        let limits = Limits::builder()
+            .without_retry_budget()
+            .pacing(Pacing::new(1, secs(10)))
+            .build();
+        let svc = over_fake::<E>(
+            TelEchoRetry::new(exact().build()).with_limits(limits.clone()),
+            &fake,
+        );
+        let others = over_fake::<E>(
+            TelEchoRetry::new(exact().max_retry_after(secs(5)).build()).with_limits(limits),
+            &fake,
+        );
+        svc.clone().oneshot(get(&a("/1"))).await.unwrap();
+        for i in 0..257 {
+            let _ = others.clone().oneshot(get(&host(i, "/"))).await;
+        }
+        assert!(fake.total() >= 256, "the others took slots of their own");
+        let t = Instant::now();
+        let resp = svc.oneshot(get(&a("/2"))).await.unwrap();
+        assert_eq!(
+            t.elapsed(),
+            secs(10),
+            "a's slot is still 10 s after its last"
+        );
+        assert_eq!(info(&resp).slept(), secs(10));
+        assert_eq!(fake.at(&a("/2")), [secs(10)]);
+    }
+
+    service_fn_tests! {
+        no_origin_is_sent_to_during_its_cooldown_past_256_origins {
+            io::Error => no_origin_is_sent_to_during_its_cooldown_past_256_origins_tower_service_fn_io;
+        }
+        an_origins_pacing_holds_past_257_other_origins {
+            io::Error => an_origins_pacing_holds_past_257_other_origins_tower_service_fn_io;
+        }
+    }
+
     // ----- the budget's ratio -----
 
     const RATIOS: [f32; 10] = [0.05, 0.1, 0.2, 0.25, 1.0 / 3.0, 0.5, 0.6, 0.75, 0.9, 1.0];
@@ -993,7 +1110,66 @@ mod tower_service_fn {
         }
     }
 
+    /// Steady traffic for 40 s, a request every 100 ms, every attempt a 503 and one retry
+    /// wanted per request. Budget: 20 % of requests plus 1 retry per second, over 10 s. In
+    /// every 10 s window the retries sent stay within the share of that window's requests
+    /// (20 of 100, plus 10), and over the last 30 s they use at least 9/10 of its share (a
+    /// request counts for 0.9 to 1 × the window, a retry for 1 to 1.1 ×: the budget errs
+    /// on the side of fewer retries).
+    async fn the_retry_budget_holds_its_share_in_every_10_s_window<E: FnError>() {
+        const RATIO: f64 = 0.2;
+        const FLOOR: usize = 10; // 1 per second over 10 s
+        let fake = Fake::new(|_, _| Answer::Status(503));
+        let policy = exact().max_retries(1).base_delay(ms(50)).build();
+        let svc = over_fake::<E>(budgeted(policy, RetryBudget::new(secs(10), 1, 0.2)), &fake);
+        let mut requests = Vec::new();
+        for i in 0..400 {
+            requests.push(tokio::spawn(svc.clone().oneshot(get(&a(&format!("/{i}"))))));
+            tokio::time::sleep(ms(100)).await;
+        }
+        for request in requests {
+            assert_eq!(request.await.unwrap().unwrap().status(), 503);
+        }
+        // The first attempt to each path is its request, the second its retry.
+        let (mut firsts, mut retries) = (Vec::new(), Vec::new());
+        for i in 0..400 {
+            let at = fake.at(&a(&format!("/{i}")));
+            firsts.push(at[0]);
+            retries.extend(at.get(1).copied());
+            assert!(at.len() <= 2);
+        }
+        let in_window = |times: &[Duration], from: Duration| {
+            times
+                .iter()
+                .filter(|t| **t >= from && **t < from + secs(10))
+                .count()
+        };
+        // Windows starting every 50 ms (on request and on retry times alike).
+        for from in (0..=600).map(|k| ms(50) * k) {
+            let sent = in_window(&firsts, from);
+            let retried = in_window(&retries, from);
+            let share = (RATIO * sent as f64).floor() as usize + FLOOR;
+            assert!(
+                retried <= share,
+                "{retried} retries in the 10 s from {from:?}, for {sent} requests: share {share}"
+            );
+        }
+        // And it is not starved: once the traffic is steady, the retries of the last 30 s
+        // use at least 9/10 of those 30 s' share (the budget is bursty within that: the
+        // floor's retries come back together as a slot leaves the window).
+        let steady = |times: &[Duration]| times.iter().filter(|t| **t >= secs(10)).count();
+        let share = (RATIO * steady(&firsts) as f64).floor() as usize + 3 * FLOOR;
+        let retried = steady(&retries);
+        assert!(
+            retried * 10 >= share * 9 && retried <= share,
+            "{retried} retries in the last 30 s: the share is {share}"
+        );
+    }
+
     service_fn_tests! {
+        the_retry_budget_holds_its_share_in_every_10_s_window {
+            io::Error => the_retry_budget_holds_its_share_in_every_10_s_window_tower_service_fn_io;
+        }
         the_retry_budget_allows_its_ratio_of_100_requests {
             io::Error => the_retry_budget_allows_its_ratio_of_100_requests_tower_service_fn_io;
             BoxError => the_retry_budget_allows_its_ratio_of_100_requests_tower_service_fn_box;
@@ -2581,6 +2757,130 @@ mod real_sockets {
             let first_q = seen.iter().find(|s| s.path == "/q").unwrap().at;
             assert!(first_q - slow >= ms(250), "the queue waited for the permit");
             assert_spaced(&seen, ms(80));
+        })
+        .await;
+    }
+
+    // ----- more origins than the limits keep apart (256) -----
+
+    /// A reqwest client with the retry middleware whose host `h{i}.test` resolves to
+    /// `addr(i)`, for `i` below `n` (one loopback server, `n` origins).
+    fn reqwest_client_for_hosts(
+        retry: TelEchoRetry,
+        n: usize,
+        addr: impl Fn(usize) -> SocketAddr,
+    ) -> ClientWithMiddleware {
+        let mut builder = reqwest::Client::builder().no_proxy();
+        for i in 0..n {
+            builder = builder.resolve(&format!("h{i}.test"), addr(i));
+        }
+        ClientBuilder::new(builder.build().unwrap())
+            .with(retry)
+            .build()
+    }
+
+    /// Sends a GET to each of `urls` at once through `client`; the results in order.
+    async fn get_all(
+        client: &ClientWithMiddleware,
+        urls: impl Iterator<Item = String>,
+    ) -> Vec<reqwest_middleware::Result<reqwest::Response>> {
+        let sent = urls.map(|url| async move { execute(client, Method::GET, &url).await.0 });
+        join_all(sent).await
+    }
+
+    /// The `RetryError` of a middleware error.
+    #[track_caller]
+    fn retry_error_of(result: &reqwest_middleware::Result<reqwest::Response>) -> &RetryError {
+        match result {
+            Err(reqwest_middleware::Error::Middleware(e)) => {
+                e.downcast_ref::<RetryError>().expect("a RetryError")
+            }
+            other => panic!("expected a RetryError, got {other:?}"),
+        }
+    }
+
+    /// 300 origins (one server under 300 host names) each answer 429 `Retry-After: 3600`,
+    /// above the 60 s cap: a second request to each fails at once, never sent, past the
+    /// bound of 256 origins the limits keep apart too. (Past the bound origins share 16
+    /// overflow limits: a first request there may be refused by another's 429.)
+    #[tokio::test]
+    async fn no_origin_is_sent_to_during_its_cooldown_past_256_origins_reqwest_middleware() {
+        const ORIGINS: usize = 300;
+        bounded(async {
+            let server = Server::start(|seen| match seen.path.as_str() {
+                "/limited" => limited_reply("3600"),
+                _ => Reply::status(200),
+            })
+            .await;
+            let retry = unbudgeted(fast().max_retries(0).build());
+            let client = reqwest_client_for_hosts(retry, ORIGINS, |_| server.addr);
+            let port = server.addr.port();
+            let url = |i: usize, path: &str| format!("http://h{i}.test:{port}{path}");
+            let first = get_all(&client, (0..ORIGINS).map(|i| url(i, "/limited"))).await;
+            for (i, result) in first.iter().enumerate() {
+                match result {
+                    Ok(resp) => assert_eq!(resp.status(), 429, "origin {i}"),
+                    Err(_) => assert!(
+                        i >= 256 && retry_error_of(result).is_rate_limited(),
+                        "origin {i}: {result:?}"
+                    ),
+                }
+            }
+            let again = get_all(&client, (0..ORIGINS).map(|i| url(i, "/again"))).await;
+            for (i, result) in again.iter().enumerate() {
+                let err = retry_error_of(result);
+                assert_eq!(err.kind(), RetryErrorKind::RateLimited, "origin {i}");
+                let left = err.cooldown().expect("the cooldown left");
+                assert!(
+                    left > secs(3590) && left <= secs(3600),
+                    "origin {i}: {left:?}"
+                );
+                assert_eq!(err.info().attempts(), 0, "origin {i}");
+            }
+            assert_eq!(server.hits("/again"), 0, "none sent during its cooldown");
+        })
+        .await;
+    }
+
+    /// Pacing 1 per 10 s and a 5 s cap: `h0.test` takes its slot, then 257 other origins
+    /// take theirs (they resolve to a closed port: a refused connection is quick, and a
+    /// slot is taken all the same): `h0.test`'s next slot is still ~10 s off, beyond the
+    /// cap: refused at once by the client's own pacing, not sent.
+    #[tokio::test]
+    async fn an_origins_pacing_holds_past_257_other_origins_reqwest_middleware() {
+        bounded(async {
+            let server = Server::start(|_| Reply::status(200)).await;
+            let closed: SocketAddr = refused_url()[7..]
+                .split('/')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            let retry = paced(
+                fast().max_retries(0).max_retry_after(secs(5)).build(),
+                Pacing::new(1, secs(10)),
+            );
+            let client =
+                reqwest_client_for_hosts(retry, 258, |i| if i == 0 { server.addr } else { closed });
+            let url = |i: usize, path: &str| {
+                let port = if i == 0 {
+                    server.addr.port()
+                } else {
+                    closed.port()
+                };
+                format!("http://h{i}.test:{port}{path}")
+            };
+            let (result, _) = execute(&client, Method::GET, &url(0, "/1")).await;
+            assert_eq!(result.unwrap().status(), 200);
+            let others = get_all(&client, (1..258).map(|i| url(i, "/"))).await;
+            assert!(others.iter().all(|r| r.is_err()), "refused connections");
+            let (result, _) = execute(&client, Method::GET, &url(0, "/2")).await;
+            let err = retry_error_of(&result);
+            assert_eq!(err.kind(), RetryErrorKind::RateLimited);
+            let wait = err.cooldown().expect("the wait for the slot");
+            assert!(wait > secs(8) && wait <= secs(10), "{wait:?}");
+            assert!(err.to_string().contains("client-side pacing"), "{err}");
+            assert_eq!(server.hits("/2"), 0);
         })
         .await;
     }

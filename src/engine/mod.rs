@@ -12,6 +12,8 @@ mod info;
 pub mod observe;
 mod overrides;
 mod state;
+#[cfg(all(test, feature = "tower"))]
+mod tests;
 mod traits;
 
 pub(crate) use error::BoxError;

@@ -6,6 +6,8 @@
 //! failures into their error types. What the engine shows of itself (spans, events,
 //! metrics) is in [`observe`](crate::observe).
 
+mod attempt;
+mod ending;
 mod error;
 pub(crate) mod future;
 mod info;

@@ -49,7 +49,9 @@ pub const MAX_ERROR_BODY_BYTES: usize = MAX_ENVELOPE_BYTES;
 
 /// A non-success (4xx or 5xx) response, as an error value.
 ///
-/// Its `Debug` shows no header values and at most a short prefix of an unparsed body.
+/// Its `Debug` shows no header values and none of an unparsed body, only its length: a
+/// body may echo what the request sent (a phone number, a message), and `Debug` output ends
+/// up in logs. [`body`](Self::body) has the bytes.
 #[derive(Clone)]
 pub struct ResponseError {
     status: StatusCode,
@@ -172,15 +174,11 @@ impl fmt::Display for ResponseError {
 
 impl fmt::Debug for ResponseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut d = f.debug_struct("ResponseError");
-        d.field("status", &self.status)
+        f.debug_struct("ResponseError")
+            .field("status", &self.status)
             .field("api_error", &self.api_error)
-            .field("retry_after", &self.retry_after);
-        if self.api_error.is_none() {
-            let head = &self.body[..self.body.len().min(64)];
-            d.field("body_prefix", &String::from_utf8_lossy(head));
-        }
-        d.field("body_len", &self.body.len())
+            .field("retry_after", &self.retry_after)
+            .field("body_len", &self.body.len())
             .field("body_truncated", &self.body_truncated)
             .field("body_timed_out", &self.body_timed_out)
             .finish()
@@ -479,6 +477,30 @@ mod tests {
             assert_eq!(e.body().len(), MAX_ERROR_BODY_BYTES);
             assert!(e.body_truncated() && !e.body_timed_out());
         }
+    }
+
+    #[test]
+    fn debug_shows_the_length_of_a_body_that_is_not_an_envelope_not_its_bytes() {
+        let body = "<html>upstream error for +4915112345678: secret-token-abc</html>";
+        let r = http::Response::builder()
+            .status(502)
+            .body(Bytes::from_static(body.as_bytes()))
+            .unwrap();
+        let e = r.api_error_for_status().unwrap_err();
+        assert!(e.api_error().is_none());
+        let debug = format!("{e:?}");
+        for part in ["+4915112345678", "secret-token", "<html>", "upstream"] {
+            assert!(!debug.contains(part), "{part} in {debug}");
+        }
+        assert!(
+            debug.contains(&format!("body_len: {}", body.len())),
+            "{debug}"
+        );
+        assert_eq!(
+            e.body(),
+            body.as_bytes(),
+            "the bytes are still there to read"
+        );
     }
 
     #[test]

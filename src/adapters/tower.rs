@@ -71,6 +71,13 @@ impl<S> Layer<S> for TelEchoRetry {
 /// only when due. (A `ConcurrencyLimit` *above* the retry layer counts the whole logical
 /// request, waits included, as one: that is what it limits there.)
 ///
+/// Under [client-side pacing](crate::limits::Pacing) an attempt takes its paced slot once
+/// the inner service is ready, and waits for that slot holding what `poll_ready` reserved
+/// (a `ConcurrencyLimit` permit, a `Buffer` slot): it is sent the moment its slot comes, so
+/// the spacing holds at the moment attempts are sent, even when they queued for readiness
+/// first. A cooldown that began during that wait is seen before the slot is taken: the
+/// reservation and the place are given back while the cooldown is waited out.
+///
 /// # Discarded responses
 ///
 /// A response that is retried is dropped with its body unread when the retry is sent (it
@@ -186,7 +193,7 @@ where
 
 impl<S, Req> Future for ResponseFuture<S, Req>
 where
-    S: Service<Req>,
+    S: Service<Req> + Clone,
     S::Response: RetryResponse,
     S::Error: ClassifyError + Into<BoxError>,
     Req: RetryRequest,

@@ -27,7 +27,9 @@ pub enum RetryErrorKind {
     Deadline,
     /// Not sent: the origin is rate limited for longer than the policy's
     /// [`max_retry_after`](crate::RetryPolicyBuilder::max_retry_after) (a 429 with a longer
-    /// `Retry-After` was seen); [`RetryError::cooldown`] says for how long.
+    /// `Retry-After` was seen), or this client's own [pacing](crate::limits::Pacing) has no
+    /// slot for it within that time; [`RetryError::cooldown`] says for how long. Its
+    /// `Display` says which.
     RateLimited,
 }
 
@@ -78,6 +80,8 @@ pub struct RetryError {
     inner: Option<BoxError>,
     info: RetryInfo,
     cooldown: Option<Duration>,
+    // The wait in `cooldown` is for a slot of this client's own pacing, not the API's.
+    by_pacing: bool,
     timeout: Option<Duration>,
     // For a timeout or the deadline, an `io::ErrorKind::TimedOut` source, so that
     // `TransportErrorKind::of_error` (a retry layer above this one) sees a timeout.
@@ -92,6 +96,7 @@ impl RetryError {
             inner: Some(error),
             info,
             cooldown: None,
+            by_pacing: false,
             timeout: None,
             timed_out: None,
         }
@@ -108,6 +113,7 @@ impl RetryError {
             inner: None,
             info,
             cooldown: None,
+            by_pacing: false,
             timeout: None,
             timed_out,
         }
@@ -115,6 +121,12 @@ impl RetryError {
 
     pub(crate) fn with_cooldown(mut self, cooldown: Option<Duration>) -> Self {
         self.cooldown = cooldown;
+        self
+    }
+
+    /// The wait in [`cooldown`](Self::cooldown) is for this client's own paced slot.
+    pub(crate) fn by_pacing(mut self) -> Self {
+        self.by_pacing = true;
         self
     }
 
@@ -185,7 +197,8 @@ impl RetryError {
         self.kind == RetryErrorKind::RateLimited
     }
 
-    /// The rate-limit cooldown that was left when the request was refused, if one was.
+    /// The rate-limit cooldown that was left when the request was refused, if one was (for
+    /// a refusal by this client's own pacing, how far ahead its slot was).
     pub fn cooldown(&self) -> Option<Duration> {
         self.cooldown
     }
@@ -223,12 +236,17 @@ impl fmt::Display for RetryError {
             RetryErrorKind::Deadline => {
                 write!(f, "deadline exceeded ({n} attempt{plural} made)")
             }
-            RetryErrorKind::RateLimited => match self.cooldown {
-                Some(c) => write!(
+            RetryErrorKind::RateLimited => match (self.cooldown, self.by_pacing) {
+                (Some(c), false) => write!(
                     f,
                     "rate limited: not sent, the API accepts requests again in {c:?}"
                 ),
-                None => write!(f, "rate limited: not sent"),
+                (Some(c), true) => write!(
+                    f,
+                    "rate limited by client-side pacing: not sent, the next slot is in {c:?}"
+                ),
+                (None, false) => write!(f, "rate limited: not sent"),
+                (None, true) => write!(f, "rate limited by client-side pacing: not sent"),
             },
         }
     }
@@ -265,6 +283,7 @@ impl fmt::Debug for RetryError {
             .field("kind", &self.kind)
             .field("info", &self.info)
             .field("cooldown", &self.cooldown)
+            .field("by_pacing", &self.by_pacing)
             // The inner error's kind only: some errors' `Debug` show the URL, query included.
             .field(
                 "inner",
@@ -306,6 +325,26 @@ mod tests {
             TransportErrorKind::of_error(&limited),
             TransportErrorKind::Other
         );
+    }
+
+    #[test]
+    fn a_refusal_by_pacing_says_it_is_the_clients_own() {
+        let info = RetryInfo::not_sent();
+        let wait = Some(Duration::from_secs(90));
+        let api = RetryError::new(RetryErrorKind::RateLimited, info).with_cooldown(wait);
+        assert_eq!(
+            api.to_string(),
+            "rate limited: not sent, the API accepts requests again in 90s"
+        );
+        let paced = RetryError::new(RetryErrorKind::RateLimited, info)
+            .with_cooldown(wait)
+            .by_pacing();
+        assert_eq!(
+            paced.to_string(),
+            "rate limited by client-side pacing: not sent, the next slot is in 90s"
+        );
+        assert!(!paced.to_string().contains("API"));
+        assert!(format!("{paced:?}").contains("by_pacing: true"));
     }
 
     #[test]

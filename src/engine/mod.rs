@@ -6,12 +6,16 @@
 //! failures into their error types. What the engine shows of itself (spans, events,
 //! metrics) is in [`observe`](crate::observe).
 
+mod attempt;
+mod ending;
 mod error;
 pub(crate) mod future;
 mod info;
 pub mod observe;
 mod overrides;
 mod state;
+#[cfg(all(test, feature = "tower"))]
+mod tests;
 mod traits;
 
 pub(crate) use error::BoxError;

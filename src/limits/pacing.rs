@@ -32,11 +32,14 @@ use std::time::Duration;
 /// counts requests in windows (fixed or sliding), any burst above 1 at the server's rate
 /// can meet 429s.
 ///
-/// The spacing is of the moments attempts get their slots. An attempt that waits for its
-/// slot holds no capacity of the inner service; it reserves that capacity after, so an
-/// inner service that is not ready at once (a `ConcurrencyLimit` below the retry layer,
-/// all of whose permits are taken) can delay some attempts until they go closer together
-/// than the interval. Put such limits above the retry layer when exact spacing matters.
+/// The spacing holds at the moment attempts are sent. An attempt takes its slot once the
+/// inner service is ready, and waits for the slot holding what the service's `poll_ready`
+/// reserved (a `ConcurrencyLimit` permit, a `Buffer` slot below the retry layer): attempts
+/// that queued for a busy inner service still go out one interval apart, and while one
+/// waits for its slot, that capacity is not free for other requests (to other origins
+/// too). A rate-limit cooldown that began during the wait is seen before the slot is
+/// taken: the attempt gives back the reservation and its place, waits out the cooldown,
+/// and then takes a slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Pacing {
     requests: u32,

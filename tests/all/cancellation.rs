@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::Full;
 use telecho_retry::limits::RetryBudget;
-use telecho_retry::{Jitter, RetryInfo, RetryPolicy, StopReason, TelEchoRetry};
+use telecho_retry::{Jitter, RetryError, RetryInfo, RetryPolicy, StopReason, TelEchoRetry};
 use tokio_test::{assert_pending, task};
 use tower::{Layer, Service, ServiceExt};
 use tower_test::mock;
@@ -137,6 +137,87 @@ async fn cancelled_retries_are_given_back_to_the_budget() {
         (info.attempts(), info.stop_reason()),
         (2, Some(StopReason::Success))
     );
+}
+
+type Out = Response<telecho_retry::body::ResponseBody<Full<Bytes>>>;
+
+/// Starts a request and answers its first attempt 503: `Ok` with the request still waiting
+/// for the retry the budget granted, `Err` with its response when none was granted.
+async fn answer_503(
+    svc: &mut telecho_retry::RetryService<mock::Mock<Req, Resp>>,
+    handle: &mut mock::Handle<Req, Resp>,
+) -> Result<task::Spawn<impl std::future::Future<Output = Result<Out, RetryError>>>, Out> {
+    let mut fut = task::spawn(svc.ready().await.unwrap().call(get()));
+    assert_pending!(fut.poll());
+    let (_req, respond) = handle.next_request().await.unwrap();
+    respond.send_response(status(503, None));
+    match fut.poll() {
+        std::task::Poll::Pending => Ok(fut),
+        std::task::Poll::Ready(result) => Err(result.unwrap()),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_retry_is_given_back_only_while_it_still_counts() {
+    let (inner, mut handle) = mock::pair::<Req, Resp>();
+    // 10 retries per 10 s window, no share of traffic; a granted retry waits 30 s.
+    let layer = crate::support::budgeted(
+        policy()
+            .base_delay(Duration::from_secs(30))
+            .max_delay(Duration::from_secs(30))
+            .build(),
+        RetryBudget::new(Duration::from_secs(10), 1, 0.0),
+    );
+    let mut svc = layer.layer(inner);
+    let refused = |resp: Out| {
+        let info = resp.extensions().get::<RetryInfo>().copied().unwrap();
+        assert_eq!(
+            (resp.status().as_u16(), info.attempts(), info.stop_reason()),
+            (503, 1, Some(StopReason::Budget))
+        );
+    };
+
+    // At 0 s ten requests are granted their retries: the budget is spent.
+    let mut old = Vec::new();
+    for n in 0..10 {
+        let waiting = answer_503(&mut svc, &mut handle).await;
+        old.push(waiting.unwrap_or_else(|_| panic!("retry {n} granted")));
+    }
+    refused(
+        answer_503(&mut svc, &mut handle)
+            .await
+            .err()
+            .expect("spent"),
+    );
+
+    // At 15 s those retries no longer count (a retry counts for at most 1.1 × 10 s): ten
+    // more are granted.
+    tokio::time::advance(Duration::from_secs(15)).await;
+    let mut new = Vec::new();
+    for n in 0..10 {
+        let waiting = answer_503(&mut svc, &mut handle).await;
+        new.push(waiting.unwrap_or_else(|_| panic!("retry {n} granted at 15 s")));
+    }
+
+    // Cancelling the old ones gives back nothing: what they took counts no more.
+    drop(old);
+    let late = answer_503(&mut svc, &mut handle).await;
+    refused(late.err().expect("a late refund must not buy a retry"));
+
+    // Cancelling two of the new ones, which still count, gives two back.
+    new.truncate(8);
+    for n in 0..2 {
+        let waiting = answer_503(&mut svc, &mut handle).await;
+        new.push(waiting.unwrap_or_else(|_| panic!("retry {n} bought back by a refund")));
+    }
+    refused(
+        answer_503(&mut svc, &mut handle)
+            .await
+            .err()
+            .expect("spent again"),
+    );
+    drop(new);
+    assert_no_more_requests(&mut handle).await;
 }
 
 #[tokio::test(start_paused = true)]

@@ -29,6 +29,7 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::marker::PhantomData;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -45,7 +46,7 @@ use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
 use telecho_retry::body::ResponseBody;
 use telecho_retry::classify::ClassifyError;
 use telecho_retry::classify::TransportErrorKind;
-use telecho_retry::limits::{Pacing, RetryBudget};
+use telecho_retry::limits::{Limits, Pacing, RetryBudget};
 use telecho_retry::{
     Jitter, RetryError, RetryErrorKind, RetryInfo, RetryOverride, RetryPolicy, RetryPolicyBuilder,
     RetryService, StopReason, TelEchoRetry,
@@ -201,6 +202,8 @@ mod tower_service_fn {
         Limited(u64),
         /// 429 with `Retry-After` in seconds, after holding the attempt this long.
         LimitedAfter(Duration, u64),
+        /// 200 after holding the attempt this long.
+        OkAfter(Duration),
         Fail(io::ErrorKind),
         Hang,
     }
@@ -260,6 +263,10 @@ mod tower_service_fn {
                         Answer::LimitedAfter(hold, after) => {
                             tokio::time::sleep(hold).await;
                             Ok(limited(after))
+                        }
+                        Answer::OkAfter(hold) => {
+                            tokio::time::sleep(hold).await;
+                            Ok(status(200))
                         }
                         Answer::Fail(kind) => Err(E::io(kind)),
                         Answer::Hang => std::future::pending().await,
@@ -962,6 +969,122 @@ mod tower_service_fn {
         }
     }
 
+    // ----- more origins than the limits keep apart (256) -----
+
+    /// Origin `i` of many, each its own host.
+    fn host(i: usize, path: &str) -> String {
+        format!("http://h{i}.test{path}")
+    }
+
+    /// 300 origins each answer 429 `Retry-After: 3600`. Under a cap of 2 h that is a
+    /// cooldown: later requests to the origin wait it out; under the default 60 s cap a
+    /// refusal: they fail at once. Either way no request to an origin is sent during its
+    /// cooldown, past the limits' bound of 256 origins too. (Past the bound, origins share
+    /// 16 overflow limits, so a first request may be held back or refused by another
+    /// origin's cooldown: documented, and never a request sent too early.)
+    async fn no_origin_is_sent_to_during_its_cooldown_past_256_origins<E: FnError>() {
+        const ORIGINS: usize = 300;
+        for (cap, refused) in [(secs(7200), false), (secs(60), true)] {
+            let fake = Fake::new(|uri, _| match uri.path() {
+                "/limited" => Answer::Limited(3600),
+                _ => Answer::Status(200),
+            });
+            let policy = exact().max_retries(0).max_retry_after(cap).build();
+            let svc = over_fake::<E>(policy, &fake);
+            // All at 0 s: the second requests go while the first ones held back by a shared
+            // overflow limit still wait.
+            let first = (0..ORIGINS).map(|i| svc.clone().oneshot(get(&host(i, "/limited"))));
+            let first = tokio::spawn(join_all(first));
+            tokio::task::yield_now().await;
+            let again = (0..ORIGINS).map(|i| svc.clone().oneshot(get(&host(i, "/again"))));
+            let again = tokio::spawn(join_all(again));
+            for (i, result) in first.await.unwrap().into_iter().enumerate() {
+                match result {
+                    Ok(resp) => assert_eq!(resp.status(), 429, "origin {i}"),
+                    Err(err) => {
+                        assert!(refused && i >= 256, "origin {i}: {err:?}");
+                        assert_eq!(err.kind(), RetryErrorKind::RateLimited, "origin {i}");
+                    }
+                }
+            }
+            for (i, result) in again.await.unwrap().into_iter().enumerate() {
+                if refused {
+                    let err = result.unwrap_err();
+                    assert_eq!(err.kind(), RetryErrorKind::RateLimited, "origin {i}");
+                    assert_eq!(err.info().attempts(), 0, "origin {i}");
+                } else {
+                    assert_eq!(result.unwrap().status(), 200, "origin {i}");
+                }
+            }
+            for i in 0..ORIGINS {
+                let mut sent = fake.at(&host(i, "/limited"));
+                sent.extend(fake.at(&host(i, "/again")));
+                sent.sort();
+                if refused {
+                    assert!(sent.len() <= 1, "origin {i}: {sent:?}");
+                } else {
+                    assert_eq!(sent.len(), 2, "origin {i}: both sent in the end");
+                }
+                for pair in sent.windows(2) {
+                    assert!(
+                        pair[1] - pair[0] >= secs(3600),
+                        "origin {i}: sent during its cooldown: {sent:?}"
+                    );
+                }
+            }
+            if !refused {
+                let kept: Vec<_> = (0..256).map(|i| fake.at(&host(i, "/again"))).collect();
+                assert!(
+                    kept.iter().all(|at| at == &[secs(3600)]),
+                    "the 256 kept apart wait exactly their own hour: {kept:?}"
+                );
+            }
+        }
+    }
+
+    /// Pacing 1 per 10 s: origin `a` takes its slot, then 257 other origins take theirs
+    /// (past the limits' bound of 256) through a client of the same limits that refuses a
+    /// slot more than 5 s ahead (two origins sharing an overflow limit must not advance the
+    /// paused clock): `a`'s next request still waits for its slot at 10 s.
+    async fn an_origins_pacing_holds_past_257_other_origins<E: FnError>() {
+        let fake = Fake::new(|_, _| Answer::Status(200));
+        let limits = Limits::builder()
+            .without_retry_budget()
+            .pacing(Pacing::new(1, secs(10)))
+            .build();
+        let svc = over_fake::<E>(
+            TelEchoRetry::new(exact().build()).with_limits(limits.clone()),
+            &fake,
+        );
+        let others = over_fake::<E>(
+            TelEchoRetry::new(exact().max_retry_after(secs(5)).build()).with_limits(limits),
+            &fake,
+        );
+        svc.clone().oneshot(get(&a("/1"))).await.unwrap();
+        for i in 0..257 {
+            let _ = others.clone().oneshot(get(&host(i, "/"))).await;
+        }
+        assert!(fake.total() >= 256, "the others took slots of their own");
+        let t = Instant::now();
+        let resp = svc.oneshot(get(&a("/2"))).await.unwrap();
+        assert_eq!(
+            t.elapsed(),
+            secs(10),
+            "a's slot is still 10 s after its last"
+        );
+        assert_eq!(info(&resp).slept(), secs(10));
+        assert_eq!(fake.at(&a("/2")), [secs(10)]);
+    }
+
+    service_fn_tests! {
+        no_origin_is_sent_to_during_its_cooldown_past_256_origins {
+            io::Error => no_origin_is_sent_to_during_its_cooldown_past_256_origins_tower_service_fn_io;
+        }
+        an_origins_pacing_holds_past_257_other_origins {
+            io::Error => an_origins_pacing_holds_past_257_other_origins_tower_service_fn_io;
+        }
+    }
+
     // ----- the budget's ratio -----
 
     const RATIOS: [f32; 10] = [0.05, 0.1, 0.2, 0.25, 1.0 / 3.0, 0.5, 0.6, 0.75, 0.9, 1.0];
@@ -989,7 +1112,66 @@ mod tower_service_fn {
         }
     }
 
+    /// Steady traffic for 40 s, a request every 100 ms, every attempt a 503 and one retry
+    /// wanted per request. Budget: 20 % of requests plus 1 retry per second, over 10 s. In
+    /// every 10 s window the retries sent stay within the share of that window's requests
+    /// (20 of 100, plus 10), and over the last 30 s they use at least 9/10 of its share (a
+    /// request counts for 0.9 to 1 × the window, a retry for 1 to 1.1 ×: the budget errs
+    /// on the side of fewer retries).
+    async fn the_retry_budget_holds_its_share_in_every_10_s_window<E: FnError>() {
+        const RATIO: f64 = 0.2;
+        const FLOOR: usize = 10; // 1 per second over 10 s
+        let fake = Fake::new(|_, _| Answer::Status(503));
+        let policy = exact().max_retries(1).base_delay(ms(50)).build();
+        let svc = over_fake::<E>(budgeted(policy, RetryBudget::new(secs(10), 1, 0.2)), &fake);
+        let mut requests = Vec::new();
+        for i in 0..400 {
+            requests.push(tokio::spawn(svc.clone().oneshot(get(&a(&format!("/{i}"))))));
+            tokio::time::sleep(ms(100)).await;
+        }
+        for request in requests {
+            assert_eq!(request.await.unwrap().unwrap().status(), 503);
+        }
+        // The first attempt to each path is its request, the second its retry.
+        let (mut firsts, mut retries) = (Vec::new(), Vec::new());
+        for i in 0..400 {
+            let at = fake.at(&a(&format!("/{i}")));
+            firsts.push(at[0]);
+            retries.extend(at.get(1).copied());
+            assert!(at.len() <= 2);
+        }
+        let in_window = |times: &[Duration], from: Duration| {
+            times
+                .iter()
+                .filter(|t| **t >= from && **t < from + secs(10))
+                .count()
+        };
+        // Windows starting every 50 ms (on request and on retry times alike).
+        for from in (0..=600).map(|k| ms(50) * k) {
+            let sent = in_window(&firsts, from);
+            let retried = in_window(&retries, from);
+            let share = (RATIO * sent as f64).floor() as usize + FLOOR;
+            assert!(
+                retried <= share,
+                "{retried} retries in the 10 s from {from:?}, for {sent} requests: share {share}"
+            );
+        }
+        // And it is not starved: once the traffic is steady, the retries of the last 30 s
+        // use at least 9/10 of those 30 s' share (the budget is bursty within that: the
+        // floor's retries come back together as a slot leaves the window).
+        let steady = |times: &[Duration]| times.iter().filter(|t| **t >= secs(10)).count();
+        let share = (RATIO * steady(&firsts) as f64).floor() as usize + 3 * FLOOR;
+        let retried = steady(&retries);
+        assert!(
+            retried * 10 >= share * 9 && retried <= share,
+            "{retried} retries in the last 30 s: the share is {share}"
+        );
+    }
+
     service_fn_tests! {
+        the_retry_budget_holds_its_share_in_every_10_s_window {
+            io::Error => the_retry_budget_holds_its_share_in_every_10_s_window_tower_service_fn_io;
+        }
         the_retry_budget_allows_its_ratio_of_100_requests {
             io::Error => the_retry_budget_allows_its_ratio_of_100_requests_tower_service_fn_io;
             BoxError => the_retry_budget_allows_its_ratio_of_100_requests_tower_service_fn_box;
@@ -1273,9 +1455,9 @@ mod tower_service_fn {
     }
 
     /// `/1` takes the only slot of the next 5 s at origin `a`; a second request to `a`
-    /// waits for its slot; a third to origin `b` must not wait for capacity the second
-    /// holds.
-    async fn paced_request_leaves_capacity<E, S>(build: impl Fn(TelEchoRetry, FakeSvc<E>) -> S)
+    /// waits for its slot holding what `poll_ready` reserved, so that it is sent the moment
+    /// its slot comes: a third to origin `b` waits for that capacity until then.
+    async fn paced_request_keeps_capacity<E, S>(build: impl Fn(TelEchoRetry, FakeSvc<E>) -> S)
     where
         E: FnError,
         S: Service<Req, Response = Out> + Clone + Send + 'static,
@@ -1295,16 +1477,17 @@ mod tower_service_fn {
         let third = svc.clone().oneshot(get(&b("/3"))).await.unwrap();
         assert_eq!(
             t.elapsed(),
-            ZERO,
-            "the third waited for capacity the paced one kept"
+            secs(5) - ms(1),
+            "the third waits for the capacity the paced one holds until its slot"
         );
         assert_eq!(third.status(), 200);
         assert_eq!(second.await.unwrap().unwrap().status(), 200);
         assert_eq!(fake.at(&a("/2")), [secs(5)]);
+        assert_eq!(fake.at(&b("/3")), [secs(5)]);
     }
 
-    async fn a_request_waiting_for_its_slot_holds_no_concurrency_limit_permit<E: FnError>() {
-        paced_request_leaves_capacity(|retry, inner: FakeSvc<E>| {
+    async fn a_request_waiting_for_its_slot_keeps_its_concurrency_limit_permit<E: FnError>() {
+        paced_request_keeps_capacity(|retry, inner: FakeSvc<E>| {
             ServiceBuilder::new()
                 .layer(retry)
                 .layer(ConcurrencyLimitLayer::new(1))
@@ -1313,11 +1496,98 @@ mod tower_service_fn {
         .await;
     }
 
-    async fn a_request_waiting_for_its_slot_holds_no_buffer_slot<E: FnError>() {
-        paced_request_leaves_capacity(|retry, inner: FakeSvc<E>| {
+    async fn a_request_waiting_for_its_slot_keeps_its_buffer_slot<E: FnError>() {
+        paced_request_keeps_capacity(|retry, inner: FakeSvc<E>| {
             ServiceBuilder::new().layer(retry).buffer(1).service(inner)
         })
         .await;
+    }
+
+    /// Pacing 2/s over a `ConcurrencyLimit(1)` below the retry layer (`stack` puts layers
+    /// above the retry layer). `/0` goes at once; `/slow` waits for its slot at 0.5 s and
+    /// then holds the only permit for 5 s; four more requests queue for the permit. Each
+    /// takes its slot once the permit is its own, so they go out one interval apart from
+    /// 5.5 s, as the inner service is called: not all at 5.5 s on slots taken while they
+    /// queued.
+    async fn paced_sends_stay_spaced_behind_a_busy_concurrency_limit<E, S>(
+        stack: impl FnOnce(RetryService<ConcurrencyLimit<FakeSvc<E>>>) -> S,
+    ) where
+        E: FnError,
+        S: Service<Req, Response = Out> + Clone + Send + 'static,
+        S::Error: fmt::Debug + Send,
+        S::Future: Send,
+    {
+        let fake = Fake::new(|uri, _| match uri.path() {
+            "/slow" => Answer::OkAfter(secs(5)),
+            _ => Answer::Status(200),
+        });
+        let retry = paced(exact().build(), Pacing::new(2, secs(1)));
+        let svc = stack(retry.layer(ConcurrencyLimit::new(fake.service::<E>(), 1)));
+        let paths = ["/0", "/slow", "/q", "/q", "/q", "/q"];
+        let results = join_all(paths.map(|p| svc.clone().oneshot(get(&a(p))))).await;
+        for (path, result) in paths.iter().zip(results) {
+            assert_eq!(result.unwrap().status(), 200, "{path}");
+        }
+        assert_eq!(fake.at(&a("/0")), [ZERO]);
+        assert_eq!(fake.at(&a("/slow")), [ms(500)]);
+        assert_eq!(
+            fake.at(&a("/q")),
+            [ms(5500), secs(6), ms(6500), secs(7)],
+            "spaced when sent"
+        );
+    }
+
+    async fn paced_sends_stay_spaced_behind_a_busy_concurrency_limit_below<E: FnError>() {
+        paced_sends_stay_spaced_behind_a_busy_concurrency_limit::<E, _>(|svc| svc).await;
+    }
+
+    async fn paced_sends_stay_spaced_behind_a_busy_limit_with_a_timeout_above<E: FnError>() {
+        paced_sends_stay_spaced_behind_a_busy_concurrency_limit::<E, _>(|svc| {
+            tower::timeout::Timeout::new(svc, secs(60))
+        })
+        .await;
+    }
+
+    async fn paced_sends_stay_spaced_behind_a_busy_limit_with_a_buffer_above<E: FnError>() {
+        paced_sends_stay_spaced_behind_a_busy_concurrency_limit::<E, _>(|svc| {
+            tower::buffer::Buffer::new(svc, 8)
+        })
+        .await;
+    }
+
+    /// Pacing 1/s: `/limited` takes the slot at 0 and answers 429 `Retry-After: 1` at
+    /// 0.5 s, while `/ok` waits for its slot at 1 s. At 1 s `/ok` sees the cooldown (to
+    /// 1.5 s) before it takes the slot, so the slot is not wasted: it goes at 1.5 s, on
+    /// the slot it waited for, not at 2 s on the next one.
+    async fn a_cooldown_that_begins_during_a_wait_for_a_slot_wastes_no_slot<E: FnError>() {
+        let fake = Fake::new(|uri, _| match uri.path() {
+            "/limited" => Answer::LimitedAfter(ms(500), 1),
+            _ => Answer::Status(200),
+        });
+        let policy = exact().max_retries(0).build();
+        let svc = over_fake::<E>(paced(policy, Pacing::new(1, secs(1))), &fake);
+        let limited = tokio::spawn(svc.clone().oneshot(get(&a("/limited"))));
+        tokio::task::yield_now().await;
+        let t = Instant::now();
+        let resp = svc.clone().oneshot(get(&a("/ok"))).await.unwrap();
+        assert_eq!(
+            t.elapsed(),
+            ms(1500),
+            "at the cooldown's end, not a slot later"
+        );
+        assert_eq!(resp.status(), 200);
+        assert_eq!(info(&resp).attempts(), 1);
+        assert_eq!(
+            info(&resp).slept(),
+            ms(1500),
+            "1 s for the slot, 0.5 s behind the cooldown"
+        );
+        assert_eq!(limited.await.unwrap().unwrap().status(), 429);
+        assert_eq!(fake.at(&a("/ok")), [ms(1500)]);
+        // The slot at 1.5 s is taken: the next is at 2.5 s.
+        let t = Instant::now();
+        svc.oneshot(get(&a("/next"))).await.unwrap();
+        assert_eq!(t.elapsed(), secs(1));
     }
 
     async fn an_outer_timeout_cuts_a_wait_for_a_slot_and_frees_it<E: FnError>() {
@@ -1356,13 +1626,27 @@ mod tower_service_fn {
         a_request_cancelled_while_waiting_for_its_slot_gives_its_place_back {
             io::Error => a_request_cancelled_while_waiting_for_its_slot_gives_its_place_back_tower_service_fn_io;
         }
-        a_request_waiting_for_its_slot_holds_no_concurrency_limit_permit {
-            io::Error => a_request_waiting_for_its_slot_holds_no_concurrency_limit_permit_tower_service_fn_io;
-            BoxError => a_request_waiting_for_its_slot_holds_no_concurrency_limit_permit_tower_service_fn_box;
+        a_request_waiting_for_its_slot_keeps_its_concurrency_limit_permit {
+            io::Error => a_request_waiting_for_its_slot_keeps_its_concurrency_limit_permit_tower_service_fn_io;
+            BoxError => a_request_waiting_for_its_slot_keeps_its_concurrency_limit_permit_tower_service_fn_box;
         }
-        a_request_waiting_for_its_slot_holds_no_buffer_slot {
-            io::Error => a_request_waiting_for_its_slot_holds_no_buffer_slot_tower_service_fn_io;
-            BoxError => a_request_waiting_for_its_slot_holds_no_buffer_slot_tower_service_fn_box;
+        a_request_waiting_for_its_slot_keeps_its_buffer_slot {
+            io::Error => a_request_waiting_for_its_slot_keeps_its_buffer_slot_tower_service_fn_io;
+            BoxError => a_request_waiting_for_its_slot_keeps_its_buffer_slot_tower_service_fn_box;
+        }
+        paced_sends_stay_spaced_behind_a_busy_concurrency_limit_below {
+            io::Error => paced_sends_stay_spaced_behind_a_busy_concurrency_limit_below_tower_service_fn_io;
+            BoxError => paced_sends_stay_spaced_behind_a_busy_concurrency_limit_below_tower_service_fn_box;
+        }
+        paced_sends_stay_spaced_behind_a_busy_limit_with_a_timeout_above {
+            io::Error => paced_sends_stay_spaced_behind_a_busy_limit_with_a_timeout_above_tower_service_fn_io;
+        }
+        paced_sends_stay_spaced_behind_a_busy_limit_with_a_buffer_above {
+            io::Error => paced_sends_stay_spaced_behind_a_busy_limit_with_a_buffer_above_tower_service_fn_io;
+        }
+        a_cooldown_that_begins_during_a_wait_for_a_slot_wastes_no_slot {
+            io::Error => a_cooldown_that_begins_during_a_wait_for_a_slot_wastes_no_slot_tower_service_fn_io;
+            BoxError => a_cooldown_that_begins_during_a_wait_for_a_slot_wastes_no_slot_tower_service_fn_box;
         }
         an_outer_timeout_cuts_a_wait_for_a_slot_and_frees_it {
             io::Error => an_outer_timeout_cuts_a_wait_for_a_slot_and_frees_it_tower_service_fn_io;
@@ -1389,6 +1673,8 @@ mod real_sockets {
             kind: RetryErrorKind,
             info: RetryInfo,
             cooldown: Option<Duration>,
+            /// Its `Display`.
+            message: String,
         },
         /// The last attempt's own error.
         Inner {
@@ -1418,6 +1704,15 @@ mod real_sockets {
         fn engine(&self) -> (RetryErrorKind, Option<Duration>) {
             match self {
                 Got::Engine { kind, cooldown, .. } => (*kind, *cooldown),
+                other => panic!("expected an engine error, got {other:?}"),
+            }
+        }
+
+        /// The `Display` of an engine error.
+        #[track_caller]
+        fn message(&self) -> &str {
+            match self {
+                Got::Engine { message, .. } => message,
                 other => panic!("expected an engine error, got {other:?}"),
             }
         }
@@ -1497,6 +1792,7 @@ mod real_sockets {
                 kind,
                 info: err.info(),
                 cooldown: err.cooldown(),
+                message: err.to_string(),
             },
             (kind, Some(inner)) => panic!("a {kind:?} RetryError with an inner error: {inner:?}"),
         }
@@ -2394,6 +2690,202 @@ mod real_sockets {
             Some(StopReason::RetryAfterTooLong)
         );
         assert_eq!(server.hits("/2"), 0);
+        // The client's own pacing said no, not the API.
+        let message = got.message();
+        assert!(
+            message
+                .starts_with("rate limited by client-side pacing: not sent, the next slot is in"),
+            "{message}"
+        );
+        assert!(!message.contains("API"), "{message}");
+    }
+
+    /// Pacing 10/s (100 ms apart): `/slow` is held 300 ms by the server while four more
+    /// requests go: at the server they arrive 100 ms apart all the same.
+    async fn paced_requests_arrive_spaced_behind_a_slow_one<C: Adapter>() {
+        let server = Server::start(|seen| match seen.path.as_str() {
+            "/slow" => Reply::status(200).after(ms(300)),
+            _ => Reply::status(200),
+        })
+        .await;
+        let client = C::over(paced(fast().build(), Pacing::new(10, secs(1))));
+        let paths = ["/slow", "/q", "/q", "/q", "/q"];
+        let got = join_all(paths.map(|p| client.send(Method::GET, server.url(p)))).await;
+        for got in &got {
+            assert_eq!(got.status(), 200, "{got:?}");
+        }
+        assert_spaced(&server.seen(), ms(80));
+    }
+
+    /// Consecutive arrivals at the server are at least `gap` apart (an interval less some
+    /// loopback jitter).
+    #[track_caller]
+    fn assert_spaced(seen: &[support::Seen], gap: Duration) {
+        let mut at: Vec<_> = seen.iter().map(|s| (s.at, s.path.clone())).collect();
+        at.sort();
+        for pair in at.windows(2) {
+            let apart = pair[1].0 - pair[0].0;
+            assert!(
+                apart >= gap,
+                "{} arrived {apart:?} after {}: {at:?}",
+                pair[1].1,
+                pair[0].1
+            );
+        }
+    }
+
+    /// Pacing 10/s over a `ConcurrencyLimit(1)` below the retry layer: `/0` goes at once,
+    /// `/slow` on its slot at 100 ms holds the only permit ~300 ms, four more requests queue
+    /// for it. They take their slots once the permit is theirs, so they arrive 100 ms apart,
+    /// not together when it frees.
+    #[tokio::test]
+    async fn paced_sends_stay_spaced_behind_a_busy_concurrency_limit_tower_hyper_util() {
+        bounded(async {
+            let server = Server::start(|seen| match seen.path.as_str() {
+                "/slow" => Reply::status(200).after(ms(300)),
+                _ => Reply::status(200),
+            })
+            .await;
+            let svc = ServiceBuilder::new()
+                .layer(paced(fast().build(), Pacing::new(10, secs(1))))
+                .layer(ConcurrencyLimitLayer::new(1))
+                .service(hyper_client());
+            let paths = ["/0", "/slow", "/q", "/q", "/q", "/q"];
+            let results = join_all(paths.map(|p| svc.clone().oneshot(get(&server.url(p))))).await;
+            for (path, result) in paths.iter().zip(results) {
+                assert_eq!(result.unwrap().status(), 200, "{path}");
+            }
+            let seen = server.seen();
+            let slow = seen.iter().find(|s| s.path == "/slow").unwrap().at;
+            let first_q = seen.iter().find(|s| s.path == "/q").unwrap().at;
+            assert!(first_q - slow >= ms(250), "the queue waited for the permit");
+            assert_spaced(&seen, ms(80));
+        })
+        .await;
+    }
+
+    // ----- more origins than the limits keep apart (256) -----
+
+    /// A reqwest client with the retry middleware whose host `h{i}.test` resolves to
+    /// `addr(i)`, for `i` below `n` (one loopback server, `n` origins).
+    fn reqwest_client_for_hosts(
+        retry: TelEchoRetry,
+        n: usize,
+        addr: impl Fn(usize) -> SocketAddr,
+    ) -> ClientWithMiddleware {
+        let mut builder = reqwest::Client::builder().no_proxy();
+        for i in 0..n {
+            builder = builder.resolve(&format!("h{i}.test"), addr(i));
+        }
+        ClientBuilder::new(builder.build().unwrap())
+            .with(retry)
+            .build()
+    }
+
+    /// Sends a GET to each of `urls` at once through `client`; the results in order.
+    async fn get_all(
+        client: &ClientWithMiddleware,
+        urls: impl Iterator<Item = String>,
+    ) -> Vec<reqwest_middleware::Result<reqwest::Response>> {
+        let sent = urls.map(|url| async move { execute(client, Method::GET, &url).await.0 });
+        join_all(sent).await
+    }
+
+    /// The `RetryError` of a middleware error.
+    #[track_caller]
+    fn retry_error_of(result: &reqwest_middleware::Result<reqwest::Response>) -> &RetryError {
+        match result {
+            Err(reqwest_middleware::Error::Middleware(e)) => {
+                e.downcast_ref::<RetryError>().expect("a RetryError")
+            }
+            other => panic!("expected a RetryError, got {other:?}"),
+        }
+    }
+
+    /// 300 origins (one server under 300 host names) each answer 429 `Retry-After: 3600`,
+    /// above the 60 s cap: a second request to each fails at once, never sent, past the
+    /// bound of 256 origins the limits keep apart too. (Past the bound origins share 16
+    /// overflow limits: a first request there may be refused by another's 429.)
+    #[tokio::test]
+    async fn no_origin_is_sent_to_during_its_cooldown_past_256_origins_reqwest_middleware() {
+        const ORIGINS: usize = 300;
+        bounded(async {
+            let server = Server::start(|seen| match seen.path.as_str() {
+                "/limited" => limited_reply("3600"),
+                _ => Reply::status(200),
+            })
+            .await;
+            let retry = unbudgeted(fast().max_retries(0).build());
+            let client = reqwest_client_for_hosts(retry, ORIGINS, |_| server.addr);
+            let port = server.addr.port();
+            let url = |i: usize, path: &str| format!("http://h{i}.test:{port}{path}");
+            let first = get_all(&client, (0..ORIGINS).map(|i| url(i, "/limited"))).await;
+            for (i, result) in first.iter().enumerate() {
+                match result {
+                    Ok(resp) => assert_eq!(resp.status(), 429, "origin {i}"),
+                    Err(_) => assert!(
+                        i >= 256 && retry_error_of(result).is_rate_limited(),
+                        "origin {i}: {result:?}"
+                    ),
+                }
+            }
+            let again = get_all(&client, (0..ORIGINS).map(|i| url(i, "/again"))).await;
+            for (i, result) in again.iter().enumerate() {
+                let err = retry_error_of(result);
+                assert_eq!(err.kind(), RetryErrorKind::RateLimited, "origin {i}");
+                let left = err.cooldown().expect("the cooldown left");
+                assert!(
+                    left > secs(3590) && left <= secs(3600),
+                    "origin {i}: {left:?}"
+                );
+                assert_eq!(err.info().attempts(), 0, "origin {i}");
+            }
+            assert_eq!(server.hits("/again"), 0, "none sent during its cooldown");
+        })
+        .await;
+    }
+
+    /// Pacing 1 per 10 s and a 5 s cap: `h0.test` takes its slot, then 257 other origins
+    /// take theirs (they resolve to a closed port: a refused connection is quick, and a
+    /// slot is taken all the same): `h0.test`'s next slot is still ~10 s off, beyond the
+    /// cap: refused at once by the client's own pacing, not sent.
+    #[tokio::test]
+    async fn an_origins_pacing_holds_past_257_other_origins_reqwest_middleware() {
+        bounded(async {
+            let server = Server::start(|_| Reply::status(200)).await;
+            let closed: SocketAddr = refused_url()[7..]
+                .split('/')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            let retry = paced(
+                fast().max_retries(0).max_retry_after(secs(5)).build(),
+                Pacing::new(1, secs(10)),
+            );
+            let client =
+                reqwest_client_for_hosts(retry, 258, |i| if i == 0 { server.addr } else { closed });
+            let url = |i: usize, path: &str| {
+                let port = if i == 0 {
+                    server.addr.port()
+                } else {
+                    closed.port()
+                };
+                format!("http://h{i}.test:{port}{path}")
+            };
+            let (result, _) = execute(&client, Method::GET, &url(0, "/1")).await;
+            assert_eq!(result.unwrap().status(), 200);
+            let others = get_all(&client, (1..258).map(|i| url(i, "/"))).await;
+            assert!(others.iter().all(|r| r.is_err()), "refused connections");
+            let (result, _) = execute(&client, Method::GET, &url(0, "/2")).await;
+            let err = retry_error_of(&result);
+            assert_eq!(err.kind(), RetryErrorKind::RateLimited);
+            let wait = err.cooldown().expect("the wait for the slot");
+            assert!(wait > secs(8) && wait <= secs(10), "{wait:?}");
+            assert!(err.to_string().contains("client-side pacing"), "{err}");
+            assert_eq!(server.hits("/2"), 0);
+        })
+        .await;
     }
 
     real_socket_tests! {
@@ -2404,6 +2896,10 @@ mod real_sockets {
         a_paced_slot_beyond_the_cap_fails_at_once_with_nothing_sent {
             HyperUtil => a_paced_slot_beyond_the_cap_fails_at_once_with_nothing_sent_tower_hyper_util;
             ReqwestMiddleware => a_paced_slot_beyond_the_cap_fails_at_once_with_nothing_sent_reqwest_middleware;
+        }
+        paced_requests_arrive_spaced_behind_a_slow_one {
+            HyperUtil => paced_requests_arrive_spaced_behind_a_slow_one_tower_hyper_util;
+            ReqwestMiddleware => paced_requests_arrive_spaced_behind_a_slow_one_reqwest_middleware;
         }
     }
 }

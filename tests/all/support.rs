@@ -44,6 +44,8 @@ pub(crate) struct Reply {
     pub(crate) headers: Vec<(String, String)>,
     /// Sent as one body with a `Content-Length` when there is one chunk, else chunked.
     pub(crate) chunks: Vec<Bytes>,
+    /// How long the server holds the request before it answers.
+    pub(crate) delay: Duration,
 }
 
 impl Reply {
@@ -52,6 +54,7 @@ impl Reply {
             status,
             headers: Vec::new(),
             chunks: Vec::new(),
+            delay: Duration::ZERO,
         }
     }
 
@@ -62,6 +65,12 @@ impl Reply {
 
     pub(crate) fn body(mut self, body: impl Into<Bytes>) -> Self {
         self.chunks = vec![body.into()];
+        self
+    }
+
+    /// Answers only after holding the request for `delay`.
+    pub(crate) fn after(mut self, delay: Duration) -> Self {
+        self.delay = delay;
         self
     }
 
@@ -130,6 +139,9 @@ impl Server {
                         };
                         let reply = handler(&seen);
                         log.lock().unwrap().push(seen);
+                        if !reply.delay.is_zero() {
+                            tokio::time::sleep(reply.delay).await;
+                        }
                         Ok::<_, Infallible>(reply.into_response())
                     }
                 });

@@ -37,6 +37,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+pub(crate) mod adaptive;
 mod budget;
 pub(crate) mod instant;
 mod local;

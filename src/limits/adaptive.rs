@@ -113,7 +113,9 @@ impl AdaptiveRate {
 
     /// The interval between slots at [`rate`](Self::rate).
     pub(crate) fn interval(&self) -> Option<Duration> {
-        self.rate.map(|r| Duration::from_secs_f64(1.0 / r))
+        // `None` rather than a panic should a configured floor of zero ever be reached.
+        self.rate
+            .and_then(|r| Duration::try_from_secs_f64(1.0 / r).ok())
     }
 
     /// A response that was not throttled arrived at `now`.

@@ -37,12 +37,14 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+pub(crate) mod adaptive;
 mod budget;
 pub(crate) mod instant;
 mod local;
 mod origin;
 pub(crate) mod pacer;
 mod pacing;
+pub(crate) mod quota;
 #[cfg(feature = "redis")]
 mod redis;
 mod table;
@@ -53,6 +55,8 @@ pub(crate) use local::LocalStore;
 pub(crate) use origin::Origin;
 pub(crate) use pacer::{Pace, Paced};
 pub use pacing::Pacing;
+#[doc(hidden)]
+pub use quota::parse_quota_for_fuzzing;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis::{RedisLimitsBuilder, RedisLimitsError};

@@ -1,0 +1,301 @@
+//! [`AdaptiveRate`]: the rate a server allows, estimated from what it answers, for pacing
+//! that finds the limit by itself (issue 23). One per origin (later also one per fleet, in
+//! the Redis store); pure and clock-injected: every call passes the time as a `Duration`
+//! since an epoch the caller chooses, so it can be driven by tokio's clock or a test's.
+//!
+//! - It starts off (no pacing) or at a configured rate.
+//! - A 429 cuts the rate once per congestion event: `rate × β` (β = 0.7) of the lower of
+//!   the rate and the measured send rate. 429s for requests *sent* before the last cut
+//!   belong to the event already answered and are ignored, so N tasks or replicas that
+//!   see the 429s of one burst cut once (as the AWS SDKs' adaptive limiter and the model
+//!   `gcra_cubic` in issue 23's `adaptive_sim.py` do).
+//! - Successes regrow it along the CUBIC curve `W(t) = C (t − K)³ + W_max`, with
+//!   `K = ∛(W_max (1 − β) / C)` and `C = 0.4`: back to the rate of the last cut after `K`
+//!   seconds, probing above it after that. It never grows past twice the measured send
+//!   rate (so a quiet client does not build up a rate it never tried) and never falls
+//!   below a floor (0.5/s).
+//! - A quota from the response headers ([`Quota`]) sets the rate at once: `remaining`
+//!   over `reset`, less a margin; better than probing.
+//! - Optionally, for servers that count in fixed windows and answer 429 with `Retry-After`
+//!   until the window ends (TelEcho's per-minute limits): the successes counted in that
+//!   window before its first 429, over the window, are the rate, held for the next window.
+//!
+//! Nothing here waits or owes: the rate is what a pacer reads for the next slot, so a rate
+//! that drops does not put debt on callers already waiting.
+
+// The engine and the Redis store start using it in the next milestone of issue 23.
+#![cfg_attr(not(test), allow(dead_code))]
+
+use std::time::Duration;
+
+use super::quota::Quota;
+
+/// The settings of an [`AdaptiveRate`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct AdaptiveConfig {
+    /// The rate to start at (requests per second); `None`: no pacing until the first 429
+    /// or quota.
+    pub(crate) initial_rate: Option<f64>,
+    /// The multiplicative decrease on a congestion event.
+    pub(crate) beta: f64,
+    /// CUBIC's scaling constant `C`.
+    pub(crate) scale: f64,
+    /// The lowest rate, per second.
+    pub(crate) min_rate: f64,
+    /// The highest rate, per second.
+    pub(crate) max_rate: f64,
+    /// Regrowth stops at this many times the measured send rate.
+    pub(crate) growth_bound: f64,
+    /// The share of a quota's (or a window's) rate left unused, for the requests in
+    /// flight and clock skew.
+    pub(crate) margin: f64,
+    /// Count admissions per fixed window of this length (`None`: CUBIC only).
+    pub(crate) window: Option<Duration>,
+}
+
+impl Default for AdaptiveConfig {
+    fn default() -> Self {
+        AdaptiveConfig {
+            initial_rate: None,
+            beta: 0.7,
+            scale: 0.4,
+            min_rate: 0.5,
+            max_rate: 10_000.0,
+            growth_bound: 2.0,
+            margin: 0.05,
+            window: None,
+        }
+    }
+}
+
+/// The estimated rate of one origin (see the module docs).
+#[derive(Clone, Debug)]
+pub(crate) struct AdaptiveRate {
+    config: AdaptiveConfig,
+    /// Requests per second; `None`: off.
+    rate: Option<f64>,
+    /// The rate before the last cut (CUBIC's `W_max`).
+    w_max: f64,
+    /// CUBIC's `K` for `w_max`, in seconds.
+    k: f64,
+    /// When the last cut was, in seconds: 429s for requests sent before are ignored.
+    last_cut: Option<f64>,
+    /// When the CUBIC curve starts (the last cut, or the end of a hold), in seconds.
+    growth_from: f64,
+    sent: SendRate,
+    window: Option<WindowCount>,
+}
+
+impl AdaptiveRate {
+    /// Off, or at `config.initial_rate`.
+    pub(crate) fn new(config: AdaptiveConfig) -> Self {
+        let rate = config
+            .initial_rate
+            .map(|r| r.clamp(config.min_rate, config.max_rate));
+        let mut this = AdaptiveRate {
+            config,
+            rate,
+            w_max: 0.0,
+            k: 0.0,
+            last_cut: None,
+            growth_from: 0.0,
+            sent: SendRate::default(),
+            window: config.window.map(WindowCount::new),
+        };
+        this.set_w_max(rate.unwrap_or(0.0));
+        this
+    }
+
+    /// The rate to pace at, per second; `None`: do not pace.
+    pub(crate) fn rate(&self) -> Option<f64> {
+        self.rate
+    }
+
+    /// The interval between slots at [`rate`](Self::rate).
+    pub(crate) fn interval(&self) -> Option<Duration> {
+        // `None` rather than a panic should a configured floor of zero ever be reached.
+        self.rate
+            .and_then(|r| Duration::try_from_secs_f64(1.0 / r).ok())
+    }
+
+    /// A response that was not throttled arrived at `now`.
+    pub(crate) fn succeeded(&mut self, now: Duration) {
+        let now = now.as_secs_f64();
+        self.sent.record(now);
+        if let Some(window) = &mut self.window {
+            window.record(now);
+        }
+        let Some(rate) = self.rate else { return };
+        if now < self.growth_from {
+            return; // holding a window's rate
+        }
+        let t = now - self.growth_from - self.k;
+        let cubic = self.config.scale * t * t * t + self.w_max;
+        let bound = self.config.growth_bound * self.sent.estimate();
+        let target = cubic.min(bound).min(self.config.max_rate);
+        if target > rate {
+            self.rate = Some(target);
+        }
+    }
+
+    /// A 429 arrived at `now` for a request sent at `sent_at`, with the server's
+    /// `Retry-After` if it gave one. Cuts the rate unless the request was sent before the
+    /// last cut (the same congestion event).
+    pub(crate) fn throttled(
+        &mut self,
+        sent_at: Duration,
+        now: Duration,
+        retry_after: Option<Duration>,
+    ) {
+        let (sent_at, now) = (sent_at.as_secs_f64(), now.as_secs_f64());
+        self.sent.record(now);
+        if self.last_cut.is_some_and(|cut| sent_at < cut) {
+            return;
+        }
+        self.last_cut = Some(now);
+        if retry_after.is_some_and(|ra| self.window_rate(now, ra.as_secs_f64())) {
+            return;
+        }
+        let measured = self.sent.estimate();
+        let before = match self.rate {
+            Some(rate) if measured > 0.0 => rate.min(measured),
+            Some(rate) => rate,
+            None => measured,
+        };
+        let (min, max) = (self.config.min_rate, self.config.max_rate);
+        self.rate = Some((before * self.config.beta).clamp(min, max));
+        self.set_w_max(before.clamp(min, max));
+        self.growth_from = now;
+    }
+
+    /// The server said what is left: `quota.remaining` until `quota.reset`. Paces at that
+    /// rate (less the margin) from `now`, regrowing from there.
+    pub(crate) fn learned_from_quota(&mut self, quota: &Quota, now: Duration) {
+        let reset = quota.reset.as_secs_f64();
+        if reset <= 0.0 {
+            return; // the window ends now: it says nothing about the next
+        }
+        // `remaining` as f64 may round: it is an estimate.
+        let rate = quota.remaining as f64 / reset * (1.0 - self.config.margin);
+        let rate = rate.clamp(self.config.min_rate, self.config.max_rate);
+        self.rate = Some(rate);
+        self.set_w_max(rate);
+        self.growth_from = now.as_secs_f64();
+    }
+
+    fn set_w_max(&mut self, w_max: f64) {
+        self.w_max = w_max;
+        self.k = (w_max * (1.0 - self.config.beta) / self.config.scale).cbrt();
+    }
+
+    /// With window counting on and a `Retry-After` within one window: sets the rate to
+    /// what the window admitted before this first 429, held until the next window ends.
+    /// Whether it did.
+    fn window_rate(&mut self, now: f64, retry_after: f64) -> bool {
+        let Some(window) = self.window.as_ref() else {
+            return false;
+        };
+        let length = window.length;
+        if retry_after > length {
+            return false; // not the end of a window of this length
+        }
+        let admitted = window.admitted(now + retry_after - length, now);
+        if admitted == 0 {
+            return false;
+        }
+        let rate = f64::from(admitted) / length * (1.0 - self.config.margin);
+        let rate = rate.clamp(self.config.min_rate, self.config.max_rate);
+        self.rate = Some(rate);
+        self.set_w_max(rate);
+        self.growth_from = now + retry_after + length;
+        true
+    }
+}
+
+// ===== the measured send rate =====
+
+/// Responses per second, counted per half second and smoothed (as the AWS SDKs' adaptive
+/// limiter and the model measure the send rate).
+#[derive(Clone, Debug, Default)]
+struct SendRate {
+    /// The start of the current half second.
+    bucket: f64,
+    /// Responses in it.
+    count: u32,
+    /// The smoothed rate of the buckets before.
+    smoothed: f64,
+}
+
+impl SendRate {
+    const BUCKET: f64 = 0.5;
+    const SMOOTH: f64 = 0.8;
+
+    fn record(&mut self, now: f64) {
+        let bucket = (now / Self::BUCKET).floor() * Self::BUCKET;
+        if bucket > self.bucket {
+            let rate = f64::from(self.count) / (bucket - self.bucket);
+            self.smoothed = rate * Self::SMOOTH + self.smoothed * (1.0 - Self::SMOOTH);
+            self.bucket = bucket;
+            self.count = 0;
+        }
+        self.count = self.count.saturating_add(1);
+    }
+
+    /// The smoothed rate, or the current half second's if higher (a burst that has not
+    /// yet ended a bucket).
+    fn estimate(&self) -> f64 {
+        self.smoothed.max(f64::from(self.count) / Self::BUCKET)
+    }
+}
+
+// ===== the fixed-window count =====
+
+/// Successes over the last window, in 32 buckets.
+#[derive(Clone, Debug)]
+struct WindowCount {
+    /// The window, in seconds.
+    length: f64,
+    /// Each slot's bucket number (time / bucket length) and count.
+    slots: [(u64, u32); Self::SLOTS],
+}
+
+impl WindowCount {
+    const SLOTS: usize = 32;
+
+    fn new(window: Duration) -> Self {
+        WindowCount {
+            length: window.as_secs_f64().max(0.001),
+            slots: [(u64::MAX, 0); Self::SLOTS],
+        }
+    }
+
+    fn bucket_len(&self) -> f64 {
+        self.length / Self::SLOTS as f64
+    }
+
+    fn record(&mut self, now: f64) {
+        // Saturating float-to-int conversion: a time past u64 buckets shares the last.
+        let n = (now / self.bucket_len()) as u64;
+        let slot = &mut self.slots[(n % Self::SLOTS as u64) as usize];
+        if slot.0 != n {
+            *slot = (n, 0);
+        }
+        slot.1 = slot.1.saturating_add(1);
+    }
+
+    /// Successes recorded from `since` to `now`, counting only whole buckets after
+    /// `since` (an undercount by at most one bucket: the rate errs low).
+    fn admitted(&self, since: f64, now: f64) -> u32 {
+        let len = self.bucket_len();
+        let first = (since.max(0.0) / len).ceil() as u64;
+        let last = (now / len) as u64;
+        let oldest = last.saturating_sub(Self::SLOTS as u64 - 1).max(first);
+        self.slots
+            .iter()
+            .filter(|(n, _)| (oldest..=last).contains(n))
+            .fold(0u32, |sum, (_, c)| sum.saturating_add(*c))
+    }
+}
+
+#[cfg(test)]
+mod tests;

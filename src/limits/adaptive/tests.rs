@@ -1,0 +1,233 @@
+use std::time::Duration;
+
+use super::{AdaptiveConfig, AdaptiveRate};
+use crate::limits::quota::Quota;
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s)
+}
+
+fn at(rate: Option<f64>) -> AdaptiveRate {
+    AdaptiveRate::new(AdaptiveConfig {
+        initial_rate: rate,
+        ..AdaptiveConfig::default()
+    })
+}
+
+/// Successes every `every` seconds over `[from, to)`.
+fn succeed(a: &mut AdaptiveRate, from: f64, to: f64, every: f64) {
+    let mut t = from;
+    while t < to {
+        a.succeeded(secs(t));
+        t += every;
+    }
+}
+
+fn close(a: f64, b: f64, tolerance: f64) -> bool {
+    (a - b).abs() <= tolerance * b.abs()
+}
+
+// ===== cuts =====
+
+#[test]
+fn starts_off_and_the_first_429_turns_pacing_on() {
+    let mut a = at(None);
+    succeed(&mut a, 0.0, 2.0, 0.01); // 100/s, unpaced
+    assert_eq!(a.rate(), None, "successes alone never turn pacing on");
+    a.throttled(secs(1.99), secs(2.0), None);
+    let rate = a.rate().unwrap();
+    assert!(close(rate, 70.0, 0.05), "β × the measured 100/s: {rate}");
+}
+
+#[test]
+fn starts_at_the_initial_rate_within_bounds() {
+    assert_eq!(at(Some(40.0)).rate(), Some(40.0));
+    assert_eq!(at(Some(0.0)).rate(), Some(0.5));
+    assert_eq!(at(Some(1e9)).rate(), Some(10_000.0));
+    assert_eq!(at(Some(4.0)).interval(), Some(Duration::from_millis(250)));
+}
+
+#[test]
+fn one_cut_per_congestion_event() {
+    let mut a = at(Some(100.0));
+    succeed(&mut a, 0.0, 1.0, 0.001); // measured far above the rate
+                                      // 50 in-flight requests, all sent before the first 429 arrived, all throttled.
+    a.throttled(secs(0.98), secs(1.0), None);
+    assert_eq!(a.rate(), Some(70.0));
+    for i in 0..50 {
+        a.throttled(
+            secs(0.98 + 0.0001 * f64::from(i)),
+            secs(1.0 + 0.001 * f64::from(i)),
+            None,
+        );
+    }
+    assert_eq!(a.rate(), Some(70.0), "the same event: no second cut");
+    // A request sent after the cut and throttled: a new event.
+    a.throttled(secs(1.0), secs(1.1), None);
+    assert!(close(a.rate().unwrap(), 49.0, 1e-9));
+}
+
+#[test]
+fn the_cut_is_from_the_measured_rate_when_sending_less() {
+    let mut a = at(Some(100.0));
+    succeed(&mut a, 0.0, 5.0, 0.1); // 10/s: the rate was never used
+    a.throttled(secs(5.0), secs(5.0), None);
+    assert!(close(a.rate().unwrap(), 7.0, 0.05), "{:?}", a.rate());
+}
+
+#[test]
+fn the_rate_never_falls_below_the_floor() {
+    let mut a = at(Some(0.6));
+    for i in 0..20 {
+        let t = f64::from(i);
+        a.throttled(secs(t), secs(t), None);
+        assert!(a.rate().unwrap() >= 0.5);
+    }
+    assert_eq!(a.rate(), Some(0.5));
+}
+
+// ===== regrowth =====
+
+#[test]
+fn regrowth_reaches_the_old_max_after_k() {
+    let mut a = at(Some(100.0));
+    succeed(&mut a, 0.0, 1.0, 0.001);
+    a.throttled(secs(1.0), secs(1.0), None);
+    assert_eq!(a.rate(), Some(70.0));
+    let k = (100.0_f64 * 0.3 / 0.4).cbrt(); // 4.22 s
+    succeed(&mut a, 1.0, 1.0 + k / 2.0, 0.001);
+    let half = a.rate().unwrap();
+    assert!(
+        half > 70.0 && half < 100.0,
+        "concave on the way back: {half}"
+    );
+    assert!(
+        half > 90.0,
+        "most of the way after K/2 (CUBIC's plateau): {half}"
+    );
+    succeed(&mut a, 1.0 + k / 2.0, 1.0 + k, 0.001);
+    assert!(close(a.rate().unwrap(), 100.0, 0.01), "{:?}", a.rate());
+    succeed(&mut a, 1.0 + k, 3.0 + k, 0.001);
+    assert!(
+        a.rate().unwrap() > 103.0,
+        "probes above after K: {:?}",
+        a.rate()
+    );
+}
+
+#[test]
+fn regrowth_is_bounded_by_twice_the_measured_rate() {
+    let mut a = at(Some(1.0));
+    succeed(&mut a, 0.0, 20.0, 0.1); // 10/s for 20 s: the curve alone would be ~2700/s
+    let rate = a.rate().unwrap();
+    assert!((15.0..=21.0).contains(&rate), "{rate}");
+}
+
+// ===== quotas and windows =====
+
+#[test]
+fn a_quota_sets_the_rate_directly() {
+    let mut a = at(None);
+    let quota = |remaining, reset| Quota {
+        limit: Some(100),
+        remaining,
+        reset: Duration::from_secs(reset),
+    };
+    a.learned_from_quota(&quota(50, 10), secs(1.0));
+    assert!(close(a.rate().unwrap(), 4.75, 1e-9), "5/s less 5 %");
+    a.learned_from_quota(&quota(100, 0), secs(2.0));
+    assert!(
+        close(a.rate().unwrap(), 4.75, 1e-9),
+        "a reset of zero says nothing"
+    );
+    a.learned_from_quota(&quota(0, 30), secs(3.0));
+    assert_eq!(a.rate(), Some(0.5), "nothing left: the floor");
+    a.learned_from_quota(&quota(90, 3), secs(4.0));
+    assert!(close(a.rate().unwrap(), 28.5, 1e-9), "raises it as well");
+}
+
+fn windowed(window: u64) -> AdaptiveRate {
+    AdaptiveRate::new(AdaptiveConfig {
+        window: Some(Duration::from_secs(window)),
+        ..AdaptiveConfig::default()
+    })
+}
+
+#[test]
+fn a_window_count_sets_the_rate_from_what_the_window_admitted() {
+    let mut a = windowed(60);
+    // The window runs 0..60 s; 120 admitted by 30 s, then a 429 until 60 s.
+    succeed(&mut a, 0.0, 30.0, 0.25);
+    a.throttled(secs(30.0), secs(30.0), Some(secs(30.0)));
+    let rate = a.rate().unwrap();
+    assert!(close(rate, 120.0 / 60.0 * 0.95, 0.05), "{rate}");
+    // Held through the next window, whatever succeeds.
+    succeed(&mut a, 60.0, 119.0, 0.01);
+    assert_eq!(a.rate(), Some(rate));
+}
+
+#[test]
+fn a_retry_after_beyond_the_window_falls_back_to_cubic() {
+    let mut a = windowed(60);
+    succeed(&mut a, 0.0, 30.0, 0.25); // 4/s
+    a.throttled(secs(30.0), secs(30.0), Some(secs(3600.0)));
+    assert!(close(a.rate().unwrap(), 2.8, 0.05), "{:?}", a.rate());
+}
+
+// ===== simulated servers =====
+
+mod sim;
+
+#[test]
+fn a_step_in_the_limit_is_followed() {
+    // Token bucket 100/s, then 40/s, then 100/s (30 s each; burst 0.1 s of the rate), as in
+    // adaptive_sim.py; N closed-loop senders, RTT 20 ms, paced by one shared rate that
+    // starts off; a shared cooldown until Retry-After.
+    for n in [4, 16, 64] {
+        let mut a = at(None);
+        let stats = sim::run(&mut sim::TokenBucket::step(), &mut a, n, 90);
+        for (phase, limit) in [(0, 100.0), (30, 40.0), (60, 100.0)] {
+            let (sent, ok, throttled) = sim::sum(&stats[phase + 5..phase + 30]);
+            let served = f64::from(ok) / (25.0 * limit);
+            let share = f64::from(throttled) / f64::from(sent);
+            eprintln!("N={n} from {phase}s: served {served:.3} of the limit, {share:.3} throttled");
+            assert!(
+                served >= 0.90,
+                "N={n} phase at {phase}s: served {served:.3}"
+            );
+            assert!(
+                share <= 0.04,
+                "N={n} phase at {phase}s: throttled {share:.3}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_fixed_window_limit_is_found_by_the_window_count() {
+    // 120 per 60 s window (windows start at 17 s + 60 k), 429 with Retry-After until the
+    // window ends; 8 closed-loop senders. The window count against CUBIC alone.
+    for window in [Some(Duration::from_secs(60)), None] {
+        let mut a = AdaptiveRate::new(AdaptiveConfig {
+            window,
+            ..AdaptiveConfig::default()
+        });
+        let stats = sim::run(&mut sim::FixedWindow::new(120, 60, 17), &mut a, 8, 617);
+        let (sent, ok, throttled) = sim::sum(&stats[77..617]);
+        let served = f64::from(ok) / (9.0 * 120.0);
+        let share = f64::from(throttled) / f64::from(sent);
+        let label = if window.is_some() {
+            "window count"
+        } else {
+            "cubic"
+        };
+        eprintln!(
+            "{label}: served {served:.3} of the limit, {share:.3} throttled, rate {:?}",
+            a.rate()
+        );
+        assert!(served >= 0.90, "{label}: served {served:.3}");
+        if window.is_some() {
+            assert!(share <= 0.04, "{label}: throttled {share:.3}");
+        }
+    }
+}

@@ -17,8 +17,8 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::link::{Failed, PROBE_EVERY};
-use super::names::{parse_origin, Kind};
-use super::store::{Shared, Write};
+use super::names::{parse_origin, Kind, Write};
+use super::store::Shared;
 use crate::engine::observe::StoreLimit;
 
 /// How long the subscription may stay quiet before it is pinged (a connection whose peer

@@ -1,5 +1,9 @@
 //! The Redis names of one scope: keys, the channel, and origins written into them.
 
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
 use crate::limits::Origin;
 
 /// Every name a `RedisStore` uses, all under the hash tag
@@ -59,6 +63,14 @@ impl Kind {
             _ => None,
         }
     }
+}
+
+/// A cooldown or refusal of one origin to record in Redis.
+#[derive(Debug)]
+pub(crate) struct Write {
+    pub(crate) kind: Kind,
+    pub(crate) origin: Arc<str>,
+    pub(crate) until: Instant,
 }
 
 /// The origin an [`Origin`]'s `Display` wrote (`scheme://host:port`, lowercase), as the

@@ -10,17 +10,42 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::link::{Failed, Slot};
-use super::store::Remote;
+use super::link::{Failed, Link, Slot};
+use super::names::Write;
 use crate::engine::observe::StoreLimit;
 use crate::limits::local::LocalOrigin;
 use crate::limits::{Pace, Paced};
+
+/// What a paced attempt's future needs, `'static`.
+pub(crate) struct Remote {
+    pub(crate) name: Arc<str>,
+    pub(crate) pace_key: String,
+    /// The latest theoretical arrival time this process stored in Redis (µs of Redis
+    /// time, 0: none): the floor of the next slot, should Redis lose it.
+    pub(crate) floor: AtomicU64,
+    pub(crate) link: Arc<Link>,
+    /// `None`: the shared cooldown is off.
+    pub(crate) writes: Option<mpsc::Sender<Write>>,
+}
+
+impl Remote {
+    /// Gives back the slot whose reservation stored `tat`, if no later one was taken (see
+    /// `pace`); a failure only counts as one.
+    pub(crate) async fn give_back(&self, tat: u64) {
+        if let Ok(Some(back)) = self.link.give_back(&self.pace_key, tat).await {
+            let _ = self
+                .floor
+                .compare_exchange(tat, back, Ordering::AcqRel, Ordering::Acquire);
+        }
+    }
+}
 
 /// The slot of the next attempt to `remote`'s origin, waiting at most `max_wait`; `local`
 /// holds the fallback pacer.

@@ -1,7 +1,7 @@
 //! [`RedisStore`]: the [`LimitStore`] of a fleet, and the limits of one origin in it.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,8 +10,8 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use super::link::Link;
-use super::names::Kind;
-use super::pace;
+use super::names::{Kind, Write};
+use super::pace::{self, Remote};
 use crate::engine::observe::StoreLimit;
 use crate::limits::local::LocalOrigin;
 use crate::limits::table::{OriginTable, WhenFull};
@@ -62,14 +62,6 @@ pub(crate) struct Settings {
     pub(crate) fallback_share: f64,
     /// Whether a 429 holds back the other requests (the shared cooldown).
     pub(crate) cooldown: bool,
-}
-
-/// A cooldown or refusal of one origin to record in Redis.
-#[derive(Debug)]
-pub(crate) struct Write {
-    pub(crate) kind: Kind,
-    pub(crate) origin: Arc<str>,
-    pub(crate) until: Instant,
 }
 
 /// How many cooldowns may wait for the writer; past it new ones are dropped (they hold in
@@ -153,30 +145,6 @@ impl Shared {
 pub(crate) struct FleetOrigin {
     pub(crate) local: Arc<LocalOrigin>,
     remote: Arc<Remote>,
-}
-
-/// What a paced attempt's future needs, `'static`.
-pub(crate) struct Remote {
-    pub(crate) name: Arc<str>,
-    pub(crate) pace_key: String,
-    /// The latest theoretical arrival time this process stored in Redis (µs of Redis
-    /// time, 0: none): the floor of the next slot, should Redis lose it.
-    pub(crate) floor: AtomicU64,
-    pub(crate) link: Arc<Link>,
-    /// `None`: the shared cooldown is off.
-    writes: Option<mpsc::Sender<Write>>,
-}
-
-impl Remote {
-    /// Gives back the slot whose reservation stored `tat`, if no later one was taken (see
-    /// `pace`); a failure only counts as one.
-    pub(crate) async fn give_back(&self, tat: u64) {
-        if let Ok(Some(back)) = self.link.give_back(&self.pace_key, tat).await {
-            let _ = self
-                .floor
-                .compare_exchange(tat, back, Ordering::AcqRel, Ordering::Acquire);
-        }
-    }
 }
 
 impl FleetOrigin {

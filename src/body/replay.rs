@@ -32,28 +32,11 @@ const MIN_RECORDING: usize = 1024;
 ///
 /// # One reader at a time
 ///
-/// The design follows linkerd's `ReplayBody`: only one copy at a time reads the source, so
-/// only one copy ever waits on it, and its waker is the one the source wakes. The reader
-/// is the *newest* copy that has been polled while the source still has data:
-///
-/// - A copy polled while an older copy is reading takes the source over at once, and the
-///   older copy is woken. The engine only polls a retry's copy once it is done with the
-///   previous attempt, so the older copy belongs to an abandoned attempt (hyper may still be
-///   sending it on the connection that got an early `503`).
-/// - A copy polled while a newer live copy is reading, that is, a *superseded* copy, ends
-///   at once with a [`ReplayError::Superseded`] error instead of waiting: its connection is closed rather
-///   than left open with half a request. It never waits for the newer copy.
-/// - When the reader is dropped, the source is free again: the next copy polled, older or
-///   newer, takes it (replaying what it has not sent yet from the recording first).
-///
-/// So a copy returns `Poll::Pending` only while it is the reader and the source is pending;
-/// if a newer copy takes over, the waiting copy is woken to find out. Linkerd instead lets
-/// the reader move the state out and panics if a second copy is polled meanwhile; here the
-/// state stays behind the shared lock so that a newer copy can take over from a reader that
-/// is not being polled (a connection stuck writing).
-///
-/// Copies are meant to be sent one after another, as retries are: a program that polls two
-/// copies side by side (a tee) sees the older one fail with [`ReplayError::Superseded`].
+/// Only one copy at a time reads the source: the newest copy polled while the source
+/// still has data. A copy polled while a newer live copy reads (an abandoned attempt's)
+/// ends at once with [`ReplayError::Superseded`], never waits. When the reader is dropped,
+/// the next copy polled takes the source over. Copies are meant to be sent one after
+/// another, as retries are (the design, linkerd's, is in `docs/design.md`).
 ///
 /// # Never a truncated body
 ///
@@ -73,20 +56,10 @@ const MIN_RECORDING: usize = 1024;
 ///
 /// # Memory
 ///
-/// The recording is one buffer owned by the `ReplayBody`: chunks are copied into it, so
-/// neither many tiny chunks nor small slices of large buffers can make it hold more than
-/// `limit` bytes (plus the small shared state). Replayed data is copied out of it again, at
-/// most 16 KiB per frame. The recording is given up (and freed)
-///
-/// - once more than `limit` bytes have been read: the body is then
-///   [*capped*](ReplayBody::is_capped), and the engine hands the attempt's outcome back
-///   instead of retrying;
-/// - when the reader reads more data while no other copy exists: nobody could replay it,
-///   so nothing is recorded (the engine drops its copy when no retry can follow). A copy
-///   made after that cannot be sent whole, so `try_clone_body` returns `None`.
-///
-/// A copy made before any data was read needs no recording: it stays replayable (say,
-/// after a connection error) even for a body whose known length is over the limit.
+/// The recording is one buffer of at most `limit` bytes, given up (and freed) once more
+/// than `limit` bytes were read (the body is then [*capped*](ReplayBody::is_capped) and
+/// the engine hands the attempt's outcome back instead of retrying), or when data is read
+/// while no other copy exists. A copy made before any data was read stays replayable.
 ///
 /// ```
 /// use bytes::Bytes;

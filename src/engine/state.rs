@@ -8,8 +8,6 @@ use tokio::time::Instant;
 
 use super::info::{RetryInfo, StopReason};
 use super::overrides::RetryOverride;
-#[cfg(test)]
-use crate::classify::RequestView;
 use crate::classify::{Decision, Outcome};
 use crate::limits::{OriginLimits, Pace, Withdrawal, MAX_COOLDOWN};
 use crate::policy::backoff::Rng;
@@ -17,7 +15,6 @@ use crate::policy::RetryPolicy;
 
 /// What the adapter does next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
 pub(crate) enum Action {
     /// Sleep this long, then send the request again.
     Retry(Duration),
@@ -28,20 +25,15 @@ pub(crate) enum Action {
 /// Whether the next attempt (the first included) may be sent now: the answer of
 /// [`RetryState::admit`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
 pub(crate) enum Admission {
     /// Send it now.
     Send,
     /// Hold back this long (the shared cooldown, plus a random share of the policy's
     /// `retry_after_spread`), then ask again.
     Wait(Duration),
-    /// Do not send it; hand the caller an error. `reason` is
-    /// [`StopReason::RetryAfterTooLong`] while the origin is refused (a 429 with a
-    /// `Retry-After` above the cap was seen: until that wait has passed, however little of
-    /// it is left) or when its cooldown lasts longer than this policy's `max_retry_after`
-    /// (another policy sharing the limits accepted a longer wait), or
-    /// [`StopReason::Deadline`] when the deadline is reached or the cooldown would cross
-    /// it; `cooldown` is the cooldown left, if any.
+    /// Do not send it: the origin is refused, or its cooldown is above this policy's cap
+    /// ([`StopReason::RetryAfterTooLong`]), or it would cross the deadline
+    /// ([`StopReason::Deadline`]).
     Reject {
         /// Why.
         reason: StopReason,
@@ -297,34 +289,8 @@ impl RetryState {
         self.stop.is_none() && self.attempts < self.max_retries
     }
 
-    /// Records the outcome of the attempt just made and says what to do next.
-    ///
-    /// `can_resend` tells whether the adapter holds a usable duplicate of the request; a
-    /// retryable outcome without one stops with [`StopReason::NotReplayable`].
-    #[cfg(test)]
-    pub(crate) fn next(&mut self, outcome: Outcome<'_>, can_resend: bool) -> Action {
-        let idempotent = match outcome {
-            Outcome::Transport { idempotent, .. } => idempotent,
-            Outcome::Response { .. } => false,
-        };
-        self.next_for(&RequestView::detached(idempotent), outcome, can_resend)
-    }
-
-    /// Like [`next`](Self::next), for an outcome of `request` (what the classifier sees
-    /// of it).
-    #[cfg(test)]
-    pub(crate) fn next_for(
-        &mut self,
-        request: &RequestView<'_>,
-        outcome: Outcome<'_>,
-        can_resend: bool,
-    ) -> Action {
-        let decision = self.policy.decide(request, &outcome);
-        self.apply(decision, outcome, can_resend)
-    }
-
-    /// Like [`next_for`](Self::next_for), with the policy's decision already made (the
-    /// engine's future classifies with a view that borrows the policy).
+    /// Records the outcome of the attempt just made, as the policy decided it, and says what
+    /// to do next.
     pub(crate) fn apply(
         &mut self,
         decision: Decision,

@@ -1,4 +1,33 @@
 use super::*;
+use crate::classify::RequestView;
+
+/// The step API the engine's future drives, for outcomes built by hand.
+impl RetryState {
+    /// Records the outcome of the attempt just made and says what to do next.
+    ///
+    /// `can_resend` tells whether the adapter holds a usable duplicate of the request; a
+    /// retryable outcome without one stops with [`StopReason::NotReplayable`].
+    pub(crate) fn next(&mut self, outcome: Outcome<'_>, can_resend: bool) -> Action {
+        let idempotent = match outcome {
+            Outcome::Transport { idempotent, .. } => idempotent,
+            Outcome::Response { .. } => false,
+        };
+        self.next_for(&RequestView::detached(idempotent), outcome, can_resend)
+    }
+
+    /// Like [`next`](Self::next), for an outcome of `request` (what the classifier sees
+    /// of it).
+    pub(crate) fn next_for(
+        &mut self,
+        request: &RequestView<'_>,
+        outcome: Outcome<'_>,
+        can_resend: bool,
+    ) -> Action {
+        let decision = self.policy.decide(request, &outcome);
+        self.apply(decision, outcome, can_resend)
+    }
+}
+
 use crate::classify::TransportErrorKind;
 use crate::limits::{Limits, Origin};
 use crate::policy::Jitter;

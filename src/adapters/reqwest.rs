@@ -28,7 +28,7 @@
 //! Every failure comes back as `reqwest_middleware::Error::Middleware` holding a
 //! [`RetryError`](crate::RetryError), which says what was tried ([`RetryInfo`]) and why it
 //! stopped: the last attempt's own error ([`RetryErrorKind::Inner`](crate::RetryErrorKind::Inner),
-//! the `reqwest::Error` (or another middleware's error) as its `source()` and
+//! the `reqwest::Error`, its URL removed (or another middleware's error), as its `source()` and
 //! [`get_inner`](crate::RetryError::get_inner)), or what the engine decided itself (an
 //! attempt timeout, the deadline, a rate limit that refuses the request). The caller's
 //! extensions get the final attempt's extensions and the [`RetryInfo`] too.
@@ -103,7 +103,8 @@ impl Middleware for TelEchoRetry {
                 *extensions = failed.extensions.unwrap_or(first);
                 extensions.insert(info);
                 let inner: crate::engine::BoxError = match failed.error {
-                    reqwest_middleware::Error::Reqwest(e) => Box::new(e),
+                    // Its URL may carry a secret in the query: never shown.
+                    reqwest_middleware::Error::Reqwest(e) => Box::new(e.without_url()),
                     reqwest_middleware::Error::Middleware(e) => e.into(),
                 };
                 let error = RetryError::inner(inner, info);

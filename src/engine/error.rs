@@ -192,6 +192,14 @@ impl RetryError {
         }
     }
 
+    /// `true` when the last attempt's error says the connection could not be established
+    /// (refused, DNS, TLS handshake): nothing was sent.
+    pub fn is_connect(&self) -> bool {
+        self.inner
+            .as_deref()
+            .is_some_and(|e| TransportErrorKind::of_error(e) == TransportErrorKind::Connect)
+    }
+
     /// `true` when the request was not sent because its origin is rate limited.
     pub fn is_rate_limited(&self) -> bool {
         self.kind == RetryErrorKind::RateLimited

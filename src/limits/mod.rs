@@ -25,11 +25,11 @@
 //! # let _ = (batch, interactive);
 //! ```
 //!
-//! Any number of origins keeps its own limits, in bounded memory: 256 are kept apart, and
-//! past that an origin with nothing running (no cooldown, no paced slot ahead, no request
-//! in flight) is forgotten. When all 256 are busy, further origins share one of 16
-//! overflow limits by hash: a cooldown may then hold back an unrelated origin, but none is
-//! ever forgotten.
+//! Any number of origins keeps its own limits, in bounded memory: 1024 are kept apart (about
+//! half a kilobyte each), and past that an origin with nothing running (no cooldown, no
+//! paced slot ahead, no request in flight) is forgotten. When all 1024 are busy, further
+//! origins share one of 16 overflow limits by hash: a cooldown may then hold back an
+//! unrelated origin, but none is ever forgotten.
 
 use std::fmt;
 use std::sync::Arc;

@@ -8,7 +8,7 @@ use rustc_hash::FxBuildHasher;
 use tokio::time::Instant;
 
 /// The most origins a table keeps apart.
-pub(crate) const MAX_ORIGINS: usize = 256;
+pub(crate) const MAX_ORIGINS: usize = 1024;
 
 /// Limits shared by the origins that come past [`MAX_ORIGINS`] while every kept origin is
 /// busy: one of these, chosen by the origin's key.

@@ -279,7 +279,7 @@ fn uri_and_parts_give_the_same_origin() {
 async fn past_the_origin_bound_every_refusal_is_kept() {
     let store = LocalStore::new(None, true, None);
     let far = Instant::now() + Duration::from_secs(3600);
-    let hosts: Vec<String> = (0..300).map(|i| format!("h{i}")).collect();
+    let hosts: Vec<String> = (0..MAX_ORIGINS + 44).map(|i| format!("h{i}")).collect();
     for h in &hosts {
         store
             .origin(&Origin::new(Some("http"), Some(h), None))

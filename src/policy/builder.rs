@@ -2,6 +2,9 @@
 
 use super::*;
 
+/// The default [`attempt_timeout`](RetryPolicyBuilder::attempt_timeout): 30 s.
+const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Builds a [`RetryPolicy`]. Every setting has a default (see [`RetryPolicy`]); no
 /// combination panics: inconsistent values are normalized as each method says.
 #[derive(Clone)]
@@ -36,7 +39,7 @@ impl Default for RetryPolicyBuilder {
             classifier: None,
             seed: None,
             deadline: None,
-            attempt_timeout: None,
+            attempt_timeout: Some(DEFAULT_ATTEMPT_TIMEOUT),
             generate_idempotency_keys: false,
             attempt_header: None,
         }
@@ -239,9 +242,17 @@ impl RetryPolicyBuilder {
     ///
     /// # Default
     ///
-    /// None.
+    /// 30 s: a server that accepts a request and never answers costs at most that per
+    /// attempt (the time to the response's head; the body after it is the caller's).
     pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
         self.attempt_timeout = Some(timeout);
+        self
+    }
+
+    /// No attempt timeout: an attempt may take as long as the inner client lets it (and the
+    /// deadline, if set).
+    pub fn without_attempt_timeout(mut self) -> Self {
+        self.attempt_timeout = None;
         self
     }
 

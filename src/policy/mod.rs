@@ -66,7 +66,8 @@ pub use backoff::Jitter;
 /// | `max_retry_after` | 60 s | covers `rate_limit_per_minute`; a `rate_limit_per_hour` wait is handed back at once |
 /// | `retry_after_spread` | 500 ms | clients told the same instant do not all return at once |
 /// | idempotency header | `Idempotency-Key` | a `POST` carrying one may be resent after a timeout |
-/// | `deadline`, `attempt_timeout` | none | set them to bound a request's total time |
+/// | `attempt_timeout` | 30 s | a server that accepts and never answers costs at most that per attempt |
+/// | `deadline` | none | set it to bound a request's total time, waits included |
 /// | `generate_idempotency_keys`, `attempt_header` | off | opt-in request changes |
 ///
 /// ```

@@ -137,9 +137,14 @@ where
 
 /// Runs a real-socket test under a 2 s bound.
 async fn bounded(test: impl Future<Output = ()>) {
-    tokio::time::timeout(secs(2), test)
+    bounded_for(secs(2), test).await;
+}
+
+/// Runs a real-socket test under `bound`.
+async fn bounded_for(bound: Duration, test: impl Future<Output = ()>) {
+    tokio::time::timeout(bound, test)
         .await
-        .expect("a real-socket test finishes within 2 s");
+        .unwrap_or_else(|_| panic!("a real-socket test finishes within {bound:?}"));
 }
 
 /// `floor(100 · ratio)`: the retries 100 requests buy.
@@ -969,7 +974,7 @@ mod tower_service_fn {
         }
     }
 
-    // ----- more origins than the limits keep apart (256) -----
+    // ----- more origins than the limits keep apart (1024) -----
 
     /// Origin `i` of many, each its own host.
     fn host(i: usize, path: &str) -> String {
@@ -979,11 +984,11 @@ mod tower_service_fn {
     /// 300 origins each answer 429 `Retry-After: 3600`. Under a cap of 2 h that is a
     /// cooldown: later requests to the origin wait it out; under the default 60 s cap a
     /// refusal: they fail at once. Either way no request to an origin is sent during its
-    /// cooldown, past the limits' bound of 256 origins too. (Past the bound, origins share
+    /// cooldown, past the limits' bound of 1024 origins too. (Past the bound, origins share
     /// 16 overflow limits, so a first request may be held back or refused by another
     /// origin's cooldown: documented, and never a request sent too early.)
-    async fn no_origin_is_sent_to_during_its_cooldown_past_256_origins<E: FnError>() {
-        const ORIGINS: usize = 300;
+    async fn no_origin_is_sent_to_during_its_cooldown_past_the_origin_bound<E: FnError>() {
+        const ORIGINS: usize = 1100;
         for (cap, refused) in [(secs(7200), false), (secs(60), true)] {
             let fake = Fake::new(|uri, _| match uri.path() {
                 "/limited" => Answer::Limited(3600),
@@ -1002,7 +1007,7 @@ mod tower_service_fn {
                 match result {
                     Ok(resp) => assert_eq!(resp.status(), 429, "origin {i}"),
                     Err(err) => {
-                        assert!(refused && i >= 256, "origin {i}: {err:?}");
+                        assert!(refused && i >= 1024, "origin {i}: {err:?}");
                         assert_eq!(err.kind(), RetryErrorKind::RateLimited, "origin {i}");
                     }
                 }
@@ -1033,20 +1038,20 @@ mod tower_service_fn {
                 }
             }
             if !refused {
-                let kept: Vec<_> = (0..256).map(|i| fake.at(&host(i, "/again"))).collect();
+                let kept: Vec<_> = (0..1024).map(|i| fake.at(&host(i, "/again"))).collect();
                 assert!(
                     kept.iter().all(|at| at == &[secs(3600)]),
-                    "the 256 kept apart wait exactly their own hour: {kept:?}"
+                    "the 1024 kept apart wait exactly their own hour: {kept:?}"
                 );
             }
         }
     }
 
-    /// Pacing 1 per 10 s: origin `a` takes its slot, then 257 other origins take theirs
-    /// (past the limits' bound of 256) through a client of the same limits that refuses a
+    /// Pacing 1 per 10 s: origin `a` takes its slot, then 1025 other origins take theirs
+    /// (past the limits' bound of 1024) through a client of the same limits that refuses a
     /// slot more than 5 s ahead (two origins sharing an overflow limit must not advance the
     /// paused clock): `a`'s next request still waits for its slot at 10 s.
-    async fn an_origins_pacing_holds_past_257_other_origins<E: FnError>() {
+    async fn an_origins_pacing_holds_past_the_origin_bound<E: FnError>() {
         let fake = Fake::new(|_, _| Answer::Status(200));
         let limits = Limits::builder()
             .without_retry_budget()
@@ -1061,10 +1066,10 @@ mod tower_service_fn {
             &fake,
         );
         svc.clone().oneshot(get(&a("/1"))).await.unwrap();
-        for i in 0..257 {
+        for i in 0..1025 {
             let _ = others.clone().oneshot(get(&host(i, "/"))).await;
         }
-        assert!(fake.total() >= 256, "the others took slots of their own");
+        assert!(fake.total() >= 1024, "the others took slots of their own");
         let t = Instant::now();
         let resp = svc.oneshot(get(&a("/2"))).await.unwrap();
         assert_eq!(
@@ -1077,11 +1082,11 @@ mod tower_service_fn {
     }
 
     service_fn_tests! {
-        no_origin_is_sent_to_during_its_cooldown_past_256_origins {
-            io::Error => no_origin_is_sent_to_during_its_cooldown_past_256_origins_tower_service_fn_io;
+        no_origin_is_sent_to_during_its_cooldown_past_the_origin_bound {
+            io::Error => no_origin_is_sent_to_during_its_cooldown_past_the_origin_bound_tower_service_fn_io;
         }
-        an_origins_pacing_holds_past_257_other_origins {
-            io::Error => an_origins_pacing_holds_past_257_other_origins_tower_service_fn_io;
+        an_origins_pacing_holds_past_the_origin_bound {
+            io::Error => an_origins_pacing_holds_past_the_origin_bound_tower_service_fn_io;
         }
     }
 
@@ -2764,7 +2769,7 @@ mod real_sockets {
         .await;
     }
 
-    // ----- more origins than the limits keep apart (256) -----
+    // ----- more origins than the limits keep apart (1024) -----
 
     /// A reqwest client with the retry middleware whose host `h{i}.test` resolves to
     /// `addr(i)`, for `i` below `n` (one loopback server, `n` origins).
@@ -2804,12 +2809,13 @@ mod real_sockets {
 
     /// 300 origins (one server under 300 host names) each answer 429 `Retry-After: 3600`,
     /// above the 60 s cap: a second request to each fails at once, never sent, past the
-    /// bound of 256 origins the limits keep apart too. (Past the bound origins share 16
+    /// bound of 1024 origins the limits keep apart too. (Past the bound origins share 16
     /// overflow limits: a first request there may be refused by another's 429.)
     #[tokio::test]
-    async fn no_origin_is_sent_to_during_its_cooldown_past_256_origins_reqwest_middleware() {
-        const ORIGINS: usize = 300;
-        bounded(async {
+    async fn no_origin_is_sent_to_during_its_cooldown_past_the_origin_bound_reqwest_middleware() {
+        const ORIGINS: usize = 1100;
+        // A thousand origins and more, each a connection: longer than the usual bound.
+        bounded_for(secs(30), async {
             let server = Server::start(|seen| match seen.path.as_str() {
                 "/limited" => limited_reply("3600"),
                 _ => Reply::status(200),
@@ -2824,7 +2830,7 @@ mod real_sockets {
                 match result {
                     Ok(resp) => assert_eq!(resp.status(), 429, "origin {i}"),
                     Err(_) => assert!(
-                        i >= 256 && retry_error_of(result).is_rate_limited(),
+                        i >= 1024 && retry_error_of(result).is_rate_limited(),
                         "origin {i}: {result:?}"
                     ),
                 }
@@ -2845,13 +2851,14 @@ mod real_sockets {
         .await;
     }
 
-    /// Pacing 1 per 10 s and a 5 s cap: `h0.test` takes its slot, then 257 other origins
+    /// Pacing 1 per 10 s and a 5 s cap: `h0.test` takes its slot, then 1025 other origins
     /// take theirs (they resolve to a closed port: a refused connection is quick, and a
     /// slot is taken all the same): `h0.test`'s next slot is still ~10 s off, beyond the
     /// cap: refused at once by the client's own pacing, not sent.
     #[tokio::test]
-    async fn an_origins_pacing_holds_past_257_other_origins_reqwest_middleware() {
-        bounded(async {
+    async fn an_origins_pacing_holds_past_the_origin_bound_reqwest_middleware() {
+        // A thousand origins and more, each a connection: longer than the usual bound.
+        bounded_for(secs(30), async {
             let server = Server::start(|_| Reply::status(200)).await;
             let closed: SocketAddr = refused_url()[7..]
                 .split('/')
@@ -2864,7 +2871,11 @@ mod real_sockets {
                 Pacing::new(1, secs(10)),
             );
             let client =
-                reqwest_client_for_hosts(retry, 258, |i| if i == 0 { server.addr } else { closed });
+                reqwest_client_for_hosts(
+                    retry,
+                    1026,
+                    |i| if i == 0 { server.addr } else { closed },
+                );
             let url = |i: usize, path: &str| {
                 let port = if i == 0 {
                     server.addr.port()
@@ -2875,7 +2886,7 @@ mod real_sockets {
             };
             let (result, _) = execute(&client, Method::GET, &url(0, "/1")).await;
             assert_eq!(result.unwrap().status(), 200);
-            let others = get_all(&client, (1..258).map(|i| url(i, "/"))).await;
+            let others = get_all(&client, (1..1026).map(|i| url(i, "/"))).await;
             assert!(others.iter().all(|r| r.is_err()), "refused connections");
             let (result, _) = execute(&client, Method::GET, &url(0, "/2")).await;
             let err = retry_error_of(&result);

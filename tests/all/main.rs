@@ -7,6 +7,7 @@ mod support;
 mod cancellation;
 mod code_rules;
 mod compositions;
+mod defaults;
 mod fleet_edges;
 mod fleet_redis;
 mod hostile_servers;

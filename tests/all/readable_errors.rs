@@ -59,6 +59,7 @@ async fn a_refused_connection_names_its_cause_through_the_tower_layer() {
         .unwrap();
     let err = svc.oneshot(request).await.unwrap_err();
     check(&err);
+    assert!(err.is_connect());
 }
 
 #[tokio::test]
@@ -76,6 +77,11 @@ async fn send_through_the_middleware_returns_a_retry_error_with_its_info() {
         .unwrap_err();
     let retry = RetryError::of(&err).expect("the RetryError inside .send()'s error");
     check(retry);
+    assert!(retry.is_connect());
+    // Debug of what `.send()` returns walks the whole chain: the URL's query (a secret
+    // here) is not in it.
+    let debug = format!("{err:?} {err}");
+    assert!(!debug.contains(SECRET), "{debug}");
     let inner = retry.get_inner().expect("the last attempt's error");
     let reqwest = inner
         .downcast_ref::<reqwest::Error>()

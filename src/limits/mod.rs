@@ -282,6 +282,20 @@ pub(crate) trait OriginLimits: Send + Sync + fmt::Debug {
     /// is taken). `deadline_left`: the time left before the request's deadline, if it has
     /// one (a fleet store stops waiting on its round trip in time to pace in process).
     fn pace(&self, max_wait: Duration, deadline_left: Option<Duration>) -> Pace;
+
+    /// Whether this origin learns from responses ([`observe`](Self::observe)): asked once
+    /// per logical request, so that a request to an origin that does not learn reads no
+    /// clock for it.
+    fn learns(&self) -> bool {
+        false
+    }
+
+    /// The response to an attempt sent at `sent_at` arrived with `status` and `headers`:
+    /// adaptive pacing learns the origin's rate from it (a 429 cuts it, a success regrows
+    /// it, a quota header sets it). Called only when [`learns`](Self::learns).
+    fn observe(&self, sent_at: Instant, status: http::StatusCode, headers: &http::HeaderMap) {
+        let _ = (sent_at, status, headers);
+    }
 }
 
 #[cfg(test)]

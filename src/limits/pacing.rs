@@ -74,16 +74,20 @@ impl Pacing {
     /// with [`LimitsBuilder::redis`](crate::limits::LimitsBuilder::redis) yet (its `build`
     /// returns an error).
     ///
-    /// Set it when you do not know the server's limit, or it changes (a shared key, a
-    /// limit that depends on load), and your requests come in steady streams that would
-    /// otherwise run into it again and again: against a token bucket stepping
-    /// 50 → 20 → 50 requests per second, 16 callers served 3–4 times as many requests
-    /// as with the default limits, with under 1 % of sends answered 429 (see
-    /// `docs/design.md`). Pair it with
-    /// [`shared_cooldown(false)`](crate::limits::LimitsBuilder::shared_cooldown) when the
-    /// server's `Retry-After` is coarse (whole seconds on a per-second limit): the pacer
-    /// then holds the rate, and only the throttled requests wait. When you know the limit,
-    /// [`Pacing::new`] a little under it is simpler and never meets a 429.
+    /// Set it when you do not know the server's limit, or it changes (a key shared with
+    /// others, a limit that depends on load), and your requests come in steady streams
+    /// that would otherwise run into it again and again. Against a token bucket stepping
+    /// 50 → 20 → 50 requests per second, 16 callers with the default limits were served
+    /// 10–17 % of what the limit allowed (the shared cooldown stops every request for each
+    /// `Retry-After`); with adaptive pacing 69–76 %, and 94–96 % with
+    /// [`shared_cooldown(false)`](crate::limits::LimitsBuilder::shared_cooldown), under
+    /// 2 % of sends answered 429 either way. So pair it with `shared_cooldown(false)` when
+    /// the server's `Retry-After` is coarser than its limit (whole seconds on a
+    /// per-second limit): the pacer then holds the rate and only the throttled requests
+    /// wait. Pacing is off until the first 429, so a burst at start meets the 429s it
+    /// would without pacing, and the first estimate, taken from the responses of that
+    /// burst, may be low: it takes a few seconds to grow back. When you know the limit,
+    /// [`Pacing::new`] a little under it meets no 429 at all.
     ///
     /// ```
     /// use telecho_retry::limits::{Limits, Pacing};
@@ -123,7 +127,7 @@ impl Pacing {
     }
 
     /// Lets up to `burst` attempts go at once after a quiet spell (at least 1, at most
-    /// `requests`).
+    /// `requests`). Adaptive pacing lets one go at a time.
     pub fn burst(mut self, burst: u32) -> Self {
         self.burst = burst.clamp(1, self.requests);
         self

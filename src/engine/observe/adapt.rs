@@ -15,7 +15,7 @@ pub(crate) fn pacing_cut(from: Option<f64>, to: f64) {
         keys::counter(&keys.pacing_adjustments[0]).increment(1);
         keys::gauge(&keys.pacing_rate).set(to);
     }
-    #[cfg(not(any(feature = "tracing", feature = "metrics")))]
+    #[cfg(not(feature = "tracing"))]
     let _ = (from, to);
 }
 

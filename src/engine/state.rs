@@ -75,7 +75,8 @@ pub(crate) struct RetryState {
     /// The decision for the last outcome.
     decision: Option<Decision>,
     stop: Option<StopReason>,
-    /// When the last attempt was sent, kept only when the origin learns from responses.
+    /// When the last attempt was sent, kept only when the origin learns from responses
+    /// (see [`learning`](Self::learning)).
     learns: bool,
     sent_at: Option<Instant>,
 }
@@ -117,7 +118,6 @@ impl RetryState {
         let now = Instant::now();
         scope.deposit(now);
         let mut state = RetryState::started_at(policy, now);
-        state.learns = scope.learns();
         state.limits = Some(scope);
         state
     }

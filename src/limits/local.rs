@@ -89,10 +89,6 @@ impl OriginLimits for LocalOrigin {
         }
     }
 
-    fn learns(&self) -> bool {
-        self.learned.is_some()
-    }
-
     fn observe(&self, sent_at: Instant, status: http::StatusCode, headers: &http::HeaderMap) {
         if let Some(learned) = &self.learned {
             learned.observe(sent_at, status, headers);

@@ -83,6 +83,9 @@ pub const MAX_COOLDOWN: Duration = Duration::from_secs(86_400);
 #[derive(Clone)]
 pub struct Limits {
     store: Arc<dyn LimitStore>,
+    /// Whether its origins learn from responses (adaptive pacing): read once per request
+    /// from here, so that a request whose origin does not learn pays one branch.
+    learns: bool,
 }
 
 impl Default for Limits {
@@ -104,7 +107,15 @@ impl Limits {
     pub(crate) fn from_store(store: impl LimitStore) -> Self {
         Limits {
             store: Arc::new(store),
+            learns: false,
         }
+    }
+
+    /// Whether the origins' limits learn from responses
+    /// ([`OriginLimits::observe`]).
+    #[inline]
+    pub(crate) fn learns(&self) -> bool {
+        self.learns
     }
 
     /// The limits of `origin`, created on first use.
@@ -210,7 +221,11 @@ impl LimitsBuilder {
 
     /// Limits kept in this process.
     pub fn build(self) -> Limits {
-        Limits::from_store(LocalStore::new(self.budget, self.cooldown, self.pacing))
+        let learns = self.pacing.is_some_and(|p| p.is_adaptive());
+        Limits {
+            learns,
+            ..Limits::from_store(LocalStore::new(self.budget, self.cooldown, self.pacing))
+        }
     }
 
     /// Limits shared through the Redis at `url` by every replica that uses the same
@@ -284,16 +299,9 @@ pub(crate) trait OriginLimits: Send + Sync + fmt::Debug {
     /// one (a fleet store stops waiting on its round trip in time to pace in process).
     fn pace(&self, max_wait: Duration, deadline_left: Option<Duration>) -> Pace;
 
-    /// Whether this origin learns from responses ([`observe`](Self::observe)): asked once
-    /// per logical request, so that a request to an origin that does not learn reads no
-    /// clock for it.
-    fn learns(&self) -> bool {
-        false
-    }
-
     /// The response to an attempt sent at `sent_at` arrived with `status` and `headers`:
     /// adaptive pacing learns the origin's rate from it (a 429 cuts it, a success regrows
-    /// it, a quota header sets it). Called only when [`learns`](Self::learns).
+    /// it, a quota header sets it). Called only when [`Limits::learns`].
     fn observe(&self, sent_at: Instant, status: http::StatusCode, headers: &http::HeaderMap) {
         let _ = (sent_at, status, headers);
     }

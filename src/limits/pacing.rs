@@ -78,8 +78,8 @@ impl Pacing {
     /// others, a limit that depends on load), and your requests come in steady streams
     /// that would otherwise run into it again and again. Against a token bucket stepping
     /// 50 → 20 → 50 requests per second, 16 callers with the default limits were served
-    /// 10–17 % of what the limit allowed (the shared cooldown stops every request for each
-    /// `Retry-After`); with adaptive pacing 69–76 %, and 94–96 % with
+    /// 10–18 % of what the limit allowed (the shared cooldown stops every request for each
+    /// `Retry-After`); with adaptive pacing 69–77 %, and 94–96 % with
     /// [`shared_cooldown(false)`](crate::limits::LimitsBuilder::shared_cooldown), under
     /// 2 % of sends answered 429 either way. So pair it with `shared_cooldown(false)` when
     /// the server's `Retry-After` is coarser than its limit (whole seconds on a

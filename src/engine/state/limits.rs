@@ -139,6 +139,13 @@ impl RetryState {
         }
     }
 
+    /// Makes the origin's limits learn from each response ([`learn`](Self::learn)): the
+    /// send time of each attempt is kept from now on.
+    #[inline]
+    pub(crate) fn learning(&mut self) {
+        self.learns = true;
+    }
+
     /// The origin learns from the response to the attempt just made (adaptive pacing:
     /// `status` and `headers` move its rate). Costs a branch when the origin's pacing
     /// does not learn.

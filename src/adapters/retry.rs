@@ -116,6 +116,9 @@ impl TelEchoRetry {
     pub(crate) fn start<Req: RetryRequest>(&self, request: &Req) -> RetryState {
         let limits = self.limits.origin(&request.origin());
         let mut state = RetryState::with_origin_limits(&self.policy, limits);
+        if self.limits.learns() {
+            state.learning();
+        }
         if let Some(o) = request.extensions().and_then(|e| e.get::<RetryOverride>()) {
             state.apply_override(o);
         }

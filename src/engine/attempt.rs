@@ -119,11 +119,15 @@ where
     // for a retry and is dropped in place otherwise.
     let duplicate = slot.as_ref().filter(|copy| copy.is_replayable());
     let outcome = match attempted {
-        Attempted::Response(response, code) => Outcome::Response {
-            status: response.status(),
-            headers: response.headers(),
-            code: code.as_ref(),
-        },
+        Attempted::Response(response, code) => {
+            // The origin's limits learn from every response (adaptive pacing).
+            retry.learn(response.status(), response.headers());
+            Outcome::Response {
+                status: response.status(),
+                headers: response.headers(),
+                code: code.as_ref(),
+            }
+        }
         Attempted::Error(error) => Outcome::Transport {
             kind: error.transport_error_kind(),
             idempotent,

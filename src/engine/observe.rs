@@ -35,7 +35,8 @@
 //! Events (target `telecho_retry`): `retrying` (`INFO`) for each retry, `not retrying`
 //! (`DEBUG`) when retrying stops after a retry or for a reason other than success,
 //! `held back by the cooldown` and `refused` (`DEBUG`) before an attempt,
-//! `deadline cut the attempt` and `cancelled` (`DEBUG`).
+//! `deadline cut the attempt` and `cancelled` (`DEBUG`), `pacing rate cut` (`INFO`, with
+//! `from` and `to` per second) when a 429 cuts adaptive pacing's estimate.
 //!
 //! # Metrics
 //!
@@ -50,6 +51,8 @@
 //! | [`telecho_retry.budget.refusals`](metric::BUDGET_REFUSALS) | counter | retries | `status_class` | retries the budget refused (the outcome is handed back) |
 //! | [`telecho_retry.pacing.holds`](metric::PACING_HOLDS) | counter | attempts | — | attempts that waited for their slot under client-side pacing |
 //! | [`telecho_retry.pacing.delay`](metric::PACING_DELAY) | histogram | seconds | — | how long each waited |
+//! | [`telecho_retry.pacing.rate`](metric::PACING_RATE) | gauge | requests per second | — | the rate adaptive pacing ([`Pacing::adaptive`](crate::limits::Pacing::adaptive)) estimates, set each time an origin's estimate changes (with several origins: the last one that changed) |
+//! | [`telecho_retry.pacing.adjustments`](metric::PACING_ADJUSTMENTS) | counter | events | `direction` | adaptive pacing's estimate was cut by a 429 (`down`, once per congestion event) or set from a quota header (`set`) |
 //! | [`telecho_retry.store.fallbacks`](metric::STORE_FALLBACKS) | counter | events | `limit` | a fleet store (`RedisLimits`, feature `redis`) could not be reached in time: `pacing`: an attempt paced in process instead; `cooldown`: a 429's cooldown kept in this process only (it is sent again once the store answers) |
 //!
 //! Label values: `status_class` is `1xx` … `5xx` for a response, `error` for a transport
@@ -58,7 +61,7 @@
 //! `retry_after_too_long`, `max_retries`, `not_replayable`, `budget`, `deadline`), or
 //! `cancelled` (the caller dropped the request), or `service_error` (the inner service
 //! failed to become ready); `decision` is `retry_after` or `backoff`; `limit` is `pacing` or
-//! `cooldown`.
+//! `cooldown`; `direction` is `down` or `set`.
 //!
 //! A pacing wait longer than the request may wait is counted in
 //! `telecho_retry.cooldown.refusals` (its `stop_reason` says which bound it crossed).
@@ -133,6 +136,10 @@ pub mod metric {
     pub const PACING_HOLDS: &str = "telecho_retry.pacing.holds";
     /// Histogram, seconds: how long pacing delayed each attempt that waited.
     pub const PACING_DELAY: &str = "telecho_retry.pacing.delay";
+    /// Gauge, requests per second: adaptive pacing's estimated rate, as last changed.
+    pub const PACING_RATE: &str = "telecho_retry.pacing.rate";
+    /// Counter: changes of adaptive pacing's estimate; label `direction` (`down`, `set`).
+    pub const PACING_ADJUSTMENTS: &str = "telecho_retry.pacing.adjustments";
     /// Counter: times a fleet limit store could not be reached in time and the in-process
     /// limits were used instead; label `limit` (`pacing`, `cooldown`).
     pub const STORE_FALLBACKS: &str = "telecho_retry.store.fallbacks";
@@ -149,70 +156,21 @@ pub mod label {
     pub const DECISION: &str = "decision";
     /// Which limit a fleet store fell back on: `pacing` or `cooldown`.
     pub const LIMIT: &str = "limit";
+    /// Which way adaptive pacing's estimate moved: `down` (a 429) or `set` (a quota).
+    pub const DIRECTION: &str = "direction";
 }
 
-/// Gives the installed `metrics` recorder the unit and description of every metric this
-/// crate emits (feature `metrics`). Call it once, after installing the recorder.
 #[cfg(feature = "metrics")]
-#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
-pub fn describe_metrics() {
-    use metrics::{describe_counter, describe_histogram, Unit};
-    describe_counter!(
-        metric::REQUESTS,
-        Unit::Count,
-        "Logical requests through telecho-retry, once each when they end, by stop reason and status class of the outcome handed back."
-    );
-    describe_counter!(
-        metric::RETRIES,
-        Unit::Count,
-        "Retries granted, by status class of the outcome retried and decision."
-    );
-    describe_histogram!(
-        metric::RETRY_DELAY,
-        Unit::Seconds,
-        "Delay before each retry."
-    );
-    describe_counter!(
-        metric::COOLDOWN_HOLDS,
-        Unit::Count,
-        "Attempts held back by another request's 429 (the shared cooldown)."
-    );
-    describe_histogram!(
-        metric::COOLDOWN_DELAY,
-        Unit::Seconds,
-        "How long each attempt was held back by the shared cooldown."
-    );
-    describe_counter!(
-        metric::COOLDOWN_REFUSALS,
-        Unit::Count,
-        "Attempts not sent because of a cooldown, by stop reason."
-    );
-    describe_counter!(
-        metric::BUDGET_REFUSALS,
-        Unit::Count,
-        "Retries refused by the retry budget, by status class of the outcome handed back."
-    );
-    describe_counter!(
-        metric::PACING_HOLDS,
-        Unit::Count,
-        "Attempts that waited for their slot under client-side pacing."
-    );
-    describe_histogram!(
-        metric::PACING_DELAY,
-        Unit::Seconds,
-        "How long each paced attempt waited for its slot."
-    );
-    describe_counter!(
-        metric::STORE_FALLBACKS,
-        Unit::Count,
-        "Times a fleet limit store could not be reached in time and the in-process limits were used instead, by limit (pacing, cooldown)."
-    );
-}
+pub use describe::describe_metrics;
 
+mod adapt;
+#[cfg(feature = "metrics")]
+mod describe;
 mod emit;
 mod labels;
 mod span;
 
+pub(crate) use adapt::{pacing_cut, pacing_rate, pacing_set};
 #[cfg(feature = "metrics")]
 use emit::keys;
 #[allow(unused_imports)]

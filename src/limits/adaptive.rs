@@ -23,7 +23,7 @@
 //! Nothing here waits or owes: the rate is what a pacer reads for the next slot, so a rate
 //! that drops does not put debt on callers already waiting.
 
-// The engine and the Redis store start using it in the next milestone of issue 23.
+// The window count and a starting rate are not offered by `Pacing` yet.
 #![cfg_attr(not(test), allow(dead_code))]
 
 use std::time::Duration;
@@ -140,21 +140,21 @@ impl AdaptiveRate {
 
     /// A 429 arrived at `now` for a request sent at `sent_at`, with the server's
     /// `Retry-After` if it gave one. Cuts the rate unless the request was sent before the
-    /// last cut (the same congestion event).
+    /// last cut (the same congestion event); whether it did.
     pub(crate) fn throttled(
         &mut self,
         sent_at: Duration,
         now: Duration,
         retry_after: Option<Duration>,
-    ) {
+    ) -> bool {
         let (sent_at, now) = (sent_at.as_secs_f64(), now.as_secs_f64());
         self.sent.record(now);
         if self.last_cut.is_some_and(|cut| sent_at < cut) {
-            return;
+            return false;
         }
         self.last_cut = Some(now);
         if retry_after.is_some_and(|ra| self.window_rate(now, ra.as_secs_f64())) {
-            return;
+            return true;
         }
         let measured = self.sent.estimate();
         let before = match self.rate {
@@ -166,6 +166,7 @@ impl AdaptiveRate {
         self.rate = Some((before * self.config.beta).clamp(min, max));
         self.set_w_max(before.clamp(min, max));
         self.growth_from = now;
+        true
     }
 
     /// The server said what is left: `quota.remaining` until `quota.reset`. Paces at that
@@ -297,5 +298,8 @@ impl WindowCount {
     }
 }
 
+mod pacer;
 #[cfg(test)]
 mod tests;
+
+pub(crate) use pacer::AdaptivePacer;

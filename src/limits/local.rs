@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::adaptive::AdaptivePacer;
 use super::budget::{Budget, RetryBudget, Withdrawal};
 use super::instant::AtomicInstant;
 use super::origin::Origin;
@@ -20,6 +21,8 @@ pub(crate) struct LocalOrigin {
     cooldown: Option<AtomicInstant>,
     refusal: Option<AtomicInstant>,
     pacer: Option<LocalPacer>,
+    /// The pacer of [`Pacing::adaptive`] (then `pacer` is `None`).
+    learned: Option<AdaptivePacer>,
 }
 
 impl LocalOrigin {
@@ -29,6 +32,7 @@ impl LocalOrigin {
         self.cooldown_remaining(now).is_some()
             || self.refusal_remaining(now).is_some()
             || self.pacer.as_ref().is_some_and(|p| p.is_busy(now))
+            || self.learned.as_ref().is_some_and(|p| p.is_busy(now))
     }
 
     /// The in-process pacer (a fleet store's fallback), if pacing is on.
@@ -78,9 +82,16 @@ impl OriginLimits for LocalOrigin {
     }
 
     fn pace(&self, max_wait: Duration, _deadline_left: Option<Duration>) -> Pace {
-        match &self.pacer {
-            Some(pacer) => pacer.pace(max_wait),
-            None => Pace::Go,
+        match (&self.pacer, &self.learned) {
+            (Some(pacer), _) => pacer.pace(max_wait),
+            (None, Some(learned)) => learned.pace(max_wait),
+            (None, None) => Pace::Go,
+        }
+    }
+
+    fn observe(&self, sent_at: Instant, status: http::StatusCode, headers: &http::HeaderMap) {
+        if let Some(learned) = &self.learned {
+            learned.observe(sent_at, status, headers);
         }
     }
 }
@@ -94,6 +105,7 @@ impl fmt::Debug for LocalOrigin {
                 &self.cooldown_remaining(Instant::now()),
             )
             .field("pacer", &self.pacer)
+            .field("learned", &self.learned)
             .finish()
     }
 }
@@ -126,7 +138,14 @@ impl LocalStore {
                 budget: self.budget.map(|b| Budget::new(b, self.base)),
                 cooldown: self.cooldown.then(|| AtomicInstant::new(self.base)),
                 refusal: self.cooldown.then(|| AtomicInstant::new(self.base)),
-                pacer: self.pacing.map(LocalPacer::new),
+                pacer: self
+                    .pacing
+                    .filter(|p| !p.is_adaptive())
+                    .map(LocalPacer::new),
+                learned: self
+                    .pacing
+                    .filter(Pacing::is_adaptive)
+                    .map(|_| AdaptivePacer::new()),
             })
     }
 

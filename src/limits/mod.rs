@@ -7,6 +7,7 @@
 //! | [`RetryBudget`] | 20 % of requests + 10/s, over 10 s | a spent budget hands the response back ([`StopReason::Budget`](crate::StopReason::Budget)) instead of retrying |
 //! | shared cooldown | on | a 429 with `Retry-After` holds back every request to the origin until then, first attempts included; one above [`max_retry_after`](crate::RetryPolicyBuilder::max_retry_after) refuses them ([`RetryErrorKind::RateLimited`](crate::RetryErrorKind::RateLimited)) |
 //! | [`Pacing`] | off | at most N attempts per period to the origin, spaced evenly at the moment they are sent |
+//! | [`Pacing::adaptive`] | off | pacing at a rate learned from the origin's 429s and quota headers, in this process |
 //!
 //! They are configured in one place, a [`LimitsBuilder`], and shared by every clone of the
 //! [`Limits`] it builds:
@@ -82,6 +83,9 @@ pub const MAX_COOLDOWN: Duration = Duration::from_secs(86_400);
 #[derive(Clone)]
 pub struct Limits {
     store: Arc<dyn LimitStore>,
+    /// Whether its origins learn from responses (adaptive pacing): read once per request
+    /// from here, so that a request whose origin does not learn pays one branch.
+    learns: bool,
 }
 
 impl Default for Limits {
@@ -103,7 +107,15 @@ impl Limits {
     pub(crate) fn from_store(store: impl LimitStore) -> Self {
         Limits {
             store: Arc::new(store),
+            learns: false,
         }
+    }
+
+    /// Whether the origins' limits learn from responses
+    /// ([`OriginLimits::observe`]).
+    #[inline]
+    pub(crate) fn learns(&self) -> bool {
+        self.learns
     }
 
     /// The limits of `origin`, created on first use.
@@ -209,7 +221,11 @@ impl LimitsBuilder {
 
     /// Limits kept in this process.
     pub fn build(self) -> Limits {
-        Limits::from_store(LocalStore::new(self.budget, self.cooldown, self.pacing))
+        let learns = self.pacing.is_some_and(|p| p.is_adaptive());
+        Limits {
+            learns,
+            ..Limits::from_store(LocalStore::new(self.budget, self.cooldown, self.pacing))
+        }
     }
 
     /// Limits shared through the Redis at `url` by every replica that uses the same
@@ -282,6 +298,13 @@ pub(crate) trait OriginLimits: Send + Sync + fmt::Debug {
     /// is taken). `deadline_left`: the time left before the request's deadline, if it has
     /// one (a fleet store stops waiting on its round trip in time to pace in process).
     fn pace(&self, max_wait: Duration, deadline_left: Option<Duration>) -> Pace;
+
+    /// The response to an attempt sent at `sent_at` arrived with `status` and `headers`:
+    /// adaptive pacing learns the origin's rate from it (a 429 cuts it, a success regrows
+    /// it, a quota header sets it). Called only when [`Limits::learns`].
+    fn observe(&self, sent_at: Instant, status: http::StatusCode, headers: &http::HeaderMap) {
+        let _ = (sent_at, status, headers);
+    }
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod adaptive_pacing;
 mod cancellation;
 mod code_rules;
 mod compositions;

@@ -21,11 +21,12 @@ use tower::{Layer, Service, ServiceExt};
 
 use crate::observe_support::*;
 
-/// A metric's value: a counter's count, or a histogram's samples.
+/// A metric's value: a counter's count, a histogram's samples, or a gauge's value.
 #[derive(Clone, Debug, PartialEq)]
 enum V {
     C(u64),
     H(Vec<f64>),
+    G(f64),
 }
 
 type Metrics = BTreeMap<String, V>;
@@ -59,7 +60,7 @@ fn record<F: Future<Output = ()>>(paused: bool, test: impl FnOnce() -> F) -> Met
             let value = match value {
                 DebugValue::Counter(n) => V::C(n),
                 DebugValue::Histogram(xs) => V::H(xs.into_iter().map(|x| x.0).collect()),
-                DebugValue::Gauge(g) => panic!("no gauge expected, got {name} = {g}"),
+                DebugValue::Gauge(g) => V::G(g.0),
             };
             (name, value)
         })
@@ -563,5 +564,35 @@ fn fleet_store_fallbacks_are_counted_by_limit() {
     match m.get("telecho_retry.store.fallbacks{limit=pacing}") {
         Some(V::C(n)) => assert!(*n >= 2, "{m:#?}"),
         other => panic!("no pacing fallbacks counted: {other:?} in {m:#?}"),
+    }
+}
+
+#[test]
+fn adaptive_pacing_counts_its_cut_and_shows_its_rate() {
+    let m = record(true, || async {
+        let limits = Limits::builder().pacing(Pacing::adaptive()).build();
+        let svc = TelEchoRetry::new(exact().build())
+            .with_limits(limits)
+            .layer(scripted(vec![
+                status(200),
+                Answer::Status(429, Some("1")),
+                status(200),
+            ]));
+        for _ in 0..2 {
+            let resp = svc
+                .clone()
+                .oneshot(request("GET", "http://api.telecho.test/v1/agents"))
+                .await;
+            assert_eq!(resp.unwrap().status(), 200);
+        }
+    });
+    assert_eq!(
+        m.get("telecho_retry.pacing.adjustments{direction=down}"),
+        Some(&V::C(1)),
+        "{m:#?}"
+    );
+    match m.get(metric::PACING_RATE) {
+        Some(V::G(rate)) => assert!(*rate >= 0.5, "{rate}"),
+        other => panic!("no rate gauge: {other:?} in {m:#?}"),
     }
 }

@@ -241,6 +241,39 @@ async fn tower_a_request_held_back_by_the_cooldown_logs_the_wait() {
     );
 }
 
+#[tokio::test(start_paused = true)]
+async fn tower_a_429_that_cuts_adaptive_pacing_logs_the_cut() {
+    let capture = Capture::default();
+    let _guard = capture.install();
+    let limits = telecho_retry::limits::Limits::builder()
+        .pacing(telecho_retry::limits::Pacing::adaptive())
+        .build();
+    let svc = TelEchoRetry::new(exact().build())
+        .with_limits(limits)
+        .layer(scripted(vec![
+            status(200),
+            Answer::Status(429, Some("1")),
+            status(200),
+        ]));
+    for _ in 0..2 {
+        let resp = svc
+            .clone()
+            .oneshot(request("GET", "http://api.telecho.test/v1/agents"))
+            .await;
+        assert_eq!(resp.unwrap().status(), 200);
+    }
+    let c = capture.get();
+    let cuts: Vec<_> = c
+        .events
+        .iter()
+        .filter(|e| e.fields.get("message").map(String::as_str) == Some("pacing rate cut"))
+        .collect();
+    assert_eq!(cuts.len(), 1, "{:?}", c.events);
+    assert!(!cuts[0].fields.contains_key("from"), "not pacing before");
+    let to: f64 = cuts[0].fields["to"].parse().unwrap();
+    assert!(to >= 0.5, "{to}");
+}
+
 // ===== the reqwest middleware =====
 
 #[cfg(feature = "reqwest")]

@@ -84,7 +84,7 @@ pub(crate) fn count_request(ending: Ending, class: StatusClass) {
 pub(crate) mod keys {
     use std::sync::OnceLock;
 
-    use metrics::{Counter, Histogram, Key, Label, Level, Metadata};
+    use metrics::{Counter, Gauge, Histogram, Key, Label, Level, Metadata};
 
     use crate::engine::observe::labels::{Ending, StatusClass};
     use crate::engine::observe::{label, metric};
@@ -108,6 +108,9 @@ pub(crate) mod keys {
         pub(crate) cooldown_delay: Key,
         pub(crate) pacing_holds: Key,
         pub(crate) pacing_delay: Key,
+        pub(crate) pacing_rate: Key,
+        /// By direction (`down`, `set`).
+        pub(crate) pacing_adjustments: [Key; 2],
         /// By ending.
         pub(crate) cooldown_refusals: Vec<Key>,
         /// By status class.
@@ -164,6 +167,9 @@ pub(crate) mod keys {
                 cooldown_delay: key(metric::COOLDOWN_DELAY, &[]),
                 pacing_holds: key(metric::PACING_HOLDS, &[]),
                 pacing_delay: key(metric::PACING_DELAY, &[]),
+                pacing_rate: key(metric::PACING_RATE, &[]),
+                pacing_adjustments: ["down", "set"]
+                    .map(|d| key(metric::PACING_ADJUSTMENTS, &[(label::DIRECTION, d)])),
                 cooldown_refusals: endings
                     .iter()
                     .map(|&e| key(metric::COOLDOWN_REFUSALS, &[(label::STOP_REASON, e)]))
@@ -179,6 +185,11 @@ pub(crate) mod keys {
     #[inline]
     pub(crate) fn counter(key: &Key) -> Counter {
         metrics::with_recorder(|r| r.register_counter(key, &METADATA))
+    }
+
+    #[inline]
+    pub(crate) fn gauge(key: &Key) -> Gauge {
+        metrics::with_recorder(|r| r.register_gauge(key, &METADATA))
     }
 
     #[inline]

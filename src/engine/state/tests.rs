@@ -29,11 +29,11 @@ impl RetryState {
 }
 
 use crate::classify::TransportErrorKind;
-use crate::limits::{Limits, Origin};
+use crate::limits::{Limits, Origin, MAX_COOLDOWN};
 use crate::policy::Jitter;
 use http::header::RETRY_AFTER;
-use http::HeaderMap;
 use http::HeaderValue;
+use http::{HeaderMap, StatusCode};
 
 const S: fn(u64) -> Duration = Duration::from_secs;
 

@@ -120,8 +120,13 @@ impl RedisLimitsBuilder {
     ///
     /// A URL the redis crate does not accept, an empty scope, a scope that contains what
     /// looks like a TelEcho API key (`tel_sk_` in any case), a scope or key prefix with `{`
-    /// or `}` (they would break the keys' hash tag), or no tokio runtime.
+    /// or `}` (they would break the keys' hash tag), no tokio runtime, or
+    /// [`Pacing::adaptive`](crate::limits::Pacing::adaptive) (its rate is kept per process,
+    /// not yet shared through Redis).
     pub fn build(self) -> Result<Limits, RedisLimitsError> {
+        if self.limits.pacing.is_some_and(|p| p.is_adaptive()) {
+            return Err(RedisLimitsError(ErrorKind::AdaptivePacing));
+        }
         if self.scope.is_empty() {
             return Err(RedisLimitsError(ErrorKind::EmptyScope));
         }
@@ -201,6 +206,7 @@ enum ErrorKind {
     ScopeIsAKey,
     Brace,
     NoRuntime,
+    AdaptivePacing,
 }
 
 impl fmt::Display for RedisLimitsError {
@@ -216,6 +222,9 @@ impl fmt::Display for RedisLimitsError {
                 "the scope and key prefix of the Redis limits may not contain `{` or `}`"
             }
             ErrorKind::NoRuntime => "Redis limits must be built within a tokio runtime",
+            ErrorKind::AdaptivePacing => {
+                "adaptive pacing is kept per process; not yet through Redis"
+            }
         })
     }
 }

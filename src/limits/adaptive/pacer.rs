@@ -1,0 +1,246 @@
+//! [`AdaptivePacer`]: the in-process pacer of [`Pacing::adaptive`](crate::limits::Pacing::adaptive),
+//! at the rate an [`AdaptiveRate`] learns from the origin's responses.
+//!
+//! It keeps its own schedule (the last slot given plus the interval at the current rate,
+//! read at each slot) rather than `governor`'s, whose quota is fixed when the limiter is
+//! made: a rate that changes applies from the next slot, with no limiter to rebuild and no
+//! debt for the callers already waiting.
+
+use std::fmt;
+use std::future::{poll_fn, Future};
+use std::pin::pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Poll;
+use std::time::{Duration, SystemTime};
+
+use http::header::RETRY_AFTER;
+use http::{HeaderMap, StatusCode};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::{AdaptiveConfig, AdaptiveRate};
+use crate::classify::parse_retry_after_at;
+use crate::engine::observe;
+use crate::limits::instant::AtomicInstant;
+use crate::limits::pacer::{Pace, Paced};
+use crate::limits::quota::Quota;
+
+/// The pacer of one origin whose rate is learned: no pacing until the first 429 or quota,
+/// then one attempt per interval at the estimated rate, the waiters served first come,
+/// first served.
+#[derive(Clone)]
+pub(crate) struct AdaptivePacer {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// The epoch of the estimate's clock.
+    base: Instant,
+    schedule: Mutex<Schedule>,
+    /// Waiters take their slots in turn (tokio's mutex is fair: first come, first served).
+    turn: tokio::sync::Mutex<()>,
+    /// Wakes the waiter whose turn it is when the rate rises: its slot may be earlier.
+    faster: Notify,
+    /// Attempts waiting for a slot.
+    waiting: AtomicUsize,
+    /// When the slot of the waiter whose turn it is comes (if known).
+    head_due: AtomicInstant,
+}
+
+struct Schedule {
+    rate: AdaptiveRate,
+    /// The last slot given, if any.
+    last: Option<Instant>,
+}
+
+impl Schedule {
+    /// Takes the next slot if it is now; else says when it comes. A slot taken late (a
+    /// timer's granularity) counts from when it was due, as long as that is within one
+    /// interval: the rate holds on average.
+    fn take(&mut self, now: Instant) -> Result<(), Instant> {
+        let due = self
+            .rate
+            .interval()
+            .and_then(|interval| Some((self.last?.checked_add(interval)?, interval)));
+        match due {
+            Some((due, _)) if due > now => Err(due),
+            Some((due, interval)) if now < due + interval => {
+                self.last = Some(due);
+                Ok(())
+            }
+            _ => {
+                self.last = Some(now);
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Inner {
+    fn schedule(&self) -> MutexGuard<'_, Schedule> {
+        // The schedule holds no invariant a panic could break halfway.
+        self.schedule.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn since_base(&self, at: Instant) -> Duration {
+        at.saturating_duration_since(self.base)
+    }
+}
+
+impl AdaptivePacer {
+    /// Off until the first 429 or quota. Call it within a tokio runtime's context when the
+    /// clock is paused (tests), so that it reads the paused time.
+    pub(crate) fn new() -> Self {
+        let base = Instant::now();
+        AdaptivePacer {
+            inner: Arc::new(Inner {
+                base,
+                schedule: Mutex::new(Schedule {
+                    rate: AdaptiveRate::new(AdaptiveConfig::default()),
+                    last: None,
+                }),
+                turn: tokio::sync::Mutex::new(()),
+                faster: Notify::new(),
+                waiting: AtomicUsize::new(0),
+                head_due: AtomicInstant::new(base),
+            }),
+        }
+    }
+
+    /// The rate it paces at, per second; `None`: not pacing (yet).
+    pub(crate) fn rate(&self) -> Option<f64> {
+        self.inner.schedule().rate.rate()
+    }
+
+    /// Whether forgetting this pacer would lose a paced slot ahead or a waiter (the learned
+    /// rate of an idle origin may be forgotten: it is learned again).
+    pub(crate) fn is_busy(&self, now: Instant) -> bool {
+        let inner = &self.inner;
+        if inner.waiting.load(Ordering::Acquire) > 0 {
+            return true;
+        }
+        let schedule = inner.schedule();
+        let interval = schedule.rate.interval();
+        matches!((schedule.last, interval), (Some(last), Some(i)) if last + i > now)
+    }
+
+    /// Takes the next slot: now ([`Pace::Go`]), after a wait ([`Pace::Wait`]), or not at all
+    /// when the wait would be longer than `max_wait` ([`Pace::TooLong`], estimated from the
+    /// attempts already waiting at the current rate).
+    pub(crate) fn pace(&self, max_wait: Duration) -> Pace {
+        let inner = &self.inner;
+        let ahead = inner.waiting.load(Ordering::Acquire);
+        let now = Instant::now();
+        let wait = if ahead == 0 {
+            match inner.schedule().take(now) {
+                Ok(()) => return Pace::Go,
+                Err(due) => due - now,
+            }
+        } else {
+            let interval = inner.schedule().rate.interval().unwrap_or_default();
+            let ahead = u32::try_from(ahead).unwrap_or(u32::MAX);
+            match inner.head_due.load().filter(|due| *due >= now) {
+                Some(due) => (due - now).saturating_add(interval.saturating_mul(ahead)),
+                None => interval.saturating_mul(ahead.saturating_add(1)),
+            }
+        };
+        if wait > max_wait {
+            return Pace::TooLong(wait);
+        }
+        inner.waiting.fetch_add(1, Ordering::AcqRel);
+        let waiter = Waiter(Arc::clone(inner));
+        Pace::Wait(Box::pin(async move {
+            let inner = &waiter.0;
+            let turn = inner.turn.lock().await;
+            loop {
+                // Registered before the slot is read: a rise in between is not missed.
+                let mut faster = pin!(inner.faster.notified());
+                faster.as_mut().enable();
+                let due = match inner.schedule().take(Instant::now()) {
+                    Ok(()) => break,
+                    Err(due) => due,
+                };
+                inner.head_due.store(due);
+                let mut sleep = pin!(tokio::time::sleep_until(due));
+                poll_fn(|cx| {
+                    if sleep.as_mut().poll(cx).is_ready() || faster.as_mut().poll(cx).is_ready() {
+                        Poll::Ready(())
+                    } else {
+                        Poll::Pending
+                    }
+                })
+                .await;
+            }
+            drop(turn);
+            drop(waiter);
+            Paced::Go
+        }))
+    }
+
+    /// The response to an attempt sent at `sent_at` arrived now: a 429 cuts the rate (once
+    /// per congestion event), a success regrows it, a quota in the headers sets it.
+    pub(crate) fn observe(&self, sent_at: Instant, status: StatusCode, headers: &HeaderMap) {
+        let inner = &self.inner;
+        let quota = Quota::from_headers(headers, SystemTime::now);
+        let throttled = status == StatusCode::TOO_MANY_REQUESTS;
+        if quota.is_none() && !throttled && !status.is_success() {
+            return;
+        }
+        let now = Instant::now();
+        let at = inner.since_base(now);
+        let mut schedule = inner.schedule();
+        let before = schedule.rate.rate();
+        let mut cut = false;
+        if throttled {
+            let retry_after = headers
+                .get(RETRY_AFTER)
+                .and_then(|v| parse_retry_after_at(v, SystemTime::now));
+            cut = schedule
+                .rate
+                .throttled(inner.since_base(sent_at), at, retry_after);
+        } else if status.is_success() {
+            schedule.rate.succeeded(at);
+        }
+        if let Some(quota) = &quota {
+            schedule.rate.learned_from_quota(quota, at);
+        }
+        let after = schedule.rate.rate();
+        drop(schedule);
+        if after == before {
+            return;
+        }
+        let Some(rate) = after else { return };
+        if before.is_none_or(|b| rate > b * 1.05) {
+            inner.faster.notify_waiters();
+        }
+        if cut {
+            observe::pacing_cut(before, rate);
+        } else if quota.is_some() {
+            observe::pacing_set(rate);
+        } else {
+            observe::pacing_rate(rate);
+        }
+    }
+}
+
+/// One attempt among the waiters, until dropped.
+struct Waiter(Arc<Inner>);
+
+impl Drop for Waiter {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl fmt::Debug for AdaptivePacer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdaptivePacer")
+            .field("rate", &self.rate())
+            .field("waiting", &self.inner.waiting.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,380 @@
+//! Adaptive pacing (`Pacing::adaptive`) against token-bucket servers: through the tower
+//! layer on tokio's paused clock (a limit that steps 50 → 20 → 50 per second), through the
+//! reqwest middleware against a loopback server (module `middleware`), and a server that
+//! states its quota in `RateLimit` headers.
+#![cfg(feature = "tower")]
+
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::Full;
+use telecho_retry::limits::{Limits, Pacing};
+use telecho_retry::{RetryPolicy, TelEchoRetry};
+use tokio::time::Instant;
+use tower::{service_fn, ServiceExt};
+
+type Req = Request<Full<Bytes>>;
+
+/// A token bucket: `rate(t)` tokens per second, holding a tenth of a second's worth.
+struct Bucket {
+    start: Instant,
+    rate: fn(Duration) -> f64,
+    tokens: f64,
+    last: Duration,
+}
+
+impl Bucket {
+    fn new(start: Instant, rate: fn(Duration) -> f64) -> Self {
+        Bucket {
+            start,
+            rate,
+            tokens: rate(Duration::ZERO) / 10.0,
+            last: Duration::ZERO,
+        }
+    }
+
+    /// Whether a request arriving now is served (a token taken).
+    fn admit(&mut self) -> bool {
+        let now = self.start.elapsed();
+        let rate = (self.rate)(now);
+        let dt = (now - self.last).as_secs_f64();
+        self.tokens = (self.tokens + dt * rate).min(rate / 10.0);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Every send the server answered: when (since the start) and whether it was served.
+type Log = Arc<Mutex<Vec<(Duration, bool)>>>;
+
+/// Served share of what the limit allows, and share of sends answered 429, in each phase
+/// `(from, to, limit)` after its first `settle`.
+fn shares(log: &[(Duration, bool)], phases: &[(u64, u64, f64)], settle: u64) -> Vec<(f64, f64)> {
+    phases
+        .iter()
+        .map(|&(from, to, limit)| {
+            let window = Duration::from_secs(from + settle)..Duration::from_secs(to);
+            let sends: Vec<bool> = log
+                .iter()
+                .filter(|(at, _)| window.contains(at))
+                .map(|(_, ok)| *ok)
+                .collect();
+            let served = sends.iter().filter(|ok| **ok).count() as f64;
+            let limited = (sends.len() as f64 - served) / (sends.len() as f64).max(1.0);
+            (served / (limit * (to - from - settle) as f64), limited)
+        })
+        .collect()
+}
+
+// ===== tower, paused clock =====
+
+const STEPS: [(u64, u64, f64); 3] = [(0, 20, 50.0), (20, 40, 20.0), (40, 60, 50.0)];
+
+fn stepping(t: Duration) -> f64 {
+    let s = t.as_secs();
+    STEPS
+        .iter()
+        .find(|(from, to, _)| (*from..*to).contains(&s))
+        .map_or(50.0, |p| p.2)
+}
+
+/// 16 closed-loop callers through `limits` for 60 s against a token bucket stepping
+/// 50 → 20 → 50 per second (20 ms a round trip, `Retry-After: 1` on a 429): each phase's
+/// served share and 429 share after its first 5 s.
+async fn sixteen_callers(limits: Limits) -> Vec<(f64, f64)> {
+    let start = Instant::now();
+    let bucket = Arc::new(Mutex::new(Bucket::new(start, stepping)));
+    let log = Log::default();
+    let server = {
+        let log = Arc::clone(&log);
+        service_fn(move |_req: Req| {
+            let ok = bucket.lock().unwrap().admit();
+            log.lock().unwrap().push((start.elapsed(), ok));
+            async move {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let resp = if ok {
+                    Response::new(Full::new(Bytes::new()))
+                } else {
+                    Response::builder()
+                        .status(429)
+                        .header("retry-after", "1")
+                        .body(Full::new(Bytes::new()))
+                        .unwrap()
+                };
+                Ok::<_, Infallible>(resp)
+            }
+        })
+    };
+    let svc = tower::ServiceBuilder::new()
+        .layer(TelEchoRetry::new(RetryPolicy::default()).with_limits(limits))
+        .service(server);
+    let end = start + Duration::from_secs(60);
+    let callers: Vec<_> = (0..16)
+        .map(|_| {
+            let svc = svc.clone();
+            tokio::spawn(async move {
+                while Instant::now() < end {
+                    let req = Request::post("http://api.example/v1/calls")
+                        .body(Full::new(Bytes::from_static(b"{}")))
+                        .unwrap();
+                    let _ = svc.clone().oneshot(req).await;
+                }
+            })
+        })
+        .collect();
+    for caller in callers {
+        caller.await.unwrap();
+    }
+    let log = log.lock().unwrap();
+    shares(&log, &STEPS, 5)
+}
+
+#[tokio::test(start_paused = true)]
+async fn adaptive_pacing_follows_a_stepping_limit_and_serves_more_than_the_default() {
+    let default = sixteen_callers(Limits::default()).await;
+    let adaptive = sixteen_callers(Limits::builder().pacing(Pacing::adaptive()).build()).await;
+    let alone = sixteen_callers(
+        Limits::builder()
+            .pacing(Pacing::adaptive())
+            .shared_cooldown(false)
+            .build(),
+    )
+    .await;
+    eprintln!("(served, 429 share) per phase 50/20/50 after 5 s:");
+    eprintln!("  default:                        {default:.3?}");
+    eprintln!("  adaptive:                       {adaptive:.3?}");
+    eprintln!("  adaptive, no shared cooldown:   {alone:.3?}");
+    for (phase, ((d, _), (a, a429))) in default.iter().zip(&adaptive).enumerate() {
+        assert!(*a429 <= 0.04, "phase {phase}: {a429:.3} of sends met a 429");
+        assert!(a > d, "phase {phase}: adaptive {a:.3}, default {d:.3}");
+    }
+    for (phase, (served, limited)) in alone.iter().enumerate() {
+        assert!(*limited <= 0.04, "phase {phase}: {limited:.3} met a 429");
+        assert!(
+            *served >= 0.9,
+            "phase {phase}: served {served:.3} of the limit"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_server_that_states_its_quota_is_paced_without_a_429() {
+    // A fixed window of 10 s allowing 200 (20 per second); every answer says what is left.
+    let start = Instant::now();
+    let window = Arc::new(Mutex::new((0u64, 0u64)));
+    let log = Log::default();
+    let server = {
+        let log = Arc::clone(&log);
+        service_fn(move |_req: Req| {
+            let now = start.elapsed();
+            let n = now.as_secs() / 10;
+            let mut w = window.lock().unwrap();
+            if w.0 != n {
+                *w = (n, 0);
+            }
+            let ok = w.1 < 200;
+            w.1 += u64::from(ok);
+            let left = 200 - w.1;
+            let reset = ((n + 1) * 10).saturating_sub(now.as_secs()).max(1);
+            log.lock().unwrap().push((now, ok));
+            let resp = Response::builder()
+                .status(if ok { 200 } else { 429 })
+                .header("ratelimit", format!("\"default\";r={left};t={reset}"))
+                .header("retry-after", reset.to_string())
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            async move {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                Ok::<_, Infallible>(resp)
+            }
+        })
+    };
+    let limits = Limits::builder().pacing(Pacing::adaptive()).build();
+    let svc = tower::ServiceBuilder::new()
+        .layer(TelEchoRetry::new(RetryPolicy::default()).with_limits(limits))
+        .service(server);
+    let end = start + Duration::from_secs(30);
+    let callers: Vec<_> = (0..16)
+        .map(|_| {
+            let svc = svc.clone();
+            tokio::spawn(async move {
+                while Instant::now() < end {
+                    let req = Request::get("http://api.example/v1/calls")
+                        .body(Full::new(Bytes::new()))
+                        .unwrap();
+                    let _ = svc.clone().oneshot(req).await;
+                }
+            })
+        })
+        .collect();
+    for caller in callers {
+        caller.await.unwrap();
+    }
+    let log = log.lock().unwrap();
+    let limited = log.iter().filter(|(_, ok)| !ok).count();
+    let [(served, _)] = shares(&log, &[(0, 30, 20.0)], 0)[..] else {
+        unreachable!()
+    };
+    eprintln!("quota: served {served:.3} of the limit, {limited} 429s");
+    assert_eq!(limited, 0, "a stated quota is never overrun");
+    assert!(served >= 0.6, "served {served:.3} of the limit");
+}
+
+// ===== reqwest, loopback =====
+
+#[cfg(feature = "reqwest")]
+mod middleware {
+    use super::*;
+    use crate::support::{Reply, Server};
+    use reqwest_middleware::ClientBuilder;
+
+    /// 16 callers for 3 s through `limits` against a loopback token bucket at 50 per second
+    /// (`Retry-After: 1` on a 429): (served, 429s in the first 100 ms, 429s after).
+    async fn three_seconds(limits: Limits) -> (usize, usize, usize) {
+        let bucket = Mutex::new(Bucket::new(Instant::now(), |_| 50.0));
+        let counts = Arc::new(Mutex::new((0, 0, 0)));
+        let tally = Arc::clone(&counts);
+        let t0 = Instant::now();
+        let server = Server::start(move |_| {
+            let ok = bucket.lock().unwrap().admit();
+            let mut counts = tally.lock().unwrap();
+            if ok {
+                counts.0 += 1;
+                Reply::status(200)
+            } else {
+                // The start-up burst, before any 429 came back, is the same for both.
+                if t0.elapsed() < Duration::from_millis(100) {
+                    counts.1 += 1;
+                } else {
+                    counts.2 += 1;
+                }
+                Reply::status(429).header("retry-after", "1")
+            }
+        })
+        .await;
+        let inner = reqwest::Client::builder().no_proxy().build().unwrap();
+        let client = ClientBuilder::new(inner)
+            .with(TelEchoRetry::new(RetryPolicy::default()).with_limits(limits))
+            .build();
+        let url = server.url("/v1/calls");
+        let end = Instant::now() + Duration::from_secs(3);
+        let callers: Vec<_> = (0..16)
+            .map(|_| {
+                let (client, url) = (client.clone(), url.clone());
+                tokio::spawn(async move {
+                    while Instant::now() < end {
+                        let _ = client.get(&url).send().await;
+                    }
+                })
+            })
+            .collect();
+        for caller in callers {
+            caller.await.unwrap();
+        }
+        let counts = *counts.lock().unwrap();
+        counts
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn adaptive_pacing_meets_fewer_429s_than_the_default() {
+        let default = three_seconds(Limits::default()).await;
+        let adaptive = three_seconds(
+            Limits::builder()
+                .pacing(Pacing::adaptive())
+                .shared_cooldown(false)
+                .build(),
+        )
+        .await;
+        eprintln!(
+            "(served, 429s in the first 100 ms, after) in 3 s at 50/s: \
+             default {default:?}, adaptive {adaptive:?}"
+        );
+        // Both meet the start-up burst (no pacing before the first 429); after it the
+        // default meets a 429 each time its cooldown ends, adaptive pacing none.
+        assert!(adaptive.2 < default.2, "{adaptive:?} {default:?}");
+    }
+}
+
+/// 16 closed-loop callers for 60 s against a fixed window of 10 s allowing 200, whose
+/// 429s say `Retry-After` until the window ends (as TelEcho's per-minute limits do):
+/// (served share of the limit, share of sends answered 429).
+async fn fixed_window(limits: Limits) -> (f64, f64) {
+    let start = Instant::now();
+    let window = Arc::new(Mutex::new((0u64, 0u64)));
+    let log = Log::default();
+    let server = {
+        let log = Arc::clone(&log);
+        service_fn(move |_req: Req| {
+            let now = start.elapsed();
+            let n = now.as_secs() / 10;
+            let mut w = window.lock().unwrap();
+            if w.0 != n {
+                *w = (n, 0);
+            }
+            let ok = w.1 < 200;
+            w.1 += u64::from(ok);
+            let reset = ((n + 1) * 10).saturating_sub(now.as_secs()).max(1);
+            log.lock().unwrap().push((now, ok));
+            let resp = Response::builder()
+                .status(if ok { 200 } else { 429 })
+                .header("retry-after", reset.to_string())
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            async move {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                Ok::<_, Infallible>(resp)
+            }
+        })
+    };
+    let svc = tower::ServiceBuilder::new()
+        .layer(TelEchoRetry::new(RetryPolicy::default()).with_limits(limits))
+        .service(server);
+    let end = start + Duration::from_secs(60);
+    let callers: Vec<_> = (0..16)
+        .map(|_| {
+            let svc = svc.clone();
+            tokio::spawn(async move {
+                while Instant::now() < end {
+                    let req = Request::get("http://api.example/v1/calls")
+                        .body(Full::new(Bytes::new()))
+                        .unwrap();
+                    let _ = svc.clone().oneshot(req).await;
+                }
+            })
+        })
+        .collect();
+    for caller in callers {
+        caller.await.unwrap();
+    }
+    let log = log.lock().unwrap();
+    shares(&log, &[(0, 60, 20.0)], 0)[0]
+}
+
+/// Where the shared cooldown is already right (a `Retry-After` that says when the window
+/// ends), adaptive pacing costs nothing and halves the 429s.
+#[tokio::test(start_paused = true)]
+async fn on_a_fixed_window_with_an_exact_retry_after_adaptive_pacing_costs_nothing() {
+    let default = fixed_window(Limits::default()).await;
+    let adaptive = fixed_window(Limits::builder().pacing(Pacing::adaptive()).build()).await;
+    let alone = fixed_window(
+        Limits::builder()
+            .pacing(Pacing::adaptive())
+            .shared_cooldown(false)
+            .build(),
+    )
+    .await;
+    eprintln!("(served, 429 share) on a fixed window of 10 s:");
+    eprintln!("  default {default:.3?}, adaptive {adaptive:.3?}, without cooldown {alone:.3?}");
+    for (served, _) in [default, adaptive, alone] {
+        assert!(served >= 0.95, "served {served:.3}");
+    }
+    assert!(adaptive.1 <= default.1, "{adaptive:?} {default:?}");
+}

@@ -23,4 +23,5 @@ pub use error::{RetryError, RetryErrorKind};
 pub use info::{AttemptNumber, RetryInfo, StopReason};
 pub use overrides::RetryOverride;
 pub(crate) use state::RetryState;
+#[allow(unused_imports)] // which ones are used depends on the adapters built
 pub(crate) use traits::{ResponseParts, RetryRequest, RetryResponse};

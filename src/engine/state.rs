@@ -147,6 +147,7 @@ impl RetryState {
     }
 
     /// The most retries this request may make (the policy's, or its override's).
+    #[cfg_attr(not(feature = "reqwest"), allow(dead_code))]
     pub(crate) fn max_retries(&self) -> u32 {
         self.max_retries
     }
@@ -322,8 +323,8 @@ impl RetryState {
         self.attempts
     }
 
-    /// The decision for the last outcome. (A `RetryAfter` of 584 years or more reads as
-    /// the longest wait 64-bit nanoseconds hold, as the state's other durations do.)
+    /// The decision for the last outcome (what spans and metrics show).
+    #[cfg_attr(not(any(feature = "tracing", feature = "metrics")), allow(dead_code))]
     pub(crate) fn decision(&self) -> Option<Decision> {
         self.decision
     }

@@ -21,6 +21,8 @@ use crate::body::{ResponseBody, TryCloneBody};
 use crate::limits::Origin;
 
 /// A request the engine can inspect and duplicate.
+// Public (the adapters' public types name them) but unreachable: the engine is private.
+#[allow(unreachable_pub)]
 pub trait RetryRequest: Sized {
     /// The request method (idempotency).
     fn method(&self) -> &Method;
@@ -58,6 +60,8 @@ pub trait RetryRequest: Sized {
 }
 
 /// The parts of a response the engine reads and annotates.
+// Public (the adapters' public types name them) but unreachable: the engine is private.
+#[allow(unreachable_pub)]
 pub trait ResponseParts {
     /// The status.
     fn status(&self) -> StatusCode;
@@ -83,6 +87,8 @@ pub trait ResponseParts {
     message = "the retry engine cannot read or hand back a response of type `{Self}`",
     note = "`http::Response<B>` works when `B` is an `http_body::Body` that is `Unpin` (box it with `BoxBody` if it is not); `reqwest::Response` works with feature `reqwest`"
 )]
+// Public (the adapters' public types name them) but unreachable: the engine is private.
+#[allow(unreachable_pub)]
 pub trait RetryResponse: ResponseParts + Sized {
     /// What the adapter hands the caller.
     type Output: ResponseParts;

@@ -36,6 +36,7 @@ impl LocalOrigin {
     }
 
     /// The in-process pacer (a fleet store's fallback), if pacing is on.
+    #[cfg(feature = "redis")]
     pub(crate) fn pacer(&self) -> Option<&LocalPacer> {
         self.pacer.as_ref()
     }

@@ -54,7 +54,9 @@ pub use budget::RetryBudget;
 pub(crate) use budget::Withdrawal;
 pub(crate) use local::LocalStore;
 pub(crate) use origin::Origin;
-pub(crate) use pacer::{Pace, Paced};
+pub(crate) use pacer::Pace;
+#[cfg(feature = "redis")]
+pub(crate) use pacer::Paced;
 pub use pacing::Pacing;
 #[doc(hidden)]
 pub use quota::parse_quota_for_fuzzing;

@@ -13,6 +13,8 @@ use rustc_hash::FxHasher;
 /// Two origins are equal when their schemes and hosts are equal without regard to ASCII
 /// case and their ports are equal; `Display` writes `scheme://host:port` in lowercase (no
 /// user info, path or query: fit for a store's key).
+// Public (the engine's public-but-unreachable request trait names it), unreachable.
+#[allow(unreachable_pub)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Origin<'a> {
     scheme: Option<&'a str>,
@@ -20,6 +22,7 @@ pub struct Origin<'a> {
     port: Option<u16>,
 }
 
+#[allow(unreachable_pub)]
 impl<'a> Origin<'a> {
     /// The origin of `uri`; the port defaults to the scheme's (80 for `http`, 443 for
     /// `https`).

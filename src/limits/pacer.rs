@@ -54,6 +54,7 @@ pub(crate) enum Paced {
     /// The slot was free when the store answered: send. The time the future took was the
     /// store's round trip, not a wait for a slot: it is not counted as a pacing hold.
     Free,
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     /// The slot lies this far ahead, beyond what the request may wait (a fleet store found
     /// out after a round trip): nothing was reserved.
     TooLong(Duration),
@@ -174,6 +175,7 @@ impl LocalPacer {
     /// fleet store's): this pacer gives no slot earlier than one interval after it. When it
     /// takes over (the store cannot be reached), it goes on after the slots the store gave
     /// instead of letting a fresh burst through beside them.
+    #[cfg(feature = "redis")]
     pub(crate) fn record(&self, after: Duration) {
         let inner = &self.inner;
         let next = after.saturating_add(inner.pacing.interval());

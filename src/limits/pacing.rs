@@ -156,6 +156,7 @@ impl Pacing {
     /// The same pacing at `share` of the rate (`0.25`: a quarter of the requests per
     /// period, and of the burst, at least 1), as a replica paces alone when the fleet's
     /// store cannot be reached. `share` is clamped to 0.001–1 (NaN counts as 1).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn scaled(&self, share: f64) -> Self {
         let share = if share.is_nan() {
             1.0

@@ -23,6 +23,7 @@ pub(crate) enum WhenFull {
     /// Share one of [`OVERFLOW`] entries with other such origins: their state is kept
     /// (a cooldown may then hold back an origin that shares the entry, never is one lost).
     Share,
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     /// Make a fresh entry that is not kept (for entries that hold no state of their own).
     Fresh,
 }

@@ -1,5 +1,6 @@
 //! What the hook points emit: `tracing` events and `metrics` counters and histograms.
 
+#[allow(unused_imports)]
 use super::*;
 
 // ===== tracing =====

@@ -216,12 +216,12 @@ struct NextService<'s, 'a> {
 
 /// What an attempt came to, with its extensions (`None`: the first attempt's, which are
 /// in the middleware's slot).
-struct Attempted {
+struct AttemptDone {
     response: reqwest::Response,
     extensions: Option<Extensions>,
 }
 
-struct Failed {
+struct FailedAttempt {
     error: reqwest_middleware::Error,
     extensions: Option<Extensions>,
 }
@@ -232,20 +232,20 @@ type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// it is, a retry a boxed future that owns its extensions.
 enum AttemptFuture<'a> {
     First(BoxFuture<'a, reqwest_middleware::Result<reqwest::Response>>),
-    Retry(BoxFuture<'a, Result<Attempted, Failed>>),
+    Retry(BoxFuture<'a, Result<AttemptDone, FailedAttempt>>),
 }
 
 impl Future for AttemptFuture<'_> {
-    type Output = Result<Attempted, Failed>;
+    type Output = Result<AttemptDone, FailedAttempt>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.get_mut() {
             AttemptFuture::First(future) => future.as_mut().poll(cx).map(|result| match result {
-                Ok(response) => Ok(Attempted {
+                Ok(response) => Ok(AttemptDone {
                     response,
                     extensions: None,
                 }),
-                Err(error) => Err(Failed {
+                Err(error) => Err(FailedAttempt {
                     error,
                     extensions: None,
                 }),
@@ -256,11 +256,11 @@ impl Future for AttemptFuture<'_> {
 }
 
 impl<'a> Service<Attempt> for NextService<'_, 'a> {
-    type Response = Attempted;
-    type Error = Failed;
+    type Response = AttemptDone;
+    type Error = FailedAttempt;
     type Future = AttemptFuture<'a>;
 
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Failed>> {
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), FailedAttempt>> {
         Poll::Ready(Ok(()))
     }
 
@@ -280,11 +280,11 @@ impl<'a> Service<Attempt> for NextService<'_, 'a> {
             None => AttemptFuture::Retry(Box::pin(async move {
                 let mut extensions = extensions;
                 match next.run(request, &mut extensions).await {
-                    Ok(response) => Ok(Attempted {
+                    Ok(response) => Ok(AttemptDone {
                         response,
                         extensions: Some(extensions),
                     }),
-                    Err(error) => Err(Failed {
+                    Err(error) => Err(FailedAttempt {
                         error,
                         extensions: Some(extensions),
                     }),
@@ -294,7 +294,7 @@ impl<'a> Service<Attempt> for NextService<'_, 'a> {
     }
 }
 
-impl ResponseParts for Attempted {
+impl ResponseParts for AttemptDone {
     fn status(&self) -> StatusCode {
         self.response.status()
     }
@@ -308,12 +308,12 @@ impl ResponseParts for Attempted {
     }
 }
 
-impl RetryResponse for Attempted {
-    type Output = Attempted;
+impl RetryResponse for AttemptDone {
+    type Output = AttemptDone;
     type Body = reqwest::Body;
     type Head = (ReqwestHead, Option<Extensions>);
 
-    fn into_output(self) -> Attempted {
+    fn into_output(self) -> AttemptDone {
         self
     }
 
@@ -322,15 +322,15 @@ impl RetryResponse for Attempted {
         ((head, self.extensions), body)
     }
 
-    fn from_head((head, extensions): Self::Head, body: ResponseBody<reqwest::Body>) -> Attempted {
-        Attempted {
+    fn from_head((head, extensions): Self::Head, body: ResponseBody<reqwest::Body>) -> AttemptDone {
+        AttemptDone {
             response: reqwest::Response::from_head(head, body),
             extensions,
         }
     }
 }
 
-impl ClassifyError for Failed {
+impl ClassifyError for FailedAttempt {
     fn transport_error_kind(&self) -> TransportErrorKind {
         self.error.transport_error_kind()
     }

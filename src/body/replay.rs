@@ -13,7 +13,7 @@ use super::TryCloneBody;
 
 /// The error type of a [`ReplayBody`]: the wrapped body's error, boxed (what
 /// `tower::BoxError` is).
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type SourceError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The most a replayed frame carries: the recording is copied out in pieces this size.
 const REPLAY_FRAME: usize = 16 * 1024;
@@ -80,7 +80,7 @@ const MIN_RECORDING: usize = 1024;
 /// # }
 /// ```
 pub struct ReplayBody<B> {
-    shared: Arc<Mutex<Shared<B>>>,
+    shared: Arc<Mutex<ReplayState<B>>>,
     cursor: Cursor,
 }
 
@@ -97,7 +97,7 @@ struct Cursor {
     ended: bool,
 }
 
-struct Shared<B> {
+struct ReplayState<B> {
     source: Source<B>,
     /// Every byte read from the source so far, while a copy may still need it; `None` once
     /// given up (capped, or read with no other copy alive).
@@ -136,7 +136,7 @@ impl<B: Body> ReplayBody<B> {
         let size_hint = body.size_hint();
         let capped = size_hint.lower() > limit as u64;
         ReplayBody {
-            shared: Arc::new(Mutex::new(Shared {
+            shared: Arc::new(Mutex::new(ReplayState {
                 source: Source::Reading(Box::pin(body)),
                 recording: (!capped).then(BytesMut::new),
                 trailers: None,
@@ -153,7 +153,7 @@ impl<B: Body> ReplayBody<B> {
 }
 
 impl<B> ReplayBody<B> {
-    fn lock(&self) -> MutexGuard<'_, Shared<B>> {
+    fn lock(&self) -> MutexGuard<'_, ReplayState<B>> {
         lock(&self.shared)
     }
 
@@ -170,7 +170,7 @@ impl<B> ReplayBody<B> {
     }
 }
 
-fn lock<B>(shared: &Mutex<Shared<B>>) -> MutexGuard<'_, Shared<B>> {
+fn lock<B>(shared: &Mutex<ReplayState<B>>) -> MutexGuard<'_, ReplayState<B>> {
     // Every update below is made after the source's poll returns, so a panic in it leaves
     // nothing half-written: recover the guard rather than propagate the poison.
     shared.lock().unwrap_or_else(|e| e.into_inner())
@@ -232,15 +232,15 @@ impl<B> fmt::Debug for ReplayBody<B> {
 impl<B> Body for ReplayBody<B>
 where
     B: Body,
-    B::Error: Into<BoxError>,
+    B::Error: Into<SourceError>,
 {
     type Data = Bytes;
-    type Error = BoxError;
+    type Error = SourceError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, SourceError>>> {
         let this = self.get_mut();
         if this.cursor.ended {
             return Poll::Ready(None);
@@ -302,9 +302,9 @@ impl Cursor {
     }
 }
 
-// ===== impl Shared =====
+// ===== impl ReplayState =====
 
-impl<B> Shared<B> {
+impl<B> ReplayState<B> {
     /// Whether a newer copy than `id` is reading the source.
     fn is_superseded(&self, id: u64) -> bool {
         self.reader.as_ref().is_some_and(|r| r.id > id)
@@ -329,10 +329,10 @@ impl<B> Shared<B> {
     }
 }
 
-impl<B> Shared<B>
+impl<B> ReplayState<B>
 where
     B: Body,
-    B::Error: Into<BoxError>,
+    B::Error: Into<SourceError>,
 {
     /// One poll of the copy at `cursor`; a reader it takes the source from leaves its
     /// waker in `superseded`.
@@ -342,7 +342,7 @@ where
         cx: &mut Context<'_>,
         alone: bool,
         superseded: &mut Option<Waker>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, SourceError>>> {
         match self.source {
             Source::Failed => return Poll::Ready(Some(Err(Box::new(ReplayError::SourceFailed)))),
             Source::Reading(_) if self.is_superseded(cursor.id) => {

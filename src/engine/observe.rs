@@ -373,7 +373,7 @@ pub(crate) fn refused(reason: StopReason, cooldown: Option<Duration>) {
     );
     #[cfg(feature = "metrics")]
     if cooldown.is_some() {
-        let index = Ending::Stopped(reason).index();
+        let index = EndLabel::Stopped(reason).index();
         keys::counter(&keys::get().cooldown_refusals[index]).increment(1);
     }
     #[cfg(not(any(feature = "tracing", feature = "metrics")))]
@@ -391,7 +391,7 @@ pub(crate) fn finished<R: ResponseParts, E>(stop: Option<StopReason>, result: &R
             Err(_) => StatusClass::Error,
         };
         let stop = stop.unwrap_or(StopReason::ServiceError);
-        count_request(Ending::Stopped(stop), class);
+        count_request(EndLabel::Stopped(stop), class);
     }
     #[cfg(not(feature = "metrics"))]
     let _ = (stop, result);
@@ -432,7 +432,7 @@ pub(crate) fn cancelled(span: &mut AttemptSpan, state: &RetryState) {
     #[cfg(not(feature = "tracing"))]
     let _ = state;
     #[cfg(feature = "metrics")]
-    count_request(Ending::Cancelled, StatusClass::None);
+    count_request(EndLabel::Cancelled, StatusClass::None);
     span.close();
 }
 

@@ -235,11 +235,11 @@ impl std::error::Error for ApiErrorParseError {
 #[derive(Deserialize)]
 struct Envelope<'a> {
     #[serde(borrow)]
-    error: Inner<'a>,
+    error: ErrorFields<'a>,
 }
 
 #[derive(Deserialize)]
-struct Inner<'a> {
+struct ErrorFields<'a> {
     #[serde(rename = "type", borrow)]
     error_type: Cow<'a, str>,
     #[serde(borrow)]

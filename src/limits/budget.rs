@@ -107,11 +107,11 @@ pub(crate) struct Budget {
     deposit: u64,
     withdraw: u64,
     reserve: u64,
-    slots: Mutex<[Slot; SLOTS as usize + 1]>,
+    slots: Mutex<[BudgetSlot; SLOTS as usize + 1]>,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
-struct Slot {
+struct BudgetSlot {
     id: u64,
     deposits: u64,
     withdrawals: u64,
@@ -145,18 +145,18 @@ impl Budget {
         u64::try_from(nanos / u128::from(self.slot_nanos)).unwrap_or(u64::MAX)
     }
 
-    fn with_slots<T>(&self, f: impl FnOnce(&mut [Slot; SLOTS as usize + 1]) -> T) -> T {
+    fn with_slots<T>(&self, f: impl FnOnce(&mut [BudgetSlot; SLOTS as usize + 1]) -> T) -> T {
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
         f(&mut slots)
     }
 
     /// The slot `id`, emptied first if it held an older one.
-    fn current(slots: &mut [Slot; SLOTS as usize + 1], id: u64) -> &mut Slot {
+    fn current(slots: &mut [BudgetSlot; SLOTS as usize + 1], id: u64) -> &mut BudgetSlot {
         let slot = &mut slots[(id % (SLOTS + 1)) as usize];
         if slot.id != id {
-            *slot = Slot {
+            *slot = BudgetSlot {
                 id,
-                ..Slot::default()
+                ..BudgetSlot::default()
             };
         }
         slot

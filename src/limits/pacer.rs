@@ -84,10 +84,10 @@ type Limiter = RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<D
 /// share of the fleet's rate when it cannot be reached.
 #[derive(Clone)]
 pub(crate) struct LocalPacer {
-    inner: Arc<Inner>,
+    inner: Arc<PacerState>,
 }
 
-struct Inner {
+struct PacerState {
     limiter: Limiter,
     clock: TokioClock,
     pacing: Pacing,
@@ -104,7 +104,7 @@ struct Inner {
     busy_until: AtomicInstant,
 }
 
-impl Inner {
+impl PacerState {
     /// Takes the next slot from the GCRA if it is now; else when it comes.
     fn take(&self) -> Result<(), Instant> {
         match self.limiter.check() {
@@ -123,7 +123,7 @@ impl Inner {
     }
 }
 
-impl Inner {
+impl PacerState {
     /// How long until the slot after the last [recorded](LocalPacer::record) attempt, if
     /// it lies ahead.
     fn held(&self) -> Option<Duration> {
@@ -148,7 +148,7 @@ impl LocalPacer {
             .unwrap_or_else(|| Quota::per_second(NonZeroU32::MAX))
             .allow_burst(burst);
         LocalPacer {
-            inner: Arc::new(Inner {
+            inner: Arc::new(PacerState {
                 limiter: RateLimiter::direct_with_clock(quota, clock),
                 clock,
                 pacing,
@@ -239,7 +239,7 @@ impl LocalPacer {
 }
 
 /// One attempt among the waiters, until dropped.
-struct Waiter(Arc<Inner>);
+struct Waiter(Arc<PacerState>);
 
 impl Drop for Waiter {
     fn drop(&mut self) {

@@ -295,7 +295,7 @@ impl RetryPolicyBuilder {
             ),
         };
         RetryPolicy {
-            inner: Arc::new(Inner {
+            inner: Arc::new(PolicySettings {
                 max_retries: self.max_retries,
                 base_delay,
                 max_delay,

@@ -85,10 +85,10 @@ pub use backoff::Jitter;
 /// ```
 #[derive(Clone)]
 pub struct RetryPolicy {
-    pub(super) inner: Arc<Inner>,
+    pub(super) inner: Arc<PolicySettings>,
 }
 
-pub(super) struct Inner {
+pub(super) struct PolicySettings {
     pub(super) max_retries: u32,
     pub(super) base_delay: Duration,
     pub(super) max_delay: Duration,

@@ -41,13 +41,13 @@ fn send(feed: &Feed, data: &'static str) {
         .unwrap();
 }
 
-type Polled = Poll<Option<Result<Frame<Bytes>, BoxError>>>;
+type Polled = Poll<Option<Result<Frame<Bytes>, SourceError>>>;
 
 /// Polls a copy once in its own mock task (which records whether it was woken).
 fn poll<B>(copy: &mut task::Spawn<ReplayBody<B>>) -> Polled
 where
     B: Body,
-    B::Error: Into<BoxError>,
+    B::Error: Into<SourceError>,
 {
     copy.enter(|cx, body| body.poll_frame(cx))
 }
@@ -59,7 +59,7 @@ fn data(polled: Polled) -> Bytes {
     }
 }
 
-fn error(polled: Polled) -> BoxError {
+fn error(polled: Polled) -> SourceError {
     match polled {
         Poll::Ready(Some(Err(e))) => e,
         other => panic!("expected an error, got {other:?}"),

@@ -74,7 +74,7 @@ pub(crate) fn trace_outcome(
 // ===== metrics =====
 
 #[cfg(feature = "metrics")]
-pub(crate) fn count_request(ending: Ending, class: StatusClass) {
+pub(crate) fn count_request(ending: EndLabel, class: StatusClass) {
     keys::counter(&keys::get().requests[ending.index()][class as usize]).increment(1);
 }
 
@@ -87,7 +87,7 @@ pub(crate) mod keys {
 
     use metrics::{Counter, Gauge, Histogram, Key, Label, Level, Metadata};
 
-    use crate::engine::observe::labels::{Ending, StatusClass};
+    use crate::engine::observe::labels::{EndLabel, StatusClass};
     use crate::engine::observe::{label, metric};
 
     pub(crate) static METADATA: Metadata<'static> =
@@ -133,7 +133,7 @@ pub(crate) mod keys {
         static KEYS: OnceLock<Keys> = OnceLock::new();
         KEYS.get_or_init(|| {
             let classes = StatusClass::ALL.map(StatusClass::as_str);
-            let endings = Ending::ALL.map(Ending::as_str);
+            let endings = EndLabel::ALL.map(EndLabel::as_str);
             let decision = |name, d| key(name, &[(label::DECISION, d)]);
             Keys {
                 store_fallbacks: ["pacing", "cooldown"]

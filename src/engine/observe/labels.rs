@@ -62,44 +62,44 @@ impl StatusClass {
 /// The `stop_reason` label: a [`StopReason`], or what ended a request without one.
 #[cfg(feature = "metrics")]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Ending {
+pub(crate) enum EndLabel {
     Stopped(StopReason),
     Cancelled,
 }
 
 #[cfg(feature = "metrics")]
-impl Ending {
-    pub(crate) const ALL: [Ending; 9] = [
-        Ending::Stopped(StopReason::Success),
-        Ending::Stopped(StopReason::Fatal),
-        Ending::Stopped(StopReason::RetryAfterTooLong),
-        Ending::Stopped(StopReason::MaxRetries),
-        Ending::Stopped(StopReason::NotReplayable),
-        Ending::Stopped(StopReason::Budget),
-        Ending::Stopped(StopReason::Deadline),
-        Ending::Cancelled,
-        Ending::Stopped(StopReason::ServiceError),
+impl EndLabel {
+    pub(crate) const ALL: [EndLabel; 9] = [
+        EndLabel::Stopped(StopReason::Success),
+        EndLabel::Stopped(StopReason::Fatal),
+        EndLabel::Stopped(StopReason::RetryAfterTooLong),
+        EndLabel::Stopped(StopReason::MaxRetries),
+        EndLabel::Stopped(StopReason::NotReplayable),
+        EndLabel::Stopped(StopReason::Budget),
+        EndLabel::Stopped(StopReason::Deadline),
+        EndLabel::Cancelled,
+        EndLabel::Stopped(StopReason::ServiceError),
     ];
 
-    /// The position in [`Ending::ALL`].
+    /// The position in [`EndLabel::ALL`].
     pub(crate) fn index(self) -> usize {
         match self {
-            Ending::Stopped(StopReason::Success) => 0,
-            Ending::Stopped(StopReason::Fatal) => 1,
-            Ending::Stopped(StopReason::RetryAfterTooLong) => 2,
-            Ending::Stopped(StopReason::MaxRetries) => 3,
-            Ending::Stopped(StopReason::NotReplayable) => 4,
-            Ending::Stopped(StopReason::Budget) => 5,
-            Ending::Stopped(StopReason::Deadline) => 6,
-            Ending::Cancelled => 7,
-            Ending::Stopped(StopReason::ServiceError) => 8,
+            EndLabel::Stopped(StopReason::Success) => 0,
+            EndLabel::Stopped(StopReason::Fatal) => 1,
+            EndLabel::Stopped(StopReason::RetryAfterTooLong) => 2,
+            EndLabel::Stopped(StopReason::MaxRetries) => 3,
+            EndLabel::Stopped(StopReason::NotReplayable) => 4,
+            EndLabel::Stopped(StopReason::Budget) => 5,
+            EndLabel::Stopped(StopReason::Deadline) => 6,
+            EndLabel::Cancelled => 7,
+            EndLabel::Stopped(StopReason::ServiceError) => 8,
         }
     }
 
     pub(crate) fn as_str(self) -> &'static str {
         match self {
-            Ending::Stopped(reason) => reason.as_str(),
-            Ending::Cancelled => "cancelled",
+            EndLabel::Stopped(reason) => reason.as_str(),
+            EndLabel::Cancelled => "cancelled",
         }
     }
 }

@@ -12,7 +12,7 @@ fn methods_outside_rfc_9110_are_other() {
 #[cfg(feature = "metrics")]
 #[test]
 fn endings_are_indexed_in_order() {
-    for (i, e) in Ending::ALL.iter().enumerate() {
+    for (i, e) in EndLabel::ALL.iter().enumerate() {
         assert_eq!(e.index(), i, "{e:?}");
     }
 }

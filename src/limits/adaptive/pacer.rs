@@ -31,10 +31,10 @@ use crate::limits::quota::Quota;
 /// first served.
 #[derive(Clone)]
 pub(crate) struct AdaptivePacer {
-    inner: Arc<Inner>,
+    inner: Arc<AdaptiveState>,
 }
 
-struct Inner {
+struct AdaptiveState {
     /// The epoch of the estimate's clock.
     base: Instant,
     schedule: Mutex<Schedule>,
@@ -77,7 +77,7 @@ impl Schedule {
     }
 }
 
-impl Inner {
+impl AdaptiveState {
     fn schedule(&self) -> MutexGuard<'_, Schedule> {
         // The schedule holds no invariant a panic could break halfway.
         self.schedule.lock().unwrap_or_else(|e| e.into_inner())
@@ -94,7 +94,7 @@ impl AdaptivePacer {
     pub(crate) fn new() -> Self {
         let base = Instant::now();
         AdaptivePacer {
-            inner: Arc::new(Inner {
+            inner: Arc::new(AdaptiveState {
                 base,
                 schedule: Mutex::new(Schedule {
                     rate: AdaptiveRate::new(AdaptiveConfig::default()),
@@ -149,7 +149,7 @@ impl AdaptivePacer {
             return Pace::TooLong(wait);
         }
         inner.waiting.fetch_add(1, Ordering::AcqRel);
-        let waiter = Waiter(Arc::clone(inner));
+        let waiter = AdaptiveWaiter(Arc::clone(inner));
         Pace::Wait(Box::pin(async move {
             let inner = &waiter.0;
             let turn = inner.turn.lock().await;
@@ -225,9 +225,9 @@ impl AdaptivePacer {
 }
 
 /// One attempt among the waiters, until dropped.
-struct Waiter(Arc<Inner>);
+struct AdaptiveWaiter(Arc<AdaptiveState>);
 
-impl Drop for Waiter {
+impl Drop for AdaptiveWaiter {
     fn drop(&mut self) {
         self.0.waiting.fetch_sub(1, Ordering::AcqRel);
     }

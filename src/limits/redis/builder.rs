@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use super::cooldown;
 use super::link::Link;
 use super::names::Names;
-use super::store::{RedisStore, Settings, Shared, WRITES};
+use super::store::{FleetState, RedisStore, Settings, WRITES};
 use crate::limits::{Limits, LimitsBuilder, LocalStore};
 
 /// The default bound of each Redis call on the request path: 50 ms.
@@ -170,7 +170,7 @@ impl RedisLimitsBuilder {
             self.limits.cooldown,
             pacing.map(|p| p.scaled(self.fallback_share)),
         );
-        let shared = Arc::new(Shared::new(local, Arc::clone(&link), writes, settings));
+        let shared = Arc::new(FleetState::new(local, Arc::clone(&link), writes, settings));
         let tasks = vec![
             runtime
                 .spawn(cooldown::writer(Arc::clone(&shared), receiver))

@@ -16,9 +16,9 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::link::{Failed, PROBE_EVERY};
+use super::link::{CallFailed, PROBE_EVERY};
 use super::names::{parse_origin, Kind, Write};
-use super::store::Shared;
+use super::store::FleetState;
 use crate::engine::observe::StoreLimit;
 
 /// How long the subscription may stay quiet before it is pinged (a connection whose peer
@@ -35,7 +35,7 @@ const MAX_BACKOFF: Duration = PROBE_EVERY;
 /// (the latest deadline per origin and kind wins) and keeps what Redis did not take, to
 /// send it again (every [`PROBE_EVERY`]) while it still runs. Runs until its channel closes
 /// or it is aborted.
-pub(crate) async fn writer(shared: Arc<Shared>, mut writes: mpsc::Receiver<Write>) {
+pub(crate) async fn writer(shared: Arc<FleetState>, mut writes: mpsc::Receiver<Write>) {
     let mut pending: HashMap<(Kind, Arc<str>), Instant> = HashMap::new();
     loop {
         // Waits for a cooldown, or, with some still to send, at most until the next try.
@@ -90,7 +90,7 @@ fn merge(pending: &mut HashMap<(Kind, Arc<str>), Instant>, write: Write) {
 /// announcement. On any failure the store counts as unreachable until the subscription is
 /// back, and it starts over after a backoff (50 ms, doubling, at most [`MAX_BACKOFF`]), or
 /// at once when the prober sees Redis answer again. Runs until aborted.
-pub(crate) async fn subscriber(shared: Arc<Shared>) {
+pub(crate) async fn subscriber(shared: Arc<FleetState>) {
     let link = &shared.link;
     let mut backoff = Duration::from_millis(50);
     loop {
@@ -107,7 +107,7 @@ pub(crate) async fn subscriber(shared: Arc<Shared>) {
 }
 
 /// One subscription, from connecting to losing it.
-async fn session(shared: &Shared) -> Result<(), Failed> {
+async fn session(shared: &FleetState) -> Result<(), CallFailed> {
     let link = &shared.link;
     let bound = link.background_timeout;
     let pubsub = timed(tokio::time::timeout(bound, link.client().get_async_pubsub()).await)?;
@@ -135,7 +135,7 @@ async fn session(shared: &Shared) -> Result<(), Failed> {
                     receive(shared, &payload);
                 }
             }
-            Ok(None) => return Err(Failed::Error),
+            Ok(None) => return Err(CallFailed::Error),
             Err(_) => {
                 timed(tokio::time::timeout(bound, sink.ping::<redis::Value>()).await)?;
             }
@@ -146,16 +146,16 @@ async fn session(shared: &Shared) -> Result<(), Failed> {
 /// A background call's result, bounded.
 fn timed<T>(
     result: Result<Result<T, redis::RedisError>, tokio::time::error::Elapsed>,
-) -> Result<T, Failed> {
+) -> Result<T, CallFailed> {
     match result {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(_)) => Err(Failed::Error),
-        Err(_) => Err(Failed::Timeout),
+        Ok(Err(_)) => Err(CallFailed::Error),
+        Err(_) => Err(CallFailed::Timeout),
     }
 }
 
 /// Applies one announcement, unless it is this store's own or malformed.
-fn receive(shared: &Shared, payload: &str) {
+fn receive(shared: &FleetState, payload: &str) {
     let mut parts = payload.splitn(4, ' ');
     let (Some(id), Some(kind), Some(ms), Some(origin)) =
         (parts.next(), parts.next(), parts.next(), parts.next())

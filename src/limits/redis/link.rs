@@ -40,23 +40,23 @@ const LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// Why a call failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Failed {
+pub(crate) enum CallFailed {
     Timeout,
     Error,
 }
 
-impl Failed {
+impl CallFailed {
     fn as_str(self) -> &'static str {
         match self {
-            Failed::Timeout => "timeout",
-            Failed::Error => "error",
+            CallFailed::Timeout => "timeout",
+            CallFailed::Error => "error",
         }
     }
 }
 
 /// The pacing script's answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Slot {
+pub(crate) struct Reservation {
     pub(crate) wait: Duration,
     pub(crate) reserved: bool,
     /// The theoretical arrival time the script stored (µs of Redis time), when `reserved`.
@@ -150,12 +150,12 @@ impl Link {
         &self,
         bound: Duration,
         call: impl std::future::Future<Output = Result<T, RedisError>>,
-    ) -> Result<T, Failed> {
+    ) -> Result<T, CallFailed> {
         let failed = match tokio::time::timeout(bound, call).await {
             Ok(Ok(value)) => return Ok(value),
-            Ok(Err(e)) if e.is_timeout() => Failed::Timeout,
-            Ok(Err(_)) => Failed::Error,
-            Err(_) => Failed::Timeout,
+            Ok(Err(e)) if e.is_timeout() => CallFailed::Timeout,
+            Ok(Err(_)) => CallFailed::Error,
+            Err(_) => CallFailed::Timeout,
         };
         self.unreachable();
         Err(failed)
@@ -181,9 +181,9 @@ impl Link {
         key: &str,
         max_wait: Duration,
         floor: u64,
-    ) -> Result<Slot, Failed> {
+    ) -> Result<Reservation, CallFailed> {
         let Some((interval, tolerance)) = self.gcra() else {
-            return Ok(Slot {
+            return Ok(Reservation {
                 wait: Duration::ZERO,
                 reserved: true,
                 tat: 0,
@@ -199,7 +199,7 @@ impl Link {
         let (wait, reserved, tat): (i64, i64, i64) = self
             .bounded(self.background_timeout, call.invoke_async(&mut conn))
             .await?;
-        Ok(Slot {
+        Ok(Reservation {
             wait: Duration::from_micros(wait.max(0).unsigned_abs()),
             reserved: reserved == 1,
             tat: tat.max(0).unsigned_abs(),
@@ -209,7 +209,7 @@ impl Link {
     /// Gives back the slot whose reservation stored `tat` on `key`, if no later one was
     /// taken since: the stored time moves back one interval. Returns the time now stored
     /// (0: none), or `None` when a later reservation kept the slot taken.
-    pub(crate) async fn give_back(&self, key: &str, tat: u64) -> Result<Option<u64>, Failed> {
+    pub(crate) async fn give_back(&self, key: &str, tat: u64) -> Result<Option<u64>, CallFailed> {
         let Some((interval, _)) = self.gcra() else {
             return Ok(None);
         };
@@ -230,7 +230,7 @@ impl Link {
         ms: u64,
         message: &str,
         origin: &str,
-    ) -> Result<(), Failed> {
+    ) -> Result<(), CallFailed> {
         let mut conn = self.conn();
         let mut call = self.scripts.cooldown.prepare_invoke();
         call.key(key)
@@ -249,7 +249,7 @@ impl Link {
     /// refusal_ms)`, negative for none.
     /// Two round trips: the index's members, then one script that declares every key it
     /// reads (so that Redis Cluster finds them all in the scope's slot).
-    pub(crate) async fn reread(&self) -> Result<Vec<(String, i64, i64)>, Failed> {
+    pub(crate) async fn reread(&self) -> Result<Vec<(String, i64, i64)>, CallFailed> {
         let mut conn = self.conn();
         let mut members = redis::cmd("SMEMBERS");
         members.arg(&self.names.index);
@@ -268,7 +268,7 @@ impl Link {
             }
             _ => {
                 self.unreachable();
-                return Err(Failed::Timeout);
+                return Err(CallFailed::Timeout);
             }
         };
         if origins.is_empty() {
@@ -312,7 +312,7 @@ impl Link {
     }
 
     /// Counts a fallback on `limit` and logs it, at most once every [`LOG_EVERY`].
-    pub(crate) fn fell_back(&self, limit: StoreLimit, failed: Option<Failed>) {
+    pub(crate) fn fell_back(&self, limit: StoreLimit, failed: Option<CallFailed>) {
         self.fallbacks.fetch_add(1, Ordering::Relaxed);
         observe::store_fallback(limit);
         let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
@@ -322,7 +322,7 @@ impl Link {
             .1
             .is_none_or(|at| now.saturating_duration_since(at) >= LOG_EVERY)
         {
-            let reason = failed.map_or("unreachable", Failed::as_str);
+            let reason = failed.map_or("unreachable", CallFailed::as_str);
             observe::store_unreachable(limit, reason, log.0);
             *log = (0, Some(now));
         }

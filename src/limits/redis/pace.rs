@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::link::{Failed, Link, Slot};
+use super::link::{CallFailed, Link, Reservation};
 use super::names::Write;
 use crate::engine::observe::StoreLimit;
 use crate::limits::local::LocalOrigin;
@@ -83,7 +83,7 @@ pub(crate) fn pace(
             Err(_) if hurry.is_some() => Err(None),
             Err(_) => {
                 remote.link.unreachable();
-                Err(Some(Failed::Timeout))
+                Err(Some(CallFailed::Timeout))
             }
         };
         // A call still running goes on in the background; its slot, if any, is given back.
@@ -118,7 +118,7 @@ pub(crate) fn pace(
     }))
 }
 
-type SlotFuture = Pin<Box<dyn Future<Output = Result<Slot, Failed>> + Send>>;
+type SlotFuture = Pin<Box<dyn Future<Output = Result<Reservation, CallFailed>> + Send>>;
 
 /// The pacing call to Redis. Dropped before it answered, it goes on in a spawned task
 /// (bounded by the connection's background bound) and gives back the slot it reserved.
@@ -145,7 +145,7 @@ impl Call {
     }
 
     /// The answer (once: the call is then done).
-    async fn answer(&mut self) -> Result<Slot, Option<Failed>> {
+    async fn answer(&mut self) -> Result<Reservation, Option<CallFailed>> {
         let future = self.future.as_mut().expect("a call is answered once");
         let answer = future.await;
         self.future = None;

@@ -25,16 +25,16 @@ use crate::limits::{LimitStore, LocalStore, Origin, OriginLimits, Pace, Withdraw
 /// Its `Debug` output shows the Redis address (never the user name or password), the
 /// scope and the state of the link.
 pub(crate) struct RedisStore {
-    inner: Arc<Inner>,
+    inner: Arc<StoreTasks>,
 }
 
 /// Owns the background tasks: they end with it.
-struct Inner {
-    shared: Arc<Shared>,
+struct StoreTasks {
+    shared: Arc<FleetState>,
     tasks: Vec<AbortHandle>,
 }
 
-impl Drop for Inner {
+impl Drop for StoreTasks {
     fn drop(&mut self) {
         for task in &self.tasks {
             task.abort();
@@ -43,7 +43,7 @@ impl Drop for Inner {
 }
 
 /// What the store and its background tasks share.
-pub(crate) struct Shared {
+pub(crate) struct FleetState {
     /// The budget (per process), the cooldowns as this process knows them, and the
     /// fallback pacers.
     local: LocalStore,
@@ -68,14 +68,14 @@ pub(crate) struct Settings {
 /// this process; the writer coalesces what it finds waiting).
 pub(crate) const WRITES: usize = 64;
 
-impl Shared {
+impl FleetState {
     pub(crate) fn new(
         local: LocalStore,
         link: Arc<Link>,
         writes: mpsc::Sender<Write>,
         settings: Settings,
     ) -> Self {
-        Shared {
+        FleetState {
             local,
             // What is kept per origin here holds no state of its own (the state is in
             // `local`, or Redis): past the bound it is made afresh for each request.
@@ -212,9 +212,9 @@ impl fmt::Debug for FleetOrigin {
 // ===== the store =====
 
 impl RedisStore {
-    pub(crate) fn from_parts(shared: Arc<Shared>, tasks: Vec<AbortHandle>) -> Self {
+    pub(crate) fn from_parts(shared: Arc<FleetState>, tasks: Vec<AbortHandle>) -> Self {
         RedisStore {
-            inner: Arc::new(Inner { shared, tasks }),
+            inner: Arc::new(StoreTasks { shared, tasks }),
         }
     }
 }

@@ -342,6 +342,7 @@ mod tests {
         assert_eq!(start.elapsed(), Duration::from_millis(1100));
     }
 
+    #[cfg(feature = "redis")]
     #[tokio::test(start_paused = true)]
     async fn a_recorded_attempt_takes_the_slot_it_would_have_had() {
         let pacer = LocalPacer::new(Pacing::new(1, Duration::from_secs(1)));

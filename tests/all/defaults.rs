@@ -1,6 +1,7 @@
 //! What a user who configures nothing gets when a server accepts a request and never answers:
 //! each attempt is cut by the default attempt timeout (30 s), through the tower layer and the
 //! reqwest middleware.
+#![cfg(all(feature = "tower", feature = "reqwest"))]
 
 use std::time::Duration;
 

@@ -1,5 +1,6 @@
 //! A failure reads as what happened: the attempts, the last cause, and nothing secret, through
 //! the tower layer over hyper-util's client and through the reqwest middleware's `.send()`.
+#![cfg(all(feature = "tower", feature = "reqwest"))]
 
 use std::time::Duration;
 

@@ -792,6 +792,7 @@ async fn pump(
 // ===== limits =====
 
 /// `TelEchoRetry` over `policy` with no retry budget (the shared cooldown on, no pacing).
+#[cfg(any(feature = "tower", feature = "reqwest"))]
 pub(crate) fn unbudgeted(policy: telecho_retry::RetryPolicy) -> telecho_retry::TelEchoRetry {
     use telecho_retry::limits::Limits;
     telecho_retry::TelEchoRetry::new(policy)
@@ -799,6 +800,7 @@ pub(crate) fn unbudgeted(policy: telecho_retry::RetryPolicy) -> telecho_retry::T
 }
 
 /// `TelEchoRetry` over `policy` with `budget` (the shared cooldown on, no pacing).
+#[cfg(any(feature = "tower", feature = "reqwest"))]
 pub(crate) fn budgeted(
     policy: telecho_retry::RetryPolicy,
     budget: telecho_retry::limits::RetryBudget,
@@ -809,6 +811,7 @@ pub(crate) fn budgeted(
 }
 
 /// `TelEchoRetry` over `policy` paced at `pacing`, with no retry budget.
+#[cfg(any(feature = "tower", feature = "reqwest"))]
 pub(crate) fn paced(
     policy: telecho_retry::RetryPolicy,
     pacing: telecho_retry::limits::Pacing,

@@ -45,6 +45,7 @@ mod local;
 mod origin;
 pub(crate) mod pacer;
 mod pacing;
+mod queue;
 pub(crate) mod quota;
 #[cfg(feature = "redis")]
 mod redis;

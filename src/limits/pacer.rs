@@ -6,7 +6,6 @@ use std::fmt;
 use std::future::Future;
 use std::num::NonZeroU32;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +17,7 @@ use tokio::time::Instant;
 
 use super::instant::AtomicInstant;
 use super::pacing::Pacing;
+use super::queue::WaitQueue;
 
 /// The wait for a paced slot, as a store hands it to the engine: it resolves when the slot
 /// has come. The engine bounds it by the request's deadline and drops it if the request is
@@ -91,13 +91,8 @@ struct PacerState {
     limiter: Limiter,
     clock: TokioClock,
     pacing: Pacing,
-    /// Waiters take their slots in turn (tokio's mutex is fair: first come, first served).
-    turn: tokio::sync::Mutex<()>,
-    /// Attempts waiting for a slot.
-    waiting: AtomicUsize,
-    /// When the slot of the waiter whose turn it is comes (if known): what a newcomer's
-    /// wait is estimated from.
-    head_due: AtomicInstant,
+    /// The attempts waiting for a slot.
+    queue: Arc<WaitQueue>,
     /// The earliest slot after the last attempt sent on another pacer's slot, if any.
     recorded: AtomicInstant,
     /// Until when the last slot given keeps the pacer from being the same as a fresh one.
@@ -152,9 +147,7 @@ impl LocalPacer {
                 limiter: RateLimiter::direct_with_clock(quota, clock),
                 clock,
                 pacing,
-                turn: tokio::sync::Mutex::new(()),
-                waiting: AtomicUsize::new(0),
-                head_due: AtomicInstant::new(clock.base),
+                queue: WaitQueue::new(clock.base),
                 recorded: AtomicInstant::new(clock.base),
                 busy_until: AtomicInstant::new(clock.base),
             }),
@@ -166,7 +159,7 @@ impl LocalPacer {
     /// beside it).
     pub(crate) fn is_busy(&self, now: Instant) -> bool {
         let inner = &self.inner;
-        inner.waiting.load(Ordering::Acquire) > 0
+        inner.queue.waiting() > 0
             || inner.held().is_some()
             || inner.busy_until.remaining(now).is_some()
     }
@@ -189,37 +182,26 @@ impl LocalPacer {
     /// estimated from the attempts already waiting).
     pub(crate) fn pace(&self, max_wait: Duration) -> Pace {
         let inner = &self.inner;
-        let ahead = inner.waiting.load(Ordering::Acquire);
-        let wait = if ahead == 0 {
-            match inner.held() {
+        let wait = match inner
+            .queue
+            .wait_behind(|| inner.pacing.interval(), Instant::now())
+        {
+            Some(behind) => behind,
+            None => match inner.held() {
                 Some(held) => held,
                 None => match inner.take() {
                     Ok(()) => return Pace::Go,
                     Err(at) => at.saturating_duration_since(Instant::now()),
                 },
-            }
-        } else {
-            // Each attempt ahead takes one slot, one interval after the other, from the
-            // slot of the one whose turn it is (if it is known, else at most an interval
-            // away).
-            let interval = inner.pacing.interval();
-            let ahead = u32::try_from(ahead).unwrap_or(u32::MAX);
-            let now = Instant::now();
-            match inner.head_due.load().filter(|due| *due >= now) {
-                Some(due) => (due - now).saturating_add(interval.saturating_mul(ahead)),
-                None => interval.saturating_mul(ahead.saturating_add(1)),
-            }
+            },
         };
         if wait > max_wait {
             return Pace::TooLong(wait);
         }
-        inner.waiting.fetch_add(1, Ordering::AcqRel);
-        // Counts this attempt out of the waiters however the wait ends (a request cancelled
-        // while it waits drops the future, polled or not).
-        let waiter = Waiter(Arc::clone(inner));
+        let place = inner.queue.join();
+        let inner = Arc::clone(inner);
         Pace::Wait(Box::pin(async move {
-            let inner = &waiter.0;
-            let turn = inner.turn.lock().await;
+            let turn = place.turn().await;
             loop {
                 let due = match inner.held() {
                     Some(held) => Instant::now() + held,
@@ -228,22 +210,13 @@ impl LocalPacer {
                         Err(at) => at,
                     },
                 };
-                inner.head_due.store(due);
+                place.due_at(due);
                 tokio::time::sleep_until(due).await;
             }
             drop(turn);
-            drop(waiter);
+            drop(place);
             Paced::Go
         }))
-    }
-}
-
-/// One attempt among the waiters, until dropped.
-struct Waiter(Arc<PacerState>);
-
-impl Drop for Waiter {
-    fn drop(&mut self) {
-        self.0.waiting.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -251,7 +224,7 @@ impl fmt::Debug for LocalPacer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LocalPacer")
             .field("pacing", &self.inner.pacing)
-            .field("waiting", &self.inner.waiting.load(Ordering::Relaxed))
+            .field("waiting", &self.inner.queue.waiting())
             .finish()
     }
 }
@@ -314,9 +287,9 @@ mod tests {
         let pacer = LocalPacer::new(Pacing::new(1, Duration::from_secs(1)));
         assert!(go(pacer.pace(Duration::from_secs(60))).is_none());
         let wait = go(pacer.pace(Duration::from_secs(60))).unwrap();
-        assert_eq!(pacer.inner.waiting.load(Ordering::Acquire), 1);
+        assert_eq!(pacer.inner.queue.waiting(), 1);
         drop(wait);
-        assert_eq!(pacer.inner.waiting.load(Ordering::Acquire), 0);
+        assert_eq!(pacer.inner.queue.waiting(), 0);
         tokio::time::advance(Duration::from_secs(1)).await;
         assert!(
             go(pacer.pace(Duration::ZERO)).is_none(),

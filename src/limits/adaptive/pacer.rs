@@ -9,7 +9,6 @@
 use std::fmt;
 use std::future::{poll_fn, Future};
 use std::pin::pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Poll;
 use std::time::{Duration, SystemTime};
@@ -22,8 +21,8 @@ use tokio::time::Instant;
 use super::{AdaptiveConfig, AdaptiveRate};
 use crate::classify::parse_retry_after_at;
 use crate::engine::observe;
-use crate::limits::instant::AtomicInstant;
 use crate::limits::pacer::{Pace, Paced};
+use crate::limits::queue::WaitQueue;
 use crate::limits::quota::Quota;
 
 /// The pacer of one origin whose rate is learned: no pacing until the first 429 or quota,
@@ -38,14 +37,10 @@ struct AdaptiveState {
     /// The epoch of the estimate's clock.
     base: Instant,
     schedule: Mutex<Schedule>,
-    /// Waiters take their slots in turn (tokio's mutex is fair: first come, first served).
-    turn: tokio::sync::Mutex<()>,
+    /// The attempts waiting for a slot.
+    queue: Arc<WaitQueue>,
     /// Wakes the waiter whose turn it is when the rate rises: its slot may be earlier.
     faster: Notify,
-    /// Attempts waiting for a slot.
-    waiting: AtomicUsize,
-    /// When the slot of the waiter whose turn it is comes (if known).
-    head_due: AtomicInstant,
 }
 
 struct Schedule {
@@ -100,10 +95,8 @@ impl AdaptivePacer {
                     rate: AdaptiveRate::new(AdaptiveConfig::default()),
                     last: None,
                 }),
-                turn: tokio::sync::Mutex::new(()),
+                queue: WaitQueue::new(base),
                 faster: Notify::new(),
-                waiting: AtomicUsize::new(0),
-                head_due: AtomicInstant::new(base),
             }),
         }
     }
@@ -117,7 +110,7 @@ impl AdaptivePacer {
     /// rate of an idle origin may be forgotten: it is learned again).
     pub(crate) fn is_busy(&self, now: Instant) -> bool {
         let inner = &self.inner;
-        if inner.waiting.load(Ordering::Acquire) > 0 {
+        if inner.queue.waiting() > 0 {
             return true;
         }
         let schedule = inner.schedule();
@@ -130,29 +123,22 @@ impl AdaptivePacer {
     /// attempts already waiting at the current rate).
     pub(crate) fn pace(&self, max_wait: Duration) -> Pace {
         let inner = &self.inner;
-        let ahead = inner.waiting.load(Ordering::Acquire);
         let now = Instant::now();
-        let wait = if ahead == 0 {
-            match inner.schedule().take(now) {
+        let interval = || inner.schedule().rate.interval().unwrap_or_default();
+        let wait = match inner.queue.wait_behind(interval, now) {
+            Some(behind) => behind,
+            None => match inner.schedule().take(now) {
                 Ok(()) => return Pace::Go,
                 Err(due) => due - now,
-            }
-        } else {
-            let interval = inner.schedule().rate.interval().unwrap_or_default();
-            let ahead = u32::try_from(ahead).unwrap_or(u32::MAX);
-            match inner.head_due.load().filter(|due| *due >= now) {
-                Some(due) => (due - now).saturating_add(interval.saturating_mul(ahead)),
-                None => interval.saturating_mul(ahead.saturating_add(1)),
-            }
+            },
         };
         if wait > max_wait {
             return Pace::TooLong(wait);
         }
-        inner.waiting.fetch_add(1, Ordering::AcqRel);
-        let waiter = AdaptiveWaiter(Arc::clone(inner));
+        let place = inner.queue.join();
+        let inner = Arc::clone(inner);
         Pace::Wait(Box::pin(async move {
-            let inner = &waiter.0;
-            let turn = inner.turn.lock().await;
+            let turn = place.turn().await;
             loop {
                 // Registered before the slot is read: a rise in between is not missed.
                 let mut faster = pin!(inner.faster.notified());
@@ -161,7 +147,7 @@ impl AdaptivePacer {
                     Ok(()) => break,
                     Err(due) => due,
                 };
-                inner.head_due.store(due);
+                place.due_at(due);
                 let mut sleep = pin!(tokio::time::sleep_until(due));
                 poll_fn(|cx| {
                     if sleep.as_mut().poll(cx).is_ready() || faster.as_mut().poll(cx).is_ready() {
@@ -173,7 +159,7 @@ impl AdaptivePacer {
                 .await;
             }
             drop(turn);
-            drop(waiter);
+            drop(place);
             Paced::Go
         }))
     }
@@ -224,20 +210,11 @@ impl AdaptivePacer {
     }
 }
 
-/// One attempt among the waiters, until dropped.
-struct AdaptiveWaiter(Arc<AdaptiveState>);
-
-impl Drop for AdaptiveWaiter {
-    fn drop(&mut self) {
-        self.0.waiting.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
 impl fmt::Debug for AdaptivePacer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AdaptivePacer")
             .field("rate", &self.rate())
-            .field("waiting", &self.inner.waiting.load(Ordering::Relaxed))
+            .field("waiting", &self.inner.queue.waiting())
             .finish()
     }
 }

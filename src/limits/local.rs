@@ -20,9 +20,14 @@ pub(crate) struct LocalOrigin {
     budget: Option<Budget>,
     cooldown: Option<AtomicInstant>,
     refusal: Option<AtomicInstant>,
-    pacer: Option<LocalPacer>,
-    /// The pacer of [`Pacing::adaptive`] (then `pacer` is `None`).
-    learned: Option<AdaptivePacer>,
+    pacer: Option<OriginPacer>,
+}
+
+/// An origin's pacer: at the configured rate, or at the rate [`Pacing::adaptive`] learns.
+#[derive(Debug)]
+enum OriginPacer {
+    Fixed(LocalPacer),
+    Learned(AdaptivePacer),
 }
 
 impl LocalOrigin {
@@ -31,14 +36,20 @@ impl LocalOrigin {
     pub(crate) fn is_busy(&self, now: Instant) -> bool {
         self.cooldown_remaining(now).is_some()
             || self.refusal_remaining(now).is_some()
-            || self.pacer.as_ref().is_some_and(|p| p.is_busy(now))
-            || self.learned.as_ref().is_some_and(|p| p.is_busy(now))
+            || match &self.pacer {
+                Some(OriginPacer::Fixed(p)) => p.is_busy(now),
+                Some(OriginPacer::Learned(p)) => p.is_busy(now),
+                None => false,
+            }
     }
 
     /// The in-process pacer (a fleet store's fallback), if pacing is on.
     #[cfg(feature = "redis")]
     pub(crate) fn pacer(&self) -> Option<&LocalPacer> {
-        self.pacer.as_ref()
+        match &self.pacer {
+            Some(OriginPacer::Fixed(p)) => Some(p),
+            _ => None,
+        }
     }
 }
 
@@ -83,16 +94,16 @@ impl OriginLimits for LocalOrigin {
     }
 
     fn pace(&self, max_wait: Duration, _deadline_left: Option<Duration>) -> Pace {
-        match (&self.pacer, &self.learned) {
-            (Some(pacer), _) => pacer.pace(max_wait),
-            (None, Some(learned)) => learned.pace(max_wait),
-            (None, None) => Pace::Go,
+        match &self.pacer {
+            Some(OriginPacer::Fixed(p)) => p.pace(max_wait),
+            Some(OriginPacer::Learned(p)) => p.pace(max_wait),
+            None => Pace::Go,
         }
     }
 
     fn observe(&self, sent_at: Instant, status: http::StatusCode, headers: &http::HeaderMap) {
-        if let Some(learned) = &self.learned {
-            learned.observe(sent_at, status, headers);
+        if let Some(OriginPacer::Learned(p)) = &self.pacer {
+            p.observe(sent_at, status, headers);
         }
     }
 }
@@ -106,7 +117,6 @@ impl fmt::Debug for LocalOrigin {
                 &self.cooldown_remaining(Instant::now()),
             )
             .field("pacer", &self.pacer)
-            .field("learned", &self.learned)
             .finish()
     }
 }
@@ -139,14 +149,13 @@ impl LocalStore {
                 budget: self.budget.map(|b| Budget::new(b, self.base)),
                 cooldown: self.cooldown.then(|| AtomicInstant::new(self.base)),
                 refusal: self.cooldown.then(|| AtomicInstant::new(self.base)),
-                pacer: self
-                    .pacing
-                    .filter(|p| !p.is_adaptive())
-                    .map(LocalPacer::new),
-                learned: self
-                    .pacing
-                    .filter(Pacing::is_adaptive)
-                    .map(|_| AdaptivePacer::new()),
+                pacer: self.pacing.map(|p| {
+                    if p.is_adaptive() {
+                        OriginPacer::Learned(AdaptivePacer::new())
+                    } else {
+                        OriginPacer::Fixed(LocalPacer::new(p))
+                    }
+                }),
             })
     }
 

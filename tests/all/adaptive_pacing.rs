@@ -86,6 +86,42 @@ fn stepping(t: Duration) -> f64 {
         .map_or(50.0, |p| p.2)
 }
 
+/// 16 closed-loop callers through `svc` until `end`, each sending `request()` again as soon as
+/// the last one ended.
+async fn sixteen_closed_loop<S>(svc: S, request: fn() -> Req, end: Instant)
+where
+    S: tower::Service<Req> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Response: Send,
+    S::Error: Send,
+{
+    let callers: Vec<_> = (0..16)
+        .map(|_| {
+            let svc = svc.clone();
+            tokio::spawn(async move {
+                while Instant::now() < end {
+                    let _ = svc.clone().oneshot(request()).await;
+                }
+            })
+        })
+        .collect();
+    for caller in callers {
+        caller.await.unwrap();
+    }
+}
+
+fn post_call() -> Req {
+    Request::post("http://api.example/v1/calls")
+        .body(Full::new(Bytes::from_static(b"{}")))
+        .unwrap()
+}
+
+fn get_calls() -> Req {
+    Request::get("http://api.example/v1/calls")
+        .body(Full::new(Bytes::new()))
+        .unwrap()
+}
+
 /// 16 closed-loop callers through `limits` for 60 s against a token bucket stepping
 /// 50 → 20 → 50 per second (20 ms a round trip, `Retry-After: 1` on a 429): each phase's
 /// served share and 429 share after its first 5 s.
@@ -117,22 +153,7 @@ async fn sixteen_callers(limits: Limits) -> Vec<(f64, f64)> {
         .layer(TelEchoRetry::new(RetryPolicy::default()).with_limits(limits))
         .service(server);
     let end = start + Duration::from_secs(60);
-    let callers: Vec<_> = (0..16)
-        .map(|_| {
-            let svc = svc.clone();
-            tokio::spawn(async move {
-                while Instant::now() < end {
-                    let req = Request::post("http://api.example/v1/calls")
-                        .body(Full::new(Bytes::from_static(b"{}")))
-                        .unwrap();
-                    let _ = svc.clone().oneshot(req).await;
-                }
-            })
-        })
-        .collect();
-    for caller in callers {
-        caller.await.unwrap();
-    }
+    sixteen_closed_loop(svc, post_call, end).await;
     let log = log.lock().unwrap();
     shares(&log, &STEPS, 5)
 }
@@ -202,22 +223,7 @@ async fn a_server_that_states_its_quota_is_paced_without_a_429() {
         .layer(TelEchoRetry::new(RetryPolicy::default()).with_limits(limits))
         .service(server);
     let end = start + Duration::from_secs(30);
-    let callers: Vec<_> = (0..16)
-        .map(|_| {
-            let svc = svc.clone();
-            tokio::spawn(async move {
-                while Instant::now() < end {
-                    let req = Request::get("http://api.example/v1/calls")
-                        .body(Full::new(Bytes::new()))
-                        .unwrap();
-                    let _ = svc.clone().oneshot(req).await;
-                }
-            })
-        })
-        .collect();
-    for caller in callers {
-        caller.await.unwrap();
-    }
+    sixteen_closed_loop(svc, get_calls, end).await;
     let log = log.lock().unwrap();
     let limited = log.iter().filter(|(_, ok)| !ok).count();
     let [(served, _)] = shares(&log, &[(0, 30, 20.0)], 0)[..] else {
@@ -338,22 +344,7 @@ async fn fixed_window(limits: Limits) -> (f64, f64) {
         .layer(TelEchoRetry::new(RetryPolicy::default()).with_limits(limits))
         .service(server);
     let end = start + Duration::from_secs(60);
-    let callers: Vec<_> = (0..16)
-        .map(|_| {
-            let svc = svc.clone();
-            tokio::spawn(async move {
-                while Instant::now() < end {
-                    let req = Request::get("http://api.example/v1/calls")
-                        .body(Full::new(Bytes::new()))
-                        .unwrap();
-                    let _ = svc.clone().oneshot(req).await;
-                }
-            })
-        })
-        .collect();
-    for caller in callers {
-        caller.await.unwrap();
-    }
+    sixteen_closed_loop(svc, get_calls, end).await;
     let log = log.lock().unwrap();
     shares(&log, &[(0, 60, 20.0)], 0)[0]
 }

@@ -1887,12 +1887,7 @@ mod real_sockets {
 
     /// A URL on a port nobody listens on.
     fn refused_url() -> String {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        format!("http://127.0.0.1:{port}/v1/calls")
+        format!("http://{}/v1/calls", crate::support::closed_addr())
     }
 
     /// Answers `first` to the first request for `path`, `rest` to everything else.

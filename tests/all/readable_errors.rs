@@ -25,10 +25,8 @@ fn quick() -> TelEchoRetry {
 }
 
 /// A loopback URL nobody listens on, with a secret in its query.
-async fn closed_url() -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
+fn closed_url() -> String {
+    let addr = crate::support::closed_addr();
     format!("http://{addr}/v1/agents?api_key={SECRET}")
 }
 
@@ -54,7 +52,7 @@ fn check(err: &RetryError) {
 async fn a_refused_connection_names_its_cause_through_the_tower_layer() {
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let svc = ServiceBuilder::new().layer(quick()).service(client);
-    let request = http::Request::get(closed_url().await)
+    let request = http::Request::get(closed_url())
         .header("authorization", format!("Bearer {SECRET}"))
         .body(Full::new(Bytes::new()))
         .unwrap();
@@ -71,7 +69,7 @@ async fn send_through_the_middleware_returns_a_retry_error_with_its_info() {
     .with(quick())
     .build();
     let err = client
-        .get(closed_url().await)
+        .get(closed_url())
         .bearer_auth(SECRET)
         .send()
         .await

@@ -824,3 +824,11 @@ pub(crate) fn paced(
             .build(),
     )
 }
+
+/// A loopback address nobody listens on (bound, then released).
+pub(crate) fn closed_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}

@@ -1,6 +1,6 @@
 //! [`AdaptiveRate`]: the rate a server allows, estimated from what it answers, for pacing
-//! that finds the limit by itself (issue 23). One per origin (later also one per fleet, in
-//! the Redis store); pure and clock-injected: every call passes the time as a `Duration`
+//! that finds the limit by itself. One per origin in process (a fleet keeps one in Redis,
+//! in `redis::learn`, by the same rules); pure and clock-injected: every call passes the time as a `Duration`
 //! since an epoch the caller chooses, so it can be driven by tokio's clock or a test's.
 //!
 //! - It starts off (no pacing) or at a configured rate.
@@ -14,6 +14,10 @@
 //!   seconds, probing above it after that. It never grows past twice the measured send
 //!   rate (so a quiet client does not build up a rate it never tried) and never falls
 //!   below a floor (0.5/s).
+//! - The first cut has no rate to go by, only the send rate measured around the first
+//!   429 (a burst at start-up measures low). Until the next cut the rate grows as fast as
+//!   that bound allows, doubling with the send rate (TCP's slow start), not along the
+//!   curve.
 //! - A quota from the response headers ([`Quota`]) sets the rate at once: `remaining`
 //!   over `reset`, less a margin; better than probing.
 //! - Optionally, for servers that count in fixed windows and answer 429 with `Retry-After`
@@ -82,6 +86,9 @@ pub(crate) struct AdaptiveRate {
     last_cut: Option<f64>,
     /// When the CUBIC curve starts (the last cut, or the end of a hold), in seconds.
     growth_from: f64,
+    /// Whether the rate came from a first cut, made with no rate to go by: it then grows
+    /// as fast as the send rate allows (slow start, as TCP's), until the next cut.
+    slow_start: bool,
     sent: SendRate,
     window: Option<WindowCount>,
 }
@@ -99,6 +106,7 @@ impl AdaptiveRate {
             k: 0.0,
             last_cut: None,
             growth_from: 0.0,
+            slow_start: false,
             sent: SendRate::default(),
             window: config.window.map(WindowCount::new),
         };
@@ -130,9 +138,13 @@ impl AdaptiveRate {
             return; // holding a window's rate
         }
         let t = now - self.growth_from - self.k;
-        let cubic = self.config.scale * t * t * t + self.w_max;
         let bound = self.config.growth_bound * self.sent.estimate();
-        let target = cubic.min(bound).min(self.config.max_rate);
+        let target = if self.slow_start {
+            bound
+        } else {
+            (self.config.scale * t * t * t + self.w_max).min(bound)
+        }
+        .min(self.config.max_rate);
         if target > rate {
             self.rate = Some(target);
         }
@@ -157,6 +169,7 @@ impl AdaptiveRate {
             return true;
         }
         let measured = self.sent.estimate();
+        self.slow_start = self.rate.is_none();
         let before = match self.rate {
             Some(rate) if measured > 0.0 => rate.min(measured),
             Some(rate) => rate,
@@ -182,6 +195,26 @@ impl AdaptiveRate {
         self.rate = Some(rate);
         self.set_w_max(rate);
         self.growth_from = now.as_secs_f64();
+        self.slow_start = false;
+    }
+
+    /// Paces at `rate` from `now` (a fleet's estimate, or its share of it), regrowing from
+    /// there; the last cut is kept, so the 429s of an event already answered still cut
+    /// nothing.
+    pub(crate) fn set(&mut self, rate: f64, now: Duration) {
+        if !rate.is_finite() || rate <= 0.0 {
+            return;
+        }
+        let rate = rate.clamp(self.config.min_rate, self.config.max_rate);
+        self.rate = Some(rate);
+        self.set_w_max(rate);
+        self.growth_from = now.as_secs_f64();
+        self.slow_start = false;
+    }
+
+    /// The measured rate of responses, per second.
+    pub(crate) fn measured(&self) -> f64 {
+        self.sent.estimate()
     }
 
     fn set_w_max(&mut self, w_max: f64) {
@@ -209,6 +242,7 @@ impl AdaptiveRate {
         self.rate = Some(rate);
         self.set_w_max(rate);
         self.growth_from = now + retry_after + length;
+        self.slow_start = false;
         true
     }
 }
@@ -303,3 +337,5 @@ mod pacer;
 mod tests;
 
 pub(crate) use pacer::AdaptivePacer;
+#[cfg(feature = "redis")]
+pub(crate) use pacer::Change;

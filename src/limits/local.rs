@@ -24,10 +24,37 @@ pub(crate) struct LocalOrigin {
 }
 
 /// An origin's pacer: at the configured rate, or at the rate [`Pacing::adaptive`] learns.
-#[derive(Debug)]
-enum OriginPacer {
+#[derive(Clone, Debug)]
+pub(crate) enum OriginPacer {
     Fixed(LocalPacer),
     Learned(AdaptivePacer),
+}
+
+impl OriginPacer {
+    /// The next slot (see [`LocalPacer::pace`]).
+    pub(crate) fn pace(&self, max_wait: Duration) -> Pace {
+        match self {
+            OriginPacer::Fixed(p) => p.pace(max_wait),
+            OriginPacer::Learned(p) => p.pace(max_wait),
+        }
+    }
+
+    /// An attempt sent `after` from now on a fleet store's slot (see
+    /// [`LocalPacer::record`]).
+    #[cfg(feature = "redis")]
+    pub(crate) fn record(&self, after: Duration) {
+        match self {
+            OriginPacer::Fixed(p) => p.record(after),
+            OriginPacer::Learned(p) => p.record(after),
+        }
+    }
+
+    fn is_busy(&self, now: Instant) -> bool {
+        match self {
+            OriginPacer::Fixed(p) => p.is_busy(now),
+            OriginPacer::Learned(p) => p.is_busy(now),
+        }
+    }
 }
 
 impl LocalOrigin {
@@ -36,20 +63,13 @@ impl LocalOrigin {
     pub(crate) fn is_busy(&self, now: Instant) -> bool {
         self.cooldown_remaining(now).is_some()
             || self.refusal_remaining(now).is_some()
-            || match &self.pacer {
-                Some(OriginPacer::Fixed(p)) => p.is_busy(now),
-                Some(OriginPacer::Learned(p)) => p.is_busy(now),
-                None => false,
-            }
+            || self.pacer.as_ref().is_some_and(|p| p.is_busy(now))
     }
 
     /// The in-process pacer (a fleet store's fallback), if pacing is on.
     #[cfg(feature = "redis")]
-    pub(crate) fn pacer(&self) -> Option<&LocalPacer> {
-        match &self.pacer {
-            Some(OriginPacer::Fixed(p)) => Some(p),
-            _ => None,
-        }
+    pub(crate) fn pacer(&self) -> Option<&OriginPacer> {
+        self.pacer.as_ref()
     }
 }
 
@@ -94,11 +114,7 @@ impl OriginLimits for LocalOrigin {
     }
 
     fn pace(&self, max_wait: Duration, _deadline_left: Option<Duration>) -> Pace {
-        match &self.pacer {
-            Some(OriginPacer::Fixed(p)) => p.pace(max_wait),
-            Some(OriginPacer::Learned(p)) => p.pace(max_wait),
-            None => Pace::Go,
-        }
+        self.pacer.as_ref().map_or(Pace::Go, |p| p.pace(max_wait))
     }
 
     fn observe(&self, sent_at: Instant, status: http::StatusCode, headers: &http::HeaderMap) {

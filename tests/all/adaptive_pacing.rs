@@ -19,7 +19,7 @@ use tower::{service_fn, ServiceExt};
 type Req = Request<Full<Bytes>>;
 
 /// A token bucket: `rate(t)` tokens per second, holding a tenth of a second's worth.
-struct Bucket {
+pub(crate) struct Bucket {
     start: Instant,
     rate: fn(Duration) -> f64,
     tokens: f64,
@@ -27,7 +27,7 @@ struct Bucket {
 }
 
 impl Bucket {
-    fn new(start: Instant, rate: fn(Duration) -> f64) -> Self {
+    pub(crate) fn new(start: Instant, rate: fn(Duration) -> f64) -> Self {
         Bucket {
             start,
             rate,
@@ -37,7 +37,7 @@ impl Bucket {
     }
 
     /// Whether a request arriving now is served (a token taken).
-    fn admit(&mut self) -> bool {
+    pub(crate) fn admit(&mut self) -> bool {
         let now = self.start.elapsed();
         let rate = (self.rate)(now);
         let dt = (now - self.last).as_secs_f64();

@@ -616,25 +616,6 @@ fn building_outside_a_runtime_is_an_error_not_a_panic() {
 }
 
 #[tokio::test]
-async fn adaptive_pacing_through_redis_is_an_error_not_ignored() {
-    let err = Limits::builder()
-        .pacing(Pacing::adaptive())
-        .redis(redis_url(), "k")
-        .build()
-        .unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "adaptive pacing is kept per process; not yet through Redis"
-    );
-    // A fixed rate is still shared.
-    assert!(Limits::builder()
-        .pacing(Pacing::per_minute(600))
-        .redis(redis_url(), "k")
-        .build()
-        .is_ok());
-}
-
-#[tokio::test]
 async fn a_free_slot_is_no_wait_the_round_trip_is_not_counted_as_sleep() {
     let scope = Scope::new();
     let store = scope.limits(

@@ -165,13 +165,27 @@ impl AdaptivePacer {
     }
 
     /// The response to an attempt sent at `sent_at` arrived now: a 429 cuts the rate (once
-    /// per congestion event), a success regrows it, a quota in the headers sets it.
+    /// per congestion event), a success regrows it, a quota in the headers sets it; the
+    /// change is reported (metrics, an event on a cut).
     pub(crate) fn observe(&self, sent_at: Instant, status: StatusCode, headers: &HeaderMap) {
+        if let Some(change) = self.learn(sent_at, status, headers) {
+            change.emit();
+        }
+    }
+
+    /// As [`observe`](Self::observe), reporting nothing: what changed, if anything (a fleet
+    /// store reports the fleet's rate instead of this one).
+    pub(crate) fn learn(
+        &self,
+        sent_at: Instant,
+        status: StatusCode,
+        headers: &HeaderMap,
+    ) -> Option<Change> {
         let inner = &self.inner;
         let quota = Quota::from_headers(headers, SystemTime::now);
         let throttled = status == StatusCode::TOO_MANY_REQUESTS;
         if quota.is_none() && !throttled && !status.is_success() {
-            return;
+            return None;
         }
         let now = Instant::now();
         let at = inner.since_base(now);
@@ -193,19 +207,74 @@ impl AdaptivePacer {
         }
         let after = schedule.rate.rate();
         drop(schedule);
-        if after == before {
+        let rate = after.filter(|_| after != before)?;
+        self.woken_if_faster(before, rate);
+        Some(Change {
+            before,
+            rate,
+            cut,
+            quota: quota.is_some(),
+        })
+    }
+
+    /// Paces at `rate` from now (a fleet's rate, or this replica's share of it).
+    #[cfg(feature = "redis")]
+    pub(crate) fn set_rate(&self, rate: f64) {
+        let now = Instant::now();
+        let mut schedule = self.inner.schedule();
+        let before = schedule.rate.rate();
+        schedule.rate.set(rate, self.inner.since_base(now));
+        let after = schedule.rate.rate();
+        drop(schedule);
+        if let Some(after) = after {
+            self.woken_if_faster(before, after);
+        }
+    }
+
+    /// The measured rate of responses, per second.
+    #[cfg(feature = "redis")]
+    pub(crate) fn measured(&self) -> f64 {
+        self.inner.schedule().rate.measured()
+    }
+
+    /// Records an attempt sent `after` from now on another pacer's slot (a fleet store's):
+    /// this pacer's next slot is one interval after it, at its current rate.
+    #[cfg(feature = "redis")]
+    pub(crate) fn record(&self, after: Duration) {
+        let Some(at) = Instant::now().checked_add(after) else {
             return;
-        }
-        let Some(rate) = after else { return };
+        };
+        let mut schedule = self.inner.schedule();
+        schedule.last = Some(schedule.last.map_or(at, |last| last.max(at)));
+    }
+
+    fn woken_if_faster(&self, before: Option<f64>, rate: f64) {
         if before.is_none_or(|b| rate > b * 1.05) {
-            inner.faster.notify_waiters();
+            self.inner.faster.notify_waiters();
         }
-        if cut {
-            observe::pacing_cut(before, rate);
-        } else if quota.is_some() {
-            observe::pacing_set(rate);
+    }
+}
+
+/// A change of an [`AdaptivePacer`]'s rate.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Change {
+    pub(crate) before: Option<f64>,
+    pub(crate) rate: f64,
+    /// A 429 cut it.
+    pub(crate) cut: bool,
+    /// A quota header set it.
+    pub(crate) quota: bool,
+}
+
+impl Change {
+    /// Reports it: the gauge, and on a cut the counter and an event.
+    pub(crate) fn emit(&self) {
+        if self.cut {
+            observe::pacing_cut(self.before, self.rate);
+        } else if self.quota {
+            observe::pacing_set(self.rate);
         } else {
-            observe::pacing_rate(rate);
+            observe::pacing_rate(self.rate);
         }
     }
 }

@@ -120,13 +120,8 @@ impl RedisLimitsBuilder {
     ///
     /// A URL the redis crate does not accept, an empty scope, a scope that contains what
     /// looks like a TelEcho API key (`tel_sk_` in any case), a scope or key prefix with `{`
-    /// or `}` (they would break the keys' hash tag), no tokio runtime, or
-    /// [`Pacing::adaptive`](crate::limits::Pacing::adaptive) (its rate is kept per process,
-    /// not yet shared through Redis).
+    /// or `}` (they would break the keys' hash tag), or no tokio runtime.
     pub fn build(self) -> Result<Limits, RedisLimitsError> {
-        if self.limits.pacing.is_some_and(|p| p.is_adaptive()) {
-            return Err(RedisLimitsError(ErrorKind::AdaptivePacing));
-        }
         if self.scope.is_empty() {
             return Err(RedisLimitsError(ErrorKind::EmptyScope));
         }
@@ -154,6 +149,7 @@ impl RedisLimitsBuilder {
             runtime.clone(),
         )
         .map_err(|e| RedisLimitsError(ErrorKind::Url(e)))?;
+        link.set_fallback_share(self.fallback_share);
         let link = Arc::new(link);
         let (writes, receiver) = mpsc::channel(WRITES);
         let settings = Settings {
@@ -180,7 +176,10 @@ impl RedisLimitsBuilder {
                 .abort_handle(),
             runtime.spawn(link.probe()).abort_handle(),
         ];
-        Ok(Limits::from_store(RedisStore::from_parts(shared, tasks)))
+        Ok(Limits {
+            learns: pacing.is_some_and(|p| p.is_adaptive()),
+            ..Limits::from_store(RedisStore::from_parts(shared, tasks))
+        })
     }
 }
 
@@ -206,7 +205,6 @@ enum ErrorKind {
     ScopeIsAKey,
     Brace,
     NoRuntime,
-    AdaptivePacing,
 }
 
 impl fmt::Display for RedisLimitsError {
@@ -222,9 +220,6 @@ impl fmt::Display for RedisLimitsError {
                 "the scope and key prefix of the Redis limits may not contain `{` or `}`"
             }
             ErrorKind::NoRuntime => "Redis limits must be built within a tokio runtime",
-            ErrorKind::AdaptivePacing => {
-                "adaptive pacing is kept per process; not yet through Redis"
-            }
         })
     }
 }

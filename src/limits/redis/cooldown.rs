@@ -6,7 +6,8 @@
 //!
 //! A message is `<store id> <kind> <remaining ms> <origin>`: the time left, not an
 //! instant, so that replicas' clocks never matter (the time in transit, under a
-//! millisecond on a LAN, is lost).
+//! millisecond on a LAN, is lost). Kind `rate` (with 0 ms) says that the fleet now paces
+//! the origin at a learned rate (`learn`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -163,6 +164,12 @@ fn receive(shared: &FleetState, payload: &str) {
         return;
     };
     if id == shared.link.id {
+        return;
+    }
+    if kind == "rate" {
+        if let Some(origin) = parse_origin(origin) {
+            shared.pace_learned(&origin);
+        }
         return;
     }
     let (Some(kind), Ok(ms), Some(origin)) =

@@ -27,6 +27,7 @@ use tokio::time::Instant;
 use super::names::{Kind, Names};
 use super::scripts::Scripts;
 use crate::engine::observe::{self, StoreLimit};
+use crate::limits::adaptive::AdaptiveConfig;
 use crate::limits::Pacing;
 
 /// How often an unreachable Redis is probed.
@@ -61,6 +62,26 @@ pub(crate) struct Reservation {
     pub(crate) reserved: bool,
     /// The theoretical arrival time the script stored (µs of Redis time), when `reserved`.
     pub(crate) tat: u64,
+    /// The interval it was reserved at (µs), to give it back.
+    pub(crate) interval: u64,
+}
+
+impl Reservation {
+    /// Nothing reserved, nothing to wait for: the attempt goes (no pacing).
+    pub(crate) const FREE: Reservation = Reservation {
+        wait: Duration::ZERO,
+        reserved: true,
+        tat: 0,
+        interval: 0,
+    };
+}
+
+/// The learned pacing script's answer: the fleet does not pace (yet), or a reservation at
+/// the fleet's rate.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum LearnedSlot {
+    Off,
+    At { slot: Reservation, rate: f64 },
 }
 
 /// `d` in whole µs, bounded so that every GCRA quantity stays exact in Lua's doubles.
@@ -83,6 +104,8 @@ pub(crate) struct Link {
     /// the call timeout, at least 500 ms.
     pub(crate) background_timeout: Duration,
     pacing: Option<Pacing>,
+    /// The share of the fleet's rate this replica paces at alone (`f64` bits).
+    share: AtomicU64,
     /// Where the give-backs of dropped reservations are spawned (a `Drop` may run outside
     /// the runtime's context).
     pub(crate) runtime: tokio::runtime::Handle,
@@ -127,6 +150,7 @@ impl Link {
             call_timeout,
             background_timeout,
             pacing,
+            share: AtomicU64::new(1.0f64.to_bits()),
             runtime,
             reachable: AtomicBool::new(true),
             listening: AtomicBool::new(true),
@@ -135,6 +159,16 @@ impl Link {
             fallbacks: AtomicU64::new(0),
             log: Mutex::new((0, None)),
         })
+    }
+
+    /// The share of the fleet's rate this replica paces at alone while Redis cannot be
+    /// reached.
+    pub(crate) fn fallback_share(&self) -> f64 {
+        f64::from_bits(self.share.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn set_fallback_share(&self, share: f64) {
+        self.share.store(share.to_bits(), Ordering::Relaxed);
     }
 
     pub(crate) fn client(&self) -> &Client {
@@ -161,9 +195,14 @@ impl Link {
         Err(failed)
     }
 
-    /// The pacing, if on, and its interval and burst tolerance in µs.
+    /// Whether the fleet's pacing rate is learned ([`Pacing::adaptive`]).
+    pub(crate) fn learns(&self) -> bool {
+        self.pacing.is_some_and(|p| p.is_adaptive())
+    }
+
+    /// The fixed pacing, if on, and its interval and burst tolerance in µs.
     fn gcra(&self) -> Option<(u64, u64)> {
-        let pacing = self.pacing?;
+        let pacing = self.pacing.filter(|p| !p.is_adaptive())?;
         let interval = micros(pacing.interval());
         Some((
             interval,
@@ -183,11 +222,7 @@ impl Link {
         floor: u64,
     ) -> Result<Reservation, CallFailed> {
         let Some((interval, tolerance)) = self.gcra() else {
-            return Ok(Reservation {
-                wait: Duration::ZERO,
-                reserved: true,
-                tat: 0,
-            });
+            return Ok(Reservation::FREE);
         };
         let mut conn = self.conn();
         let mut call = self.scripts.pace.prepare_invoke();
@@ -203,16 +238,105 @@ impl Link {
             wait: Duration::from_micros(wait.max(0).unsigned_abs()),
             reserved: reserved == 1,
             tat: tat.max(0).unsigned_abs(),
+            interval,
         })
     }
 
-    /// Gives back the slot whose reservation stored `tat` on `key`, if no later one was
-    /// taken since: the stored time moves back one interval. Returns the time now stored
-    /// (0: none), or `None` when a later reservation kept the slot taken.
-    pub(crate) async fn give_back(&self, key: &str, tat: u64) -> Result<Option<u64>, CallFailed> {
-        let Some((interval, _)) = self.gcra() else {
-            return Ok(None);
+    /// As [`pace`](Self::pace), at the rate the fleet learned (stored at `rate_key`), if it
+    /// paces the origin yet.
+    pub(crate) async fn pace_learned(
+        &self,
+        key: &str,
+        rate_key: &str,
+        max_wait: Duration,
+        floor: u64,
+    ) -> Result<LearnedSlot, CallFailed> {
+        let config = AdaptiveConfig::default();
+        let mut conn = self.conn();
+        let mut call = self.scripts.learned_pace.prepare_invoke();
+        call.key(key)
+            .key(rate_key)
+            .arg(micros(max_wait))
+            .arg(floor)
+            .arg(config.beta)
+            .arg(config.scale)
+            .arg(config.max_rate)
+            .arg(config.growth_bound);
+        let (wait, status, tat, rate, interval): (i64, i64, i64, String, i64) = self
+            .bounded(self.background_timeout, call.invoke_async(&mut conn))
+            .await?;
+        let rate = rate.parse::<f64>().unwrap_or(0.0);
+        if status == 2 || !rate.is_finite() || rate <= 0.0 {
+            return Ok(LearnedSlot::Off);
+        }
+        let slot = Reservation {
+            wait: Duration::from_micros(wait.max(0).unsigned_abs()),
+            reserved: status == 1,
+            tat: tat.max(0).unsigned_abs(),
+            interval: interval.max(0).unsigned_abs(),
         };
+        Ok(LearnedSlot::At { slot, rate })
+    }
+
+    /// Cuts the fleet's learned rate at `rate_key` for a 429 to a request sent `age` ago,
+    /// unless that belongs to a congestion event already answered; `measured`: the fleet's
+    /// send rate as this replica estimates it (used when the fleet paced nothing yet).
+    /// Returns the new rate if this call cut it.
+    pub(crate) async fn cut(
+        &self,
+        rate_key: &str,
+        age: Duration,
+        measured: f64,
+        message: &str,
+    ) -> Result<Option<f64>, CallFailed> {
+        let config = AdaptiveConfig::default();
+        let mut conn = self.conn();
+        let mut call = self.scripts.cut.prepare_invoke();
+        call.key(rate_key)
+            .arg(micros(age))
+            .arg(measured)
+            .arg(config.beta)
+            .arg(config.min_rate)
+            .arg(config.max_rate)
+            .arg(&self.names.channel)
+            .arg(message);
+        let (cut, rate): (i64, String) = self
+            .bounded(self.background_timeout, call.invoke_async(&mut conn))
+            .await?;
+        Ok(rate.parse::<f64>().ok().filter(|_| cut == 1))
+    }
+
+    /// Sets the fleet's learned rate at `rate_key` (from a quota the server sent).
+    pub(crate) async fn set_rate(
+        &self,
+        rate_key: &str,
+        rate: f64,
+        message: &str,
+    ) -> Result<(), CallFailed> {
+        let mut conn = self.conn();
+        let mut call = self.scripts.set_rate.prepare_invoke();
+        call.key(rate_key)
+            .arg(format!("{rate:.6}"))
+            .arg(&self.names.channel)
+            .arg(message);
+        let _: i64 = self
+            .bounded(self.background_timeout, call.invoke_async(&mut conn))
+            .await?;
+        Ok(())
+    }
+
+    /// Gives back the slot whose reservation stored `tat` on `key`, if no later one was
+    /// taken since: the stored time moves back one `interval` (µs). Returns the time now
+    /// stored (0: none), or `None` when a later reservation kept the slot taken.
+    pub(crate) async fn give_back(
+        &self,
+        key: &str,
+        tat: u64,
+        interval: u64,
+    ) -> Result<Option<u64>, CallFailed> {
+        if interval == 0 {
+            return Ok(None);
+        }
         let mut conn = self.conn();
         let mut call = self.scripts.give_back.prepare_invoke();
         call.key(key).arg(tat).arg(interval);

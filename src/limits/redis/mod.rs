@@ -7,11 +7,13 @@
 //! - `store`: the store and one origin's limits (the in-process ones wrapped);
 //! - `link`: the connection, its bound, whether Redis answers, the prober, fallbacks;
 //! - `pace`: a paced attempt's future;
+//! - `learn`: adaptive pacing's rate, shared by the fleet;
 //! - `cooldown`: the writer and the subscriber tasks;
 //! - `scripts`: the Lua scripts; `names`: keys, channel, origins in them.
 
 mod builder;
 mod cooldown;
+mod learn;
 mod link;
 mod names;
 mod pace;

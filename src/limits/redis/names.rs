@@ -10,11 +10,13 @@ use crate::limits::Origin;
 /// `{<prefix>:<scope>}` so that a scope's keys live in one Redis Cluster slot:
 ///
 /// - `{p:s}:pace:<origin>`: the pacing GCRA's theoretical arrival time, in µs of Redis time;
+/// - `{p:s}:rate:<origin>`: the rate the fleet learned (`Pacing::adaptive`), a hash;
 /// - `{p:s}:cooldown:<origin>`, `{p:s}:refusal:<origin>`: present while the origin is held
 ///   back or refused, expiring with it (`PX`);
 /// - `{p:s}:cooldowns`: the set of origins that had a cooldown or refusal, so that a
 ///   replica that (re)connects can read them all in one script;
-/// - `{p:s}:events`: the pub/sub channel on which replicas announce new cooldowns.
+/// - `{p:s}:events`: the pub/sub channel on which replicas announce new cooldowns, and
+///   that the fleet paces an origin at a learned rate.
 #[derive(Clone, Debug)]
 pub(crate) struct Names {
     base: String,
@@ -34,6 +36,10 @@ impl Names {
 
     pub(crate) fn pace(&self, origin: &str) -> String {
         format!("{}pace:{origin}", self.base)
+    }
+
+    pub(crate) fn rate(&self, origin: &str) -> String {
+        format!("{}rate:{origin}", self.base)
     }
 
     pub(crate) fn cooldown(&self, kind: Kind, origin: &str) -> String {
@@ -128,6 +134,10 @@ mod tests {
         assert_eq!(
             n.cooldown(Kind::Refusal, "http://h:80"),
             "{telecho-retry:key-1}:refusal:http://h:80"
+        );
+        assert_eq!(
+            n.rate("http://h:80"),
+            "{telecho-retry:key-1}:rate:http://h:80"
         );
         assert_eq!(n.index, "{telecho-retry:key-1}:cooldowns");
         assert_eq!(n.channel, "{telecho-retry:key-1}:events");

@@ -17,7 +17,8 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::link::{CallFailed, Link, Reservation};
+use super::learn::{self, Learned};
+use super::link::{CallFailed, LearnedSlot, Link, Reservation};
 use super::names::Write;
 use crate::engine::observe::StoreLimit;
 use crate::limits::local::LocalOrigin;
@@ -33,13 +34,15 @@ pub(crate) struct Remote {
     pub(crate) link: Arc<Link>,
     /// `None`: the shared cooldown is off.
     pub(crate) writes: Option<mpsc::Sender<Write>>,
+    /// `Some` with adaptive pacing: the fleet's learned rate.
+    pub(crate) learned: Option<Learned>,
 }
 
 impl Remote {
-    /// Gives back the slot whose reservation stored `tat`, if no later one was taken (see
-    /// `pace`); a failure only counts as one.
-    pub(crate) async fn give_back(&self, tat: u64) {
-        if let Ok(Some(back)) = self.link.give_back(&self.pace_key, tat).await {
+    /// Gives back the slot whose reservation stored `tat` at `interval`, if no later one
+    /// was taken (see `pace`); a failure only counts as one.
+    pub(crate) async fn give_back(&self, tat: u64, interval: u64) {
+        if let Ok(Some(back)) = self.link.give_back(&self.pace_key, tat, interval).await {
             let _ = self
                 .floor
                 .compare_exchange(tat, back, Ordering::AcqRel, Ordering::Acquire);
@@ -64,6 +67,9 @@ pub(crate) fn pace(
     let Some(fallback) = local.pacer() else {
         return Pace::Go; // no pacing
     };
+    if remote.link.answers() && remote.learned.as_ref().is_some_and(|l| !l.is_on()) {
+        return Pace::Go; // the fleet learned no rate (yet)
+    }
     if !remote.link.answers() {
         // Known unreachable: no round trip, pace in process at once.
         remote.link.fell_back(StoreLimit::Pacing, None);
@@ -88,9 +94,14 @@ pub(crate) fn pace(
         };
         // A call still running goes on in the background; its slot, if any, is given back.
         drop(call);
-        match answer {
+        if let Ok((_, Some(rate))) = answer {
+            learn::saw_rate(&remote, &fallback, rate);
+        }
+        match answer.map(|(slot, _)| slot) {
+            // The fleet does not pace the origin.
+            Ok(slot) if slot == Reservation::FREE => Paced::Free,
             Ok(slot) if slot.reserved => {
-                let held = Held::new(&remote, slot.tat);
+                let held = Held::new(&remote, slot);
                 // The fallback gives no slot before this one: if Redis goes away, this
                 // replica's attempts already given slots in Redis still go at those slots,
                 // and the fallback's come after them, not beside them.
@@ -118,7 +129,10 @@ pub(crate) fn pace(
     }))
 }
 
-type SlotFuture = Pin<Box<dyn Future<Output = Result<Reservation, CallFailed>> + Send>>;
+/// A reservation, and the fleet's rate if it is learned.
+type Answer = (Reservation, Option<f64>);
+
+type SlotFuture = Pin<Box<dyn Future<Output = Result<Answer, CallFailed>> + Send>>;
 
 /// The pacing call to Redis. Dropped before it answered, it goes on in a spawned task
 /// (bounded by the connection's background bound) and gives back the slot it reserved.
@@ -132,11 +146,27 @@ impl Call {
         let r = Arc::clone(remote);
         let future: SlotFuture = Box::pin(async move {
             let floor = r.floor.load(Ordering::Acquire);
-            let slot = r.link.pace(&r.pace_key, max_wait, floor).await?;
+            let (slot, rate) = match &r.learned {
+                None => (r.link.pace(&r.pace_key, max_wait, floor).await?, None),
+                Some(learned) => {
+                    let key = &learned.rate_key;
+                    match r
+                        .link
+                        .pace_learned(&r.pace_key, key, max_wait, floor)
+                        .await?
+                    {
+                        LearnedSlot::At { slot, rate } => (slot, Some(rate)),
+                        LearnedSlot::Off => {
+                            learned.set_on(false);
+                            (Reservation::FREE, None)
+                        }
+                    }
+                }
+            };
             if slot.reserved {
                 r.floor.fetch_max(slot.tat, Ordering::AcqRel);
             }
-            Ok(slot)
+            Ok((slot, rate))
         });
         Call {
             remote: Arc::clone(remote),
@@ -145,7 +175,7 @@ impl Call {
     }
 
     /// The answer (once: the call is then done).
-    async fn answer(&mut self) -> Result<Reservation, Option<CallFailed>> {
+    async fn answer(&mut self) -> Result<Answer, Option<CallFailed>> {
         let future = self.future.as_mut().expect("a call is answered once");
         let answer = future.await;
         self.future = None;
@@ -160,9 +190,9 @@ impl Drop for Call {
         };
         let remote = Arc::clone(&self.remote);
         remote.link.runtime.clone().spawn(async move {
-            if let Ok(slot) = future.await {
+            if let Ok((slot, _)) = future.await {
                 if slot.reserved {
-                    remote.give_back(slot.tat).await;
+                    remote.give_back(slot.tat, slot.interval).await;
                 }
             }
         });
@@ -172,14 +202,14 @@ impl Drop for Call {
 /// A slot reserved in Redis, given back if dropped before [`keep`](Held::keep).
 struct Held {
     remote: Option<Arc<Remote>>,
-    tat: u64,
+    slot: Reservation,
 }
 
 impl Held {
-    fn new(remote: &Arc<Remote>, tat: u64) -> Self {
+    fn new(remote: &Arc<Remote>, slot: Reservation) -> Self {
         Held {
             remote: Some(Arc::clone(remote)),
-            tat,
+            slot,
         }
     }
 
@@ -192,12 +222,12 @@ impl Held {
 impl Drop for Held {
     fn drop(&mut self) {
         if let Some(remote) = self.remote.take() {
-            let tat = self.tat;
+            let Reservation { tat, interval, .. } = self.slot;
             remote
                 .link
                 .runtime
                 .clone()
-                .spawn(async move { remote.give_back(tat).await });
+                .spawn(async move { remote.give_back(tat, interval).await });
         }
     }
 }

@@ -39,6 +39,119 @@ redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.ceil((new_
 return {math.floor(wait), 1, new_tat}
 ";
 
+/// GCRA with reservation at the fleet's learned rate (`Pacing::adaptive`), timed by
+/// Redis.
+///
+/// KEYS\[1\]: the pace key; KEYS\[2\]: the rate key, a hash: `r` the rate (per second),
+/// `wmax` the rate before the last cut, `from` when its regrowth started, `cut` when the
+/// last cut was (µs of Redis time), and the fleet's paced sends counted per second (`n`
+/// in the second from `nw`, `prev` the rate of the one before). ARGV: the longest wait
+/// accepted and the floor (as `PACE`), then CUBIC's β and C, the highest rate and the
+/// growth bound (a multiple of the measured send rate).
+///
+/// No rate stored: the fleet does not pace (yet): returns `{0, 2, 0, "0", 0}`. Else the
+/// rate regrows along `C (t − K)³ + wmax` (t since `from`), never past the bound times the
+/// fleet's send rate (after a first cut, `ss` = 1: up to that bound, slow start), and is
+/// stored if higher; then one slot at one interval of it, as
+/// `PACE` with a burst of one. Returns `{wait_us, reserved, new_tat, rate, interval_us}`.
+/// The rate key expires ten minutes after its last use: an origin left alone is learned
+/// again.
+const LEARNED_PACE: &str = r"
+if redis.replicate_commands then redis.replicate_commands() end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local h = redis.call('HMGET', KEYS[2], 'r', 'wmax', 'from', 'n', 'nw', 'prev', 'ss')
+local r = tonumber(h[1])
+if r == nil or r <= 0 then return {0, 2, 0, '0', 0} end
+local max_wait, floor = tonumber(ARGV[1]), tonumber(ARGV[2])
+local beta, scale = tonumber(ARGV[3]), tonumber(ARGV[4])
+local max_rate, bound = tonumber(ARGV[5]), tonumber(ARGV[6])
+local wmax, from = tonumber(h[2]) or r, tonumber(h[3]) or now
+local n, nw, prev = tonumber(h[4]) or 0, tonumber(h[5]) or now, tonumber(h[6]) or 0
+if now - nw >= 1000000 then
+  if now - nw < 2000000 then prev = n * 1000000 / (now - nw) else prev = 0 end
+  n, nw = 0, now
+end
+local elapsed = (now - from) / 1000000
+if elapsed > 0 then
+  local k = (wmax * (1 - beta) / scale) ^ (1 / 3)
+  local x = elapsed - k
+  local target = bound * math.max(prev, n + 1)
+  if h[7] ~= '1' then target = math.min(scale * x * x * x + wmax, target) end
+  target = math.min(target, max_rate)
+  if target > r then r = target end
+end
+local interval = math.floor(1000000 / r + 0.5)
+local tat = tonumber(redis.call('GET', KEYS[1]))
+if tat == nil or tat < now then tat = now end
+if floor > tat then tat = floor end
+local wait = tat - now
+local rate = string.format('%.6f', r)
+if wait > max_wait then
+  redis.call('HSET', KEYS[2], 'r', rate, 'n', n, 'nw', nw, 'prev', prev)
+  return {math.floor(wait), 0, 0, rate, interval}
+end
+local new_tat = tat + interval
+redis.call('HSET', KEYS[2], 'r', rate, 'n', n + 1, 'nw', nw, 'prev', prev)
+redis.call('PEXPIRE', KEYS[2], 600000)
+redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1)
+return {math.floor(wait), 1, new_tat, rate, interval}
+";
+
+/// Cuts the fleet's learned rate for a 429, once per congestion event.
+///
+/// KEYS\[1\]: the rate key (see `LEARNED_PACE`). ARGV: how long ago the throttled
+/// request was sent (µs), the send rate the caller measured for the fleet (per second,
+/// used when no rate is stored yet), β, the lowest and the highest rate, the channel and
+/// the message announcing that the fleet paces the origin.
+///
+/// A request sent before the last cut belongs to the event already answered: returns
+/// `{0, rate}`. Else the rate becomes β × (the lower of the rate and the fleet's measured
+/// send rate), and returns `{1, new rate}`; when no rate was stored, slow start is set and
+/// the message is published.
+const CUT: &str = r"
+if redis.replicate_commands then redis.replicate_commands() end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local sent = now - tonumber(ARGV[1])
+local h = redis.call('HMGET', KEYS[1], 'r', 'cut', 'n', 'nw', 'prev')
+local r, cut = tonumber(h[1]), tonumber(h[2])
+if cut ~= nil and sent < cut then return {0, h[1] or '0'} end
+local beta, min_rate, max_rate = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local before = tonumber(ARGV[2])
+if r ~= nil then
+  before = r
+  local n, nw, prev = tonumber(h[3]) or 0, tonumber(h[4]) or now, tonumber(h[5]) or 0
+  local span = now - nw
+  if span >= 2000000 then prev = 0 end
+  -- the send rate of the second under way, once it is a quarter through, if higher
+  if span >= 250000 then prev = math.max(prev, n * 1000000 / span) end
+  if prev > 0 and prev < before then before = prev end
+end
+before = math.max(min_rate, math.min(before, max_rate))
+local rate = string.format('%.6f', math.max(min_rate, before * beta))
+local ss = 0
+if r == nil then ss = 1 end
+redis.call('HSET', KEYS[1], 'r', rate, 'wmax', string.format('%.6f', before), 'from', now, 'cut', now, 'ss', ss)
+redis.call('PEXPIRE', KEYS[1], 600000)
+if r == nil then redis.call('PUBLISH', ARGV[6], ARGV[7]) end
+return {1, rate}
+";
+
+/// Sets the fleet's learned rate from a quota the server sent (its regrowth starts over
+/// from it). KEYS\[1\]: the rate key. ARGV: the rate, the channel and the message
+/// announcing that the fleet paces the origin (published when no rate was stored).
+const SET_RATE: &str = r"
+if redis.replicate_commands then redis.replicate_commands() end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local was = redis.call('HGET', KEYS[1], 'r')
+redis.call('HSET', KEYS[1], 'r', ARGV[1], 'wmax', ARGV[1], 'from', now, 'ss', 0)
+redis.call('PEXPIRE', KEYS[1], 600000)
+if not was then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
+return 1
+";
+
 /// Gives back a reserved slot that will not be used (compare and set): if the stored time
 /// is still the one the reservation stored, it moves back one interval.
 ///
@@ -99,6 +212,9 @@ return out
 #[derive(Debug)]
 pub(crate) struct Scripts {
     pub(crate) pace: Script,
+    pub(crate) learned_pace: Script,
+    pub(crate) cut: Script,
+    pub(crate) set_rate: Script,
     pub(crate) give_back: Script,
     pub(crate) cooldown: Script,
     pub(crate) reread: Script,
@@ -108,6 +224,9 @@ impl Scripts {
     pub(crate) fn new() -> Self {
         Scripts {
             pace: Script::new(PACE),
+            learned_pace: Script::new(LEARNED_PACE),
+            cut: Script::new(CUT),
+            set_rate: Script::new(SET_RATE),
             give_back: Script::new(GIVE_BACK),
             cooldown: Script::new(COOLDOWN),
             reread: Script::new(REREAD),

@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
+use super::learn::{self, Learned};
 use super::link::Link;
 use super::names::{Kind, Write};
 use super::pace::{self, Remote};
@@ -92,6 +93,10 @@ impl FleetState {
             local: self.local.local(origin),
             remote: Arc::new(Remote {
                 pace_key: self.link.names.pace(&name),
+                learned: self
+                    .link
+                    .learns()
+                    .then(|| Learned::new(self.link.names.rate(&name))),
                 floor: AtomicU64::new(0),
                 name,
                 link: Arc::clone(&self.link),
@@ -119,6 +124,13 @@ impl FleetState {
             if let Some(left) = o.local.refusal_remaining(now) {
                 o.announce(Kind::Refusal, now + left);
             }
+        }
+    }
+
+    /// Another replica announced that the fleet paces `origin` at a learned rate.
+    pub(crate) fn pace_learned(&self, origin: &Origin<'_>) {
+        if let Some(learned) = &self.origin(origin).remote.learned {
+            learned.set_on(true);
         }
     }
 
@@ -197,6 +209,10 @@ impl OriginLimits for FleetOrigin {
 
     fn pace(&self, max_wait: Duration, deadline_left: Option<Duration>) -> Pace {
         pace::pace(&self.remote, &self.local, max_wait, deadline_left)
+    }
+
+    fn observe(&self, sent_at: Instant, status: http::StatusCode, headers: &http::HeaderMap) {
+        learn::observe(&self.remote, &self.local, sent_at, status, headers);
     }
 }
 

@@ -1,0 +1,189 @@
+//! Adaptive pacing across a fleet ([`Pacing::adaptive`](crate::limits::Pacing::adaptive)
+//! with Redis): one rate per origin and scope, kept in Redis and timed by Redis' clock.
+//!
+//! - The fleet paces nothing until a replica sees a 429 or a quota header. That replica
+//!   cuts (or sets) the rate in Redis and announces it on the scope's channel; from then
+//!   on every replica asks Redis for each attempt's slot, at the rate Redis holds.
+//! - A 429 cuts the rate once per congestion event, however many replicas see the 429s of
+//!   that event: Redis keeps when the last cut was, and a 429 to a request sent before it
+//!   changes nothing. Each replica sends only the 429s that cut its own estimate (the
+//!   first of each event it sees).
+//! - The rate regrows along CUBIC's curve in the pacing script itself, bounded by twice
+//!   the fleet's paced send rate, so nothing is written per success.
+//! - A quota header sets the rate directly (at most once per [`SET_EVERY`] per replica).
+//! - Each replica also learns in process from the responses it sees (quietly), and keeps
+//!   its fallback pacer at its share of the fleet's last rate: while Redis cannot be
+//!   reached it paces there and goes on learning alone.
+//! - A rate left unused for ten minutes expires: the origin is learned again.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::{HeaderMap, StatusCode};
+use tokio::time::Instant;
+
+use super::pace::Remote;
+use crate::engine::observe::{self, StoreLimit};
+use crate::limits::adaptive::Change;
+use crate::limits::local::{LocalOrigin, OriginPacer};
+
+/// The least time between two quota rates one replica writes for one origin.
+pub(crate) const SET_EVERY: Duration = Duration::from_millis(250);
+
+/// What a replica knows of the fleet's learned rate for one origin.
+#[derive(Debug)]
+pub(crate) struct Learned {
+    pub(crate) rate_key: String,
+    /// Whether the fleet paces the origin, as far as this replica knows: until then its
+    /// attempts go without a round trip.
+    on: AtomicBool,
+    /// The rate last reported to metrics (`f64` bits; 0: none).
+    reported: AtomicU64,
+    /// When this replica last wrote a quota's rate.
+    last_set: Mutex<Option<Instant>>,
+}
+
+impl Learned {
+    pub(crate) fn new(rate_key: String) -> Self {
+        Learned {
+            rate_key,
+            on: AtomicBool::new(false),
+            reported: AtomicU64::new(0),
+            last_set: Mutex::new(None),
+        }
+    }
+
+    /// Whether the fleet paces the origin, as far as this replica knows.
+    pub(crate) fn is_on(&self) -> bool {
+        self.on.load(Ordering::Acquire)
+    }
+
+    /// The fleet paces the origin (a replica announced it), or no longer does (Redis holds
+    /// no rate for it).
+    pub(crate) fn set_on(&self, on: bool) {
+        self.on.store(on, Ordering::Release);
+    }
+
+    /// Reports `rate` as the origin's rate if it moved by more than 5 % since the last
+    /// report (the gauge is not set on every request).
+    fn report(&self, rate: f64) {
+        let last = f64::from_bits(self.reported.load(Ordering::Relaxed));
+        if last == 0.0 || (rate - last).abs() > last * 0.05 {
+            self.reported.store(rate.to_bits(), Ordering::Relaxed);
+            observe::pacing_rate(rate);
+        }
+    }
+
+    /// Whether a quota's rate may be written now (one per [`SET_EVERY`]).
+    fn may_set(&self, now: Instant) -> bool {
+        let mut last = self.last_set.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_some_and(|at| now.saturating_duration_since(at) < SET_EVERY) {
+            return false;
+        }
+        *last = Some(now);
+        true
+    }
+}
+
+/// The message that announces that the fleet paces `origin` at a learned rate.
+pub(crate) fn announcement(id: &str, origin: &str) -> String {
+    format!("{id} rate 0 {origin}")
+}
+
+/// Redis answered a slot at the fleet's `rate`: this replica's fallback follows it, at its
+/// share, and the gauge reports it.
+pub(crate) fn saw_rate(remote: &Remote, fallback: &OriginPacer, rate: f64) {
+    let Some(learned) = &remote.learned else {
+        return;
+    };
+    learned.set_on(true);
+    learned.report(rate);
+    if let OriginPacer::Learned(pacer) = fallback {
+        pacer.set_rate(rate * remote.link.fallback_share());
+    }
+}
+
+/// The response to an attempt sent at `sent_at` arrived: this replica learns from it, and
+/// a 429 that cut its estimate, or a quota, goes to Redis (in the background). While Redis
+/// cannot be reached the replica's own estimate is reported instead.
+pub(crate) fn observe(
+    remote: &Arc<Remote>,
+    local: &LocalOrigin,
+    sent_at: Instant,
+    status: StatusCode,
+    headers: &HeaderMap,
+) {
+    let (Some(learned), Some(OriginPacer::Learned(pacer))) = (&remote.learned, local.pacer())
+    else {
+        return;
+    };
+    let Some(change) = pacer.learn(sent_at, status, headers) else {
+        return;
+    };
+    if !remote.link.answers() {
+        change.emit();
+        return;
+    }
+    let now = Instant::now();
+    if change.cut {
+        let age = now.saturating_duration_since(sent_at);
+        // The fleet's send rate, as far as one replica can tell: its own, over its share.
+        let measured = pacer.measured() / remote.link.fallback_share();
+        spawn(remote, Update::Cut { age, measured }, change);
+    } else if change.quota && learned.may_set(now) {
+        spawn(remote, Update::Set, change);
+    }
+}
+
+/// What a replica writes to the fleet's rate.
+enum Update {
+    /// A 429 to a request sent `age` ago, with the fleet's send rate as measured here.
+    Cut { age: Duration, measured: f64 },
+    /// The rate of a quota ([`Change::rate`]).
+    Set,
+}
+
+/// Writes `update` in the background; reports the fleet's new rate, or this replica's
+/// `change` if Redis could not be reached.
+fn spawn(remote: &Arc<Remote>, update: Update, change: Change) {
+    let remote = Arc::clone(remote);
+    remote.link.runtime.clone().spawn(async move {
+        let Some(learned) = &remote.learned else {
+            return;
+        };
+        let (link, key) = (&remote.link, &learned.rate_key);
+        let message = announcement(&link.id, &remote.name);
+        let written = match update {
+            Update::Cut { age, measured } => link.cut(key, age, measured, &message).await,
+            Update::Set => link
+                .set_rate(key, change.rate, &message)
+                .await
+                .map(|()| None),
+        };
+        let cut = match written {
+            Ok(cut) => cut,
+            Err(failed) => {
+                link.fell_back(StoreLimit::Pacing, Some(failed));
+                change.emit();
+                return;
+            }
+        };
+        learned.set_on(true);
+        let rate = match update {
+            Update::Cut { .. } => match cut {
+                Some(rate) => rate,
+                None => return, // another replica cut for this event
+            },
+            Update::Set => change.rate,
+        };
+        let was = f64::from_bits(learned.reported.swap(rate.to_bits(), Ordering::Relaxed));
+        let before = Some(was).filter(|r| *r > 0.0).or(change.before);
+        Change {
+            before,
+            rate,
+            ..change
+        }
+        .emit();
+    });
+}

@@ -10,14 +10,16 @@ use tokio::sync::mpsc;
 use super::cooldown;
 use super::link::Link;
 use super::names::Names;
+use super::replicas;
 use super::store::{FleetState, RedisStore, Settings, WRITES};
 use crate::limits::{Limits, LimitsBuilder, LocalStore};
 
 /// The default bound of each Redis call on the request path: 50 ms.
 pub(crate) const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_millis(50);
 
-/// The default share of the fleet's pacing rate a replica keeps alone while Redis cannot
-/// be reached: 0.25 (four replicas together keep the fleet's rate).
+/// The share of the fleet's pacing rate a replica keeps alone while Redis cannot be
+/// reached, before it has counted the replicas alive (and for fixed pacing, whose fallback
+/// is made once): 0.25.
 pub(crate) const DEFAULT_FALLBACK_SHARE: f64 = 0.25;
 
 /// The default key prefix: `telecho-retry`.
@@ -50,7 +52,8 @@ pub struct RedisLimitsBuilder {
     url: String,
     scope: String,
     call_timeout: Duration,
-    fallback_share: f64,
+    /// `None`: one over the replicas alive.
+    fallback_share: Option<f64>,
     prefix: String,
 }
 
@@ -65,7 +68,7 @@ impl RedisLimitsBuilder {
             url,
             scope,
             call_timeout: DEFAULT_CALL_TIMEOUT,
-            fallback_share: DEFAULT_FALLBACK_SHARE,
+            fallback_share: None,
             prefix: DEFAULT_KEY_PREFIX.to_owned(),
         }
     }
@@ -82,19 +85,22 @@ impl RedisLimitsBuilder {
         self
     }
 
-    /// The share of the policy's pacing rate this replica keeps alone while Redis cannot be
-    /// reached (its rate and its burst); clamped to
-    /// 0.001–1, NaN counts as 1. Set it to about 1 / the number of replicas.
+    /// Fixes the share of the fleet's pacing rate this replica keeps alone while Redis
+    /// cannot be reached (its rate and its burst); clamped to 0.001–1, NaN counts as 1.
     ///
     /// # Default
     ///
-    /// 0.25.
+    /// One over the replicas alive: each replica counts itself in Redis every second, and
+    /// one that stops drops out of the count within 3 s. While Redis cannot be reached the
+    /// last count holds; before the first count, and for fixed [`Pacing`], 0.25.
+    ///
+    /// [`Pacing`]: crate::limits::Pacing
     pub fn fallback_share(mut self, share: f64) -> Self {
-        self.fallback_share = if share.is_nan() {
+        self.fallback_share = Some(if share.is_nan() {
             1.0
         } else {
             share.clamp(0.001, 1.0)
-        };
+        });
         self
     }
 
@@ -149,7 +155,8 @@ impl RedisLimitsBuilder {
             runtime.clone(),
         )
         .map_err(|e| RedisLimitsError(ErrorKind::Url(e)))?;
-        link.set_fallback_share(self.fallback_share);
+        let share = self.fallback_share.unwrap_or(DEFAULT_FALLBACK_SHARE);
+        link.set_fallback_share(share);
         let link = Arc::new(link);
         let (writes, receiver) = mpsc::channel(WRITES);
         let settings = Settings {
@@ -164,18 +171,21 @@ impl RedisLimitsBuilder {
         let local = LocalStore::new(
             self.limits.budget,
             self.limits.cooldown,
-            pacing.map(|p| p.scaled(self.fallback_share)),
+            pacing.map(|p| p.scaled(share)),
         );
         let shared = Arc::new(FleetState::new(local, Arc::clone(&link), writes, settings));
-        let tasks = vec![
+        let mut tasks = vec![
             runtime
                 .spawn(cooldown::writer(Arc::clone(&shared), receiver))
                 .abort_handle(),
             runtime
                 .spawn(cooldown::subscriber(Arc::clone(&shared)))
                 .abort_handle(),
-            runtime.spawn(link.probe()).abort_handle(),
+            runtime.spawn(Arc::clone(&link).probe()).abort_handle(),
         ];
+        if self.fallback_share.is_none() {
+            tasks.push(runtime.spawn(replicas::heartbeat(link)).abort_handle());
+        }
         Ok(Limits {
             learns: pacing.is_some_and(|p| p.is_adaptive()),
             ..Limits::from_store(RedisStore::from_parts(shared, tasks))

@@ -325,6 +325,31 @@ impl Link {
         Ok(())
     }
 
+    /// Counts this replica alive for `ttl`; returns how many of the scope are.
+    pub(crate) async fn heartbeat(&self, ttl: Duration) -> Result<u64, CallFailed> {
+        let mut conn = self.conn();
+        let mut call = self.scripts.heartbeat.prepare_invoke();
+        call.key(&self.names.replicas)
+            .arg(&self.id)
+            .arg(micros(ttl) / 1000);
+        let alive: i64 = self
+            .bounded(self.background_timeout, call.invoke_async(&mut conn))
+            .await?;
+        Ok(alive.max(1).unsigned_abs())
+    }
+
+    /// Counts this replica gone at once (its limits were dropped).
+    pub(crate) async fn leave(&self) {
+        let mut conn = self.conn();
+        let mut remove = redis::cmd("ZREM");
+        remove.arg(&self.names.replicas).arg(&self.id);
+        let _ = tokio::time::timeout(
+            self.background_timeout,
+            remove.query_async::<i64>(&mut conn),
+        )
+        .await;
+    }
+
     /// Gives back the slot whose reservation stored `tat` on `key`, if no later one was
     /// taken since: the stored time moves back one `interval` (µs). Returns the time now
     /// stored (0: none), or `None` when a later reservation kept the slot taken.

@@ -9,6 +9,7 @@
 //! - `pace`: a paced attempt's future;
 //! - `learn`: adaptive pacing's rate, shared by the fleet;
 //! - `cooldown`: the writer and the subscriber tasks;
+//! - `replicas`: the heartbeat, counting the replicas alive for the fallback share;
 //! - `scripts`: the Lua scripts; `names`: keys, channel, origins in them.
 
 mod builder;
@@ -17,6 +18,7 @@ mod learn;
 mod link;
 mod names;
 mod pace;
+mod replicas;
 mod scripts;
 mod store;
 

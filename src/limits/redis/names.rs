@@ -15,6 +15,8 @@ use crate::limits::Origin;
 ///   back or refused, expiring with it (`PX`);
 /// - `{p:s}:cooldowns`: the set of origins that had a cooldown or refusal, so that a
 ///   replica that (re)connects can read them all in one script;
+/// - `{p:s}:replicas`: the replicas alive (a sorted set of ids, scored by when each
+///   expires without a new heartbeat);
 /// - `{p:s}:events`: the pub/sub channel on which replicas announce new cooldowns, and
 ///   that the fleet paces an origin at a learned rate.
 #[derive(Clone, Debug)]
@@ -22,6 +24,7 @@ pub(crate) struct Names {
     base: String,
     pub(crate) index: String,
     pub(crate) channel: String,
+    pub(crate) replicas: String,
 }
 
 impl Names {
@@ -30,6 +33,7 @@ impl Names {
         Names {
             index: format!("{base}cooldowns"),
             channel: format!("{base}events"),
+            replicas: format!("{base}replicas"),
             base,
         }
     }

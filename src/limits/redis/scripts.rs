@@ -152,6 +152,22 @@ if not was then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
 return 1
 ";
 
+/// Counts this replica alive for the next `ttl` and returns how many replicas of the scope
+/// are alive (each counted until its last heartbeat's `ttl` ends, by Redis' clock).
+///
+/// KEYS\[1\]: the scope's sorted set of replicas (score: when each expires, ms). ARGV: this
+/// replica's id and the ttl in ms.
+const HEARTBEAT: &str = r"
+if redis.replicate_commands then redis.replicate_commands() end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[2])
+redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('PEXPIRE', KEYS[1], ttl)
+return redis.call('ZCARD', KEYS[1])
+";
+
 /// Gives back a reserved slot that will not be used (compare and set): if the stored time
 /// is still the one the reservation stored, it moves back one interval.
 ///
@@ -216,6 +232,7 @@ pub(crate) struct Scripts {
     pub(crate) cut: Script,
     pub(crate) set_rate: Script,
     pub(crate) give_back: Script,
+    pub(crate) heartbeat: Script,
     pub(crate) cooldown: Script,
     pub(crate) reread: Script,
 }
@@ -228,6 +245,7 @@ impl Scripts {
             cut: Script::new(CUT),
             set_rate: Script::new(SET_RATE),
             give_back: Script::new(GIVE_BACK),
+            heartbeat: Script::new(HEARTBEAT),
             cooldown: Script::new(COOLDOWN),
             reread: Script::new(REREAD),
         }

@@ -40,6 +40,13 @@ impl Drop for StoreTasks {
         for task in &self.tasks {
             task.abort();
         }
+        if self.shared.settings.fallback_share.is_none() {
+            // Counted alive by heartbeats: counted gone now, not when the last one expires.
+            let link = Arc::clone(&self.shared.link);
+            link.runtime
+                .clone()
+                .spawn(async move { link.leave().await });
+        }
     }
 }
 
@@ -60,7 +67,8 @@ pub(crate) struct FleetState {
 pub(crate) struct Settings {
     pub(crate) scope: String,
     pub(crate) prefix: String,
-    pub(crate) fallback_share: f64,
+    /// The fixed fallback share; `None`: one over the replicas alive.
+    pub(crate) fallback_share: Option<f64>,
     /// Whether a 429 holds back the other requests (the shared cooldown).
     pub(crate) cooldown: bool,
 }
@@ -268,7 +276,7 @@ impl fmt::Debug for RedisStore {
             .field("scope", &shared.settings.scope)
             .field("key_prefix", &shared.settings.prefix)
             .field("call_timeout", &link.call_timeout)
-            .field("fallback_share", &shared.settings.fallback_share)
+            .field("fallback_share", &link.fallback_share())
             .field("reachable", &link.is_reachable())
             .field("fallbacks", &link.fallbacks())
             .field("local", &shared.local)

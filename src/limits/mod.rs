@@ -74,7 +74,7 @@ pub const MAX_COOLDOWN: Duration = Duration::from_secs(86_400);
 /// The retry budgets, cooldowns and pacing shared by every request of the
 /// [`TelEchoRetry`](crate::TelEchoRetry) values that hold it, one of each per origin.
 /// Cheap to clone (an `Arc`). Built by [`Limits::builder`]; `Limits::default()` is the
-/// builder's defaults (a budget, the shared cooldown, no pacing).
+/// builder's defaults (a budget, the shared cooldown, adaptive pacing).
 ///
 /// ```
 /// use telecho_retry::limits::Limits;
@@ -103,7 +103,7 @@ impl Limits {
         LimitsBuilder {
             budget: Some(RetryBudget::default()),
             cooldown: true,
-            pacing: None,
+            pacing: Some(Pacing::adaptive()),
         }
     }
 
@@ -212,13 +212,21 @@ impl LimitsBuilder {
     }
 
     /// Paces the attempts to each origin, first attempts and retries alike, to at most
-    /// [`Pacing`]'s rate.
+    /// [`Pacing`]'s rate: a fixed one, or one learned from the origin's 429s and quota
+    /// headers ([`Pacing::adaptive`]).
     ///
     /// # Default
     ///
-    /// Off.
+    /// [`Pacing::adaptive()`]: no pacing until the origin's first 429 or quota header.
     pub fn pacing(mut self, pacing: Pacing) -> Self {
         self.pacing = Some(pacing);
+        self
+    }
+
+    /// No pacing: attempts go as soon as the cooldown and the policy let them, whatever the
+    /// origin answers.
+    pub fn without_pacing(mut self) -> Self {
+        self.pacing = None;
         self
     }
 

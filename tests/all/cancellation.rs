@@ -223,7 +223,14 @@ async fn a_cancelled_retry_is_given_back_only_while_it_still_counts() {
 #[tokio::test(start_paused = true)]
 async fn the_cooldown_outlives_a_cancelled_request() {
     let (inner, mut handle) = mock::pair::<Req, Resp>();
-    let mut svc = TelEchoRetry::new(policy().build()).layer(inner);
+    // No pacing: the 429 would switch the default's adaptive pacing on, and C below would
+    // wait for a slot (this test polls by hand).
+    let limits = telecho_retry::limits::Limits::builder()
+        .without_pacing()
+        .build();
+    let mut svc = TelEchoRetry::new(policy().build())
+        .with_limits(limits)
+        .layer(inner);
 
     // A gets a 429 with Retry-After: 5 and is dropped while it waits.
     let mut a = task::spawn(svc.ready().await.unwrap().call(get()));

@@ -50,12 +50,13 @@ impl Scope {
     }
 
     /// The builder for `url`, this scope, a 50 ms call timeout, no retry budget and
-    /// `pacing`.
+    /// `pacing` (`None`: no pacing).
     pub(crate) fn builder(&self, url: &str, pacing: Option<Pacing>) -> RedisLimitsBuilder {
         let mut limits = Limits::builder().without_retry_budget();
-        if let Some(pacing) = pacing {
-            limits = limits.pacing(pacing);
-        }
+        limits = match pacing {
+            Some(pacing) => limits.pacing(pacing),
+            None => limits.without_pacing(),
+        };
         limits
             .redis(url, &self.scope)
             .key_prefix(&self.prefix)

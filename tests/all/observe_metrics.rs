@@ -82,12 +82,13 @@ fn rounded(m: &Metrics, key: &str) -> Vec<f64> {
     }
 }
 
-/// What a run is set up with: a policy (its limits the defaults), or a whole `TelEchoRetry`.
+/// What a run is set up with: a policy (its limits the defaults but pacing, whose metrics
+/// have tests of their own), or a whole `TelEchoRetry`.
 struct Setup(TelEchoRetry);
 
 impl From<RetryPolicyBuilder> for Setup {
     fn from(policy: RetryPolicyBuilder) -> Self {
-        Setup(TelEchoRetry::new(policy.build()))
+        Setup(unpaced(policy.build()))
     }
 }
 
@@ -95,6 +96,11 @@ impl From<TelEchoRetry> for Setup {
     fn from(retry: TelEchoRetry) -> Self {
         Setup(retry)
     }
+}
+
+/// `TelEchoRetry` over `policy` with the default limits but pacing.
+fn unpaced(policy: telecho_retry::RetryPolicy) -> TelEchoRetry {
+    TelEchoRetry::new(policy).with_limits(Limits::builder().without_pacing().build())
 }
 
 async fn tower_run(retry: impl Into<Setup>, script: Vec<Answer>) -> TelEchoRetry {
@@ -151,7 +157,7 @@ fn tower_first_try_success_is_one_counter() {
 #[test]
 fn tower_429_retry_after_holds_back_a_second_request() {
     let m = record(true, || async {
-        let retry = TelEchoRetry::new(exact().build());
+        let retry = unpaced(exact().build());
         let svc = retry.layer(scripted(vec![Answer::Status(429, Some("2")), status(200)]));
         let first = tokio::spawn(
             svc.clone()
@@ -428,7 +434,7 @@ mod through_reqwest {
                 Reply::status(200),
             ])
             .await;
-            let client = client(TelEchoRetry::new(fast().build()));
+            let client = client(unpaced(fast().build()));
             let first = tokio::spawn({
                 let request = client.get(server.url("/v1/agents"));
                 async move { request.send().await.unwrap().status() }

@@ -795,8 +795,12 @@ async fn pump(
 #[cfg(any(feature = "tower", feature = "reqwest"))]
 pub(crate) fn unbudgeted(policy: telecho_retry::RetryPolicy) -> telecho_retry::TelEchoRetry {
     use telecho_retry::limits::Limits;
-    telecho_retry::TelEchoRetry::new(policy)
-        .with_limits(Limits::builder().without_retry_budget().build())
+    telecho_retry::TelEchoRetry::new(policy).with_limits(
+        Limits::builder()
+            .without_retry_budget()
+            .without_pacing()
+            .build(),
+    )
 }
 
 /// `TelEchoRetry` over `policy` with `budget` (the shared cooldown on, no pacing).
@@ -806,8 +810,12 @@ pub(crate) fn budgeted(
     budget: telecho_retry::limits::RetryBudget,
 ) -> telecho_retry::TelEchoRetry {
     use telecho_retry::limits::Limits;
-    telecho_retry::TelEchoRetry::new(policy)
-        .with_limits(Limits::builder().retry_budget(budget).build())
+    telecho_retry::TelEchoRetry::new(policy).with_limits(
+        Limits::builder()
+            .retry_budget(budget)
+            .without_pacing()
+            .build(),
+    )
 }
 
 /// `TelEchoRetry` over `policy` paced at `pacing`, with no retry budget.

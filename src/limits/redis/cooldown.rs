@@ -126,6 +126,12 @@ async fn session(shared: &FleetState) -> Result<(), CallFailed> {
             }
         }
     }
+    // The origins the fleet paces at a learned rate (announced while this one was away).
+    for origin in link.learned_origins().await? {
+        if let Some(origin) = parse_origin(&origin) {
+            shared.pace_learned(&origin);
+        }
+    }
     // And what this process holds goes back to Redis, which may have lost it.
     shared.republish();
     link.listening(true);

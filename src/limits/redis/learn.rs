@@ -152,7 +152,7 @@ fn spawn(remote: &Arc<Remote>, update: Update, change: Change) {
         let Some(learned) = &remote.learned else {
             return;
         };
-        let (link, key) = (&remote.link, &learned.rate_key);
+        let (link, key) = (&remote.link, (learned.rate_key.as_str(), &*remote.name));
         let message = announcement(&link.id, &remote.name);
         let written = match update {
             Update::Cut { age, measured } => link.cut(key, age, measured, &message).await,

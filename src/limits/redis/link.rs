@@ -284,7 +284,7 @@ impl Link {
     /// Returns the new rate if this call cut it.
     pub(crate) async fn cut(
         &self,
-        rate_key: &str,
+        (rate_key, origin): (&str, &str),
         age: Duration,
         measured: f64,
         message: &str,
@@ -293,13 +293,15 @@ impl Link {
         let mut conn = self.conn();
         let mut call = self.scripts.cut.prepare_invoke();
         call.key(rate_key)
+            .key(&self.names.learned)
             .arg(micros(age))
             .arg(measured)
             .arg(config.beta)
             .arg(config.min_rate)
             .arg(config.max_rate)
             .arg(&self.names.channel)
-            .arg(message);
+            .arg(message)
+            .arg(origin);
         let (cut, rate): (i64, String) = self
             .bounded(self.background_timeout, call.invoke_async(&mut conn))
             .await?;
@@ -309,20 +311,31 @@ impl Link {
     /// Sets the fleet's learned rate at `rate_key` (from a quota the server sent).
     pub(crate) async fn set_rate(
         &self,
-        rate_key: &str,
+        (rate_key, origin): (&str, &str),
         rate: f64,
         message: &str,
     ) -> Result<(), CallFailed> {
         let mut conn = self.conn();
         let mut call = self.scripts.set_rate.prepare_invoke();
         call.key(rate_key)
+            .key(&self.names.learned)
             .arg(format!("{rate:.6}"))
             .arg(&self.names.channel)
-            .arg(message);
+            .arg(message)
+            .arg(origin);
         let _: i64 = self
             .bounded(self.background_timeout, call.invoke_async(&mut conn))
             .await?;
         Ok(())
+    }
+
+    /// The origins the fleet paces at a learned rate (written by `cut` and `set_rate`).
+    pub(crate) async fn learned_origins(&self) -> Result<Vec<String>, CallFailed> {
+        let mut conn = self.conn();
+        let mut members = redis::cmd("SMEMBERS");
+        members.arg(&self.names.learned);
+        self.bounded(self.background_timeout, members.query_async(&mut conn))
+            .await
     }
 
     /// Counts this replica alive for `ttl`; returns how many of the scope are.

@@ -15,6 +15,8 @@ use crate::limits::Origin;
 ///   back or refused, expiring with it (`PX`);
 /// - `{p:s}:cooldowns`: the set of origins that had a cooldown or refusal, so that a
 ///   replica that (re)connects can read them all in one script;
+/// - `{p:s}:learned`: the origins the fleet paces at a learned rate, for a replica that
+///   (re)subscribes;
 /// - `{p:s}:replicas`: the replicas alive (a sorted set of ids, scored by when each
 ///   expires without a new heartbeat);
 /// - `{p:s}:events`: the pub/sub channel on which replicas announce new cooldowns, and
@@ -25,6 +27,7 @@ pub(crate) struct Names {
     pub(crate) index: String,
     pub(crate) channel: String,
     pub(crate) replicas: String,
+    pub(crate) learned: String,
 }
 
 impl Names {
@@ -34,6 +37,7 @@ impl Names {
             index: format!("{base}cooldowns"),
             channel: format!("{base}events"),
             replicas: format!("{base}replicas"),
+            learned: format!("{base}learned"),
             base,
         }
     }

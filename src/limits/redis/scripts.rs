@@ -100,10 +100,11 @@ return {math.floor(wait), 1, new_tat, rate, interval}
 
 /// Cuts the fleet's learned rate for a 429, once per congestion event.
 ///
-/// KEYS\[1\]: the rate key (see `LEARNED_PACE`). ARGV: how long ago the throttled
-/// request was sent (µs), the send rate the caller measured for the fleet (per second,
-/// used when no rate is stored yet), β, the lowest and the highest rate, the channel and
-/// the message announcing that the fleet paces the origin.
+/// KEYS\[1\]: the rate key (see `LEARNED_PACE`); KEYS\[2\]: the set of origins the fleet
+/// paces at a learned rate (read by a replica that subscribes). ARGV: how long ago the
+/// throttled request was sent (µs), the send rate the caller measured for the fleet (per
+/// second, used when no rate is stored yet), β, the lowest and the highest rate, the
+/// channel and the message announcing that the fleet paces the origin, and the origin.
 ///
 /// A request sent before the last cut belongs to the event already answered: returns
 /// `{0, rate}`. Else the rate becomes β × (the lower of the rate and the fleet's measured
@@ -134,13 +135,16 @@ local ss = 0
 if r == nil then ss = 1 end
 redis.call('HSET', KEYS[1], 'r', rate, 'wmax', string.format('%.6f', before), 'from', now, 'cut', now, 'ss', ss)
 redis.call('PEXPIRE', KEYS[1], 600000)
+redis.call('SADD', KEYS[2], ARGV[8])
+redis.call('PEXPIRE', KEYS[2], 600000)
 if r == nil then redis.call('PUBLISH', ARGV[6], ARGV[7]) end
 return {1, rate}
 ";
 
 /// Sets the fleet's learned rate from a quota the server sent (its regrowth starts over
-/// from it). KEYS\[1\]: the rate key. ARGV: the rate, the channel and the message
-/// announcing that the fleet paces the origin (published when no rate was stored).
+/// from it). KEYS\[1\]: the rate key; KEYS\[2\]: the set of origins paced at a learned
+/// rate. ARGV: the rate, the channel and the message announcing that the fleet paces the
+/// origin (published when no rate was stored), and the origin.
 const SET_RATE: &str = r"
 if redis.replicate_commands then redis.replicate_commands() end
 local t = redis.call('TIME')
@@ -148,6 +152,8 @@ local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local was = redis.call('HGET', KEYS[1], 'r')
 redis.call('HSET', KEYS[1], 'r', ARGV[1], 'wmax', ARGV[1], 'from', now, 'ss', 0)
 redis.call('PEXPIRE', KEYS[1], 600000)
+redis.call('SADD', KEYS[2], ARGV[4])
+redis.call('PEXPIRE', KEYS[2], 600000)
 if not was then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
 return 1
 ";

@@ -1,10 +1,11 @@
 //! The retry budget: its settings ([`RetryBudget`]) and the running budget of one origin
 //! ([`Budget`]).
 
-use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::time::Instant;
+
+use crate::sync::Mutex;
 
 /// The retry budget's settings: retries may add at most `retry_ratio` of the requests of
 /// the last `ttl`, plus `min_per_sec × ttl` whatever the traffic (Finagle's budget, as in

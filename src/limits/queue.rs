@@ -86,3 +86,6 @@ impl Drop for Place {
         self.0.waiting.fetch_sub(1, Ordering::AcqRel);
     }
 }
+
+#[cfg(all(test, loom))]
+mod loom_tests;

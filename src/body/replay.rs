@@ -489,3 +489,6 @@ impl std::error::Error for ReplayError {}
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(all(test, loom))]
+mod loom_tests;

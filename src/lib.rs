@@ -96,6 +96,7 @@ mod envelope;
 pub mod limits;
 mod policy;
 mod response_error;
+mod sync;
 
 #[cfg(feature = "reqwest")]
 pub use adapters::reqwest as middleware;

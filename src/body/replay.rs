@@ -2,7 +2,6 @@
 
 use std::fmt;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -10,6 +9,7 @@ use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 
 use super::TryCloneBody;
+use crate::sync::{Arc, Mutex, MutexGuard};
 
 /// The error type of a [`ReplayBody`]: the wrapped body's error, boxed (what
 /// `tower::BoxError` is).
@@ -489,3 +489,6 @@ impl std::error::Error for ReplayError {}
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(all(test, loom))]
+mod loom_tests;

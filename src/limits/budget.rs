@@ -1,10 +1,11 @@
 //! The retry budget: its settings ([`RetryBudget`]) and the running budget of one origin
 //! ([`Budget`]).
 
-use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::time::Instant;
+
+use crate::sync::Mutex;
 
 /// The retry budget's settings: retries may add at most `retry_ratio` of the requests of
 /// the last `ttl`, plus `min_per_sec × ttl` whatever the traffic (Finagle's budget, as in
@@ -107,7 +108,14 @@ pub(crate) struct Budget {
     deposit: u64,
     withdraw: u64,
     reserve: u64,
-    slots: Mutex<[BudgetSlot; SLOTS as usize + 1]>,
+    slots: Mutex<Slots>,
+}
+
+#[derive(Debug, Default)]
+struct Slots {
+    /// The newest slot counted in.
+    latest: u64,
+    ring: [BudgetSlot; SLOTS as usize + 1],
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -145,21 +153,9 @@ impl Budget {
         u64::try_from(nanos / u128::from(self.slot_nanos)).unwrap_or(u64::MAX)
     }
 
-    fn with_slots<T>(&self, f: impl FnOnce(&mut [BudgetSlot; SLOTS as usize + 1]) -> T) -> T {
+    fn with_slots<T>(&self, f: impl FnOnce(&mut Slots) -> T) -> T {
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
         f(&mut slots)
-    }
-
-    /// The slot `id`, emptied first if it held an older one.
-    fn current(slots: &mut [BudgetSlot; SLOTS as usize + 1], id: u64) -> &mut BudgetSlot {
-        let slot = &mut slots[(id % (SLOTS + 1)) as usize];
-        if slot.id != id {
-            *slot = BudgetSlot {
-                id,
-                ..BudgetSlot::default()
-            };
-        }
-        slot
     }
 
     /// Records a request.
@@ -168,16 +164,20 @@ impl Budget {
             return;
         }
         let id = self.slot_of(now);
-        self.with_slots(|slots| Self::current(slots, id).deposits += 1);
+        self.with_slots(|slots| {
+            let id = slots.advance(id);
+            slots.current(id).deposits += 1;
+        });
     }
 
     /// Takes one retry, if the budget allows it.
     pub(crate) fn withdraw(&self, now: Instant) -> Option<Withdrawal> {
         let id = self.slot_of(now);
         self.with_slots(|slots| {
-            Self::current(slots, id);
+            let id = slots.advance(id);
+            slots.current(id);
             let (mut deposits, mut withdrawals) = (0u64, 0u64);
-            for s in slots.iter() {
+            for s in slots.ring.iter() {
                 let age = id.wrapping_sub(s.id);
                 if s.id <= id && age < SLOTS {
                     deposits += s.deposits;
@@ -192,7 +192,7 @@ impl Budget {
             if withdrawals.saturating_add(1).saturating_mul(self.withdraw) > credit {
                 return None;
             }
-            Self::current(slots, id).withdrawals += 1;
+            slots.current(id).withdrawals += 1;
             Some(Withdrawal(Some(id)))
         })
     }
@@ -201,10 +201,60 @@ impl Budget {
     pub(crate) fn refund(&self, taken: Withdrawal) {
         let Some(id) = taken.0 else { return };
         self.with_slots(|slots| {
-            let slot = &mut slots[(id % (SLOTS + 1)) as usize];
+            let slot = &mut slots.ring[(id % (SLOTS + 1)) as usize];
             if slot.id == id {
                 slot.withdrawals = slot.withdrawals.saturating_sub(1);
             }
         });
     }
 }
+
+impl Slots {
+    /// `id`, or the newest slot counted in if that is later: a call whose clock was read
+    /// before another's but which takes the lock after it counts in the newer slot, rather
+    /// than move the slot back a whole ring (which would empty it).
+    fn advance(&mut self, id: u64) -> u64 {
+        self.latest = self.latest.max(id);
+        self.latest
+    }
+
+    /// The slot `id`, emptied first if it held an older one.
+    fn current(&mut self, id: u64) -> &mut BudgetSlot {
+        let slot = &mut self.ring[(id % (SLOTS + 1)) as usize];
+        if slot.id != id {
+            *slot = BudgetSlot {
+                id,
+                ..BudgetSlot::default()
+            };
+        }
+        slot
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_call_with_a_stale_clock_does_not_empty_a_newer_slot() {
+        let base = Instant::now();
+        let at = |millis| base + Duration::from_millis(millis);
+        let b = Budget::new(RetryBudget::new(Duration::from_secs(10), 0, 1.0), base);
+        b.deposit(at(10_500));
+        assert!(b.withdraw(at(11_500)).is_some());
+        // Its clock read in slot 0, a whole ring (11 slots) before: the same place.
+        b.deposit(at(500));
+        assert!(
+            b.withdraw(at(500)).is_some(),
+            "counts the deposit just made"
+        );
+        assert_eq!(
+            b.withdraw(at(11_500)),
+            None,
+            "the retries taken still count"
+        );
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests;

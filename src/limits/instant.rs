@@ -1,10 +1,11 @@
 //! [`AtomicInstant`]: an optional instant on tokio's clock in one atomic, read and moved
 //! later without a lock (the cooldowns of the limits, the slots of the pacer).
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
+
+use crate::sync::{AtomicU64, Ordering};
 
 /// An instant on tokio's clock, or none: nanoseconds after `base`, plus one (`0`: none).
 /// Instants before `base` count as `base`; those 584 years after it, as the last one that
@@ -80,3 +81,6 @@ mod tests {
         );
     }
 }
+
+#[cfg(all(test, loom))]
+mod loom_tests;

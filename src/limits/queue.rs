@@ -1,7 +1,7 @@
 //! [`WaitQueue`]: the attempts waiting for a paced slot, served first come, first served.
 //! Both pacers (the fixed-rate one and the adaptive one) queue their waiters here.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+// The `Arc` that owns the queue is std's in every build (its count decides nothing).
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,6 +9,7 @@ use tokio::sync::MutexGuard;
 use tokio::time::Instant;
 
 use super::instant::AtomicInstant;
+use crate::sync::{AtomicUsize, Ordering};
 
 /// The attempts waiting for a slot of one pacer.
 #[derive(Debug)]
@@ -85,3 +86,6 @@ impl Drop for Place {
         self.0.waiting.fetch_sub(1, Ordering::AcqRel);
     }
 }
+
+#[cfg(all(test, loom))]
+mod loom_tests;

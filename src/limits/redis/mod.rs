@@ -8,7 +8,8 @@
 //! - `link`: the connection, its bound, whether Redis answers, the prober, fallbacks;
 //! - `pace`: a paced attempt's future;
 //! - `cooldown`: the writer and the subscriber tasks;
-//! - `scripts`: the Lua scripts; `names`: keys, channel, origins in them.
+//! - `scripts`: the Lua scripts; `names`: keys, channel, origins in them;
+//! - `tls`: the redis crate's client for a URL, by TLS or not.
 
 mod builder;
 mod cooldown;
@@ -17,5 +18,6 @@ mod names;
 mod pace;
 mod scripts;
 mod store;
+mod tls;
 
 pub use builder::{RedisLimitsBuilder, RedisLimitsError};

@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use super::conn::{Connector, Target};
 use super::cooldown;
 use super::link::Link;
 use super::names::Names;
 use super::store::{FleetState, RedisStore, Settings, WRITES};
-use super::tls;
 use crate::limits::{Limits, LimitsBuilder, LocalStore};
 
 /// The default bound of each Redis call on the request path: 50 ms.
@@ -50,7 +50,7 @@ pub(crate) const DEFAULT_KEY_PREFIX: &str = "telecho-retry";
 #[derive(Clone)]
 pub struct RedisLimitsBuilder {
     limits: LimitsBuilder,
-    url: String,
+    target: Target,
     scope: String,
     call_timeout: Duration,
     fallback_share: f64,
@@ -65,10 +65,10 @@ impl RedisLimitsBuilder {
     /// `scope`: a name you choose, one per API key (the key's limits are what the fleet
     /// shares). The scope is a name, never the API key itself: it is written into Redis
     /// keys.
-    pub(crate) fn new(limits: LimitsBuilder, url: String, scope: String) -> RedisLimitsBuilder {
+    pub(crate) fn new(limits: LimitsBuilder, target: Target, scope: String) -> RedisLimitsBuilder {
         RedisLimitsBuilder {
             limits,
-            url,
+            target,
             scope,
             call_timeout: DEFAULT_CALL_TIMEOUT,
             fallback_share: DEFAULT_FALLBACK_SHARE,
@@ -172,12 +172,12 @@ impl RedisLimitsBuilder {
     ///
     /// # Errors
     ///
-    /// A URL the redis crate does not accept, a `rediss://` URL without feature
+    /// A URL the redis crate does not accept (for a cluster: any node's, no node, or
+    /// nodes with different schemes or passwords), a `rediss://` URL without feature
     /// `redis-tls`, one that ends in `#insecure` (certificates are always verified), a
     /// root certificate that does not parse or with a plain URL, an empty scope, a scope
-    /// that contains what
-    /// looks like a TelEcho API key (`tel_sk_` in any case), a scope or key prefix with `{`
-    /// or `}` (they would break the keys' hash tag), no tokio runtime, or
+    /// that contains what looks like a TelEcho API key (`tel_sk_` in any case), a scope or
+    /// key prefix with `{` or `}` (they would break the keys' hash tag), no tokio runtime, or
     /// [`Pacing::adaptive`](crate::limits::Pacing::adaptive) (its rate is kept per process,
     /// not yet shared through Redis).
     pub fn build(self) -> Result<Limits, RedisLimitsError> {
@@ -202,12 +202,18 @@ impl RedisLimitsBuilder {
         let root = self.root_certificate.as_deref();
         #[cfg(not(feature = "redis-tls"))]
         let root = None;
-        let client = tls::client(&self.url, root).map_err(RedisLimitsError)?;
+        let connector = Connector::new(
+            &self.target,
+            root,
+            Link::connect_timeout(self.call_timeout),
+            Link::background_timeout(self.call_timeout),
+        )
+        .map_err(RedisLimitsError)?;
         let pacing = self.limits.pacing;
         // The in-process context the lazy connection needs is the runtime's.
         let _entered = runtime.enter();
         let link = Link::new(
-            client,
+            connector,
             Names::new(&self.prefix, &self.scope),
             self.call_timeout,
             pacing,
@@ -248,6 +254,11 @@ impl fmt::Debug for RedisLimitsBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Never the URL: it may carry a password.
         let mut d = f.debug_struct("RedisLimitsBuilder");
+        match &self.target {
+            Target::Single(_) => d.field("cluster", &false),
+            #[cfg(feature = "redis-cluster")]
+            Target::Cluster(nodes) => d.field("cluster_nodes", &nodes.len()),
+        };
         d.field("limits", &self.limits)
             .field("scope", &self.scope)
             .field("call_timeout", &self.call_timeout)
@@ -269,6 +280,8 @@ pub(crate) enum ErrorKind {
     #[cfg_attr(not(feature = "redis-tls"), allow(dead_code))]
     BadRootCertificate,
     RootWithoutTls,
+    #[cfg_attr(not(feature = "redis-cluster"), allow(dead_code))]
+    NoNodes,
     EmptyScope,
     ScopeIsAKey,
     Brace,
@@ -289,6 +302,7 @@ impl fmt::Display for RedisLimitsError {
                 "the root certificate of the Redis limits holds no PEM certificate, or one that does not parse"
             }
             ErrorKind::RootWithoutTls => "a root certificate needs a rediss:// URL",
+            ErrorKind::NoNodes => "no Redis Cluster node given",
             ErrorKind::EmptyScope => "the scope of the Redis limits is empty",
             ErrorKind::ScopeIsAKey => {
                 "the scope of the Redis limits looks like an API key: give a name, not the key"

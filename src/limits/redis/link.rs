@@ -1,5 +1,6 @@
 //! The link to Redis: one auto-reconnecting multiplexed connection (the redis crate's
-//! `ConnectionManager`), every call bounded, and whether Redis answers.
+//! `ConnectionManager`, or its `ClusterConnection` for a cluster: `conn`), every call
+//! bounded, and whether Redis answers.
 //!
 //! Every call on the connection is bounded by the background bound (the call timeout, at
 //! least 500 ms); a paced attempt waits on its round trip for the call timeout only (in
@@ -19,11 +20,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::PubSub;
 use redis::{Client, RedisError};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::conn::{Conn, Connector};
 use super::names::{Kind, Names};
 use super::scripts::Scripts;
 use crate::engine::observe::{self, StoreLimit};
@@ -71,9 +73,8 @@ fn micros(d: Duration) -> u64 {
 }
 
 pub(crate) struct Link {
-    client: Client,
-    config: ConnectionManagerConfig,
-    conn: ArcSwap<ConnectionManager>,
+    connector: Connector,
+    conn: ArcSwap<Conn>,
     pub(crate) names: Names,
     scripts: Scripts,
     /// This store's id in pub/sub messages, to skip its own.
@@ -100,26 +101,29 @@ pub(crate) struct Link {
 }
 
 impl Link {
+    /// The bound of the calls made in the background for `call_timeout`: at least 500 ms.
+    /// It is also the connection's own bound on each answer: a request bounds its wait on
+    /// a call by the call timeout itself, and a cooldown write may take longer.
+    pub(crate) fn background_timeout(call_timeout: Duration) -> Duration {
+        call_timeout.max(Duration::from_millis(500))
+    }
+
+    /// The bound of a connection attempt for `call_timeout`: at least 1 s.
+    pub(crate) fn connect_timeout(call_timeout: Duration) -> Duration {
+        call_timeout.max(Duration::from_secs(1))
+    }
+
     pub(crate) fn new(
-        client: Client,
+        connector: Connector,
         names: Names,
         call_timeout: Duration,
         pacing: Option<Pacing>,
         runtime: tokio::runtime::Handle,
     ) -> Result<Self, RedisError> {
-        let background_timeout = call_timeout.max(Duration::from_millis(500));
-        // The connection's own bound is the background one: a request bounds its wait on a
-        // call by the call timeout itself, and a cooldown write may take longer.
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(call_timeout.max(Duration::from_secs(1))))
-            .set_response_timeout(Some(background_timeout))
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(10))
-            .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config.clone())?;
+        let background_timeout = Self::background_timeout(call_timeout);
+        let conn = connector.connect_lazy()?;
         Ok(Link {
-            client,
-            config,
+            connector,
             conn: ArcSwap::from_pointee(conn),
             names,
             scripts: Scripts::new(),
@@ -137,12 +141,29 @@ impl Link {
         })
     }
 
+    /// The client of the URL, or of a cluster's first node given.
     pub(crate) fn client(&self) -> &Client {
-        &self.client
+        self.connector.first()
     }
 
-    fn conn(&self) -> ConnectionManager {
-        ConnectionManager::clone(&self.conn.load())
+    fn conn(&self) -> Conn {
+        Conn::clone(&self.conn.load())
+    }
+
+    /// A connection for the subscription (unbounded: the caller bounds it). For a cluster,
+    /// on the next node, after learning which nodes are up.
+    pub(crate) async fn pubsub(&self) -> Result<PubSub, RedisError> {
+        #[cfg(feature = "redis-cluster")]
+        if self.connector.is_cluster() {
+            let mut conn = self.conn();
+            let mut cmd = redis::cmd("CLUSTER");
+            cmd.arg("NODES");
+            let nodes = cmd.query_async::<String>(&mut conn);
+            if let Ok(Ok(nodes)) = tokio::time::timeout(self.background_timeout, nodes).await {
+                self.connector.learn_nodes(&nodes);
+            }
+        }
+        self.connector.pubsub().await
     }
 
     /// `call`, bounded by `bound`; a failure marks the link unreachable.
@@ -340,8 +361,13 @@ impl Link {
             loop {
                 tokio::time::sleep(PROBE_EVERY).await;
                 let mut conn = self.conn();
-                let ping = redis::cmd("PING");
-                let ping = ping.query_async::<String>(&mut conn);
+                // In a cluster, the node that owns the scope's slot must answer.
+                let ping = if self.connector.is_cluster() {
+                    redis::cmd("EXISTS").arg(&self.names.index).clone()
+                } else {
+                    redis::cmd("PING")
+                };
+                let ping = ping.query_async::<redis::Value>(&mut conn);
                 match tokio::time::timeout(self.background_timeout, ping).await {
                     Ok(Ok(_)) => break,
                     Ok(Err(e)) if !e.is_timeout() => silent = 0,
@@ -349,10 +375,7 @@ impl Link {
                 }
                 if silent >= STALE_AFTER {
                     silent = 0;
-                    if let Ok(fresh) = ConnectionManager::new_lazy_with_config(
-                        self.client.clone(),
-                        self.config.clone(),
-                    ) {
+                    if let Ok(fresh) = self.connector.connect_lazy() {
                         self.conn.store(Arc::new(fresh));
                     }
                 }

@@ -5,13 +5,16 @@
 //!
 //! - `builder`: the settings, their defaults, and spawning the background tasks;
 //! - `store`: the store and one origin's limits (the in-process ones wrapped);
-//! - `link`: the connection, its bound, whether Redis answers, the prober, fallbacks;
+//! - `conn`: the connection, to a standalone Redis or a cluster; where to subscribe;
+//! - `link`: the calls on the connection, their bound, whether Redis answers, the prober,
+//!   fallbacks;
 //! - `pace`: a paced attempt's future;
 //! - `cooldown`: the writer and the subscriber tasks;
 //! - `scripts`: the Lua scripts; `names`: keys, channel, origins in them;
 //! - `tls`: the redis crate's client for a URL, by TLS or not.
 
 mod builder;
+mod conn;
 mod cooldown;
 mod link;
 mod names;
@@ -21,3 +24,4 @@ mod store;
 mod tls;
 
 pub use builder::{RedisLimitsBuilder, RedisLimitsError};
+pub(crate) use conn::Target;

@@ -6,7 +6,7 @@
     feature = "redis",
     feature = "tower",
     feature = "reqwest",
-    feature = "redis-tls"
+    any(feature = "redis-tls", feature = "redis-cluster")
 ))]
 #![allow(dead_code)] // each deployment uses its own subset
 

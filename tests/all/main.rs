@@ -9,6 +9,7 @@ mod cancellation;
 mod code_rules;
 mod compositions;
 mod defaults;
+mod fleet_cluster;
 mod fleet_edges;
 mod fleet_redis;
 mod fleet_scenarios;

@@ -1,7 +1,10 @@
 //! Redis servers a test starts for itself on loopback (`redis-server` on PATH): a TLS one
 //! with certificates the test makes, a cluster. Each process is killed, and its folder
 //! removed, when its guard drops, a failing test included.
-#![cfg(all(feature = "redis", feature = "redis-tls"))]
+#![cfg(all(
+    feature = "redis",
+    any(feature = "redis-tls", feature = "redis-cluster")
+))]
 #![allow(dead_code)] // each test module uses its own subset
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -49,7 +52,7 @@ pub(crate) fn free_port() -> u16 {
 
 /// One `redis-server` process, killed on drop.
 pub(crate) struct RedisProcess {
-    child: Option<Child>,
+    pub(crate) child: Option<Child>,
     pub(crate) port: u16,
 }
 
@@ -223,5 +226,176 @@ pub(crate) async fn subscribed(conn: &mut impl redis::aio::ConnectionLike, chann
         }
         assert!(start.elapsed() < Duration::from_secs(5), "no subscription");
         tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+// ===== Cluster =====
+
+/// `redis-cli -p <port> <args>` on loopback; its output, or `None` if it failed.
+#[cfg(feature = "redis-cluster")]
+pub(crate) fn cli(port: u16, args: &[&str]) -> Option<String> {
+    let out = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A Redis Cluster on loopback: `masters` masters, each with `replicas` replicas, a node
+/// timeout of 1 s (a failover takes a few seconds). Killed on drop.
+#[cfg(feature = "redis-cluster")]
+pub(crate) struct RedisCluster {
+    pub(crate) nodes: Vec<RedisProcess>,
+    masters: usize,
+    _dir: TempDir,
+}
+
+#[cfg(feature = "redis-cluster")]
+impl RedisCluster {
+    pub(crate) fn start(masters: usize, replicas: usize) -> RedisCluster {
+        let dir = TempDir::new("redis-cluster");
+        let mut nodes = Vec::new();
+        for _ in 0..masters * (1 + replicas) {
+            let port = free_port();
+            // The bus port is its own free port: the default, port + 10000, may not exist.
+            let bus = free_port().to_string();
+            let conf = format!("nodes-{port}.conf");
+            let port_arg = port.to_string();
+            nodes.push(RedisProcess::start(
+                port,
+                &[
+                    "--port",
+                    &port_arg,
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    &conf,
+                    "--cluster-port",
+                    &bus,
+                    "--cluster-node-timeout",
+                    "1000",
+                    // A replica syncs at once (the default waits 5 s for more replicas): one
+                    // that never synced cannot take over.
+                    "--repl-diskless-sync-delay",
+                    "0",
+                ],
+                dir.path(),
+            ));
+        }
+        let cluster = RedisCluster {
+            nodes,
+            masters,
+            _dir: dir,
+        };
+        let addrs: Vec<String> = cluster
+            .nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let mut args = vec!["--cluster", "create"];
+        args.extend(addrs.iter().map(String::as_str));
+        let replicas_arg = replicas.to_string();
+        args.extend(["--cluster-replicas", &replicas_arg, "--cluster-yes"]);
+        cli(cluster.nodes[0].port, &args).expect("redis-cli --cluster create");
+        let ports: Vec<u16> = cluster.nodes.iter().map(|n| n.port).collect();
+        cluster.wait_ok(&ports, Duration::from_secs(10));
+        cluster.wait_synced(masters * replicas, Duration::from_secs(10));
+        cluster
+    }
+
+    /// Waits until `n` nodes are replicas whose link to their master is up.
+    fn wait_synced(&self, n: usize, within: Duration) {
+        let start = Instant::now();
+        loop {
+            let synced = self
+                .nodes
+                .iter()
+                .filter_map(|node| cli(node.port, &["info", "replication"]))
+                .filter(|info| {
+                    info.contains("role:slave") && info.contains("master_link_status:up")
+                })
+                .count();
+            if synced >= n {
+                return;
+            }
+            assert!(
+                start.elapsed() < within,
+                "{synced} of {n} replicas synced within {within:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits until every node in `ports` says `cluster_state:ok` and knows every node.
+    pub(crate) fn wait_ok(&self, ports: &[u16], within: Duration) {
+        let start = Instant::now();
+        let all = self.nodes.len();
+        while !ports.iter().all(|&port| {
+            let info = cli(port, &["cluster", "info"]).unwrap_or_default();
+            info.contains("cluster_state:ok")
+                && info.contains(&format!("cluster_known_nodes:{all}"))
+        }) {
+            assert!(
+                start.elapsed() < within,
+                "the cluster is not ok within {within:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The URLs of the masters the cluster was created with.
+    pub(crate) fn urls(&self) -> Vec<String> {
+        self.nodes[..self.masters]
+            .iter()
+            .map(|n| format!("redis://127.0.0.1:{}", n.port))
+            .collect()
+    }
+
+    /// The index in `nodes` of the master that owns `key`'s slot now.
+    pub(crate) fn master_of(&self, key: &str) -> usize {
+        let live = self.nodes.iter().find(|n| n.child.is_some()).unwrap();
+        let slot: u16 = cli(live.port, &["cluster", "keyslot", key])
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let nodes = cli(live.port, &["cluster", "nodes"]).unwrap();
+        for line in nodes.lines() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if !fields[2].contains("master") || fields[2].contains("fail") {
+                continue;
+            }
+            let owns = fields[8..].iter().any(|range| {
+                let (lo, hi) = range.split_once('-').unwrap_or((range, range));
+                match (lo.parse::<u16>(), hi.parse::<u16>()) {
+                    (Ok(lo), Ok(hi)) => (lo..=hi).contains(&slot),
+                    _ => false,
+                }
+            });
+            if owns {
+                let port: u16 = fields[1].split(['@', ':']).nth(1).unwrap().parse().unwrap();
+                return self.nodes.iter().position(|n| n.port == port).unwrap();
+            }
+        }
+        panic!("no master owns slot {slot}");
+    }
+
+    /// A direct connection to any live node, for `PUBSUB NUMSUB` (classic pub/sub is
+    /// cluster-wide, but each node counts its own subscribers: see `subscribers`).
+    pub(crate) fn subscribers(&self, channel: &str) -> i64 {
+        self.nodes
+            .iter()
+            .filter(|n| n.child.is_some())
+            .filter_map(|n| cli(n.port, &["pubsub", "numsub", channel]))
+            .filter_map(|out| {
+                out.lines()
+                    .nth(1)
+                    .and_then(|l| l.trim().parse::<i64>().ok())
+            })
+            .sum()
     }
 }

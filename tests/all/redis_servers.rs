@@ -7,7 +7,7 @@
 ))]
 #![allow(dead_code)] // each test module uses its own subset
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -43,11 +43,7 @@ impl Drop for TempDir {
 
 /// A loopback port nobody listened on a moment ago.
 pub(crate) fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    crate::support::closed_addr().port()
 }
 
 /// One `redis-server` process, killed on drop.

@@ -245,7 +245,41 @@ impl LimitsBuilder {
     #[cfg(feature = "redis")]
     #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
     pub fn redis(self, url: impl Into<String>, scope: impl Into<String>) -> RedisLimitsBuilder {
-        RedisLimitsBuilder::new(self, url.into(), scope.into())
+        RedisLimitsBuilder::new(self, redis::Target::Single(url.into()), scope.into())
+    }
+
+    /// Limits shared through a Redis Cluster by every replica that uses the same `scope`
+    /// (feature `redis-cluster`): as [`redis`](Self::redis), with the URLs of some of the
+    /// cluster's nodes (one is enough; the others are found through it). All must have the
+    /// same scheme, user name and password: `redis://` or, with feature `redis-tls`,
+    /// `rediss://`.
+    ///
+    /// A scope's keys share one hash tag, so they live in one slot: each call goes to the
+    /// node that owns it, and follows the slot through a failover. While the slot has no
+    /// node (a failover under way), requests use in-process limits, as with Redis down.
+    ///
+    /// ```no_run
+    /// use telecho_retry::limits::{Limits, Pacing};
+    ///
+    /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let limits = Limits::builder()
+    ///     .pacing(Pacing::per_minute(600))
+    ///     .redis_cluster(
+    ///         ["redis://10.0.0.1:7000", "redis://10.0.0.2:7000"],
+    ///         "telecho-key-1",
+    ///     )
+    ///     .build()?;
+    /// # let _ = limits; Ok(()) }
+    /// ```
+    #[cfg(feature = "redis-cluster")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis-cluster")))]
+    pub fn redis_cluster<U: Into<String>>(
+        self,
+        nodes: impl IntoIterator<Item = U>,
+        scope: impl Into<String>,
+    ) -> RedisLimitsBuilder {
+        let nodes = nodes.into_iter().map(Into::into).collect();
+        RedisLimitsBuilder::new(self, redis::Target::Cluster(nodes), scope.into())
     }
 }
 

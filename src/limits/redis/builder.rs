@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use super::conn::{Connector, Target};
 use super::cooldown;
 use super::link::Link;
 use super::names::Names;
@@ -44,17 +45,22 @@ pub(crate) const DEFAULT_KEY_PREFIX: &str = "telecho-retry";
 /// ```
 ///
 /// The URL may carry a user name and password (`redis://user:password@host:6379/0`); they
-/// never appear in `Debug` output, errors or logs. How the store behaves, and when Redis
-/// cannot be reached, is in `docs/fleet.md`.
+/// never appear in `Debug` output, errors or logs. With feature `redis-tls`, a `rediss://`
+/// URL connects by TLS, verified against the system's root certificates (or a private CA's:
+/// [`tls_root_certificate`](Self::tls_root_certificate)). How the store behaves, and when
+/// Redis cannot be reached, is in `docs/fleet.md`.
 #[derive(Clone)]
 pub struct RedisLimitsBuilder {
     limits: LimitsBuilder,
-    url: String,
+    target: Target,
     scope: String,
     call_timeout: Duration,
     /// `None`: one over the replicas alive.
     fallback_share: Option<f64>,
     prefix: String,
+    /// The only root certificates a `rediss://` connection trusts (PEM), if set.
+    #[cfg(feature = "redis-tls")]
+    root_certificate: Option<Vec<u8>>,
 }
 
 impl RedisLimitsBuilder {
@@ -62,14 +68,16 @@ impl RedisLimitsBuilder {
     /// `scope`: a name you choose, one per API key (the key's limits are what the fleet
     /// shares). The scope is a name, never the API key itself: it is written into Redis
     /// keys.
-    pub(crate) fn new(limits: LimitsBuilder, url: String, scope: String) -> RedisLimitsBuilder {
+    pub(crate) fn new(limits: LimitsBuilder, target: Target, scope: String) -> RedisLimitsBuilder {
         RedisLimitsBuilder {
             limits,
-            url,
+            target,
             scope,
             call_timeout: DEFAULT_CALL_TIMEOUT,
             fallback_share: None,
             prefix: DEFAULT_KEY_PREFIX.to_owned(),
+            #[cfg(feature = "redis-tls")]
+            root_certificate: None,
         }
     }
 
@@ -114,6 +122,52 @@ impl RedisLimitsBuilder {
         self
     }
 
+    /// Trusts only the CA certificate(s) in `pem` for the `rediss://` connection, instead
+    /// of the system's roots: for a Redis whose certificate a private CA signed (feature
+    /// `redis-tls`).
+    ///
+    /// The contract:
+    ///
+    /// - `pem` holds one or more `-----BEGIN CERTIFICATE-----` blocks; they replace the
+    ///   system's roots (they are not added to them).
+    /// - The server's certificate must chain to one of them and name the URL's host (a DNS
+    ///   name, or an IP address in its subject alternative names): the host name is always
+    ///   checked.
+    /// - [`build`](Self::build) fails if the PEM holds no certificate or one that does not
+    ///   parse, or if the URL is not `rediss://` (a CA for a plain connection would be
+    ///   ignored).
+    /// - A CA that did not sign the server's certificate is no build error: every
+    ///   handshake fails, so the store counts as unreachable
+    ///   ([`Limits::is_reachable`](crate::limits::Limits::is_reachable) is false) and
+    ///   requests use in-process limits, as when Redis is down (each fallback counted and
+    ///   logged).
+    ///
+    /// The system's roots can also be extended without code: the variable `SSL_CERT_FILE`
+    /// names a PEM file read in their place.
+    ///
+    /// # Default
+    ///
+    /// The system's root certificates.
+    ///
+    /// ```no_run
+    /// use telecho_retry::limits::{Limits, Pacing};
+    ///
+    /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let ca = std::fs::read("/etc/telecho/redis-ca.pem")?;
+    /// let limits = Limits::builder()
+    ///     .pacing(Pacing::per_minute(600))
+    ///     .redis("rediss://:password@redis.internal:6380", "telecho-key-1")
+    ///     .tls_root_certificate(ca)
+    ///     .build()?;
+    /// # let _ = limits; Ok(()) }
+    /// ```
+    #[cfg(feature = "redis-tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis-tls")))]
+    pub fn tls_root_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.root_certificate = Some(pem.into());
+        self
+    }
+
     /// The limits, ready to hand to
     /// [`TelEchoRetry::with_limits`](crate::TelEchoRetry::with_limits).
     ///
@@ -124,9 +178,12 @@ impl RedisLimitsBuilder {
     ///
     /// # Errors
     ///
-    /// A URL the redis crate does not accept, an empty scope, a scope that contains what
-    /// looks like a TelEcho API key (`tel_sk_` in any case), a scope or key prefix with `{`
-    /// or `}` (they would break the keys' hash tag), or no tokio runtime.
+    /// A URL the redis crate does not accept (for a cluster: any node's, no node, or
+    /// nodes with different schemes or passwords), a `rediss://` URL without feature
+    /// `redis-tls`, one that ends in `#insecure` (certificates are always verified), a
+    /// root certificate that does not parse or with a plain URL, an empty scope, a scope
+    /// that contains what looks like a TelEcho API key (`tel_sk_` in any case), a scope or
+    /// key prefix with `{` or `}` (they would break the keys' hash tag), or no tokio runtime.
     pub fn build(self) -> Result<Limits, RedisLimitsError> {
         if self.scope.is_empty() {
             return Err(RedisLimitsError(ErrorKind::EmptyScope));
@@ -142,13 +199,22 @@ impl RedisLimitsBuilder {
         }
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|_| RedisLimitsError(ErrorKind::NoRuntime))?;
-        let client = redis::Client::open(self.url.as_str())
-            .map_err(|e| RedisLimitsError(ErrorKind::Url(e)))?;
+        #[cfg(feature = "redis-tls")]
+        let root = self.root_certificate.as_deref();
+        #[cfg(not(feature = "redis-tls"))]
+        let root = None;
+        let connector = Connector::new(
+            &self.target,
+            root,
+            Link::connect_timeout(self.call_timeout),
+            Link::background_timeout(self.call_timeout),
+        )
+        .map_err(RedisLimitsError)?;
         let pacing = self.limits.pacing;
         // The in-process context the lazy connection needs is the runtime's.
         let _entered = runtime.enter();
         let link = Link::new(
-            client,
+            connector,
             Names::new(&self.prefix, &self.scope),
             self.call_timeout,
             pacing,
@@ -196,21 +262,35 @@ impl RedisLimitsBuilder {
 impl fmt::Debug for RedisLimitsBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Never the URL: it may carry a password.
-        f.debug_struct("RedisLimitsBuilder")
-            .field("limits", &self.limits)
+        let mut d = f.debug_struct("RedisLimitsBuilder");
+        match &self.target {
+            Target::Single(_) => d.field("cluster", &false),
+            #[cfg(feature = "redis-cluster")]
+            Target::Cluster(nodes) => d.field("cluster_nodes", &nodes.len()),
+        };
+        d.field("limits", &self.limits)
             .field("scope", &self.scope)
             .field("call_timeout", &self.call_timeout)
             .field("fallback_share", &self.fallback_share)
-            .field("key_prefix", &self.prefix)
-            .finish_non_exhaustive()
+            .field("key_prefix", &self.prefix);
+        #[cfg(feature = "redis-tls")]
+        d.field("tls_root_certificate", &self.root_certificate.is_some());
+        d.finish_non_exhaustive()
     }
 }
 
 /// Why [`RedisLimitsBuilder::build`] failed: the settings, never Redis being down.
 pub struct RedisLimitsError(ErrorKind);
 
-enum ErrorKind {
+pub(crate) enum ErrorKind {
     Url(redis::RedisError),
+    TlsFeature,
+    Insecure,
+    #[cfg_attr(not(feature = "redis-tls"), allow(dead_code))]
+    BadRootCertificate,
+    RootWithoutTls,
+    #[cfg_attr(not(feature = "redis-cluster"), allow(dead_code))]
+    NoNodes,
     EmptyScope,
     ScopeIsAKey,
     Brace,
@@ -222,6 +302,15 @@ impl fmt::Display for RedisLimitsError {
         f.write_str(match self.0 {
             // The URL is not repeated: it may carry a password.
             ErrorKind::Url(_) => "invalid Redis URL",
+            ErrorKind::TlsFeature => "a rediss:// URL needs the feature `redis-tls`",
+            ErrorKind::Insecure => {
+                "`#insecure` TLS is not supported: give the CA with `tls_root_certificate`"
+            }
+            ErrorKind::BadRootCertificate => {
+                "the root certificate of the Redis limits holds no PEM certificate, or one that does not parse"
+            }
+            ErrorKind::RootWithoutTls => "a root certificate needs a rediss:// URL",
+            ErrorKind::NoNodes => "no Redis Cluster node given",
             ErrorKind::EmptyScope => "the scope of the Redis limits is empty",
             ErrorKind::ScopeIsAKey => {
                 "the scope of the Redis limits looks like an API key: give a name, not the key"

@@ -111,7 +111,7 @@ pub(crate) async fn subscriber(shared: Arc<FleetState>) {
 async fn session(shared: &FleetState) -> Result<(), CallFailed> {
     let link = &shared.link;
     let bound = link.background_timeout;
-    let pubsub = timed(tokio::time::timeout(bound, link.client().get_async_pubsub()).await)?;
+    let pubsub = timed(tokio::time::timeout(bound, link.pubsub()).await)?;
     let (mut sink, mut stream) = pubsub.split();
     timed(tokio::time::timeout(bound, sink.subscribe(&link.names.channel)).await)?;
     // Subscribed first, then read: a cooldown recorded in between is seen twice, never

@@ -1,5 +1,6 @@
 //! The link to Redis: one auto-reconnecting multiplexed connection (the redis crate's
-//! `ConnectionManager`), every call bounded, and whether Redis answers.
+//! `ConnectionManager`, or its `ClusterConnection` for a cluster: `conn`), every call
+//! bounded, and whether Redis answers.
 //!
 //! Every call on the connection is bounded by the background bound (the call timeout, at
 //! least 500 ms); a paced attempt waits on its round trip for the call timeout only (in
@@ -19,15 +20,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::PubSub;
 use redis::{Client, RedisError};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::conn::{Conn, Connector};
 use super::names::{Kind, Names};
 use super::scripts::Scripts;
 use crate::engine::observe::{self, StoreLimit};
-use crate::limits::adaptive::AdaptiveConfig;
 use crate::limits::Pacing;
 
 /// How often an unreachable Redis is probed.
@@ -76,27 +77,18 @@ impl Reservation {
     };
 }
 
-/// The learned pacing script's answer: the fleet does not pace (yet), or a reservation at
-/// the fleet's rate.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub(crate) enum LearnedSlot {
-    Off,
-    At { slot: Reservation, rate: f64 },
-}
-
 /// `d` in whole µs, bounded so that every GCRA quantity stays exact in Lua's doubles.
-fn micros(d: Duration) -> u64 {
+pub(super) fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros())
         .unwrap_or(u64::MAX)
         .min(1 << 50)
 }
 
 pub(crate) struct Link {
-    client: Client,
-    config: ConnectionManagerConfig,
-    conn: ArcSwap<ConnectionManager>,
+    connector: Connector,
+    conn: ArcSwap<Conn>,
     pub(crate) names: Names,
-    scripts: Scripts,
+    pub(super) scripts: Scripts,
     /// This store's id in pub/sub messages, to skip its own.
     pub(crate) id: String,
     pub(crate) call_timeout: Duration,
@@ -123,26 +115,29 @@ pub(crate) struct Link {
 }
 
 impl Link {
+    /// The bound of the calls made in the background for `call_timeout`: at least 500 ms.
+    /// It is also the connection's own bound on each answer: a request bounds its wait on
+    /// a call by the call timeout itself, and a cooldown write may take longer.
+    pub(crate) fn background_timeout(call_timeout: Duration) -> Duration {
+        call_timeout.max(Duration::from_millis(500))
+    }
+
+    /// The bound of a connection attempt for `call_timeout`: at least 1 s.
+    pub(crate) fn connect_timeout(call_timeout: Duration) -> Duration {
+        call_timeout.max(Duration::from_secs(1))
+    }
+
     pub(crate) fn new(
-        client: Client,
+        connector: Connector,
         names: Names,
         call_timeout: Duration,
         pacing: Option<Pacing>,
         runtime: tokio::runtime::Handle,
     ) -> Result<Self, RedisError> {
-        let background_timeout = call_timeout.max(Duration::from_millis(500));
-        // The connection's own bound is the background one: a request bounds its wait on a
-        // call by the call timeout itself, and a cooldown write may take longer.
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(call_timeout.max(Duration::from_secs(1))))
-            .set_response_timeout(Some(background_timeout))
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(10))
-            .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config.clone())?;
+        let background_timeout = Self::background_timeout(call_timeout);
+        let conn = connector.connect_lazy()?;
         Ok(Link {
-            client,
-            config,
+            connector,
             conn: ArcSwap::from_pointee(conn),
             names,
             scripts: Scripts::new(),
@@ -171,16 +166,33 @@ impl Link {
         self.share.store(share.to_bits(), Ordering::Relaxed);
     }
 
+    /// The client of the URL, or of a cluster's first node given.
     pub(crate) fn client(&self) -> &Client {
-        &self.client
+        self.connector.first()
     }
 
-    fn conn(&self) -> ConnectionManager {
-        ConnectionManager::clone(&self.conn.load())
+    pub(super) fn conn(&self) -> Conn {
+        Conn::clone(&self.conn.load())
+    }
+
+    /// A connection for the subscription (unbounded: the caller bounds it). For a cluster,
+    /// on the next node, after learning which nodes are up.
+    pub(crate) async fn pubsub(&self) -> Result<PubSub, RedisError> {
+        #[cfg(feature = "redis-cluster")]
+        if self.connector.is_cluster() {
+            let mut conn = self.conn();
+            let mut cmd = redis::cmd("CLUSTER");
+            cmd.arg("NODES");
+            let nodes = cmd.query_async::<String>(&mut conn);
+            if let Ok(Ok(nodes)) = tokio::time::timeout(self.background_timeout, nodes).await {
+                self.connector.learn_nodes(&nodes);
+            }
+        }
+        self.connector.pubsub().await
     }
 
     /// `call`, bounded by `bound`; a failure marks the link unreachable.
-    async fn bounded<T>(
+    pub(super) async fn bounded<T>(
         &self,
         bound: Duration,
         call: impl std::future::Future<Output = Result<T, RedisError>>,
@@ -240,127 +252,6 @@ impl Link {
             tat: tat.max(0).unsigned_abs(),
             interval,
         })
-    }
-
-    /// As [`pace`](Self::pace), at the rate the fleet learned (stored at `rate_key`), if it
-    /// paces the origin yet.
-    pub(crate) async fn pace_learned(
-        &self,
-        key: &str,
-        rate_key: &str,
-        max_wait: Duration,
-        floor: u64,
-    ) -> Result<LearnedSlot, CallFailed> {
-        let config = AdaptiveConfig::default();
-        let mut conn = self.conn();
-        let mut call = self.scripts.learned_pace.prepare_invoke();
-        call.key(key)
-            .key(rate_key)
-            .arg(micros(max_wait))
-            .arg(floor)
-            .arg(config.beta)
-            .arg(config.scale)
-            .arg(config.max_rate)
-            .arg(config.growth_bound);
-        let (wait, status, tat, rate, interval): (i64, i64, i64, String, i64) = self
-            .bounded(self.background_timeout, call.invoke_async(&mut conn))
-            .await?;
-        let rate = rate.parse::<f64>().unwrap_or(0.0);
-        if status == 2 || !rate.is_finite() || rate <= 0.0 {
-            return Ok(LearnedSlot::Off);
-        }
-        let slot = Reservation {
-            wait: Duration::from_micros(wait.max(0).unsigned_abs()),
-            reserved: status == 1,
-            tat: tat.max(0).unsigned_abs(),
-            interval: interval.max(0).unsigned_abs(),
-        };
-        Ok(LearnedSlot::At { slot, rate })
-    }
-
-    /// Cuts the fleet's learned rate at `rate_key` for a 429 to a request sent `age` ago,
-    /// unless that belongs to a congestion event already answered; `measured`: the fleet's
-    /// send rate as this replica estimates it (used when the fleet paced nothing yet).
-    /// Returns the new rate if this call cut it.
-    pub(crate) async fn cut(
-        &self,
-        (rate_key, origin): (&str, &str),
-        age: Duration,
-        measured: f64,
-        message: &str,
-    ) -> Result<Option<f64>, CallFailed> {
-        let config = AdaptiveConfig::default();
-        let mut conn = self.conn();
-        let mut call = self.scripts.cut.prepare_invoke();
-        call.key(rate_key)
-            .key(&self.names.learned)
-            .arg(micros(age))
-            .arg(measured)
-            .arg(config.beta)
-            .arg(config.min_rate)
-            .arg(config.max_rate)
-            .arg(&self.names.channel)
-            .arg(message)
-            .arg(origin);
-        let (cut, rate): (i64, String) = self
-            .bounded(self.background_timeout, call.invoke_async(&mut conn))
-            .await?;
-        Ok(rate.parse::<f64>().ok().filter(|_| cut == 1))
-    }
-
-    /// Sets the fleet's learned rate at `rate_key` (from a quota the server sent).
-    pub(crate) async fn set_rate(
-        &self,
-        (rate_key, origin): (&str, &str),
-        rate: f64,
-        message: &str,
-    ) -> Result<(), CallFailed> {
-        let mut conn = self.conn();
-        let mut call = self.scripts.set_rate.prepare_invoke();
-        call.key(rate_key)
-            .key(&self.names.learned)
-            .arg(format!("{rate:.6}"))
-            .arg(&self.names.channel)
-            .arg(message)
-            .arg(origin);
-        let _: i64 = self
-            .bounded(self.background_timeout, call.invoke_async(&mut conn))
-            .await?;
-        Ok(())
-    }
-
-    /// The origins the fleet paces at a learned rate (written by `cut` and `set_rate`).
-    pub(crate) async fn learned_origins(&self) -> Result<Vec<String>, CallFailed> {
-        let mut conn = self.conn();
-        let mut members = redis::cmd("SMEMBERS");
-        members.arg(&self.names.learned);
-        self.bounded(self.background_timeout, members.query_async(&mut conn))
-            .await
-    }
-
-    /// Counts this replica alive for `ttl`; returns how many of the scope are.
-    pub(crate) async fn heartbeat(&self, ttl: Duration) -> Result<u64, CallFailed> {
-        let mut conn = self.conn();
-        let mut call = self.scripts.heartbeat.prepare_invoke();
-        call.key(&self.names.replicas)
-            .arg(&self.id)
-            .arg(micros(ttl) / 1000);
-        let alive: i64 = self
-            .bounded(self.background_timeout, call.invoke_async(&mut conn))
-            .await?;
-        Ok(alive.max(1).unsigned_abs())
-    }
-
-    /// Counts this replica gone at once (its limits were dropped).
-    pub(crate) async fn leave(&self) {
-        let mut conn = self.conn();
-        let mut remove = redis::cmd("ZREM");
-        remove.arg(&self.names.replicas).arg(&self.id);
-        let _ = tokio::time::timeout(
-            self.background_timeout,
-            remove.query_async::<i64>(&mut conn),
-        )
-        .await;
     }
 
     /// Gives back the slot whose reservation stored `tat` on `key`, if no later one was
@@ -502,8 +393,13 @@ impl Link {
             loop {
                 tokio::time::sleep(PROBE_EVERY).await;
                 let mut conn = self.conn();
-                let ping = redis::cmd("PING");
-                let ping = ping.query_async::<String>(&mut conn);
+                // In a cluster, the node that owns the scope's slot must answer.
+                let ping = if self.connector.is_cluster() {
+                    redis::cmd("EXISTS").arg(&self.names.index).clone()
+                } else {
+                    redis::cmd("PING")
+                };
+                let ping = ping.query_async::<redis::Value>(&mut conn);
                 match tokio::time::timeout(self.background_timeout, ping).await {
                     Ok(Ok(_)) => break,
                     Ok(Err(e)) if !e.is_timeout() => silent = 0,
@@ -511,10 +407,7 @@ impl Link {
                 }
                 if silent >= STALE_AFTER {
                     silent = 0;
-                    if let Ok(fresh) = ConnectionManager::new_lazy_with_config(
-                        self.client.clone(),
-                        self.config.clone(),
-                    ) {
+                    if let Ok(fresh) = self.connector.connect_lazy() {
                         self.conn.store(Arc::new(fresh));
                     }
                 }

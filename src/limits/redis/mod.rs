@@ -5,14 +5,20 @@
 //!
 //! - `builder`: the settings, their defaults, and spawning the background tasks;
 //! - `store`: the store and one origin's limits (the in-process ones wrapped);
-//! - `link`: the connection, its bound, whether Redis answers, the prober, fallbacks;
+//! - `conn`: the connection, to a standalone Redis or a cluster; where to subscribe;
+//! - `link`: the calls on the connection, their bound, whether Redis answers, the prober,
+//!   fallbacks;
+//! - `calls`: the calls of adaptive pacing and of the heartbeat on the link;
 //! - `pace`: a paced attempt's future;
 //! - `learn`: adaptive pacing's rate, shared by the fleet;
 //! - `cooldown`: the writer and the subscriber tasks;
 //! - `replicas`: the heartbeat, counting the replicas alive for the fallback share;
-//! - `scripts`: the Lua scripts; `names`: keys, channel, origins in them.
+//! - `scripts`: the Lua scripts; `names`: keys, channel, origins in them;
+//! - `tls`: the redis crate's client for a URL, by TLS or not.
 
 mod builder;
+mod calls;
+mod conn;
 mod cooldown;
 mod learn;
 mod link;
@@ -21,5 +27,7 @@ mod pace;
 mod replicas;
 mod scripts;
 mod store;
+mod tls;
 
 pub use builder::{RedisLimitsBuilder, RedisLimitsError};
+pub(crate) use conn::Target;

@@ -17,8 +17,9 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::calls::LearnedSlot;
 use super::learn::{self, Learned};
-use super::link::{CallFailed, LearnedSlot, Link, Reservation};
+use super::link::{CallFailed, Link, Reservation};
 use super::names::Write;
 use crate::engine::observe::StoreLimit;
 use crate::limits::local::LocalOrigin;

@@ -159,9 +159,9 @@ async fn sixteen_callers(limits: Limits) -> Vec<(f64, f64)> {
 }
 
 #[tokio::test(start_paused = true)]
-async fn adaptive_pacing_follows_a_stepping_limit_and_serves_more_than_the_default() {
-    let default = sixteen_callers(Limits::default()).await;
-    let adaptive = sixteen_callers(Limits::builder().pacing(Pacing::adaptive()).build()).await;
+async fn adaptive_pacing_follows_a_stepping_limit_and_serves_more_than_no_pacing() {
+    let default = sixteen_callers(Limits::builder().without_pacing().build()).await;
+    let adaptive = sixteen_callers(Limits::default()).await;
     let alone = sixteen_callers(
         Limits::builder()
             .pacing(Pacing::adaptive())
@@ -170,12 +170,12 @@ async fn adaptive_pacing_follows_a_stepping_limit_and_serves_more_than_the_defau
     )
     .await;
     eprintln!("(served, 429 share) per phase 50/20/50 after 5 s:");
-    eprintln!("  default:                        {default:.3?}");
-    eprintln!("  adaptive:                       {adaptive:.3?}");
+    eprintln!("  no pacing:                      {default:.3?}");
+    eprintln!("  adaptive (the default):         {adaptive:.3?}");
     eprintln!("  adaptive, no shared cooldown:   {alone:.3?}");
     for (phase, ((d, _), (a, a429))) in default.iter().zip(&adaptive).enumerate() {
         assert!(*a429 <= 0.04, "phase {phase}: {a429:.3} of sends met a 429");
-        assert!(a > d, "phase {phase}: adaptive {a:.3}, default {d:.3}");
+        assert!(a > d, "phase {phase}: adaptive {a:.3}, no pacing {d:.3}");
     }
     for (phase, (served, limited)) in alone.iter().enumerate() {
         assert!(*limited <= 0.04, "phase {phase}: {limited:.3} met a 429");
@@ -290,8 +290,8 @@ mod middleware {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn adaptive_pacing_meets_fewer_429s_than_the_default() {
-        let default = three_seconds(Limits::default()).await;
+    async fn adaptive_pacing_meets_fewer_429s_than_no_pacing() {
+        let default = three_seconds(Limits::builder().without_pacing().build()).await;
         let adaptive = three_seconds(
             Limits::builder()
                 .pacing(Pacing::adaptive())
@@ -301,10 +301,10 @@ mod middleware {
         .await;
         eprintln!(
             "(served, 429s in the first 100 ms, after) in 3 s at 50/s: \
-             default {default:?}, adaptive {adaptive:?}"
+             no pacing {default:?}, adaptive {adaptive:?}"
         );
-        // Both meet the start-up burst (no pacing before the first 429); after it the
-        // default meets a 429 each time its cooldown ends, adaptive pacing none.
+        // Both meet the start-up burst (no pacing before the first 429); after it no pacing
+        // meets a 429 each time its cooldown ends, adaptive pacing none.
         assert!(adaptive.2 < default.2, "{adaptive:?} {default:?}");
     }
 }
@@ -353,8 +353,8 @@ async fn fixed_window(limits: Limits) -> (f64, f64) {
 /// ends), adaptive pacing costs nothing and halves the 429s.
 #[tokio::test(start_paused = true)]
 async fn on_a_fixed_window_with_an_exact_retry_after_adaptive_pacing_costs_nothing() {
-    let default = fixed_window(Limits::default()).await;
-    let adaptive = fixed_window(Limits::builder().pacing(Pacing::adaptive()).build()).await;
+    let default = fixed_window(Limits::builder().without_pacing().build()).await;
+    let adaptive = fixed_window(Limits::default()).await;
     let alone = fixed_window(
         Limits::builder()
             .pacing(Pacing::adaptive())
@@ -363,7 +363,7 @@ async fn on_a_fixed_window_with_an_exact_retry_after_adaptive_pacing_costs_nothi
     )
     .await;
     eprintln!("(served, 429 share) on a fixed window of 10 s:");
-    eprintln!("  default {default:.3?}, adaptive {adaptive:.3?}, without cooldown {alone:.3?}");
+    eprintln!("  no pacing {default:.3?}, adaptive {adaptive:.3?}, without cooldown {alone:.3?}");
     for (served, _) in [default, adaptive, alone] {
         assert!(served >= 0.95, "served {served:.3}");
     }

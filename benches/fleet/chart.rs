@@ -2,14 +2,14 @@
 
 use std::fmt::Write as _;
 
-use crate::report::Stats;
 use crate::run::RunResult;
 use crate::server::Answer;
 use crate::spec::{Mode, Workload};
+use crate::storm::Stats;
 
 /// Attempts per server window: (admitted, 429) for windows `0..n`.
 pub(crate) fn per_window(r: &RunResult, n: usize) -> Vec<(u32, u32)> {
-    let w = i64::try_from(r.cfg.window.as_micros().max(1)).unwrap_or(i64::MAX);
+    let w = i64::try_from(r.cfg().window.as_micros().max(1)).unwrap_or(i64::MAX);
     let mut bins = vec![(0u32, 0u32); n];
     for h in &r.hits {
         let i = usize::try_from(h.at_us.div_euclid(w).max(0)).unwrap_or(usize::MAX);
@@ -29,7 +29,7 @@ pub(crate) fn svg(results: &[(RunResult, Stats)]) -> String {
     let Some((first, _)) = results.first() else {
         return String::new();
     };
-    let cfg = first.cfg;
+    let cfg = first.cfg();
     let columns = [Workload::Burst, Workload::Steady];
     let rows: Vec<Mode> = Mode::ALL
         .into_iter()
@@ -82,7 +82,7 @@ pub(crate) fn svg(results: &[(RunResult, Stats)]) -> String {
             r##"<rect x="{x0}" y="{y0}" width="{pw}" height="{ph}" fill="none" stroke="#bbb"/>"##
         );
         let bw = pw / windows as f64;
-        if let Some((from, to)) = r.cut {
+        if let Some((from, to)) = r.cut() {
             let (a, b) = (
                 from.as_secs_f64() / cfg.window.as_secs_f64() * bw,
                 to.as_secs_f64() / cfg.window.as_secs_f64() * bw,

@@ -73,6 +73,33 @@ impl RedisUrl {
         format!("{}{userinfo}{}{}", self.scheme, self.host_port, self.rest)
     }
 
+    /// Deletes every key of the run's `scope` (under the crate's default key prefix), as
+    /// if Redis had restarted empty for it, with `redis-cli --scan --pattern` and `DEL`
+    /// (never `FLUSHALL`: others use this Redis); how many keys it deleted. Blocking.
+    pub(crate) fn empty_scope(&self, scope: &str) -> Result<usize, String> {
+        let cli = |args: &[&str]| -> Result<String, String> {
+            let out = std::process::Command::new("redis-cli")
+                .arg("-u")
+                .arg(self.url())
+                .args(args)
+                .output()
+                .map_err(|e| format!("redis-cli: {e}"))?;
+            if !out.status.success() {
+                return Err(format!("redis-cli {}: {}", args[0], out.status));
+            }
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        };
+        let pattern = format!("{{telecho-retry:{scope}}}*");
+        let listed = cli(&["--scan", "--pattern", &pattern])?;
+        let keys: Vec<&str> = listed.lines().filter(|k| !k.is_empty()).collect();
+        for chunk in keys.chunks(100) {
+            let mut args = vec!["DEL"];
+            args.extend_from_slice(chunk);
+            cli(&args)?;
+        }
+        Ok(keys.len())
+    }
+
     /// Whether something answers `PING` there within a second (any reply will do: a
     /// Redis that wants a password says so, and is there).
     pub(crate) async fn answers(&self) -> bool {

@@ -1,135 +1,99 @@
-//! The numbers of each run: the table and the machine-readable lines.
+//! What a child reports of each request, and the counts every workload's numbers start
+//! from.
 
-use std::collections::BTreeMap;
+use tokio::time::Instant;
 
-use crate::child::Outcome;
-use crate::run::RunResult;
-use crate::server::Answer;
+use crate::clock::micros_since;
+use crate::server::{Answer, Hit};
 
-#[derive(Clone, Debug)]
-pub(crate) struct Stats {
-    pub(crate) sent: usize,
-    pub(crate) too_many: usize,
-    pub(crate) ok: usize,
-    pub(crate) lost: usize,
-    /// Why requests were lost: outcome word → count.
-    pub(crate) lost_by: BTreeMap<String, usize>,
-    /// The last success after the start, in seconds.
-    pub(crate) completion: f64,
-    pub(crate) p50: f64,
-    pub(crate) p99: f64,
+/// How one request ended, as a child reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// A 2xx.
+    Ok,
+    /// Another status handed back.
+    Status(u16),
+    /// An error instead of a response (its kind, one word).
+    Error(String),
+    /// Not done by the run's cap (the end of a closed loop).
+    Cap,
 }
 
-impl Stats {
-    pub(crate) fn of(r: &RunResult) -> Stats {
-        let sent = r.hits.len();
-        let too_many = r
-            .hits
-            .iter()
-            .filter(|h| h.answer == Answer::TooMany)
-            .count();
-        let mut lat = Vec::new();
-        let mut completion: f64 = 0.0;
-        let mut lost_by = BTreeMap::new();
-        for rep in &r.reports {
-            match rep {
-                Some(rep) if rep.outcome == Outcome::Ok => {
-                    lat.push((rep.end_us - rep.due_us) as f64 / 1e6);
-                    completion = completion.max(rep.end_us as f64 / 1e6);
+impl Outcome {
+    pub(crate) fn word(&self) -> String {
+        match self {
+            Outcome::Ok => "ok".into(),
+            Outcome::Status(s) => format!("status-{s}"),
+            Outcome::Error(e) => format!("error-{e}"),
+            Outcome::Cap => "cap".into(),
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Option<Outcome> {
+        match s {
+            "ok" => Some(Outcome::Ok),
+            "cap" => Some(Outcome::Cap),
+            _ => {
+                if let Some(code) = s.strip_prefix("status-") {
+                    code.parse().ok().map(Outcome::Status)
+                } else {
+                    s.strip_prefix("error-")
+                        .map(|e| Outcome::Error(e.to_string()))
                 }
-                Some(rep) => *lost_by.entry(rep.outcome.word()).or_insert(0) += 1,
-                None => *lost_by.entry("unreported".to_string()).or_insert(0) += 1,
             }
         }
-        lat.sort_by(f64::total_cmp);
-        let pct = |p: f64| {
-            if lat.is_empty() {
-                f64::NAN
-            } else {
-                let i = ((p * lat.len() as f64).ceil() as usize).clamp(1, lat.len()) - 1;
-                lat[i]
-            }
+    }
+}
+
+/// A child's report of one request: `req <k> <due µs> <end µs> <outcome>`. `due` is when
+/// it was due (open loads) or started (closed loads), from the run's start.
+#[derive(Clone, Debug)]
+pub(crate) struct Report {
+    pub(crate) k: usize,
+    pub(crate) due_us: i64,
+    pub(crate) end_us: i64,
+    pub(crate) outcome: Outcome,
+}
+
+impl Report {
+    /// Request `k`, due at `due`, ending now with `outcome`.
+    pub(crate) fn new(k: usize, start: Instant, due: Instant, outcome: Outcome) -> Report {
+        Report {
+            k,
+            due_us: micros_since(start, due),
+            end_us: micros_since(start, Instant::now()),
+            outcome,
+        }
+    }
+
+    pub(crate) fn line(&self) -> String {
+        format!(
+            "req {} {} {} {}",
+            self.k,
+            self.due_us,
+            self.end_us,
+            self.outcome.word()
+        )
+    }
+
+    pub(crate) fn parse(line: &str) -> Option<Report> {
+        let mut it = line.split(' ');
+        if it.next()? != "req" {
+            return None;
+        }
+        let report = Report {
+            k: it.next()?.parse().ok()?,
+            due_us: it.next()?.parse().ok()?,
+            end_us: it.next()?.parse().ok()?,
+            outcome: Outcome::parse(it.next()?)?,
         };
-        let ok = lat.len();
-        Stats {
-            sent,
-            too_many,
-            ok,
-            lost: r.reports.len() - ok,
-            lost_by,
-            completion,
-            p50: pct(0.50),
-            p99: pct(0.99),
-        }
-    }
-
-    pub(crate) fn per_success(&self) -> f64 {
-        if self.ok == 0 {
-            f64::INFINITY
-        } else {
-            self.sent as f64 / self.ok as f64
-        }
+        it.next().is_none().then_some(report)
     }
 }
 
-pub(crate) fn print_table(results: &[(RunResult, Stats)]) {
-    println!(
-        "\n{:<16} {:<17} {:>6} {:>6} {:>5} {:>5} {:>7} {:>8} {:>7} {:>7}",
-        "mode", "workload", "sent", "429s", "ok", "lost", "sent/ok", "done/fl", "p50 s", "p99 s"
-    );
-    for (r, s) in results {
-        println!(
-            "{:<16} {:<17} {:>6} {:>6} {:>5} {:>5} {:>7.2} {:>8.2} {:>7.2} {:>7.2}",
-            r.spec.mode.name(),
-            r.spec.workload.name(),
-            s.sent,
-            s.too_many,
-            s.ok,
-            s.lost,
-            s.per_success(),
-            s.completion / r.cfg.floor().as_secs_f64(),
-            s.p50,
-            s.p99,
-        );
-    }
-    for (r, s) in results {
-        if s.lost > 0 {
-            let why: Vec<String> = s.lost_by.iter().map(|(w, n)| format!("{n} {w}")).collect();
-            println!("  {}: lost {} ({})", r.spec.label(), s.lost, why.join(", "));
-        }
-        let rejected: Vec<String> = r
-            .hits
-            .iter()
-            .filter(|h| h.answer == Answer::TooMany)
-            .map(|h| format!("{:.3} s", h.at_us as f64 / 1e6))
-            .collect();
-        if (1..=8).contains(&rejected.len()) {
-            println!("  {}: 429s at {}", r.spec.label(), rejected.join(", "));
-        }
-        if r.fallbacks > 0 {
-            println!(
-                "  {}: the children fell back on in-process limits {} times (Redis not reached in time)",
-                r.spec.label(),
-                r.fallbacks
-            );
-        }
-        for f in &r.failures {
-            println!("  {}: {f}", r.spec.label());
-        }
-    }
-}
-
-pub(crate) fn machine_line(r: &RunResult, s: &Stats) -> String {
-    format!(
-        "{} {} requests_per_success={:.2} completion_vs_floor={:.2} p50_s={:.2} p99_s={:.2} sent={} too_many={} lost={}",
-        r.spec.mode.name(),
-        r.spec.workload.name(),
-        s.per_success(),
-        s.completion / r.cfg.floor().as_secs_f64(),
-        s.p50,
-        s.p99,
-        s.sent,
-        s.too_many,
-        s.lost
-    )
+/// Attempts the server saw, and how many it answered 429.
+pub(crate) fn sent_and_throttled<'a>(hits: impl IntoIterator<Item = &'a Hit>) -> (usize, usize) {
+    hits.into_iter().fold((0, 0), |(sent, tm), h| {
+        (sent + 1, tm + usize::from(h.answer == Answer::TooMany))
+    })
 }

@@ -7,11 +7,12 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::child::{ChildArgs, Report};
+use crate::child::{ChildArgs, Load};
 use crate::clock::{instant_of, unix_ns};
 use crate::proxy::{RedisProxy, RedisUrl};
-use crate::server::{Hit, MockServer};
-use crate::spec::{Config, Spec, Workload};
+use crate::report::Report;
+use crate::server::{Hit, MockServer, Shape};
+use crate::spec::{Config, Spec};
 use crate::{READY_TIMEOUT, REPORT_GRACE};
 
 /// What a child said, or that it is gone.
@@ -90,46 +91,128 @@ impl Drop for Children {
     }
 }
 
+/// A Redis cut: from, to (offsets from the run's start), and whether Redis comes back
+/// empty (the scope's keys deleted just before the cut ends).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Cut {
+    pub(crate) from: Duration,
+    pub(crate) to: Duration,
+    pub(crate) empty: bool,
+}
+
+/// How one run is set up: the server's limit, the children and what they send.
+#[derive(Clone, Debug)]
+pub(crate) struct Setup {
+    pub(crate) shape: Shape,
+    pub(crate) children: usize,
+    /// The fleet's load: for a closed load, `tasks` is the fleet's, split across the
+    /// children.
+    pub(crate) load: Load,
+    pub(crate) retries: Option<u32>,
+    pub(crate) pacing: Option<(u32, Duration)>,
+    pub(crate) fallback_share: Option<f64>,
+    pub(crate) cut: Option<Cut>,
+}
+
+impl Setup {
+    /// The child `index`'s share of the load.
+    fn child_load(&self, index: usize) -> Load {
+        match self.load {
+            Load::Closed { tasks, duration } => Load::Closed {
+                tasks: tasks / self.children + usize::from(index < tasks % self.children),
+                duration,
+            },
+            open => open,
+        }
+    }
+}
+
 /// A run's raw results.
 pub(crate) struct RunResult {
     pub(crate) spec: Spec,
-    pub(crate) cfg: Config,
-    /// Per request `k`: what its child reported (`None`: nothing, so lost).
-    pub(crate) reports: Vec<Option<Report>>,
+    pub(crate) setup: Setup,
+    /// What the children reported, one per request.
+    pub(crate) reports: Vec<Report>,
     pub(crate) hits: Vec<Hit>,
     /// Children that failed, and how.
     pub(crate) failures: Vec<String>,
-    /// The Redis cut, as offsets from the start, for a `steady-redis-cut` run.
-    pub(crate) cut: Option<(Duration, Duration)>,
     /// Times the children's Redis stores fell back on in-process limits.
     pub(crate) fallbacks: u64,
+    /// Where the children's limits were kept (`redis`, `process`, `none`), as they said.
+    pub(crate) store: String,
+}
+
+impl RunResult {
+    /// The sizes of a storm run (an open load).
+    pub(crate) fn cfg(&self) -> Config {
+        match self.setup.load {
+            Load::Open { cfg, .. } => cfg,
+            Load::Closed { .. } => Config {
+                children: self.setup.children,
+                limit: 1,
+                window: Duration::from_secs(1),
+                requests: 0,
+            },
+        }
+    }
+
+    /// The Redis cut, as offsets from the start.
+    pub(crate) fn cut(&self) -> Option<(Duration, Duration)> {
+        self.setup.cut.map(|c| (c.from, c.to))
+    }
+}
+
+/// Cuts Redis from `cut.from` to `cut.to` after `start`, emptying the run's scope in Redis
+/// (not through the proxy) before it comes back if the cut says so.
+async fn cutter(
+    proxy: tokio::sync::watch::Sender<bool>,
+    cut: Cut,
+    start: Instant,
+    redis: RedisUrl,
+    scope: String,
+) -> Result<(), String> {
+    tokio::time::sleep_until(start + cut.from).await;
+    proxy.send_replace(true);
+    tokio::time::sleep_until(start + cut.to).await;
+    let emptied = if cut.empty {
+        tokio::task::spawn_blocking(move || redis.empty_scope(&scope))
+            .await
+            .map_err(|e| format!("emptying Redis: {e}"))
+            .and_then(|r| r)
+    } else {
+        Ok(0)
+    };
+    proxy.send_replace(false);
+    emptied.map(|_| ())
 }
 
 pub(crate) async fn run(
     spec: Spec,
-    cfg: Config,
+    setup: Setup,
     redis: RedisUrl,
     scope: String,
 ) -> Result<RunResult, String> {
-    let server = MockServer::start(&cfg).await?;
-    let proxy = if spec.workload == Workload::SteadyRedisCut {
-        Some(RedisProxy::start(redis.host_port.clone()).await?)
-    } else {
-        None
+    let server = MockServer::start(setup.shape.clone()).await?;
+    let proxy = match setup.cut {
+        Some(_) => Some(RedisProxy::start(redis.host_port.clone()).await?),
+        None => None,
     };
     let redis_for_children = match &proxy {
         Some(p) => redis.via(p.addr),
         None => redis.clone(),
     };
-    let list: Vec<ChildArgs> = (0..cfg.children)
+    let list: Vec<ChildArgs> = (0..setup.children)
         .map(|index| ChildArgs {
             server: server.addr,
             mode: spec.mode,
-            workload: spec.workload,
             redis: redis_for_children.url(),
             scope: scope.clone(),
             index,
-            cfg,
+            children: setup.children,
+            retries: setup.retries,
+            pacing: setup.pacing,
+            fallback_share: setup.fallback_share,
+            load: setup.child_load(index),
         })
         .collect();
     let (heard_tx, mut heard) = mpsc::unbounded_channel();
@@ -138,10 +221,14 @@ pub(crate) async fn run(
 
     // Every child ready, or the run fails.
     let mut ready = 0;
+    let mut stores = Vec::new();
     let ready_by = Instant::now() + READY_TIMEOUT;
-    while ready < cfg.children {
+    while ready < setup.children {
         match tokio::time::timeout_at(ready_by, heard.recv()).await {
             Ok(Some(Heard::Line(_, l))) if l == "ready" => ready += 1,
+            Ok(Some(Heard::Line(_, l))) if l.starts_with("store ") => {
+                stores.push(l["store ".len()..].to_string());
+            }
             Ok(Some(Heard::Line(i, l))) => {
                 return Err(format!(
                     "{}: child {i} said {l:?} before the start",
@@ -159,30 +246,30 @@ pub(crate) async fn run(
             }
         }
     }
+    stores.sort();
+    stores.dedup();
+    let store = stores.join("+");
 
     let start_unix = unix_ns() + 200_000_000;
     let start = instant_of(start_unix);
     server.start_run(start);
     children.go(start_unix)?;
-    let cut = (spec.workload == Workload::SteadyRedisCut).then(|| cfg.cut());
-    let cutter = match (&proxy, cut) {
-        (Some(p), Some((from, to))) => {
-            let switch = p.cut.clone();
-            Some(tokio::spawn(async move {
-                tokio::time::sleep_until(start + from).await;
-                switch.send_replace(true);
-                tokio::time::sleep_until(start + to).await;
-                switch.send_replace(false);
-            }))
-        }
+    let cutter = match (&proxy, setup.cut) {
+        (Some(p), Some(cut)) => Some(tokio::spawn(cutter(
+            p.cut.clone(),
+            cut,
+            start,
+            redis.clone(),
+            scope.clone(),
+        ))),
         _ => None,
     };
 
-    let mut reports: Vec<Option<Report>> = vec![None; cfg.requests];
+    let mut reports = Vec::new();
     let mut failures = Vec::new();
-    let mut finished = vec![false; cfg.children];
+    let mut finished = vec![false; setup.children];
     let mut fallbacks = 0;
-    let report_by = start + cfg.cap() + REPORT_GRACE;
+    let report_by = start + setup.load.end() + REPORT_GRACE;
     while finished.iter().any(|f| !f) {
         match tokio::time::timeout_at(report_by, heard.recv()).await {
             Ok(Some(Heard::Line(i, l))) => {
@@ -191,10 +278,10 @@ pub(crate) async fn run(
                 } else if let Some(n) = l.strip_prefix("fallbacks ") {
                     fallbacks += n.parse::<u64>().unwrap_or(0);
                 } else if let Some(r) = Report::parse(&l) {
-                    let slot = reports.get_mut(r.k);
-                    match slot {
-                        Some(s) if r.k % cfg.children == i => *s = Some(r),
-                        _ => failures.push(format!("child {i}: report of another's request")),
+                    if r.k % setup.children == i {
+                        reports.push(r);
+                    } else {
+                        failures.push(format!("child {i}: report of another's request"));
                     }
                 } else {
                     failures.push(format!("child {i}: unexpected line {l:?}"));
@@ -214,16 +301,22 @@ pub(crate) async fn run(
         }
     }
     if let Some(c) = cutter {
-        c.abort();
+        if c.is_finished() {
+            if let Ok(Err(e)) = c.await {
+                failures.push(e);
+            }
+        } else {
+            c.abort();
+        }
     }
     drop(children);
     Ok(RunResult {
         spec,
-        cfg,
+        setup,
         reports,
         hits: server.hits(),
         failures,
-        cut,
         fallbacks,
+        store,
     })
 }

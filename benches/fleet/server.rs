@@ -1,4 +1,8 @@
 //! The mock TelEcho server: one API key's limit, and every attempt it saw.
+//!
+//! Two shapes of limit: fixed windows counted from the run's start (TelEcho's, answering
+//! `Retry-After` to the window's end, optionally with the quota in headers), and a token
+//! bucket whose rate steps over time (answering `Retry-After: 1`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -6,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode};
+use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -16,7 +20,6 @@ use tokio::net::TcpListener;
 use tokio::time::Instant;
 
 use crate::clock::micros_since;
-use crate::spec::Config;
 use crate::API_KEY;
 
 /// What the server answered one attempt.
@@ -35,72 +38,182 @@ pub(crate) struct Hit {
     pub(crate) answer: Answer,
 }
 
-/// The fixed-window limit of one API key, and every attempt seen.
+/// The limit the server enforces.
+#[derive(Clone, Debug)]
+pub(crate) enum Shape {
+    /// `limit` requests per fixed `window`, windows counted from the run's start; past it,
+    /// 429 with `Retry-After` to the window's end (whole seconds, rounded up). With
+    /// `quota_headers`, every answer states the quota (IETF `RateLimit-Policy` and
+    /// `RateLimit`, and `X-RateLimit-Limit`/`-Remaining`/`-Reset` in seconds).
+    FixedWindow {
+        limit: u32,
+        window: Duration,
+        quota_headers: bool,
+    },
+    /// A token bucket refilled at a rate that steps over time (`(from, requests per
+    /// second)`, the first from 0), of capacity a tenth of the current rate (at least 1);
+    /// past it, 429 with `Retry-After: 1`.
+    TokenBucket { steps: Vec<(Duration, f64)> },
+}
+
+impl Shape {
+    /// The token bucket's rate at `t` after the start, per second (0 for fixed windows).
+    pub(crate) fn rate_at(&self, t: Duration) -> f64 {
+        match self {
+            Shape::FixedWindow { .. } => 0.0,
+            Shape::TokenBucket { steps } => steps
+                .iter()
+                .take_while(|(from, _)| *from <= t)
+                .last()
+                .map_or(0.0, |(_, r)| *r),
+        }
+    }
+
+    /// The requests the token bucket's rate allows from `a` to `b` (its integral).
+    pub(crate) fn allowed(&self, a: Duration, b: Duration) -> f64 {
+        let Shape::TokenBucket { steps } = self else {
+            return 0.0;
+        };
+        let mut sum = 0.0;
+        for (i, (from, rate)) in steps.iter().enumerate() {
+            let to = steps.get(i + 1).map_or(Duration::MAX, |s| s.0);
+            let (lo, hi) = ((*from).max(a), to.min(b));
+            if hi > lo {
+                sum += rate * (hi - lo).as_secs_f64();
+            }
+        }
+        sum
+    }
+}
+
+/// What the limit says to one attempt.
+struct Verdict {
+    /// `Err(retry_after_secs)` on a 429.
+    result: Result<(), u64>,
+    /// The quota to state: `(limit, remaining, reset_secs, window_secs)`.
+    quota: Option<(u32, u32, u64, u64)>,
+}
+
+/// One API key's limit, and every attempt seen.
 pub(crate) struct Limiter {
-    pub(crate) limit: u32,
-    pub(crate) window: Duration,
-    /// Where windows are counted from: the run's start (set when the run starts).
-    pub(crate) epoch: Instant,
-    pub(crate) current: i64,
-    pub(crate) admitted: u32,
-    pub(crate) hits: Vec<Hit>,
+    shape: Shape,
+    /// Where time is counted from: the run's start (set when the run starts).
+    epoch: Instant,
+    /// Fixed windows: the current window and what it admitted.
+    current: i64,
+    admitted: u32,
+    /// Token bucket: tokens, as of `last_us`.
+    tokens: f64,
+    last_us: i64,
+    hits: Vec<Hit>,
+}
+
+/// Whole seconds in `us` microseconds, rounded up, at least 1.
+fn ceil_secs(us: i64) -> u64 {
+    u64::try_from(us).unwrap_or(1).div_ceil(1_000_000).max(1)
+}
+
+fn at(us: i64) -> Duration {
+    Duration::from_micros(u64::try_from(us).unwrap_or(0))
 }
 
 impl Limiter {
-    /// Admits or rejects one attempt arriving now; on a rejection, the `Retry-After`
-    /// seconds to the window's end, rounded up (at least 1).
-    pub(crate) fn arrive(&mut self, now: Instant) -> Result<(), u64> {
+    fn new(shape: Shape) -> Limiter {
+        let mut l = Limiter {
+            shape,
+            epoch: Instant::now(),
+            current: i64::MIN,
+            admitted: 0,
+            tokens: 0.0,
+            last_us: 0,
+            hits: Vec::new(),
+        };
+        l.reset(Instant::now());
+        l
+    }
+
+    /// Counts from `epoch` on, with a full bucket and no attempt seen.
+    fn reset(&mut self, epoch: Instant) {
+        self.epoch = epoch;
+        self.current = i64::MIN;
+        self.admitted = 0;
+        self.tokens = self.capacity(Duration::ZERO);
+        self.last_us = 0;
+        self.hits.clear();
+    }
+
+    fn capacity(&self, t: Duration) -> f64 {
+        (self.shape.rate_at(t) / 10.0).max(1.0)
+    }
+
+    /// Admits or rejects one attempt arriving now.
+    fn arrive(&mut self, now: Instant) -> Verdict {
         let at_us = micros_since(self.epoch, now);
-        let window_us = i64::try_from(self.window.as_micros().max(1)).unwrap_or(i64::MAX);
-        let index = at_us.div_euclid(window_us);
-        if index != self.current {
-            self.current = index;
-            self.admitted = 0;
-        }
-        let result = if self.admitted < self.limit {
-            self.admitted += 1;
-            Ok(())
-        } else {
-            let left_us = (index + 1) * window_us - at_us;
-            Err(u64::try_from(left_us)
-                .unwrap_or(1)
-                .div_ceil(1_000_000)
-                .max(1))
+        let verdict = match self.shape {
+            Shape::FixedWindow {
+                limit,
+                window,
+                quota_headers,
+            } => {
+                let window_us = i64::try_from(window.as_micros().max(1)).unwrap_or(i64::MAX);
+                let index = at_us.div_euclid(window_us);
+                if index != self.current {
+                    self.current = index;
+                    self.admitted = 0;
+                }
+                let ok = self.admitted < limit;
+                if ok {
+                    self.admitted += 1;
+                }
+                let reset = ceil_secs((index + 1) * window_us - at_us);
+                Verdict {
+                    result: if ok { Ok(()) } else { Err(reset) },
+                    quota: quota_headers
+                        .then(|| (limit, limit - self.admitted, reset, ceil_secs(window_us))),
+                }
+            }
+            Shape::TokenBucket { .. } => {
+                let now_us = at_us.max(self.last_us);
+                let added = self.shape.allowed(at(self.last_us), at(now_us));
+                self.tokens = (self.tokens + added).min(self.capacity(at(now_us)));
+                self.last_us = now_us;
+                let ok = self.tokens >= 1.0;
+                if ok {
+                    self.tokens -= 1.0;
+                }
+                Verdict {
+                    result: if ok { Ok(()) } else { Err(1) },
+                    quota: None,
+                }
+            }
         };
         self.hits.push(Hit {
             at_us,
-            answer: if result.is_ok() {
+            answer: if verdict.result.is_ok() {
                 Answer::Ok
             } else {
                 Answer::TooMany
             },
         });
-        result
+        verdict
     }
 }
 
 pub(crate) struct MockServer {
     pub(crate) addr: SocketAddr,
-    pub(crate) limiter: Arc<Mutex<Limiter>>,
-    pub(crate) accept: tokio::task::JoinHandle<()>,
+    limiter: Arc<Mutex<Limiter>>,
+    accept: tokio::task::JoinHandle<()>,
 }
 
 impl MockServer {
-    pub(crate) async fn start(cfg: &Config) -> Result<MockServer, String> {
+    pub(crate) async fn start(shape: Shape) -> Result<MockServer, String> {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .map_err(|e| format!("mock server: bind 127.0.0.1:0: {e}"))?;
         let addr = listener
             .local_addr()
             .map_err(|e| format!("mock server: local address: {e}"))?;
-        let limiter = Arc::new(Mutex::new(Limiter {
-            limit: cfg.limit,
-            window: cfg.window,
-            epoch: Instant::now(),
-            current: i64::MIN,
-            admitted: 0,
-            hits: Vec::new(),
-        }));
+        let limiter = Arc::new(Mutex::new(Limiter::new(shape)));
         let shared = Arc::clone(&limiter);
         let accept = tokio::spawn(async move {
             loop {
@@ -127,13 +240,10 @@ impl MockServer {
         })
     }
 
-    /// Counts windows from `epoch` on, and forgets earlier attempts (there are none).
+    /// Counts from `epoch` on, and forgets earlier attempts (there are none).
     pub(crate) fn start_run(&self, epoch: Instant) {
         if let Ok(mut l) = self.limiter.lock() {
-            l.epoch = epoch;
-            l.current = i64::MIN;
-            l.admitted = 0;
-            l.hits.clear();
+            l.reset(epoch);
         }
     }
 
@@ -172,7 +282,7 @@ pub(crate) async fn answer(
         *resp.status_mut() = status;
         resp.headers_mut().insert(
             http::header::CONTENT_TYPE,
-            http::HeaderValue::from_static("application/json"),
+            HeaderValue::from_static("application/json"),
         );
         resp
     };
@@ -195,9 +305,12 @@ pub(crate) async fn answer(
     }
     let verdict = match limiter.lock() {
         Ok(mut l) => l.arrive(Instant::now()),
-        Err(_) => Err(1),
+        Err(_) => Verdict {
+            result: Err(1),
+            quota: None,
+        },
     };
-    Ok(match verdict {
+    let mut resp = match verdict.result {
         Ok(()) => json(
             StatusCode::OK,
             Full::new(Bytes::from_static(br#"{"data":[]}"#)),
@@ -215,5 +328,22 @@ pub(crate) async fn answer(
                 .insert(http::header::RETRY_AFTER, retry_after.into());
             resp
         }
-    })
+    };
+    if let Some((limit, remaining, reset, window)) = verdict.quota {
+        let headers = resp.headers_mut();
+        let mut put = |name: &'static str, value: String| {
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                headers.insert(name, v);
+            }
+        };
+        put(
+            "ratelimit-policy",
+            format!("\"default\";q={limit};w={window}"),
+        );
+        put("ratelimit", format!("\"default\";r={remaining};t={reset}"));
+        put("x-ratelimit-limit", limit.to_string());
+        put("x-ratelimit-remaining", remaining.to_string());
+        put("x-ratelimit-reset", reset.to_string());
+    }
+    Ok(resp)
 }

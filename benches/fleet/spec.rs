@@ -1,4 +1,4 @@
-//! What is run: the modes, the workloads, their sizes, and the plan of runs.
+//! What is run: the modes, the workloads, and the sizes of the storm workloads.
 
 use std::time::Duration;
 
@@ -6,17 +6,46 @@ use crate::CAP_FLOORS;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Mode {
+    /// A `TelEchoRetry` of its own in each process (storm workloads).
     PerProcess,
+    /// Limits in Redis, no pacing (storm workloads).
     FleetCooldown,
+    /// Limits in Redis, pacing 2 % under the limit (storm workloads).
     FleetPacing,
+    /// `TelEchoRetry::default()` with `Limits::builder().redis(..)`: the crate's defaults.
+    Default,
+    /// `Pacing::adaptive()`, in Redis if the crate can, else in each process.
+    Adaptive,
+    /// A fixed `Pacing` at the server's true limit, in Redis.
+    Fixed,
+    /// reqwest-retry's `RetryTransientMiddleware`, default `ExponentialBackoff`.
     ReqwestRetry,
 }
 
 impl Mode {
-    pub(crate) const ALL: [Mode; 4] = [
+    pub(crate) const ALL: [Mode; 7] = [
         Mode::PerProcess,
         Mode::FleetCooldown,
         Mode::FleetPacing,
+        Mode::Default,
+        Mode::Adaptive,
+        Mode::Fixed,
+        Mode::ReqwestRetry,
+    ];
+
+    /// The modes the storm workloads compare.
+    pub(crate) const STORM: [Mode; 4] = [
+        Mode::PerProcess,
+        Mode::FleetCooldown,
+        Mode::FleetPacing,
+        Mode::ReqwestRetry,
+    ];
+
+    /// The modes issue 23's workloads compare.
+    pub(crate) const LEARN: [Mode; 4] = [
+        Mode::Default,
+        Mode::Adaptive,
+        Mode::Fixed,
         Mode::ReqwestRetry,
     ];
 
@@ -25,6 +54,9 @@ impl Mode {
             Mode::PerProcess => "per-process",
             Mode::FleetCooldown => "fleet-cooldown",
             Mode::FleetPacing => "fleet-pacing",
+            Mode::Default => "default",
+            Mode::Adaptive => "adaptive",
+            Mode::Fixed => "fixed",
             Mode::ReqwestRetry => "reqwest-retry",
         }
     }
@@ -33,9 +65,9 @@ impl Mode {
         Mode::ALL.into_iter().find(|m| m.name() == s)
     }
 
-    /// Whether the mode keeps its limits in Redis.
+    /// Whether the mode keeps its limits in Redis (the adaptive mode tries to).
     pub(crate) fn fleet(self) -> bool {
-        matches!(self, Mode::FleetCooldown | Mode::FleetPacing)
+        !matches!(self, Mode::PerProcess | Mode::ReqwestRetry)
     }
 }
 
@@ -45,6 +77,18 @@ pub(crate) enum Workload {
     Steady,
     /// `Steady`, with Redis cut for about one window mid-run.
     SteadyRedisCut,
+    /// A token bucket whose rate steps L → 0.4 L → L; closed-loop tasks.
+    LimitStep {
+        tasks: usize,
+    },
+    /// A fixed window of several seconds whose limit the clients are not told.
+    FixedWindow,
+    /// The same, with the quota in `RateLimit` and `X-RateLimit-*` headers.
+    QuotaHeaders,
+    /// Redis cut for a while, then back empty, with this many processes.
+    RedisCutFallback {
+        processes: usize,
+    },
 }
 
 impl Workload {
@@ -53,27 +97,57 @@ impl Workload {
             Workload::Burst => "burst",
             Workload::Steady => "steady",
             Workload::SteadyRedisCut => "steady-redis-cut",
+            Workload::LimitStep { .. } => "limit-step",
+            Workload::FixedWindow => "fixed-window",
+            Workload::QuotaHeaders => "quota-headers",
+            Workload::RedisCutFallback { .. } => "redis-cut-fallback",
         }
     }
 
-    /// What the children do (the cut is the parent's doing).
-    pub(crate) fn child_name(self) -> &'static str {
+    /// The name, with the size that tells runs of one workload apart (for scopes).
+    pub(crate) fn slug(self) -> String {
         match self {
-            Workload::Burst => "burst",
-            Workload::Steady | Workload::SteadyRedisCut => "steady",
+            Workload::LimitStep { tasks } => format!("limit-step-{tasks}"),
+            Workload::RedisCutFallback { processes } => format!("redis-cut-fallback-{processes}"),
+            w => w.name().to_string(),
         }
     }
 
-    pub(crate) fn parse_child(s: &str) -> Option<Workload> {
-        match s {
-            "burst" => Some(Workload::Burst),
-            "steady" => Some(Workload::Steady),
+    /// The open-loop schedule of a storm workload; `None` for issue 23's (closed loops).
+    pub(crate) fn schedule(self) -> Option<Schedule> {
+        match self {
+            Workload::Burst => Some(Schedule::Burst),
+            Workload::Steady | Workload::SteadyRedisCut => Some(Schedule::Steady),
             _ => None,
         }
     }
 }
 
-/// The sizes of every run.
+/// When the requests of an open-loop run are due.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Schedule {
+    /// Every request at `t = 0`.
+    Burst,
+    /// Twice the limit's rate, evenly spaced across the fleet.
+    Steady,
+}
+
+impl Schedule {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Schedule::Burst => "burst",
+            Schedule::Steady => "steady",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Option<Schedule> {
+        [Schedule::Burst, Schedule::Steady]
+            .into_iter()
+            .find(|w| w.name() == s)
+    }
+}
+
+/// The sizes of every storm run.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Config {
     /// R: child processes per run.
@@ -112,11 +186,11 @@ impl Config {
     }
 
     /// When request `k` (of the whole fleet) is due, after the run's start.
-    pub(crate) fn due(&self, workload: Workload, k: usize) -> Duration {
-        match workload {
-            Workload::Burst => Duration::ZERO,
+    pub(crate) fn due(&self, schedule: Schedule, k: usize) -> Duration {
+        match schedule {
+            Schedule::Burst => Duration::ZERO,
             // Twice the limit's rate: L × 2 requests per window.
-            Workload::Steady | Workload::SteadyRedisCut => self
+            Schedule::Steady => self
                 .window
                 .mul_f64(k as f64 / (2.0 * f64::from(self.limit.max(1)))),
         }
@@ -139,34 +213,25 @@ pub(crate) struct Spec {
 
 impl Spec {
     pub(crate) fn label(&self) -> String {
-        format!("{} {}", self.mode.name(), self.workload.name())
+        match self.workload {
+            Workload::LimitStep { tasks } => {
+                format!(
+                    "{} {} tasks={tasks}",
+                    self.mode.name(),
+                    self.workload.name()
+                )
+            }
+            Workload::RedisCutFallback { processes } => format!(
+                "{} {} processes={processes}",
+                self.mode.name(),
+                self.workload.name()
+            ),
+            _ => format!("{} {}", self.mode.name(), self.workload.name()),
+        }
     }
-}
 
-/// The runs, in groups run side by side. In the full run the paced runs go together, apart
-/// from the storms of the other modes: on a small machine, a storm's bursts of retries
-/// delay a paced attempt past a window's end now and then (see the README).
-pub(crate) fn plan(quick: bool) -> Vec<Vec<Spec>> {
-    let spec = |mode, workload| Spec { mode, workload };
-    let paced = vec![
-        spec(Mode::FleetPacing, Workload::Burst),
-        spec(Mode::FleetPacing, Workload::Steady),
-        spec(Mode::FleetPacing, Workload::SteadyRedisCut),
-    ];
-    if quick {
-        return vec![vec![
-            spec(Mode::PerProcess, Workload::Burst),
-            spec(Mode::FleetCooldown, Workload::Burst),
-            spec(Mode::FleetPacing, Workload::Burst),
-            spec(Mode::FleetPacing, Workload::SteadyRedisCut),
-        ]];
+    /// Whether the run is one of the storm workloads (an open loop of requests).
+    pub(crate) fn storm(&self) -> bool {
+        self.workload.schedule().is_some()
     }
-    let storms = |workload| {
-        Mode::ALL
-            .into_iter()
-            .filter(|m| *m != Mode::FleetPacing)
-            .map(|m| spec(m, workload))
-            .collect::<Vec<Spec>>()
-    };
-    vec![storms(Workload::Burst), storms(Workload::Steady), paced]
 }

@@ -4,7 +4,7 @@
 //! ```text
 //! cargo run --release -p telecho-retry-bench --features redis --example fleet       # full run, < 5 min
 //! cargo run --release -p telecho-retry-bench --features redis --example fleet -- \
-//!     --svg docs/fleet.svg                                                           # and the chart
+//!     --svg docs/fleet.svg --rate-svg docs/fleet-adaptive.svg                         # and the charts
 //! cargo run -p telecho-retry-bench --features redis --example fleet -- --quick       # CI, < 90 s
 //! ```
 //!
@@ -66,6 +66,7 @@ mod child;
 mod clock;
 mod learn;
 mod proxy;
+mod rate;
 mod report;
 mod run;
 mod server;
@@ -101,9 +102,12 @@ pub(crate) const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long the parent waits for results past the run's end.
 pub(crate) const REPORT_GRACE: Duration = Duration::from_secs(5);
 
-const USAGE: &str = "usage: fleet [--quick] [--svg PATH] [--only NAME]
+const USAGE: &str =
+    "usage: fleet [--quick] [--svg PATH] [--rate-svg PATH] [--rate-csv PATH] [--only NAME]
   --quick          smaller and shorter runs (CI)
   --svg PATH       also draw the storm chart into PATH
+  --rate-svg PATH  also draw the adaptive limit-step runs' rate against the limit into PATH
+  --rate-csv PATH  and write its numbers (0.5 s bins) into PATH
   --only NAME      only the runs of this mode or workload (repeatable)
 Redis: REDIS_URL (default redis://127.0.0.1:6379).";
 
@@ -112,6 +116,8 @@ Redis: REDIS_URL (default redis://127.0.0.1:6379).";
 struct Options {
     quick: bool,
     svg: Option<String>,
+    rate_svg: Option<String>,
+    rate_csv: Option<String>,
     only: Vec<String>,
 }
 
@@ -124,6 +130,8 @@ impl Options {
             match a.as_str() {
                 "--quick" => o.quick = true,
                 "--svg" => o.svg = Some(value("a path")?),
+                "--rate-svg" => o.rate_svg = Some(value("a path")?),
+                "--rate-csv" => o.rate_csv = Some(value("a path")?),
                 "--only" => o.only.push(value("a mode or workload")?),
                 other => return Err(format!("unknown argument {other:?}")),
             }
@@ -249,6 +257,13 @@ async fn parent(o: Options) -> Result<bool, String> {
     }
     if let Some(path) = &o.svg {
         write(path, &chart::svg(&storms))?;
+    }
+    let learned: Vec<&RunResult> = learned.iter().collect();
+    if let Some(path) = &o.rate_csv {
+        write(path, &rate::csv(&learned))?;
+    }
+    if let Some(path) = &o.rate_svg {
+        write(path, &rate::svg(&learned))?;
     }
     println!();
     for l in &lines {

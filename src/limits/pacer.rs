@@ -167,10 +167,16 @@ impl LocalPacer {
     /// Records an attempt sent `after` from now (zero: now) on another pacer's slot (a
     /// fleet store's): this pacer gives no slot earlier than one interval after it. When it
     /// takes over (the store cannot be reached), it goes on after the slots the store gave
-    /// instead of letting a fresh burst through beside them.
+    /// instead of letting a fresh burst through beside them. Nothing is recorded while
+    /// attempts wait here: they keep their place.
     #[cfg(feature = "redis")]
     pub(crate) fn record(&self, after: Duration) {
         let inner = &self.inner;
+        if inner.queue.waiting() > 0 {
+            // Attempts wait here already: pushing their slot back with each slot the store
+            // gives others would starve them.
+            return;
+        }
         let next = after.saturating_add(inner.pacing.interval());
         if let Some(next) = Instant::now().checked_add(next) {
             inner.recorded.extend(next);
@@ -333,6 +339,28 @@ mod tests {
             Pace::TooLong(d) => assert_eq!(d, Duration::from_secs(1)),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[cfg(feature = "redis")]
+    #[tokio::test(start_paused = true)]
+    async fn slots_recorded_elsewhere_do_not_starve_a_waiter() {
+        let pacer = LocalPacer::new(Pacing::new(10, Duration::from_secs(1)));
+        assert!(go(pacer.pace(Duration::from_secs(60))).is_none());
+        let waiter = tokio::spawn(go(pacer.pace(Duration::from_secs(60))).expect("waits"));
+        tokio::task::yield_now().await;
+        // The fleet store gives other attempts a slot every 50 ms meanwhile.
+        let start = Instant::now();
+        while !waiter.is_finished() {
+            assert!(start.elapsed() < Duration::from_secs(1), "starved");
+            pacer.record(Duration::ZERO);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(waiter.await.unwrap(), Paced::Go);
+        assert!(
+            start.elapsed() <= Duration::from_millis(150),
+            "{:?}",
+            start.elapsed()
+        );
     }
 
     #[tokio::test(start_paused = true)]

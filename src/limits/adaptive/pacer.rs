@@ -244,6 +244,9 @@ impl AdaptivePacer {
         let Some(at) = Instant::now().checked_add(after) else {
             return;
         };
+        if self.inner.queue.waiting() > 0 {
+            return; // as `LocalPacer::record`: the waiters keep their place
+        }
         let mut schedule = self.inner.schedule();
         schedule.last = Some(schedule.last.map_or(at, |last| last.max(at)));
     }

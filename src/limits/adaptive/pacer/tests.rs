@@ -127,3 +127,28 @@ async fn a_slot_beyond_the_longest_wait_is_refused() {
     ));
     assert!(pacer.is_busy(Instant::now()));
 }
+
+#[cfg(feature = "redis")]
+#[tokio::test(start_paused = true)]
+async fn slots_recorded_elsewhere_do_not_starve_a_waiter() {
+    let pacer = AdaptivePacer::new();
+    pacer.set_rate(10.0);
+    assert!(matches!(pacer.pace(Duration::from_secs(60)), Pace::Go));
+    let Pace::Wait(wait) = pacer.pace(Duration::from_secs(60)) else {
+        panic!("the second slot waits");
+    };
+    let waiter = tokio::spawn(wait);
+    tokio::task::yield_now().await;
+    // The fleet store gives other attempts a slot every 50 ms meanwhile.
+    let start = Instant::now();
+    while !waiter.is_finished() {
+        assert!(start.elapsed() < Duration::from_secs(1), "starved");
+        pacer.record(Duration::ZERO);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        start.elapsed() <= Duration::from_millis(150),
+        "{:?}",
+        start.elapsed()
+    );
+}

@@ -63,6 +63,8 @@ pub(crate) struct RetryState {
     started: Instant,
     attempts: u32,
     slept: Duration,
+    /// Time spent held back by cooldowns, in all (bounded by `max_retry_after`).
+    held_back: Duration,
     previous_delay: Duration,
     /// The decision for the last outcome.
     decision: Option<Decision>,
@@ -96,6 +98,7 @@ impl RetryState {
             started,
             attempts: 0,
             slept: Duration::ZERO,
+            held_back: Duration::ZERO,
             decision: None,
             stop: None,
             learns: false,

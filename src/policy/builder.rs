@@ -103,7 +103,9 @@ impl RetryPolicyBuilder {
 
     /// The longest `Retry-After` worth waiting for. A longer one makes the outcome
     /// [`Decision::Fatal`]: the caller gets the response at once, header intact, instead of
-    /// a hidden long sleep.
+    /// a hidden long sleep. It also bounds the time one request spends held back by shared
+    /// cooldowns in all (cooldowns that other requests' 429s keep renewing): past it the
+    /// request fails with [`RetryErrorKind::RateLimited`](crate::RetryErrorKind::RateLimited).
     ///
     /// # Default
     ///

@@ -50,14 +50,17 @@ impl RetryState {
         let Some(cooldown) = waiting(limits.cooldown_remaining(now)) else {
             return Admission::Send;
         };
-        // A wait another policy (sharing these limits) accepted, but above this one's cap.
-        let reason = if cooldown > self.policy.max_retry_after() {
+        // A wait another policy (sharing these limits) accepted, but above this one's cap;
+        // or cooldowns renewed by other requests' 429s that would hold this one longer than
+        // the cap in all.
+        let reason = if self.held_back.saturating_add(cooldown) > self.policy.max_retry_after() {
             StopReason::RetryAfterTooLong
         } else {
             let spread = self.policy.retry_after_spread();
             let wait = cooldown.saturating_add(self.rng().uniform(Duration::ZERO, spread));
             if left.is_none_or(|left| wait < left) {
                 self.slept = self.slept.saturating_add(wait);
+                self.held_back = self.held_back.saturating_add(cooldown);
                 return Admission::Wait(wait);
             }
             StopReason::Deadline

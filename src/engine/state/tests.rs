@@ -182,6 +182,32 @@ async fn admission_holds_back_behind_the_cooldown_and_counts_the_wait() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn cooldowns_renewed_by_others_hold_a_request_back_no_longer_than_the_cap_in_all() {
+    let p = exact(3); // max_retry_after: 60 s
+    let limits = Limits::builder().without_pacing().build();
+    let origin = Origin::default();
+    let mut held = RetryState::with_origin_limits(&p, limits.origin(&origin));
+    let mut waited = Duration::ZERO;
+    loop {
+        // Another request meets a 429 of 25 s each time the last cooldown ends.
+        let mut other = RetryState::with_origin_limits(&p, limits.origin(&origin));
+        other.next(resp(&rate_limited("25")), true);
+        match held.admit() {
+            Admission::Wait(wait) => {
+                waited += wait;
+                tokio::time::advance(wait).await;
+            }
+            Admission::Reject { reason, .. } => {
+                assert_eq!(reason, StopReason::RetryAfterTooLong);
+                break;
+            }
+            Admission::Send => panic!("sent while held back"),
+        }
+    }
+    assert_eq!(waited, S(50), "two holds of 25 s; a third would pass 60 s");
+}
+
+#[tokio::test(start_paused = true)]
 async fn admission_rejects_what_the_deadline_or_the_cap_cannot_wait_for() {
     let p = RetryPolicy::builder()
         .max_retries(3)

@@ -419,3 +419,29 @@ async fn a_replica_that_starts_after_the_announcement_paces_at_the_fleet_rate() 
         "one send every {interval:.3} s"
     );
 }
+
+#[tokio::test]
+async fn a_rate_redis_lost_is_written_back_not_dropped() {
+    let scope = Scope::new();
+    let limits = adaptive(&scope, &redis_url());
+    scope.subscribed(1).await;
+    fleet_paces_at(&scope, 10.0).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let log: Arc<Mutex<Vec<(Instant, bool)>>> = Arc::default();
+    let svc = replica(&limits, RetryPolicy::default(), &log, Arc::new(|| true));
+    for _ in 0..3 {
+        svc.clone().oneshot(get()).await.unwrap();
+    }
+    // Redis restarts empty.
+    scope.flush().await;
+    for _ in 0..6 {
+        svc.clone().oneshot(get()).await.unwrap();
+    }
+    let interval = last_interval(&log, 5);
+    assert!(
+        (0.09..0.15).contains(&interval),
+        "one send every {interval:.3} s"
+    );
+    let rate = fleet_rate(&scope, "http://api.example:80").await;
+    assert!(rate.is_some_and(|r| (9.0..=11.0).contains(&r)), "{rate:?}");
+}

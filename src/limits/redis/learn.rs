@@ -12,9 +12,12 @@
 //!   the fleet's paced send rate, so nothing is written per success.
 //! - A quota header sets the rate directly (at most once per [`SET_EVERY`] per replica).
 //! - Each replica also learns in process from the responses it sees (quietly), and keeps
-//!   its fallback pacer at its share of the fleet's last rate: while Redis cannot be
-//!   reached it paces there and goes on learning alone.
-//! - A rate left unused for ten minutes expires: the origin is learned again.
+//!   its fallback pacer at its share of the fleet's last rate (one over the replicas
+//!   alive, `replicas`). While Redis cannot be reached it paces there: it cuts on 429s
+//!   but does not regrow, since every replica probing alone would add up past the limit.
+//! - A rate left unused for ten minutes expires: the origin is learned again. A rate that
+//!   vanishes while replicas use it (Redis restarted empty) is written back at the last
+//!   rate seen ([`no_rate`]).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -42,6 +45,8 @@ pub(crate) struct Learned {
     reported: AtomicU64,
     /// When this replica last wrote a quota's rate.
     last_set: Mutex<Option<Instant>>,
+    /// When Redis last gave this replica a slot at the fleet's rate.
+    last_seen: Mutex<Option<Instant>>,
 }
 
 impl Learned {
@@ -51,6 +56,7 @@ impl Learned {
             on: AtomicBool::new(false),
             reported: AtomicU64::new(0),
             last_set: Mutex::new(None),
+            last_seen: Mutex::new(None),
         }
     }
 
@@ -86,6 +92,36 @@ impl Learned {
     }
 }
 
+/// Redis holds no rate for the origin. If this replica paced at the fleet's rate within
+/// [`RESEED_WITHIN`], Redis lost it (a restart without persistence, a flush): it is
+/// written back, at the rate last seen, instead of letting every replica go unpaced into
+/// the limit. Else the rate expired unused: the fleet paces the origin no more.
+pub(crate) fn no_rate(remote: &Arc<Remote>) {
+    let Some(learned) = &remote.learned else {
+        return;
+    };
+    let seen = *learned.last_seen.lock().unwrap_or_else(|e| e.into_inner());
+    let rate = f64::from_bits(learned.reported.load(Ordering::Relaxed));
+    let recent = seen.is_some_and(|at| at.elapsed() < RESEED_WITHIN);
+    if !recent || rate <= 0.0 {
+        learned.set_on(false);
+        return;
+    }
+    let change = Change {
+        before: None,
+        rate,
+        cut: false,
+        quota: true,
+    };
+    if learned.may_set(Instant::now()) {
+        spawn(remote, Update::Set, change);
+    }
+}
+
+/// How recently a replica must have paced at the fleet's rate to write it back into a
+/// Redis that lost it.
+pub(crate) const RESEED_WITHIN: Duration = Duration::from_secs(60);
+
 /// The message that announces that the fleet paces `origin` at a learned rate.
 pub(crate) fn announcement(id: &str, origin: &str) -> String {
     format!("{id} rate 0 {origin}")
@@ -99,6 +135,7 @@ pub(crate) fn saw_rate(remote: &Remote, fallback: &OriginPacer, rate: f64) {
     };
     learned.set_on(true);
     learned.report(rate);
+    *learned.last_seen.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
     if let OriginPacer::Learned(pacer) = fallback {
         pacer.set_rate(rate * remote.link.fallback_share());
     }
@@ -122,7 +159,12 @@ pub(crate) fn observe(
         return;
     };
     if !remote.link.answers() {
-        change.emit();
+        match change.before {
+            // Alone, this replica keeps its share of the fleet's rate and only cuts it: the
+            // others probe for more too, and their probes would add up.
+            Some(before) if !change.cut && !change.quota => pacer.set_rate(before),
+            _ => change.emit(),
+        }
         return;
     }
     let now = Instant::now();

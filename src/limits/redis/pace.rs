@@ -158,7 +158,7 @@ impl Call {
                     {
                         LearnedSlot::At { slot, rate } => (slot, Some(rate)),
                         LearnedSlot::Off => {
-                            learned.set_on(false);
+                            learn::no_rate(&r);
                             (Reservation::FREE, None)
                         }
                     }

@@ -176,9 +176,8 @@ impl ChildArgs {
     }
 }
 
-/// The limits of a mode that uses the crate's: kept in Redis under the run's scope (the
-/// adaptive mode falls back on the process when the crate cannot keep its rate in Redis);
-/// whether they are in Redis.
+/// The limits of a mode that uses the crate's: kept in Redis under the run's scope; whether
+/// they are in Redis.
 fn limits(args: &ChildArgs) -> Result<(Limits, bool), String> {
     let redis = |builder: telecho_retry::limits::LimitsBuilder| {
         let mut redis = builder.redis(args.redis.as_str(), args.scope.as_str());
@@ -192,20 +191,15 @@ fn limits(args: &ChildArgs) -> Result<(Limits, bool), String> {
     if let Some((n, per)) = args.pacing {
         builder = builder.pacing(Pacing::new(n, per));
     }
-    match args.mode {
-        Mode::Adaptive => {
-            let builder = builder.pacing(Pacing::adaptive());
-            Ok(match redis(builder.clone()) {
-                Ok(l) => (l, true),
-                // Not through Redis yet: one rate per process.
-                Err(_) => (builder.build(), false),
-            })
-        }
-        _ => Ok((
-            redis(builder).map_err(|e| format!("Redis limits: {e}"))?,
-            true,
-        )),
-    }
+    builder = match args.mode {
+        Mode::FleetCooldown | Mode::Unpaced => builder.without_pacing(),
+        Mode::Adaptive => builder.shared_cooldown(false),
+        _ => builder,
+    };
+    Ok((
+        redis(builder).map_err(|e| format!("Redis limits: {e}"))?,
+        true,
+    ))
 }
 
 /// The child's client, its limits (to read the Redis store's fallbacks at the end) and

@@ -1,6 +1,6 @@
-//! The rate the adaptive fleet found, against the true limit: from the server's own log,
-//! the fleet's attempts per second (sent; admitted; answered 429) in 0.5 s bins, in each
-//! adaptive `limit-step` run. (The learned rate itself lives in the children, or in Redis;
+//! The rate the fleet found with the crate's defaults (adaptive pacing), against the true
+//! limit: from the server's own log, the fleet's attempts per second (sent; admitted;
+//! answered 429) in 0.5 s bins, in each default `limit-step` run. (The learned rate itself lives in the children, or in Redis;
 //! what the fleet sends is what it learned, seen from outside.)
 
 use std::fmt::Write as _;
@@ -54,7 +54,7 @@ fn bins(r: &RunResult) -> Vec<Bin> {
 fn adaptive_steps<'a>(results: &[&'a RunResult]) -> Vec<(usize, &'a RunResult)> {
     let mut runs: Vec<(usize, &RunResult)> = results
         .iter()
-        .filter(|r| r.spec.mode == Mode::Adaptive)
+        .filter(|r| r.spec.mode == Mode::Default)
         .filter_map(|r| match r.spec.workload {
             Workload::LimitStep { tasks } => Some((tasks, *r)),
             _ => None,

@@ -12,9 +12,13 @@ pub(crate) enum Mode {
     FleetCooldown,
     /// Limits in Redis, pacing 2 % under the limit (storm workloads).
     FleetPacing,
-    /// `TelEchoRetry::default()` with `Limits::builder().redis(..)`: the crate's defaults.
+    /// `Limits::builder().without_pacing().redis(..)`: the defaults but pacing (before
+    /// adaptive pacing was the default).
+    Unpaced,
+    /// `TelEchoRetry::default()` with `Limits::builder().redis(..)`: the crate's defaults
+    /// (adaptive pacing, the shared cooldown).
     Default,
-    /// `Pacing::adaptive()`, in Redis if the crate can, else in each process.
+    /// Adaptive pacing without the shared cooldown (`shared_cooldown(false)`), in Redis.
     Adaptive,
     /// A fixed `Pacing` at the server's true limit, in Redis.
     Fixed,
@@ -23,10 +27,11 @@ pub(crate) enum Mode {
 }
 
 impl Mode {
-    pub(crate) const ALL: [Mode; 7] = [
+    pub(crate) const ALL: [Mode; 8] = [
         Mode::PerProcess,
         Mode::FleetCooldown,
         Mode::FleetPacing,
+        Mode::Unpaced,
         Mode::Default,
         Mode::Adaptive,
         Mode::Fixed,
@@ -42,7 +47,8 @@ impl Mode {
     ];
 
     /// The modes issue 23's workloads compare.
-    pub(crate) const LEARN: [Mode; 4] = [
+    pub(crate) const LEARN: [Mode; 5] = [
+        Mode::Unpaced,
         Mode::Default,
         Mode::Adaptive,
         Mode::Fixed,
@@ -54,8 +60,9 @@ impl Mode {
             Mode::PerProcess => "per-process",
             Mode::FleetCooldown => "fleet-cooldown",
             Mode::FleetPacing => "fleet-pacing",
+            Mode::Unpaced => "unpaced",
             Mode::Default => "default",
-            Mode::Adaptive => "adaptive",
+            Mode::Adaptive => "adaptive-alone",
             Mode::Fixed => "fixed",
             Mode::ReqwestRetry => "reqwest-retry",
         }

@@ -6,7 +6,8 @@
 //! - It starts off (no pacing) or at a configured rate.
 //! - A 429 cuts the rate once per congestion event: `rate × β` (β = 0.7) of the lower of
 //!   the rate and the measured send rate. 429s for requests *sent* before the last cut
-//!   belong to the event already answered and are ignored, so N tasks or replicas that
+//!   (or within the 429's `Retry-After` after it, at most a second) belong to the event
+//!   already answered and are ignored, so N tasks or replicas that
 //!   see the 429s of one burst cut once (as the AWS SDKs' adaptive limiter and the model
 //!   `gcra_cubic` in issue 23's `adaptive_sim.py` do).
 //! - Successes regrow it along the CUBIC curve `W(t) = C (t − K)³ + W_max`, with
@@ -89,6 +90,8 @@ pub(crate) struct AdaptiveRate {
     /// Whether the rate came from a first cut, made with no rate to go by: it then grows
     /// as fast as the send rate allows (slow start, as TCP's), until the next cut.
     slow_start: bool,
+    /// Whether the rate is a quota's (lifted when the quota has plenty left again).
+    quota_paced: bool,
     sent: SendRate,
     window: Option<WindowCount>,
 }
@@ -107,6 +110,7 @@ impl AdaptiveRate {
             last_cut: None,
             growth_from: 0.0,
             slow_start: false,
+            quota_paced: false,
             sent: SendRate::default(),
             window: config.window.map(WindowCount::new),
         };
@@ -161,10 +165,12 @@ impl AdaptiveRate {
     ) -> bool {
         let (sent_at, now) = (sent_at.as_secs_f64(), now.as_secs_f64());
         self.sent.record(now);
-        if self.last_cut.is_some_and(|cut| sent_at < cut) {
+        let grace = event_grace(retry_after).as_secs_f64();
+        if self.last_cut.is_some_and(|cut| sent_at < cut + grace) {
             return false;
         }
         self.last_cut = Some(now);
+        self.quota_paced = false;
         if retry_after.is_some_and(|ra| self.window_rate(now, ra.as_secs_f64())) {
             return true;
         }
@@ -182,20 +188,44 @@ impl AdaptiveRate {
         true
     }
 
-    /// The server said what is left: `quota.remaining` until `quota.reset`. Paces at that
-    /// rate (less the margin) from `now`, regrowing from there.
-    pub(crate) fn learned_from_quota(&mut self, quota: &Quota, now: Duration) {
+    /// The server said what is left: `quota.remaining` until `quota.reset`. Whether the
+    /// quota binds.
+    ///
+    /// - While more than a tenth of a stated limit is left, a quota paces nothing: a client
+    ///   far from its limit is not slowed (an hourly quota of 5000 would otherwise spread
+    ///   every burst at 1.3/s). If a quota was pacing, pacing stops.
+    /// - Else (or with no limit stated) it paces at `remaining / reset`, less the margin,
+    ///   from `now`, regrowing from there; nothing left: one request after the reset.
+    pub(crate) fn learned_from_quota(&mut self, quota: &Quota, now: Duration) -> bool {
+        let plenty = quota
+            .limit
+            .is_some_and(|limit| quota.remaining.saturating_mul(10) > limit);
+        if plenty {
+            if self.quota_paced {
+                self.rate = None;
+                self.quota_paced = false;
+            }
+            return false;
+        }
         let reset = quota.reset.as_secs_f64();
         if reset <= 0.0 {
-            return; // the window ends now: it says nothing about the next
+            return false; // the window ends now: it says nothing about the next
         }
-        // `remaining` as f64 may round: it is an estimate.
-        let rate = quota.remaining as f64 / reset * (1.0 - self.config.margin);
-        let rate = rate.clamp(self.config.min_rate, self.config.max_rate);
+        // `remaining` as f64 may round: it is an estimate. Nothing left: one request per
+        // reset, below the floor (the floor would send more than the quota allows).
+        let left = quota.remaining.max(1) as f64;
+        let rate = (left / reset * (1.0 - self.config.margin)).min(self.config.max_rate);
+        let rate = if quota.remaining == 0 {
+            rate
+        } else {
+            rate.max(self.config.min_rate)
+        };
         self.rate = Some(rate);
         self.set_w_max(rate);
         self.growth_from = now.as_secs_f64();
         self.slow_start = false;
+        self.quota_paced = true;
+        true
     }
 
     /// Paces at `rate` from `now` (a fleet's estimate, or its share of it), regrowing from
@@ -245,6 +275,14 @@ impl AdaptiveRate {
         self.slow_start = false;
         true
     }
+}
+
+/// How long after a cut a 429 still belongs to the congestion event that cut: the
+/// server's `Retry-After`, at most a second (0 without one). Requests sent just after a cut
+/// meet what the burst before it left (an empty bucket): cutting again for each would take
+/// the rate to its floor.
+pub(crate) fn event_grace(retry_after: Option<Duration>) -> Duration {
+    retry_after.map_or(Duration::ZERO, |ra| ra.min(Duration::from_secs(1)))
 }
 
 // ===== the measured send rate =====

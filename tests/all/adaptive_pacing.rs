@@ -236,6 +236,37 @@ async fn a_server_that_states_its_quota_is_paced_without_a_429() {
 
 // ===== reqwest, loopback =====
 
+/// An hourly quota far from spent (`X-RateLimit-*`, 4999 of 5000 left for an hour).
+fn plenty_left() -> Response<Full<Bytes>> {
+    Response::builder()
+        .header("x-ratelimit-limit", "5000")
+        .header("x-ratelimit-remaining", "4999")
+        .header("x-ratelimit-reset", "3599")
+        .body(Full::new(Bytes::new()))
+        .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_quota_far_from_spent_slows_nothing() {
+    let server = service_fn(|_req: Req| async { Ok::<_, Infallible>(plenty_left()) });
+    let svc = tower::ServiceBuilder::new()
+        .layer(TelEchoRetry::default())
+        .service(server);
+    let start = Instant::now();
+    let all = (0..100).map(|_| svc.clone().oneshot(get_calls()));
+    for resp in futures_util::future::join_all(all).await {
+        assert_eq!(resp.unwrap().status(), 200);
+    }
+    for _ in 0..20 {
+        svc.clone().oneshot(get_calls()).await.unwrap();
+    }
+    assert_eq!(
+        start.elapsed(),
+        Duration::ZERO,
+        "paced by a quota that does not bind"
+    );
+}
+
 #[cfg(feature = "reqwest")]
 mod middleware {
     use super::*;
@@ -287,6 +318,32 @@ mod middleware {
         }
         let counts = *counts.lock().unwrap();
         counts
+    }
+
+    #[tokio::test]
+    async fn a_quota_far_from_spent_slows_nothing_through_the_middleware() {
+        let server = Server::start(|_| {
+            Reply::status(200)
+                .header("x-ratelimit-limit", "5000")
+                .header("x-ratelimit-remaining", "4999")
+                .header("x-ratelimit-reset", "3599")
+        })
+        .await;
+        let inner = reqwest::Client::builder().no_proxy().build().unwrap();
+        let client = ClientBuilder::new(inner)
+            .with(TelEchoRetry::default())
+            .build();
+        let start = Instant::now();
+        for _ in 0..20 {
+            let resp = client.get(server.url("/v1/agents")).send().await.unwrap();
+            assert_eq!(resp.status(), 200);
+        }
+        // Paced at 4999 / 3599 s, twenty would take 14 s.
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            start.elapsed()
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

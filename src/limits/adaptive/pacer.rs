@@ -202,18 +202,36 @@ impl AdaptivePacer {
         } else if status.is_success() {
             schedule.rate.succeeded(at);
         }
-        if let Some(quota) = &quota {
-            schedule.rate.learned_from_quota(quota, at);
-        }
+        let binds = quota.as_ref().is_some_and(|quota| {
+            let binds = schedule.rate.learned_from_quota(quota, at);
+            if binds && quota.remaining == 0 {
+                // Nothing left: the next slot is one interval (about the reset) from now.
+                schedule.last = Some(schedule.last.map_or(now, |last| last.max(now)));
+            }
+            binds
+        });
         let after = schedule.rate.rate();
         drop(schedule);
+        if after.is_none() && before.is_some() {
+            // A quota with plenty left lifted pacing: reported as the highest rate, so that
+            // a fleet's rate is lifted too.
+            self.inner.faster.notify_waiters();
+            let rate = AdaptiveConfig::default().max_rate;
+            let (cut, quota) = (false, true);
+            return Some(Change {
+                before,
+                rate,
+                cut,
+                quota,
+            });
+        }
         let rate = after.filter(|_| after != before)?;
         self.woken_if_faster(before, rate);
         Some(Change {
             before,
             rate,
             cut,
-            quota: quota.is_some(),
+            quota: binds,
         })
     }
 

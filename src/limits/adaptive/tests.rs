@@ -126,24 +126,61 @@ fn regrowth_is_bounded_by_twice_the_measured_rate() {
 // ===== quotas and windows =====
 
 #[test]
-fn a_quota_sets_the_rate_directly() {
+fn a_quota_that_binds_sets_the_rate_directly() {
     let mut a = at(None);
     let quota = |remaining, reset| Quota {
-        limit: Some(100),
+        limit: Some(1000),
         remaining,
         reset: Duration::from_secs(reset),
     };
-    a.learned_from_quota(&quota(50, 10), secs(1.0));
+    assert!(a.learned_from_quota(&quota(50, 10), secs(1.0)));
     assert!(close(a.rate().unwrap(), 4.75, 1e-9), "5/s less 5 %");
-    a.learned_from_quota(&quota(100, 0), secs(2.0));
+    assert!(!a.learned_from_quota(&quota(100, 0), secs(2.0)));
     assert!(
         close(a.rate().unwrap(), 4.75, 1e-9),
         "a reset of zero says nothing"
     );
-    a.learned_from_quota(&quota(0, 30), secs(3.0));
-    assert_eq!(a.rate(), Some(0.5), "nothing left: the floor");
-    a.learned_from_quota(&quota(90, 3), secs(4.0));
+    assert!(a.learned_from_quota(&quota(0, 30), secs(3.0)));
+    let rate = a.rate().unwrap();
+    assert!(
+        close(rate, 0.95 / 30.0, 1e-9),
+        "nothing left: one after the reset, {rate}"
+    );
+    assert!(a.learned_from_quota(&quota(90, 3), secs(4.0)));
     assert!(close(a.rate().unwrap(), 28.5, 1e-9), "raises it as well");
+}
+
+#[test]
+fn a_quota_with_plenty_left_paces_nothing_and_lifts_its_own_pacing() {
+    let quota = |remaining| Quota {
+        limit: Some(5000),
+        remaining,
+        reset: Duration::from_secs(3599),
+    };
+    let mut a = at(None);
+    assert!(!a.learned_from_quota(&quota(4999), secs(1.0)));
+    assert_eq!(
+        a.rate(),
+        None,
+        "an hourly quota far from spent does not pace"
+    );
+    assert!(a.learned_from_quota(&quota(400), secs(2.0)));
+    assert!(a.rate().is_some(), "under a tenth left: paced");
+    assert!(!a.learned_from_quota(&quota(5000), secs(3.0)));
+    assert_eq!(a.rate(), None, "a new window: the quota's pacing is lifted");
+    // A rate a 429 set is not a quota's: plenty left does not lift it.
+    let mut b = at(Some(10.0));
+    b.throttled(secs(4.0), secs(4.0), None);
+    let cut = b.rate();
+    assert!(!b.learned_from_quota(&quota(4999), secs(5.0)));
+    assert_eq!(b.rate(), cut);
+    // No limit stated: the quota paces, as before.
+    let mut c = at(None);
+    let unstated = Quota {
+        limit: None,
+        ..quota(4999)
+    };
+    assert!(c.learned_from_quota(&unstated, secs(1.0)));
 }
 
 fn windowed(window: u64) -> AdaptiveRate {

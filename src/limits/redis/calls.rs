@@ -34,7 +34,8 @@ impl Link {
             .arg(config.beta)
             .arg(config.scale)
             .arg(config.max_rate)
-            .arg(config.growth_bound);
+            .arg(config.growth_bound)
+            .arg(micros(super::pace::HORIZON));
         let (wait, status, tat, rate, interval): (i64, i64, i64, String, i64) = self
             .bounded(self.background_timeout, call.invoke_async(&mut conn))
             .await?;
@@ -47,6 +48,7 @@ impl Link {
             reserved: status == 1,
             tat: tat.max(0).unsigned_abs(),
             interval: interval.max(0).unsigned_abs(),
+            later: status == 3,
         };
         Ok(LearnedSlot::At { slot, rate })
     }

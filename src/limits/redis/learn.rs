@@ -21,14 +21,15 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, StatusCode};
 use tokio::time::Instant;
 
 use super::pace::Remote;
+use crate::classify::parse_retry_after_at;
 use crate::engine::observe::{self, StoreLimit};
-use crate::limits::adaptive::Change;
+use crate::limits::adaptive::{event_grace, Change};
 use crate::limits::local::{LocalOrigin, OriginPacer};
 
 /// The least time between two quota rates one replica writes for one origin.
@@ -169,7 +170,12 @@ pub(crate) fn observe(
     }
     let now = Instant::now();
     if change.cut {
-        let age = now.saturating_duration_since(sent_at);
+        // Sent within the grace after the fleet's last cut: the same event (the script
+        // compares the send time, moved back by the grace, with the cut).
+        let retry_after = headers
+            .get(http::header::RETRY_AFTER)
+            .and_then(|v| parse_retry_after_at(v, SystemTime::now));
+        let age = now.saturating_duration_since(sent_at) + event_grace(retry_after);
         // The fleet's send rate, as far as one replica can tell: its own, over its share.
         let measured = pacer.measured() / remote.link.fallback_share();
         spawn(remote, Update::Cut { age, measured }, change);

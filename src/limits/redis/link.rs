@@ -65,6 +65,8 @@ pub(crate) struct Reservation {
     pub(crate) tat: u64,
     /// The interval it was reserved at (µs), to give it back.
     pub(crate) interval: u64,
+    /// Not reserved: the slot lies beyond the learned rate's horizon; ask again later.
+    pub(crate) later: bool,
 }
 
 impl Reservation {
@@ -74,6 +76,7 @@ impl Reservation {
         reserved: true,
         tat: 0,
         interval: 0,
+        later: false,
     };
 }
 
@@ -251,6 +254,7 @@ impl Link {
             reserved: reserved == 1,
             tat: tat.max(0).unsigned_abs(),
             interval,
+            later: false,
         })
     }
 

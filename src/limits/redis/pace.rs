@@ -83,52 +83,73 @@ pub(crate) fn pace(
     let (remote, fallback) = (Arc::clone(remote), fallback.clone());
     Pace::Wait(Box::pin(async move {
         let start = Instant::now();
-        let mut call = Call::start(&remote, max_wait);
-        let answer = match tokio::time::timeout(hurry.unwrap_or(call_timeout), call.answer()).await
-        {
-            Ok(answer) => answer,
-            Err(_) if hurry.is_some() => Err(None),
-            Err(_) => {
-                remote.link.unreachable();
-                Err(Some(CallFailed::Timeout))
+        loop {
+            let left = max_wait.saturating_sub(start.elapsed());
+            let mut call = Call::start(&remote, left);
+            let answer =
+                match tokio::time::timeout(hurry.unwrap_or(call_timeout), call.answer()).await {
+                    Ok(answer) => answer,
+                    Err(_) if hurry.is_some() => Err(None),
+                    Err(_) => {
+                        remote.link.unreachable();
+                        Err(Some(CallFailed::Timeout))
+                    }
+                };
+            // A call still running goes on in the background; its slot, if any, is given
+            // back.
+            drop(call);
+            if let Ok((_, Some(rate))) = answer {
+                learn::saw_rate(&remote, &fallback, rate);
             }
-        };
-        // A call still running goes on in the background; its slot, if any, is given back.
-        drop(call);
-        if let Ok((_, Some(rate))) = answer {
-            learn::saw_rate(&remote, &fallback, rate);
-        }
-        match answer.map(|(slot, _)| slot) {
-            // The fleet does not pace the origin.
-            Ok(slot) if slot == Reservation::FREE => Paced::Free,
-            Ok(slot) if slot.reserved => {
-                let held = Held::new(&remote, slot);
-                // The fallback gives no slot before this one: if Redis goes away, this
-                // replica's attempts already given slots in Redis still go at those slots,
-                // and the fallback's come after them, not beside them.
-                fallback.record(slot.wait);
-                if !slot.wait.is_zero() {
-                    tokio::time::sleep(slot.wait).await;
+            return match answer.map(|(slot, _)| slot) {
+                // The fleet does not pace the origin.
+                Ok(slot) if slot == Reservation::FREE => Paced::Free,
+                // The fleet's learned rate reserves no slot beyond its horizon (no debt
+                // up front for a rate that may rise): ask again nearer the slot.
+                Ok(slot) if slot.later => {
+                    if start.elapsed() + slot.wait > max_wait {
+                        Paced::TooLong(start.elapsed() + slot.wait)
+                    } else {
+                        tokio::time::sleep(slot.wait.saturating_sub(HORIZON).max(ASK_EVERY)).await;
+                        continue;
+                    }
                 }
-                held.keep();
-                if slot.wait.is_zero() {
-                    Paced::Free
-                } else {
-                    Paced::Go
+                Ok(slot) if slot.reserved => {
+                    let held = Held::new(&remote, slot);
+                    // The fallback gives no slot before this one: if Redis goes away, this
+                    // replica's attempts already given slots in Redis still go at those
+                    // slots, and the fallback's come after them, not beside them.
+                    fallback.record(slot.wait);
+                    if !slot.wait.is_zero() {
+                        tokio::time::sleep(slot.wait).await;
+                    }
+                    held.keep();
+                    if slot.wait.is_zero() {
+                        Paced::Free
+                    } else {
+                        Paced::Go
+                    }
                 }
-            }
-            Ok(slot) => Paced::TooLong(slot.wait),
-            Err(failed) => {
-                remote.link.fell_back(StoreLimit::Pacing, failed);
-                match fallback.pace(max_wait.saturating_sub(start.elapsed())) {
-                    Pace::Go => Paced::Go,
-                    Pace::Wait(wait) => wait.await,
-                    Pace::TooLong(wait) => Paced::TooLong(wait),
+                Ok(slot) => Paced::TooLong(slot.wait),
+                Err(failed) => {
+                    remote.link.fell_back(StoreLimit::Pacing, failed);
+                    match fallback.pace(max_wait.saturating_sub(start.elapsed())) {
+                        Pace::Go => Paced::Go,
+                        Pace::Wait(wait) => wait.await,
+                        Pace::TooLong(wait) => Paced::TooLong(wait),
+                    }
                 }
-            }
+            };
         }
     }))
 }
+
+/// How far ahead the fleet's learned rate reserves slots: an attempt whose slot lies
+/// further asks again when it is about this near.
+pub(crate) const HORIZON: Duration = Duration::from_millis(250);
+
+/// The least time between two asks of one attempt whose slot lies beyond [`HORIZON`].
+const ASK_EVERY: Duration = Duration::from_millis(50);
 
 /// A reservation, and the fleet's rate if it is learned.
 type Answer = (Reservation, Option<f64>);

@@ -46,8 +46,10 @@ return {math.floor(wait), 1, new_tat}
 /// `wmax` the rate before the last cut, `from` when its regrowth started, `cut` when the
 /// last cut was (µs of Redis time), and the fleet's paced sends counted per second (`n`
 /// in the second from `nw`, `prev` the rate of the one before). ARGV: the longest wait
-/// accepted and the floor (as `PACE`), then CUBIC's β and C, the highest rate and the
-/// growth bound (a multiple of the measured send rate).
+/// accepted and the floor (as `PACE`), then CUBIC's β and C, the highest rate, the growth
+/// bound (a multiple of the measured send rate) and the horizon (µs): no slot further
+/// ahead is reserved (status 3: ask again later), so that attempts waiting for a rate
+/// that rises owe no slots taken at the old one.
 ///
 /// No rate stored: the fleet does not pace (yet): returns `{0, 2, 0, "0", 0}`. Else the
 /// rate regrows along `C (t − K)³ + wmax` (t since `from`), never past the bound times the
@@ -87,9 +89,11 @@ if tat == nil or tat < now then tat = now end
 if floor > tat then tat = floor end
 local wait = tat - now
 local rate = string.format('%.6f', r)
-if wait > max_wait then
+if wait > max_wait or wait > tonumber(ARGV[7]) then
   redis.call('HSET', KEYS[2], 'r', rate, 'n', n, 'nw', nw, 'prev', prev)
-  return {math.floor(wait), 0, 0, rate, interval}
+  local status = 0
+  if wait <= max_wait then status = 3 end
+  return {math.floor(wait), status, 0, rate, interval}
 end
 local new_tat = tat + interval
 redis.call('HSET', KEYS[2], 'r', rate, 'n', n + 1, 'nw', nw, 'prev', prev)

@@ -1,10 +1,8 @@
-//! Redis servers a test starts for itself on loopback (`redis-server` on PATH): a TLS one
-//! with certificates the test makes, a cluster. Each process is killed, and its folder
-//! removed, when its guard drops, a failing test included.
-#![cfg(all(
-    feature = "redis",
-    any(feature = "redis-tls", feature = "redis-cluster")
-))]
+//! Redis servers a test starts for itself on loopback (`redis-server` on PATH): a plain one
+//! (the fault matrix kills and restarts it, or fills its memory), a TLS one with
+//! certificates the test makes, a cluster. Each process is killed, and its folder removed,
+//! when its guard drops, a failing test included.
+#![cfg(feature = "redis")]
 #![allow(dead_code)] // each test module uses its own subset
 
 use std::net::{SocketAddr, TcpStream};
@@ -353,16 +351,22 @@ impl RedisCluster {
 
     /// The index in `nodes` of the master that owns `key`'s slot now.
     pub(crate) fn master_of(&self, key: &str) -> usize {
-        let live = self.nodes.iter().find(|n| n.child.is_some()).unwrap();
-        let slot: u16 = cli(live.port, &["cluster", "keyslot", key])
-            .unwrap()
+        self.owner_of(key)
+            .unwrap_or_else(|| panic!("no master owns {key}'s slot"))
+    }
+
+    /// The index in `nodes` of the live master that owns `key`'s slot, as a live node sees
+    /// the cluster, if one does (`None` while it fails over).
+    pub(crate) fn owner_of(&self, key: &str) -> Option<usize> {
+        let live = self.nodes.iter().find(|n| n.child.is_some())?;
+        let slot: u16 = cli(live.port, &["cluster", "keyslot", key])?
             .trim()
             .parse()
-            .unwrap();
-        let nodes = cli(live.port, &["cluster", "nodes"]).unwrap();
+            .ok()?;
+        let nodes = cli(live.port, &["cluster", "nodes"])?;
         for line in nodes.lines() {
             let fields: Vec<&str> = line.split_whitespace().collect();
-            if !fields[2].contains("master") || fields[2].contains("fail") {
+            if fields.len() < 8 || !fields[2].contains("master") || fields[2].contains("fail") {
                 continue;
             }
             let owns = fields[8..].iter().any(|range| {
@@ -373,11 +377,14 @@ impl RedisCluster {
                 }
             });
             if owns {
-                let port: u16 = fields[1].split(['@', ':']).nth(1).unwrap().parse().unwrap();
-                return self.nodes.iter().position(|n| n.port == port).unwrap();
+                let port: u16 = fields[1].split(['@', ':']).nth(1)?.parse().ok()?;
+                return self
+                    .nodes
+                    .iter()
+                    .position(|n| n.port == port && n.child.is_some());
             }
         }
-        panic!("no master owns slot {slot}");
+        None
     }
 
     /// A direct connection to any live node, for `PUBSUB NUMSUB` (classic pub/sub is

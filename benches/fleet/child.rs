@@ -33,7 +33,7 @@ pub(crate) enum Load {
     /// The storm workloads: the fleet's `cfg.requests` requests, due on `schedule`; the
     /// child sends every `cfg.children`-th one.
     Open { schedule: Schedule, cfg: Config },
-    /// Issue 23's workloads: `tasks` tasks in this child, each sending one request after
+    /// the learning workloads: `tasks` tasks in this child, each sending one request after
     /// the other for `duration`.
     Closed { tasks: usize, duration: Duration },
 }

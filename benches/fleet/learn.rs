@@ -1,6 +1,6 @@
-//! The numbers of issue 23's workloads (closed loops against a limit the clients must
+//! The numbers of the learning workloads (closed loops against a limit the clients must
 //! find): one line per run, the mode and workload first, then `key=value` fields, and
-//! whether the issue's goals were met (`goal_met=yes/no`; a missed goal is printed, it
+//! whether their goals were met (`goal_met=yes/no`; a missed goal is printed, it
 //! does not fail the example). Every count of attempts is the server's; `lost` is the
 //! children's: requests that ended without a 2xx, or were still running [`STUCK`] after
 //! they began when the loop ended (those cut off sooner by the end are not counted).
@@ -138,7 +138,7 @@ fn recovery(hits: &[Hit], step_up: Duration, limit: f64) -> Option<f64> {
     None
 }
 
-/// The line of one run of issue 23's workloads, and whether its goals were met.
+/// The line of one run of the learning workloads, and whether its goals were met.
 pub(crate) fn line(r: &RunResult, sizes: &Sizes) -> (String, bool) {
     let hits = &r.hits;
     let (sent, too_many) = sent_and_throttled(hits);

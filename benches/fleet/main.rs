@@ -37,7 +37,7 @@
 //! the parent, which drops every connection and refuses new ones for that window. A
 //! request is *lost* when it did not end in a 2xx by the run's cap ([`CAP_FLOORS`] floors).
 //!
-//! **Issue 23's workloads** (closed loops: each task sends its next request when the last
+//! **the learning workloads** (closed loops: each task sends its next request when the last
 //! one ended, for the run's length), where the clients are not told the limit:
 //! `limit-step` (a token bucket stepping L → 0.4 L → L), `fixed-window` (a window of
 //! several seconds), `quota-headers` (the same, stating the quota in `RateLimit` and
@@ -47,7 +47,7 @@
 //! (`Pacing::adaptive()`, in Redis if the crate's build accepts it, else per process:
 //! `store=` says which), `fixed` (`Pacing` at the true limit, in Redis) and
 //! `reqwest-retry` (the crate's default of 5 retries). Each run prints one line: mode,
-//! workload, `key=value` fields and `goal_met=yes/no` against the issue's goals.
+//! workload, `key=value` fields and `goal_met=yes/no` against their goals.
 //!
 //! Runs go side by side in groups (each run with its own server, key limit, children and
 //! Redis scope), so that the whole example stays under five minutes (see
@@ -141,7 +141,7 @@ impl Options {
 }
 
 /// Whether a lost request fails the example: in the storm workloads' fleet modes, as
-/// before. In issue 23's workloads `lost=0` is one of the goals, printed, not enforced.
+/// before. In the learning workloads `lost=0` is one of the goals, printed, not enforced.
 fn loss_fails(spec: &Spec) -> bool {
     spec.storm() && spec.mode.fleet()
 }

@@ -46,7 +46,7 @@ impl Mode {
         Mode::ReqwestRetry,
     ];
 
-    /// The modes issue 23's workloads compare.
+    /// The modes the learning workloads compare.
     pub(crate) const LEARN: [Mode; 5] = [
         Mode::Unpaced,
         Mode::Default,
@@ -120,7 +120,7 @@ impl Workload {
         }
     }
 
-    /// The open-loop schedule of a storm workload; `None` for issue 23's (closed loops).
+    /// The open-loop schedule of a storm workload; `None` for the learning workloads (closed loops).
     pub(crate) fn schedule(self) -> Option<Schedule> {
         match self {
             Workload::Burst => Some(Schedule::Burst),

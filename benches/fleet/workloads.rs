@@ -132,7 +132,7 @@ impl Sizes {
                 }),
             };
         }
-        // Issue 23's workloads: closed loops, the crate's defaults, the true limit for
+        // the learning workloads: closed loops, the crate's defaults, the true limit for
         // `fixed`.
         let fixed = |n: u32, per: Duration| (spec.mode == Mode::Fixed).then_some((n, per));
         let (shape, children, tasks, duration, pacing, cut) = match spec.workload {
@@ -187,7 +187,7 @@ impl Sizes {
 
     /// The runs, in groups run side by side. The storm groups as before: the paced runs
     /// apart from the storms of the other modes (on a small machine, a storm's bursts of
-    /// retries delay a paced attempt past a window's end now and then). Then issue 23's
+    /// retries delay a paced attempt past a window's end now and then). Then the learning
     /// workloads, each mode beside the others on the same workload, and workloads of about
     /// the same length together.
     pub(crate) fn plan(&self, quick: bool) -> Vec<Vec<Spec>> {

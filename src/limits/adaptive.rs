@@ -9,7 +9,7 @@
 //!   (or within the 429's `Retry-After` after it, at most a second) belong to the event
 //!   already answered and are ignored, so N tasks or replicas that
 //!   see the 429s of one burst cut once (as the AWS SDKs' adaptive limiter and the model
-//!   `gcra_cubic` in issue 23's `adaptive_sim.py` do).
+//!   `gcra_cubic` in the fleet pacing model `adaptive_sim.py` do).
 //! - Successes regrow it along the CUBIC curve `W(t) = C (t − K)³ + W_max`, with
 //!   `K = ∛(W_max (1 − β) / C)` and `C = 0.4`: back to the rate of the last cut after `K`
 //!   seconds, probing above it after that. It never grows past twice the measured send

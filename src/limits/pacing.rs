@@ -63,31 +63,36 @@ impl Pacing {
         }
     }
 
-    /// Pacing whose rate is learned, per origin, from what the server answers: off until
-    /// the origin's first 429 (or a response with a quota header), then at an estimate of
-    /// the rate the server allows. A 429 cuts the estimate to 70 % once per congestion
-    /// event (the 429s of requests sent before the cut do not cut again); successes regrow
-    /// it along the CUBIC curve, back to the rate of the last cut in a few seconds and
-    /// probing above it after that; a quota the server states (`RateLimit: "default";r=N;t=T`,
-    /// `RateLimit-Remaining`/`-Reset`, `X-RateLimit-Remaining`/`-Reset`) sets it at once,
-    /// at `N / T` less 5 %. The estimate is kept in this process: it cannot be combined
-    /// with [`LimitsBuilder::redis`](crate::limits::LimitsBuilder::redis) yet (its `build`
-    /// returns an error).
+    /// Pacing whose rate is learned, per origin, from what the server answers; the
+    /// default of [`Limits::builder`](crate::limits::Limits::builder). Off until the
+    /// origin's first 429 (or a quota header that binds), then at an estimate of the rate
+    /// the server allows:
     ///
-    /// Set it when you do not know the server's limit, or it changes (a key shared with
-    /// others, a limit that depends on load), and your requests come in steady streams
-    /// that would otherwise run into it again and again. Against a token bucket stepping
-    /// 50 → 20 → 50 requests per second, 16 callers with the default limits were served
-    /// 10–18 % of what the limit allowed (the shared cooldown stops every request for each
-    /// `Retry-After`); with adaptive pacing 69–77 %, and 94–96 % with
-    /// [`shared_cooldown(false)`](crate::limits::LimitsBuilder::shared_cooldown), under
+    /// - a 429 cuts the estimate to 70 % once per congestion event (a 429 to a request sent
+    ///   before the cut, or within its `Retry-After` after it, at most 1 s, does not cut
+    ///   again); the first cut, with only the start-up burst to go by, then grows as fast
+    ///   as the send rate follows (slow start);
+    /// - successes regrow it along the CUBIC curve, back to the rate of the last cut in a
+    ///   few seconds and probing above it after that;
+    /// - a quota the server states (`RateLimit: "default";r=N;t=T`,
+    ///   `RateLimit-Remaining`/`-Reset`, `X-RateLimit-Remaining`/`-Reset`) sets it at once,
+    ///   at `N / T` less 5 %, once under a tenth of the stated limit is left (a quota far
+    ///   from spent paces nothing); nothing left: one request after the reset.
+    ///
+    /// With [`LimitsBuilder::redis`](crate::limits::LimitsBuilder::redis) the fleet keeps
+    /// one estimate per origin in Redis, cut once per event whichever replicas see it.
+    ///
+    /// Against a token bucket stepping 50 → 20 → 50 requests per second, 16 callers
+    /// without pacing were served 9–18 % of what the limit allowed (the shared cooldown
+    /// stops every request for each `Retry-After`); with adaptive pacing 67–72 %, and
+    /// 95–97 % with
+    /// [`shared_cooldown(false)`](crate::limits::LimitsBuilder::shared_cooldown), about
     /// 2 % of sends answered 429 either way. So pair it with `shared_cooldown(false)` when
     /// the server's `Retry-After` is coarser than its limit (whole seconds on a
     /// per-second limit): the pacer then holds the rate and only the throttled requests
-    /// wait. Pacing is off until the first 429, so a burst at start meets the 429s it
-    /// would without pacing, and the first estimate, taken from the responses of that
-    /// burst, may be low: it takes a few seconds to grow back. When you know the limit,
-    /// [`Pacing::new`] a little under it meets no 429 at all.
+    /// wait. Keep the cooldown for fixed windows that answer `Retry-After` until the window
+    /// ends. When you know the limit, [`Pacing::new`] a little under it meets no 429 at
+    /// all.
     ///
     /// ```
     /// use telecho_retry::limits::{Limits, Pacing};

@@ -11,6 +11,7 @@ mod compositions;
 mod defaults;
 mod fault_harness;
 mod fleet_adaptive;
+mod fleet_auth;
 mod fleet_cluster;
 mod fleet_edges;
 mod fleet_faults;

@@ -44,6 +44,8 @@ const LOG_EVERY: Duration = Duration::from_secs(10);
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum CallFailed {
     Timeout,
+    /// Redis refused the credentials (a wrong password or user).
+    Auth,
     Error,
 }
 
@@ -51,6 +53,7 @@ impl CallFailed {
     fn as_str(self) -> &'static str {
         match self {
             CallFailed::Timeout => "timeout",
+            CallFailed::Auth => "authentication failed",
             CallFailed::Error => "error",
         }
     }
@@ -203,6 +206,7 @@ impl Link {
         let failed = match tokio::time::timeout(bound, call).await {
             Ok(Ok(value)) => return Ok(value),
             Ok(Err(e)) if e.is_timeout() => CallFailed::Timeout,
+            Ok(Err(e)) if e.kind() == redis::ErrorKind::AuthenticationFailed => CallFailed::Auth,
             Ok(Err(_)) => CallFailed::Error,
             Err(_) => CallFailed::Timeout,
         };

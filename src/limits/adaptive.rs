@@ -10,7 +10,8 @@
 //!   already answered and are ignored, so N tasks or replicas that
 //!   see the 429s of one burst cut once (as the AWS SDKs' adaptive limiter and the model
 //!   `gcra_cubic` in the fleet pacing model `adaptive_sim.py` do).
-//! - Successes regrow it along the CUBIC curve `W(t) = C (t − K)³ + W_max`, with
+//! - Successes regrow it along the CUBIC curve `W(t) = C (t − K)³ + W_max` (t from the
+//!   end of the 429's `Retry-After`), with
 //!   `K = ∛(W_max (1 − β) / C)` and `C = 0.4`: back to the rate of the last cut after `K`
 //!   seconds, probing above it after that. It never grows past twice the measured send
 //!   rate (so a quiet client does not build up a rate it never tried) and never falls
@@ -184,7 +185,9 @@ impl AdaptiveRate {
         let (min, max) = (self.config.min_rate, self.config.max_rate);
         self.rate = Some((before * self.config.beta).clamp(min, max));
         self.set_w_max(before.clamp(min, max));
-        self.growth_from = now;
+        // The curve starts when the server lets requests through again: the time held back
+        // by its `Retry-After` (nothing sent) is no time to regrow in.
+        self.growth_from = now + retry_after.map_or(0.0, |ra| ra.min(MAX_HOLD).as_secs_f64());
         true
     }
 
@@ -276,6 +279,9 @@ impl AdaptiveRate {
         true
     }
 }
+
+/// The longest `Retry-After` that delays regrowth after a cut.
+const MAX_HOLD: Duration = Duration::from_secs(3600);
 
 /// How long after a cut a 429 still belongs to the congestion event that cut: the
 /// server's `Retry-After`, at most a second (0 without one). Requests sent just after a cut

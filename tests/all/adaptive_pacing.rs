@@ -426,3 +426,106 @@ async fn on_a_fixed_window_with_an_exact_retry_after_adaptive_pacing_costs_nothi
     }
     assert!(adaptive.1 <= default.1, "{adaptive:?} {default:?}");
 }
+
+/// 16 closed-loop callers with `Pacing::adaptive()` and nothing else, for 60 s, against a
+/// fixed window of 10 s allowing 200 (`Retry-After` to the window's end), where from 30 s
+/// another consumer of the key takes 100 of each window as it opens: (share of what was
+/// left for us that we were served, 429s per window) over the windows from 40 s.
+async fn another_consumer_takes_half_of_a_window() -> (f64, f64) {
+    let start = Instant::now();
+    let window = Arc::new(Mutex::new((0u64, 0u64)));
+    let log = Log::default();
+    let server = {
+        let log = Arc::clone(&log);
+        service_fn(move |_req: Req| {
+            let now = start.elapsed();
+            let n = now.as_secs() / 10;
+            let mut w = window.lock().unwrap();
+            if w.0 != n {
+                // The other consumer's share, taken as the window opens.
+                *w = (n, if now.as_secs() >= 30 { 100 } else { 0 });
+            }
+            let ok = w.1 < 200;
+            w.1 += u64::from(ok);
+            let reset = ((n + 1) * 10).saturating_sub(now.as_secs()).max(1);
+            log.lock().unwrap().push((now, ok));
+            let resp = Response::builder()
+                .status(if ok { 200 } else { 429 })
+                .header("retry-after", reset.to_string())
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            async move {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                Ok::<_, Infallible>(resp)
+            }
+        })
+    };
+    let limits = Limits::builder().pacing(Pacing::adaptive()).build();
+    let svc = tower::ServiceBuilder::new()
+        .layer(TelEchoRetry::new(RetryPolicy::default()).with_limits(limits))
+        .service(server);
+    sixteen_closed_loop(svc, get_calls, start + Duration::from_secs(60)).await;
+    let log = log.lock().unwrap();
+    let late: Vec<bool> = log
+        .iter()
+        .filter(|(at, _)| (Duration::from_secs(40)..Duration::from_secs(60)).contains(at))
+        .map(|(_, ok)| *ok)
+        .collect();
+    let served = late.iter().filter(|ok| **ok).count() as f64;
+    let limited = late.len() as f64 - served;
+    (served / (100.0 * 2.0), limited / 2.0)
+}
+
+/// A token bucket of 50/s (`Retry-After: 1`), whose refill another consumer halves from
+/// 30 s: (served share of the 25/s left, share of sends answered 429) from 35 s.
+async fn another_consumer_takes_half_of_a_bucket() -> (f64, f64) {
+    let start = Instant::now();
+    let bucket = Arc::new(Mutex::new(Bucket::new(start, |t| {
+        if t < Duration::from_secs(30) {
+            50.0
+        } else {
+            25.0
+        }
+    })));
+    let log = Log::default();
+    let server = {
+        let log = Arc::clone(&log);
+        service_fn(move |_req: Req| {
+            let ok = bucket.lock().unwrap().admit();
+            log.lock().unwrap().push((start.elapsed(), ok));
+            async move {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let resp = Response::builder()
+                    .status(if ok { 200 } else { 429 })
+                    .header("retry-after", "1")
+                    .body(Full::new(Bytes::new()))
+                    .unwrap();
+                Ok::<_, Infallible>(resp)
+            }
+        })
+    };
+    let limits = Limits::builder().pacing(Pacing::adaptive()).build();
+    let svc = tower::ServiceBuilder::new()
+        .layer(TelEchoRetry::new(RetryPolicy::default()).with_limits(limits))
+        .service(server);
+    sixteen_closed_loop(svc, post_call, start + Duration::from_secs(60)).await;
+    let log = log.lock().unwrap();
+    shares(&log, &[(30, 60, 25.0)], 5)[0]
+}
+
+#[tokio::test(start_paused = true)]
+async fn another_consumer_taking_half_the_quota_midway_brings_no_429_storm() {
+    let (window_served, per_window) = another_consumer_takes_half_of_a_window().await;
+    let (bucket_served, bucket_429s) = another_consumer_takes_half_of_a_bucket().await;
+    eprintln!(
+        "another consumer takes half from 30 s: fixed window: served {window_served:.3} of \
+         what was left, {per_window:.1} 429s per window; token bucket: served \
+         {bucket_served:.3} of what was left, {bucket_429s:.3} of sends answered 429"
+    );
+    // TelEcho's shape: nothing wasted; the 429 that ends each window's quota and the
+    // one or two already in flight beside it (without pacing: dozens).
+    assert!(window_served >= 0.95, "{window_served:.3}");
+    assert!(per_window <= 4.0, "{per_window:.1} 429s per window");
+    // A token bucket: no storm; what the shared cooldown costs is in limits.md.
+    assert!(bucket_429s <= 0.04, "{bucket_429s:.3}");
+}

@@ -53,14 +53,15 @@ impl Link {
         Ok(LearnedSlot::At { slot, rate })
     }
 
-    /// Cuts the fleet's learned rate at `rate_key` for a 429 to a request sent `age` ago,
+    /// Cuts the fleet's learned rate at `rate_key` for a 429 to a request sent `age` ago
+    /// (its regrowth starting after `hold`, the 429's `Retry-After`),
     /// unless that belongs to a congestion event already answered; `measured`: the fleet's
     /// send rate as this replica estimates it (used when the fleet paced nothing yet).
     /// Returns the new rate if this call cut it.
     pub(crate) async fn cut(
         &self,
         (rate_key, origin): (&str, &str),
-        age: Duration,
+        (age, hold): (Duration, Duration),
         measured: f64,
         message: &str,
     ) -> Result<Option<f64>, CallFailed> {
@@ -76,7 +77,8 @@ impl Link {
             .arg(config.max_rate)
             .arg(&self.names.channel)
             .arg(message)
-            .arg(origin);
+            .arg(origin)
+            .arg(micros(hold));
         let (cut, rate): (i64, String) = self
             .bounded(self.background_timeout, call.invoke_async(&mut conn))
             .await?;

@@ -176,9 +176,20 @@ pub(crate) fn observe(
             .get(http::header::RETRY_AFTER)
             .and_then(|v| parse_retry_after_at(v, SystemTime::now));
         let age = now.saturating_duration_since(sent_at) + event_grace(retry_after);
+        let hold = retry_after
+            .unwrap_or_default()
+            .min(Duration::from_secs(3600));
         // The fleet's send rate, as far as one replica can tell: its own, over its share.
         let measured = pacer.measured() / remote.link.fallback_share();
-        spawn(remote, Update::Cut { age, measured }, change);
+        spawn(
+            remote,
+            Update::Cut {
+                age,
+                hold,
+                measured,
+            },
+            change,
+        );
     } else if change.quota && learned.may_set(now) {
         spawn(remote, Update::Set, change);
     }
@@ -186,8 +197,13 @@ pub(crate) fn observe(
 
 /// What a replica writes to the fleet's rate.
 enum Update {
-    /// A 429 to a request sent `age` ago, with the fleet's send rate as measured here.
-    Cut { age: Duration, measured: f64 },
+    /// A 429 to a request sent `age` ago, holding requests back for `hold`, with the
+    /// fleet's send rate as measured here.
+    Cut {
+        age: Duration,
+        hold: Duration,
+        measured: f64,
+    },
     /// The rate of a quota ([`Change::rate`]).
     Set,
 }
@@ -203,7 +219,11 @@ fn spawn(remote: &Arc<Remote>, update: Update, change: Change) {
         let (link, key) = (&remote.link, (learned.rate_key.as_str(), &*remote.name));
         let message = announcement(&link.id, &remote.name);
         let written = match update {
-            Update::Cut { age, measured } => link.cut(key, age, measured, &message).await,
+            Update::Cut {
+                age,
+                hold,
+                measured,
+            } => link.cut(key, (age, hold), measured, &message).await,
             Update::Set => link
                 .set_rate(key, change.rate, &message)
                 .await

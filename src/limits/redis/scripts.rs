@@ -108,7 +108,8 @@ return {math.floor(wait), 1, new_tat, rate, interval}
 /// paces at a learned rate (read by a replica that subscribes). ARGV: how long ago the
 /// throttled request was sent (µs), the send rate the caller measured for the fleet (per
 /// second, used when no rate is stored yet), β, the lowest and the highest rate, the
-/// channel and the message announcing that the fleet paces the origin, and the origin.
+/// channel and the message announcing that the fleet paces the origin, the origin, and the
+/// 429's `Retry-After` in µs (regrowth starts after it).
 ///
 /// A request sent before the last cut belongs to the event already answered: returns
 /// `{0, rate}`. Else the rate becomes β × (the lower of the rate and the fleet's measured
@@ -137,7 +138,8 @@ before = math.max(min_rate, math.min(before, max_rate))
 local rate = string.format('%.6f', math.max(min_rate, before * beta))
 local ss = 0
 if r == nil then ss = 1 end
-redis.call('HSET', KEYS[1], 'r', rate, 'wmax', string.format('%.6f', before), 'from', now, 'cut', now, 'ss', ss)
+local from = now + tonumber(ARGV[9])
+redis.call('HSET', KEYS[1], 'r', rate, 'wmax', string.format('%.6f', before), 'from', from, 'cut', now, 'ss', ss)
 redis.call('PEXPIRE', KEYS[1], 600000)
 redis.call('SADD', KEYS[2], ARGV[8])
 redis.call('PEXPIRE', KEYS[2], 600000)

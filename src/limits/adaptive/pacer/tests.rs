@@ -52,6 +52,14 @@ async fn a_429_cuts_once_per_congestion_event() {
     throttle(&pacer, sent);
     throttle(&pacer, sent);
     assert_eq!(pacer.rate(), Some(first), "sent before the cut: same event");
+    // Sent within the 429's Retry-After (1 s) after the cut: what the burst left.
+    throttle(&pacer, Instant::now());
+    assert_eq!(
+        pacer.rate(),
+        Some(first),
+        "sent within the grace: same event"
+    );
+    tokio::time::advance(Duration::from_secs(1)).await;
     let sent = Instant::now();
     tokio::time::advance(Duration::from_millis(10)).await;
     throttle(&pacer, sent);

@@ -120,6 +120,14 @@ impl Workload {
         }
     }
 
+    /// Whether its runs cut Redis (through the example's proxy).
+    pub(crate) fn cuts_redis(self) -> bool {
+        matches!(
+            self,
+            Workload::SteadyRedisCut | Workload::RedisCutFallback { .. }
+        )
+    }
+
     /// The open-loop schedule of a storm workload; `None` for issue 23's (closed loops).
     pub(crate) fn schedule(self) -> Option<Schedule> {
         match self {

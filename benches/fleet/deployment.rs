@@ -98,12 +98,13 @@ impl Deployment {
         };
         let at = self.redacted();
         let fail = |e: String| format!("no Redis answers at {at}: {e}{hint}");
-        let info: String = within(async {
+        let (info, conn) = within(async {
             let mut conn = connect(&self.nodes[0]).await?;
-            redis::cmd("INFO")
+            let info: String = redis::cmd("INFO")
                 .arg("cluster")
                 .query_async(&mut conn)
-                .await
+                .await?;
+            Ok((info, conn))
         })
         .await
         .map_err(fail)?;
@@ -113,6 +114,8 @@ impl Deployment {
         }
         if self.cluster {
             self.ping_cluster().await.map_err(fail)?;
+        } else {
+            self.direct = Some(conn);
         }
         Ok(())
     }
@@ -180,14 +183,15 @@ impl Deployment {
             Some(mut conn) => empty(&mut conn, scope).await,
             None => Err("no connection".into()),
         };
-        match emptied {
-            Ok(n) => Ok(n),
-            Err(_) => {
-                let mut conn = within(connect(&self.nodes[0])).await?;
-                empty(&mut conn, scope).await
-            }
-        }
-        .map_err(|e| format!("emptying scope {scope}: {e}"))
+        let first = match emptied {
+            Ok(n) => return Ok(n),
+            Err(e) => e,
+        };
+        let again = match within(connect(&self.nodes[0])).await {
+            Ok(mut conn) => empty(&mut conn, scope).await,
+            Err(e) => Err(e),
+        };
+        again.map_err(|e| format!("emptying scope {scope}: {first}; on a new connection: {e}"))
     }
 }
 
@@ -266,7 +270,7 @@ mod tests {
                 "redis://127.0.0.1:7000,redis://127.0.0.1:7001"
             );
         } else {
-            assert!(listed.unwrap_err().contains("redis-cluster"));
+            assert!(matches!(listed, Err(e) if e.contains("redis-cluster")));
         }
         assert!(Deployment::parse("redis://a:1,rediss://b:2").is_err());
         assert!(Deployment::parse(" , ").is_err());

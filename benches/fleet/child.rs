@@ -14,7 +14,7 @@ use std::time::Duration;
 use reqwest_middleware::ClientWithMiddleware;
 use reqwest_retry::policies::ExponentialBackoff;
 use reqwest_retry::RetryTransientMiddleware;
-use telecho_retry::limits::{Limits, Pacing};
+use telecho_retry::limits::{Limits, LimitsBuilder, Pacing, RedisLimitsBuilder};
 use telecho_retry::{RetryPolicy, TelEchoRetry};
 use tokio::time::Instant;
 
@@ -53,7 +53,10 @@ impl Load {
 pub(crate) struct ChildArgs {
     pub(crate) server: SocketAddr,
     pub(crate) mode: Mode,
+    /// The Redis URL, or a cluster's node URLs separated by commas.
     pub(crate) redis: String,
+    /// Whether `redis` is a cluster's.
+    pub(crate) cluster: bool,
     pub(crate) scope: String,
     pub(crate) index: usize,
     pub(crate) children: usize,
@@ -77,6 +80,9 @@ impl ChildArgs {
             format!("index={}", self.index),
             format!("children={}", self.children),
         ];
+        if self.cluster {
+            a.push("cluster=yes".to_string());
+        }
         if let Some(n) = self.retries {
             a.push(format!("retries={n}"));
         }
@@ -154,6 +160,7 @@ impl ChildArgs {
                 .map_err(|_| format!("--child: bad server address {server:?}"))?,
             mode: Mode::parse(mode).ok_or_else(|| format!("--child: unknown mode {mode:?}"))?,
             redis: get("redis")?.to_string(),
+            cluster: map.contains_key("cluster"),
             scope: get("scope")?.to_string(),
             index: size("index")?,
             children,
@@ -176,16 +183,35 @@ impl ChildArgs {
     }
 }
 
+/// Limits kept in the cluster whose nodes `urls` lists (comma-separated).
+#[cfg(feature = "redis-cluster")]
+fn on_cluster(
+    builder: LimitsBuilder,
+    urls: &str,
+    scope: &str,
+) -> Result<RedisLimitsBuilder, String> {
+    Ok(builder.redis_cluster(urls.split(','), scope))
+}
+
+#[cfg(not(feature = "redis-cluster"))]
+fn on_cluster(_: LimitsBuilder, _: &str, _: &str) -> Result<RedisLimitsBuilder, String> {
+    Err("a Redis Cluster needs the feature redis-cluster".into())
+}
+
 /// The limits of a mode that uses the crate's: kept in Redis under the run's scope; whether
 /// they are in Redis.
 fn limits(args: &ChildArgs) -> Result<(Limits, bool), String> {
-    let redis = |builder: telecho_retry::limits::LimitsBuilder| {
-        let mut redis = builder.redis(args.redis.as_str(), args.scope.as_str());
+    let redis = |builder: LimitsBuilder| {
+        let mut redis = if args.cluster {
+            on_cluster(builder, &args.redis, &args.scope)?
+        } else {
+            builder.redis(args.redis.as_str(), args.scope.as_str())
+        };
         if let Some(share) = args.fallback_share {
             // Alone while Redis is cut, each replica keeps this share of the fleet's rate.
             redis = redis.fallback_share(share);
         }
-        redis.build()
+        redis.build().map_err(|e| format!("Redis limits: {e}"))
     };
     let mut builder = Limits::builder();
     if let Some((n, per)) = args.pacing {
@@ -196,10 +222,7 @@ fn limits(args: &ChildArgs) -> Result<(Limits, bool), String> {
         Mode::Adaptive => builder.shared_cooldown(false),
         _ => builder,
     };
-    Ok((
-        redis(builder).map_err(|e| format!("Redis limits: {e}"))?,
-        true,
-    ))
+    Ok((redis(builder)?, true))
 }
 
 /// The child's client, its limits (to read the Redis store's fallbacks at the end) and

@@ -56,14 +56,20 @@
 //! fails, or on an internal error; everything else, missed goals included, is printed as
 //! measured.
 //!
-//! Redis: `REDIS_URL`, by default `redis://127.0.0.1:6379`. Each run uses a scope of its
-//! own (`fleet-<pid>-<time>-<mode>-<workload>`); nothing is flushed, but for the scope of a
-//! `redis-cut-fallback` run, whose keys are deleted (`redis-cli --scan` and `DEL`) as its
-//! cut ends.
+//! Redis: `REDIS_URL`, by default `redis://127.0.0.1:6379`; `rediss://` with the feature
+//! `redis-tls` (a private CA: `SSL_CERT_FILE`), a cluster's node URLs separated by commas
+//! (or one node's URL) with `redis-cluster`. The parent checks it with a client of its own
+//! before any run. Each run uses a scope of its own (`fleet-<pid>-<time>-<mode>-<workload>`);
+//! nothing is flushed, but for the scope of a `redis-cut-fallback` run, whose keys are
+//! deleted (`SCAN` and `DEL`) as its cut ends. The runs that cut Redis (through the proxy,
+//! which stands in for one address on 127.0.0.1) are skipped, in one printed line, on a
+//! cluster and over TLS to a host other than `127.0.0.1` or `localhost` (the certificate
+//! must name the host the children dial).
 
 mod chart;
 mod child;
 mod clock;
+mod deployment;
 mod learn;
 mod proxy;
 mod rate;
@@ -79,7 +85,7 @@ use std::time::Duration;
 
 use crate::child::{child, ChildArgs};
 use crate::clock::unix_ns;
-use crate::proxy::RedisUrl;
+use crate::deployment::Deployment;
 use crate::run::{run, RunResult};
 use crate::spec::Spec;
 use crate::storm::{machine_line, print_table, Stats};
@@ -109,7 +115,9 @@ const USAGE: &str =
   --rate-svg PATH  also draw the adaptive limit-step runs' rate against the limit into PATH
   --rate-csv PATH  and write its numbers (0.5 s bins) into PATH
   --only NAME      only the runs of this mode or workload (repeatable)
-Redis: REDIS_URL (default redis://127.0.0.1:6379).";
+Redis: REDIS_URL (default redis://127.0.0.1:6379): a redis:// or rediss:// URL (feature
+redis-tls; a private CA: SSL_CERT_FILE=ca.pem), or a cluster's node URLs separated by commas
+(feature redis-cluster).";
 
 /// What the command line asks for.
 #[derive(Default)]
@@ -152,18 +160,50 @@ fn write(path: &str, text: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The groups of runs that `--only` asks for (all if it is not given) and that can run on
+/// this Redis; says in one line which it leaves out, and why.
+fn runs_here(plan: Vec<Vec<Spec>>, only: &[String], redis: &Deployment) -> Vec<Vec<Spec>> {
+    let why_no_cut = redis.why_no_cut();
+    let mut skipped: Vec<String> = Vec::new();
+    let mut runs = 0;
+    let plan = plan
+        .into_iter()
+        .map(|mut group| {
+            group.retain(|s| {
+                only.is_empty()
+                    || only
+                        .iter()
+                        .any(|n| n == s.mode.name() || n == s.workload.name())
+            });
+            group.retain(|s| {
+                if why_no_cut.is_none() || !s.workload.cuts_redis() {
+                    return true;
+                }
+                runs += 1;
+                let slug = s.workload.slug();
+                if !skipped.contains(&slug) {
+                    skipped.push(slug);
+                }
+                false
+            });
+            group
+        })
+        .filter(|group| !group.is_empty())
+        .collect();
+    if let Some(why) = why_no_cut.filter(|_| runs > 0) {
+        let s = if runs == 1 { "" } else { "s" };
+        println!("skipped {runs} run{s} ({}): {why}", skipped.join(", "));
+    }
+    plan
+}
+
 async fn parent(o: Options) -> Result<bool, String> {
     let sizes = Sizes::of(o.quick);
     let cfg = sizes.storm;
-    let redis = RedisUrl::parse(
+    let mut redis = Deployment::parse(
         &std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
     )?;
-    if !redis.answers().await {
-        return Err(format!(
-            "no Redis answers at {} (start redis-server, or set REDIS_URL)",
-            redis.redacted()
-        ));
-    }
+    redis.check().await?;
     println!(
         "fleet storm: R = {} processes, L = {} requests per {} s window, {} requests per run \
          (floor {:.1} s), cap {} floors; up to {MAX_RETRIES} retries per request in every mode; Redis {}",
@@ -193,18 +233,9 @@ async fn parent(o: Options) -> Result<bool, String> {
         (sizes.cut_before + sizes.cut_len).as_secs_f64(),
     );
     let run_id = format!("fleet-{}-{}", std::process::id(), unix_ns() / 1_000_000);
+    let plan = runs_here(sizes.plan(o.quick), &o.only, &redis);
     let mut results: Vec<RunResult> = Vec::new();
-    for mut group in sizes.plan(o.quick) {
-        if !o.only.is_empty() {
-            group.retain(|s| {
-                o.only
-                    .iter()
-                    .any(|n| n == s.mode.name() || n == s.workload.name())
-            });
-        }
-        if group.is_empty() {
-            continue;
-        }
+    for group in plan {
         let names: Vec<String> = group.iter().map(Spec::label).collect();
         println!("running side by side: {}", names.join(", "));
         let runs = group.iter().map(|spec| {
@@ -216,7 +247,10 @@ async fn parent(o: Options) -> Result<bool, String> {
         }
     }
     if results.is_empty() {
-        return Err(format!("no run matches --only {}", o.only.join(" --only ")));
+        return Err(format!(
+            "no run to do: none matches --only {}, or this Redis takes none that does",
+            o.only.join(" --only ")
+        ));
     }
     results.sort_by_key(|r| (r.spec.workload, r.spec.mode));
     let (storms, learned): (Vec<RunResult>, Vec<RunResult>) =

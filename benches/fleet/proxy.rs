@@ -10,7 +10,7 @@ use tokio::sync::watch;
 /// so that its password never gets printed.
 #[derive(Clone, Debug)]
 pub(crate) struct RedisUrl {
-    /// `redis://`.
+    /// `redis://` or `rediss://`.
     pub(crate) scheme: String,
     /// `user:password@`, or empty.
     pub(crate) userinfo: String,
@@ -25,9 +25,9 @@ impl RedisUrl {
         let Some((scheme, after)) = url.split_once("://") else {
             return Err("REDIS_URL: expected redis://host:port".into());
         };
-        if scheme != "redis" {
+        if scheme != "redis" && scheme != "rediss" {
             return Err(format!(
-                "REDIS_URL: the example (and its proxy) need a plain redis:// URL, not {scheme}://"
+                "REDIS_URL: expected redis:// or rediss:// URLs, not {scheme}://"
             ));
         }
         let end = after.find(['/', '?']).unwrap_or(after.len());
@@ -59,10 +59,34 @@ impl RedisUrl {
         )
     }
 
-    /// The same URL, reaching Redis through `proxy`.
+    /// Whether it asks for TLS.
+    pub(crate) fn tls(&self) -> bool {
+        self.scheme == "rediss://"
+    }
+
+    /// The host, without the port.
+    pub(crate) fn host(&self) -> &str {
+        self.host_port
+            .rsplit_once(':')
+            .map_or(self.host_port.as_str(), |(host, _)| host)
+    }
+
+    /// Whether a proxy on 127.0.0.1 can stand in for it under its own host name, as TLS
+    /// needs (the certificate names the host): a loopback host.
+    pub(crate) fn proxy_keeps_host(&self) -> bool {
+        matches!(self.host(), "127.0.0.1" | "localhost")
+    }
+
+    /// The same URL, reaching Redis through `proxy` (on 127.0.0.1): under the URL's host
+    /// name for TLS, which checks it against the certificate.
     pub(crate) fn via(&self, proxy: SocketAddr) -> RedisUrl {
+        let host_port = if self.tls() {
+            format!("{}:{}", self.host(), proxy.port())
+        } else {
+            proxy.to_string()
+        };
         RedisUrl {
-            host_port: proxy.to_string(),
+            host_port,
             ..self.clone()
         }
     }
@@ -71,51 +95,6 @@ impl RedisUrl {
     pub(crate) fn redacted(&self) -> String {
         let userinfo = if self.userinfo.is_empty() { "" } else { "***@" };
         format!("{}{userinfo}{}{}", self.scheme, self.host_port, self.rest)
-    }
-
-    /// Deletes every key of the run's `scope` (under the crate's default key prefix), as
-    /// if Redis had restarted empty for it, with `redis-cli --scan --pattern` and `DEL`
-    /// (never `FLUSHALL`: others use this Redis); how many keys it deleted. Blocking.
-    pub(crate) fn empty_scope(&self, scope: &str) -> Result<usize, String> {
-        let cli = |args: &[&str]| -> Result<String, String> {
-            let out = std::process::Command::new("redis-cli")
-                .arg("-u")
-                .arg(self.url())
-                .args(args)
-                .output()
-                .map_err(|e| format!("redis-cli: {e}"))?;
-            if !out.status.success() {
-                return Err(format!("redis-cli {}: {}", args[0], out.status));
-            }
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        };
-        let pattern = format!("{{telecho-retry:{scope}}}*");
-        let listed = cli(&["--scan", "--pattern", &pattern])?;
-        let keys: Vec<&str> = listed.lines().filter(|k| !k.is_empty()).collect();
-        for chunk in keys.chunks(100) {
-            let mut args = vec!["DEL"];
-            args.extend_from_slice(chunk);
-            cli(&args)?;
-        }
-        Ok(keys.len())
-    }
-
-    /// Whether something answers `PING` there within a second (any reply will do: a
-    /// Redis that wants a password says so, and is there).
-    pub(crate) async fn answers(&self) -> bool {
-        let probe = async {
-            let mut s = TcpStream::connect(&self.host_port).await.ok()?;
-            tokio::io::AsyncWriteExt::write_all(&mut s, b"PING\r\n")
-                .await
-                .ok()?;
-            let mut buf = [0u8; 64];
-            let n = tokio::io::AsyncReadExt::read(&mut s, &mut buf).await.ok()?;
-            (n > 0).then_some(())
-        };
-        matches!(
-            tokio::time::timeout(Duration::from_secs(1), probe).await,
-            Ok(Some(()))
-        )
     }
 }
 

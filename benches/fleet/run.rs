@@ -9,7 +9,8 @@ use tokio::time::Instant;
 
 use crate::child::{ChildArgs, Load};
 use crate::clock::{instant_of, unix_ns};
-use crate::proxy::{RedisProxy, RedisUrl};
+use crate::deployment::Deployment;
+use crate::proxy::RedisProxy;
 use crate::report::Report;
 use crate::server::{Hit, MockServer, Shape};
 use crate::spec::{Config, Spec};
@@ -163,22 +164,20 @@ impl RunResult {
 }
 
 /// Cuts Redis from `cut.from` to `cut.to` after `start`, emptying the run's scope in Redis
-/// (not through the proxy) before it comes back if the cut says so.
+/// (not through the proxy: on the parent's own connection) before it comes back if the cut
+/// says so.
 async fn cutter(
     proxy: tokio::sync::watch::Sender<bool>,
     cut: Cut,
     start: Instant,
-    redis: RedisUrl,
+    redis: Deployment,
     scope: String,
 ) -> Result<(), String> {
     tokio::time::sleep_until(start + cut.from).await;
     proxy.send_replace(true);
     tokio::time::sleep_until(start + cut.to).await;
     let emptied = if cut.empty {
-        tokio::task::spawn_blocking(move || redis.empty_scope(&scope))
-            .await
-            .map_err(|e| format!("emptying Redis: {e}"))
-            .and_then(|r| r)
+        redis.empty_scope(&scope).await
     } else {
         Ok(0)
     };
@@ -189,23 +188,24 @@ async fn cutter(
 pub(crate) async fn run(
     spec: Spec,
     setup: Setup,
-    redis: RedisUrl,
+    redis: Deployment,
     scope: String,
 ) -> Result<RunResult, String> {
+    if let (Some(_), Some(why)) = (setup.cut, redis.why_no_cut()) {
+        return Err(format!("{}: {why}", spec.label()));
+    }
     let server = MockServer::start(setup.shape.clone()).await?;
     let proxy = match setup.cut {
-        Some(_) => Some(RedisProxy::start(redis.host_port.clone()).await?),
+        Some(_) => Some(RedisProxy::start(redis.nodes[0].host_port.clone()).await?),
         None => None,
     };
-    let redis_for_children = match &proxy {
-        Some(p) => redis.via(p.addr),
-        None => redis.clone(),
-    };
+    let redis_for_children = redis.for_children(proxy.as_ref().map(|p| p.addr));
     let list: Vec<ChildArgs> = (0..setup.children)
         .map(|index| ChildArgs {
             server: server.addr,
             mode: spec.mode,
-            redis: redis_for_children.url(),
+            redis: redis_for_children.clone(),
+            cluster: redis.cluster,
             scope: scope.clone(),
             index,
             children: setup.children,

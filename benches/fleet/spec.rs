@@ -120,7 +120,16 @@ impl Workload {
         }
     }
 
-    /// The open-loop schedule of a storm workload; `None` for the learning workloads (closed loops).
+    /// Whether its runs cut Redis (through the example's proxy).
+    pub(crate) fn cuts_redis(self) -> bool {
+        matches!(
+            self,
+            Workload::SteadyRedisCut | Workload::RedisCutFallback { .. }
+        )
+    }
+
+    /// The open-loop schedule of a storm workload; `None` for the learning workloads
+    /// (closed loops).
     pub(crate) fn schedule(self) -> Option<Schedule> {
         match self {
             Workload::Burst => Some(Schedule::Burst),

@@ -96,7 +96,7 @@ pub(crate) fn svg(results: &[&RunResult]) -> String {
     let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
     let _ = writeln!(
         s,
-        r#"<text x="{left}" y="22" font-size="15" font-weight="bold">Adaptive pacing against a token bucket whose limit steps L → 0.4 L → L</text>"#
+        r#"<text x="{left}" y="22" font-size="15" font-weight="bold">The defaults (adaptive pacing) against a token bucket whose limit steps L → 0.4 L → L</text>"#
     );
     let _ = writeln!(
         s,
@@ -120,7 +120,7 @@ pub(crate) fn svg(results: &[&RunResult]) -> String {
         let y_of = |v: f64| y0 + ph - v.min(y_max) / y_max * ph;
         let _ = writeln!(
             s,
-            r#"<text x="{x0}" y="{}"><tspan font-weight="bold">adaptive, {} processes, {tasks} tasks</tspan> (store={})</text>"#,
+            r#"<text x="{x0}" y="{}"><tspan font-weight="bold">default, {} processes, {tasks} tasks</tspan> (store={})</text>"#,
             y0 - 6.0,
             r.setup.children,
             r.store

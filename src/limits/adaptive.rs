@@ -11,7 +11,7 @@
 //!   see the 429s of one burst cut once (as the AWS SDKs' adaptive limiter and the model
 //!   `gcra_cubic` in the fleet pacing model `adaptive_sim.py` do).
 //! - Successes regrow it along the CUBIC curve `W(t) = C (t − K)³ + W_max` (t from the
-//!   end of the 429's `Retry-After`), with
+//!   end of the 429's `Retry-After` when the shared cooldown holds requests for it), with
 //!   `K = ∛(W_max (1 − β) / C)` and `C = 0.4`: back to the rate of the last cut after `K`
 //!   seconds, probing above it after that. It never grows past twice the measured send
 //!   rate (so a quiet client does not build up a rate it never tried) and never falls
@@ -57,6 +57,9 @@ pub(crate) struct AdaptiveConfig {
     pub(crate) margin: f64,
     /// Count admissions per fixed window of this length (`None`: CUBIC only).
     pub(crate) window: Option<Duration>,
+    /// Whether a 429's `Retry-After` holds every request back (the shared cooldown): then
+    /// regrowth starts when it ends, not during it.
+    pub(crate) held: bool,
 }
 
 impl Default for AdaptiveConfig {
@@ -70,6 +73,7 @@ impl Default for AdaptiveConfig {
             growth_bound: 2.0,
             margin: 0.05,
             window: None,
+            held: true,
         }
     }
 }
@@ -185,9 +189,11 @@ impl AdaptiveRate {
         let (min, max) = (self.config.min_rate, self.config.max_rate);
         self.rate = Some((before * self.config.beta).clamp(min, max));
         self.set_w_max(before.clamp(min, max));
-        // The curve starts when the server lets requests through again: the time held back
-        // by its `Retry-After` (nothing sent) is no time to regrow in.
-        self.growth_from = now + retry_after.map_or(0.0, |ra| ra.min(MAX_HOLD).as_secs_f64());
+        // With the shared cooldown, the curve starts when the server lets requests through
+        // again: the time held back by its `Retry-After` (nothing sent) is no time to regrow
+        // in.
+        let held = retry_after.filter(|_| self.config.held).unwrap_or_default();
+        self.growth_from = now + held.min(MAX_HOLD).as_secs_f64();
         true
     }
 

@@ -1006,19 +1006,30 @@ mod tower_service_fn {
             for (i, result) in first.await.unwrap().into_iter().enumerate() {
                 match result {
                     Ok(resp) => assert_eq!(resp.status(), 429, "origin {i}"),
+                    // Past the bound: refused (under the 60 s cap), or held back by the
+                    // cooldowns of the origins sharing its overflow limit for longer than
+                    // the cap in all (under the 2 h cap).
                     Err(err) => {
-                        assert!(refused && i >= 1024, "origin {i}: {err:?}");
+                        assert!(i >= 1024, "origin {i}: {err:?}");
                         assert_eq!(err.kind(), RetryErrorKind::RateLimited, "origin {i}");
                     }
                 }
             }
+            let mut held_too_long = Vec::new();
             for (i, result) in again.await.unwrap().into_iter().enumerate() {
                 if refused {
                     let err = result.unwrap_err();
                     assert_eq!(err.kind(), RetryErrorKind::RateLimited, "origin {i}");
                     assert_eq!(err.info().attempts(), 0, "origin {i}");
                 } else {
-                    assert_eq!(result.unwrap().status(), 200, "origin {i}");
+                    match result {
+                        Ok(resp) => assert_eq!(resp.status(), 200, "origin {i}"),
+                        Err(err) => {
+                            assert!(i >= 1024, "origin {i}: {err:?}");
+                            assert_eq!(err.kind(), RetryErrorKind::RateLimited, "origin {i}");
+                            held_too_long.push(i);
+                        }
+                    }
                 }
             }
             for i in 0..ORIGINS {
@@ -1027,8 +1038,11 @@ mod tower_service_fn {
                 sent.sort();
                 if refused {
                     assert!(sent.len() <= 1, "origin {i}: {sent:?}");
-                } else {
-                    assert_eq!(sent.len(), 2, "origin {i}: both sent in the end");
+                } else if !held_too_long.contains(&i) {
+                    assert!(sent.len() <= 2, "origin {i}: {sent:?}");
+                    if i < 1024 {
+                        assert_eq!(sent.len(), 2, "origin {i}: both sent in the end");
+                    }
                 }
                 for pair in sent.windows(2) {
                     assert!(

@@ -176,9 +176,9 @@ pub(crate) fn observe(
             .get(http::header::RETRY_AFTER)
             .and_then(|v| parse_retry_after_at(v, SystemTime::now));
         let age = now.saturating_duration_since(sent_at) + event_grace(retry_after);
-        let hold = retry_after
-            .unwrap_or_default()
-            .min(Duration::from_secs(3600));
+        // With the shared cooldown (`writes`), regrowth starts after the `Retry-After`.
+        let held = retry_after.filter(|_| remote.writes.is_some());
+        let hold = held.unwrap_or_default().min(Duration::from_secs(3600));
         // The fleet's send rate, as far as one replica can tell: its own, over its share.
         let measured = pacer.measured() / remote.link.fallback_share();
         spawn(

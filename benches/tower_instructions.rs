@@ -15,7 +15,8 @@
 //! in two patterns: one instance reused for every call (`poll_ready` + `call`), and
 //! (`*_oneshot`) one service built once and cloned for every call,
 //! `svc.clone().oneshot(request)`. Every service answers at once, so each call is one poll
-//! of its future, with no runtime.
+//! of its future; ours in a tokio runtime's context (its attempt timeout is a tokio timer),
+//! the others with no runtime.
 
 mod common;
 
@@ -34,6 +35,17 @@ const CALLS: usize = 1000;
 
 fn requests() -> Vec<Req> {
     (0..CALLS).map(request).collect()
+}
+
+/// The requests, and a tokio runtime (made in the setup, not counted) whose context our
+/// layer's calls run in: its default attempt timeout makes a tokio timer, as every
+/// user's does.
+fn requests_in_runtime() -> (tokio::runtime::Runtime, Vec<Req>) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a runtime");
+    (runtime, requests())
 }
 
 #[library_benchmark]
@@ -64,8 +76,9 @@ fn tower_retry_budget(requests: Vec<Req>) {
 }
 
 #[library_benchmark]
-#[bench::calls(setup = requests)]
-fn telecho_retry(requests: Vec<Req>) {
+#[bench::calls(setup = requests_in_runtime)]
+fn telecho_retry((runtime, requests): (tokio::runtime::Runtime, Vec<Req>)) {
+    let _in = runtime.enter();
     let mut svc = TelEchoRetry::default().layer(inner());
     for req in requests {
         black_box(call_to_end(&mut svc, req));
@@ -100,8 +113,9 @@ fn tower_retry_budget_oneshot(requests: Vec<Req>) {
 }
 
 #[library_benchmark]
-#[bench::calls(setup = requests)]
-fn telecho_retry_oneshot(requests: Vec<Req>) {
+#[bench::calls(setup = requests_in_runtime)]
+fn telecho_retry_oneshot((runtime, requests): (tokio::runtime::Runtime, Vec<Req>)) {
+    let _in = runtime.enter();
     let svc = TelEchoRetry::default().layer(inner());
     for req in requests {
         black_box(oneshot_to_end(&svc, req));

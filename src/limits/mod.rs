@@ -6,8 +6,8 @@
 //! |---|---|---|
 //! | [`RetryBudget`] | 20 % of requests + 10/s, over 10 s | a spent budget hands the response back ([`StopReason::Budget`](crate::StopReason::Budget)) instead of retrying |
 //! | shared cooldown | on | a 429 with `Retry-After` holds back every request to the origin until then, first attempts included; one above [`max_retry_after`](crate::RetryPolicyBuilder::max_retry_after) refuses them ([`RetryErrorKind::RateLimited`](crate::RetryErrorKind::RateLimited)) |
-//! | [`Pacing`] | off | at most N attempts per period to the origin, spaced evenly at the moment they are sent |
-//! | [`Pacing::adaptive`] | off | pacing at a rate learned from the origin's 429s and quota headers, in this process |
+//! | [`Pacing::adaptive`] | on | pacing at a rate learned from the origin's 429s and quota headers, from the first of them on; in process, or one rate for a fleet through Redis |
+//! | [`Pacing`] | — | or a fixed rate: at most N attempts per period to the origin, spaced evenly at the moment they are sent; `without_pacing()`: none |
 //!
 //! They are configured in one place, a [`LimitsBuilder`], and shared by every clone of the
 //! [`Limits`] it builds:

@@ -128,48 +128,55 @@ impl AdaptivePacer {
     }
 
     /// Takes the next slot: now ([`Pace::Go`]), after a wait ([`Pace::Wait`]), or not at all
-    /// when the wait would be longer than `max_wait` ([`Pace::TooLong`], estimated from the
-    /// attempts already waiting at the current rate).
+    /// when the next slot lies more than `max_wait` ahead ([`Pace::TooLong`]). Behind other
+    /// waiters it waits (the rate may rise meanwhile), and gives up with
+    /// [`Paced::TooLong`] after `max_wait`.
     pub(crate) fn pace(&self, max_wait: Duration) -> Pace {
         let inner = &self.inner;
         let now = Instant::now();
-        let interval = || inner.schedule().rate.interval().unwrap_or_default();
-        let wait = match inner.queue.wait_behind(interval, now) {
-            Some(behind) => behind,
-            None => match inner.schedule().take(now) {
+        if inner.queue.waiting() == 0 {
+            match inner.schedule().take(now) {
                 Ok(()) => return Pace::Go,
-                Err(due) => due - now,
-            },
-        };
-        if wait > max_wait {
-            return Pace::TooLong(wait);
+                Err(due) if due - now > max_wait => return Pace::TooLong(due - now),
+                Err(_) => {}
+            }
         }
+        // Behind other waiters the wait is not refused up front from the current rate:
+        // the rate may rise while they wait (slow start after a cut drains a queue in
+        // seconds that the current rate would take minutes for). The attempt waits at most
+        // `max_wait` instead.
         let place = inner.queue.join();
         let inner = Arc::clone(inner);
         Pace::Wait(Box::pin(async move {
-            let turn = place.turn().await;
-            loop {
-                // Registered before the slot is read: a rise in between is not missed.
-                let mut faster = pin!(inner.faster.notified());
-                faster.as_mut().enable();
-                let due = match inner.schedule().take(Instant::now()) {
-                    Ok(()) => break,
-                    Err(due) => due,
-                };
-                place.due_at(due);
-                let mut sleep = pin!(tokio::time::sleep_until(due));
-                poll_fn(|cx| {
-                    if sleep.as_mut().poll(cx).is_ready() || faster.as_mut().poll(cx).is_ready() {
-                        Poll::Ready(())
-                    } else {
-                        Poll::Pending
-                    }
-                })
-                .await;
+            let slot = async {
+                let turn = place.turn().await;
+                loop {
+                    // Registered before the slot is read: a rise in between is not missed.
+                    let mut faster = pin!(inner.faster.notified());
+                    faster.as_mut().enable();
+                    let due = match inner.schedule().take(Instant::now()) {
+                        Ok(()) => break,
+                        Err(due) => due,
+                    };
+                    place.due_at(due);
+                    let mut sleep = pin!(tokio::time::sleep_until(due));
+                    poll_fn(|cx| {
+                        if sleep.as_mut().poll(cx).is_ready() || faster.as_mut().poll(cx).is_ready()
+                        {
+                            Poll::Ready(())
+                        } else {
+                            Poll::Pending
+                        }
+                    })
+                    .await;
+                }
+                drop(turn);
+            };
+            match tokio::time::timeout(max_wait, slot).await {
+                Ok(()) => Paced::Go,
+                // It waited all it may: its slot lies beyond.
+                Err(_) => Paced::TooLong(max_wait.saturating_add(Duration::from_nanos(1))),
             }
-            drop(turn);
-            drop(place);
-            Paced::Go
         }))
     }
 

@@ -140,7 +140,10 @@ impl Limits {
 
     /// Whether the fleet's store answered its last call in time (always `true` for limits
     /// kept in this process). While it does not, each replica paces alone at its share of
-    /// the rate and keeps its cooldowns in memory.
+    /// the rate and keeps its cooldowns in memory. It starts `true`, before any call: a
+    /// store that cannot be reached (down, a wrong CA or password) turns it `false` within
+    /// the first connection attempt (about a second at most after `build`), not at
+    /// once; a health check should wait for that, or for `fallbacks() > 0`.
     #[cfg(feature = "redis")]
     #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
     pub fn is_reachable(&self) -> bool {

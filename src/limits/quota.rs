@@ -55,6 +55,15 @@ impl Quota {
         headers: &HeaderMap,
         wall_clock: impl FnOnce() -> SystemTime,
     ) -> Option<Quota> {
+        // Most responses state no quota: one pass over the names (a response has a few)
+        // costs less than the lookups below, each of which hashes its name.
+        let states_a_quota = headers.keys().any(|name| {
+            let name = name.as_str();
+            name.starts_with("ratelimit") || name.starts_with("x-ratelimit")
+        });
+        if !states_a_quota {
+            return None;
+        }
         ietf_current(headers)
             .or_else(|| ietf_legacy(headers))
             .or_else(|| x_ratelimit(headers, wall_clock))

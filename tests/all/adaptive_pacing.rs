@@ -372,10 +372,11 @@ mod middleware {
     }
 }
 
-/// 16 closed-loop callers for 60 s against a fixed window of 10 s allowing 200, whose
-/// 429s say `Retry-After` until the window ends (as TelEcho's per-minute limits do):
-/// (served share of the limit, share of sends answered 429).
-async fn fixed_window(limits: Limits) -> (f64, f64) {
+/// 16 closed-loop callers through `limits` for 60 s against a fixed window of 10 s allowing
+/// 200, whose 429s say `Retry-After` until the window ends (as TelEcho's per-minute limits
+/// do); `taken(window)`: how many of a window another consumer of the key takes as it
+/// opens. Every send: when, and whether it was served.
+async fn fixed_window_log(limits: Limits, taken: fn(u64) -> u64) -> Vec<(Duration, bool)> {
     let start = Instant::now();
     let window = Arc::new(Mutex::new((0u64, 0u64)));
     let log = Log::default();
@@ -386,7 +387,7 @@ async fn fixed_window(limits: Limits) -> (f64, f64) {
             let n = now.as_secs() / 10;
             let mut w = window.lock().unwrap();
             if w.0 != n {
-                *w = (n, 0);
+                *w = (n, taken(n));
             }
             let ok = w.1 < 200;
             w.1 += u64::from(ok);
@@ -406,9 +407,15 @@ async fn fixed_window(limits: Limits) -> (f64, f64) {
     let svc = tower::ServiceBuilder::new()
         .layer(TelEchoRetry::new(RetryPolicy::default()).with_limits(limits))
         .service(server);
-    let end = start + Duration::from_secs(60);
-    sixteen_closed_loop(svc, get_calls, end).await;
-    let log = log.lock().unwrap();
+    sixteen_closed_loop(svc, get_calls, start + Duration::from_secs(60)).await;
+    let log = log.lock().unwrap().clone();
+    log
+}
+
+/// [`fixed_window_log`] with the whole quota ours: (served share of the limit, share of
+/// sends answered 429).
+async fn fixed_window(limits: Limits) -> (f64, f64) {
+    let log = fixed_window_log(limits, |_| 0).await;
     shares(&log, &[(0, 60, 20.0)], 0)[0]
 }
 
@@ -433,45 +440,12 @@ async fn on_a_fixed_window_with_an_exact_retry_after_adaptive_pacing_costs_nothi
     assert!(adaptive.1 <= default.1, "{adaptive:?} {default:?}");
 }
 
-/// 16 closed-loop callers with `Pacing::adaptive()` and nothing else, for 60 s, against a
-/// fixed window of 10 s allowing 200 (`Retry-After` to the window's end), where from 30 s
-/// another consumer of the key takes 100 of each window as it opens: (share of what was
-/// left for us that we were served, 429s per window) over the windows from 40 s.
+/// [`fixed_window_log`] with `Pacing::adaptive()` and nothing else, where from 30 s another
+/// consumer of the key takes 100 of each window as it opens: (share of what was left for us
+/// that we were served, 429s per window) over the windows from 40 s.
 async fn another_consumer_takes_half_of_a_window() -> (f64, f64) {
-    let start = Instant::now();
-    let window = Arc::new(Mutex::new((0u64, 0u64)));
-    let log = Log::default();
-    let server = {
-        let log = Arc::clone(&log);
-        service_fn(move |_req: Req| {
-            let now = start.elapsed();
-            let n = now.as_secs() / 10;
-            let mut w = window.lock().unwrap();
-            if w.0 != n {
-                // The other consumer's share, taken as the window opens.
-                *w = (n, if now.as_secs() >= 30 { 100 } else { 0 });
-            }
-            let ok = w.1 < 200;
-            w.1 += u64::from(ok);
-            let reset = ((n + 1) * 10).saturating_sub(now.as_secs()).max(1);
-            log.lock().unwrap().push((now, ok));
-            let resp = Response::builder()
-                .status(if ok { 200 } else { 429 })
-                .header("retry-after", reset.to_string())
-                .body(Full::new(Bytes::new()))
-                .unwrap();
-            async move {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                Ok::<_, Infallible>(resp)
-            }
-        })
-    };
     let limits = Limits::builder().pacing(Pacing::adaptive()).build();
-    let svc = tower::ServiceBuilder::new()
-        .layer(TelEchoRetry::new(RetryPolicy::default()).with_limits(limits))
-        .service(server);
-    sixteen_closed_loop(svc, get_calls, start + Duration::from_secs(60)).await;
-    let log = log.lock().unwrap();
+    let log = fixed_window_log(limits, |n| if n >= 3 { 100 } else { 0 }).await;
     let late: Vec<bool> = log
         .iter()
         .filter(|(at, _)| (Duration::from_secs(40)..Duration::from_secs(60)).contains(at))

@@ -128,6 +128,9 @@ async fn main() -> ExitCode {
             continue;
         }
         ran += 1;
+        // Each scenario starts from fresh limits: a 429 in one (its cooldown, and the rate
+        // adaptive pacing learns from it) does not pace the next.
+        demo.reset_clients();
         println!("\n=== scenario {name}: {what}");
         let problems = match *name {
             "rate-limit" => demo.rate_limit().await,
@@ -579,8 +582,6 @@ impl Demo {
             "nothing reached the server",
         );
         problems.extend(c.finish(Via::Tower));
-        // The next scenarios start from fresh limits.
-        self.reset_clients();
         problems
     }
 

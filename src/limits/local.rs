@@ -167,7 +167,7 @@ impl LocalStore {
                 refusal: self.cooldown.then(|| AtomicInstant::new(self.base)),
                 pacer: self.pacing.map(|p| {
                     if p.is_adaptive() {
-                        OriginPacer::Learned(AdaptivePacer::with_cooldown(self.cooldown))
+                        OriginPacer::Learned(AdaptivePacer::new(self.cooldown))
                     } else {
                         OriginPacer::Fixed(LocalPacer::new(p))
                     }

@@ -84,15 +84,10 @@ impl AdaptiveState {
 }
 
 impl AdaptivePacer {
-    /// Off until the first 429 or quota. Call it within a tokio runtime's context when the
-    /// clock is paused (tests), so that it reads the paused time.
-    pub(crate) fn new() -> Self {
-        Self::with_cooldown(true)
-    }
-
-    /// As [`new`](Self::new); `cooldown`: whether a 429 holds every request back for its
-    /// `Retry-After` (regrowth then starts after it).
-    pub(crate) fn with_cooldown(cooldown: bool) -> Self {
+    /// Off until the first 429 or quota; `cooldown`: whether a 429 holds every request back
+    /// for its `Retry-After` (regrowth then starts after it). Call it within a tokio
+    /// runtime's context when the clock is paused (tests), so that it reads the paused time.
+    pub(crate) fn new(cooldown: bool) -> Self {
         let base = Instant::now();
         AdaptivePacer {
             inner: Arc::new(AdaptiveState {

@@ -6,6 +6,10 @@ use std::time::Duration;
 use super::link::{micros, CallFailed, Link, Reservation};
 use crate::limits::adaptive::AdaptiveConfig;
 
+/// How far ahead the fleet's learned rate reserves slots: an attempt whose slot lies
+/// further asks again when it is about this near.
+pub(crate) const HORIZON: Duration = Duration::from_millis(250);
+
 /// The learned pacing script's answer: the fleet does not pace (yet), or a reservation at
 /// the fleet's rate.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -25,7 +29,6 @@ impl Link {
         floor: u64,
     ) -> Result<LearnedSlot, CallFailed> {
         let config = AdaptiveConfig::default();
-        let mut conn = self.conn();
         let mut call = self.scripts.learned_pace.prepare_invoke();
         call.key(key)
             .key(rate_key)
@@ -35,10 +38,9 @@ impl Link {
             .arg(config.scale)
             .arg(config.max_rate)
             .arg(config.growth_bound)
-            .arg(micros(super::pace::HORIZON));
-        let (wait, status, tat, rate, interval): (i64, i64, i64, String, i64) = self
-            .bounded(self.background_timeout, call.invoke_async(&mut conn))
-            .await?;
+            .arg(micros(HORIZON));
+        let (wait, status, tat, rate, interval): (i64, i64, i64, String, i64) =
+            self.invoke(&call).await?;
         let rate = rate.parse::<f64>().unwrap_or(0.0);
         if status == 2 || !rate.is_finite() || rate <= 0.0 {
             return Ok(LearnedSlot::Off);
@@ -66,7 +68,6 @@ impl Link {
         message: &str,
     ) -> Result<Option<f64>, CallFailed> {
         let config = AdaptiveConfig::default();
-        let mut conn = self.conn();
         let mut call = self.scripts.cut.prepare_invoke();
         call.key(rate_key)
             .key(&self.names.learned)
@@ -79,9 +80,7 @@ impl Link {
             .arg(message)
             .arg(origin)
             .arg(micros(hold));
-        let (cut, rate): (i64, String) = self
-            .bounded(self.background_timeout, call.invoke_async(&mut conn))
-            .await?;
+        let (cut, rate): (i64, String) = self.invoke(&call).await?;
         Ok(rate.parse::<f64>().ok().filter(|_| cut == 1))
     }
 
@@ -92,7 +91,6 @@ impl Link {
         rate: f64,
         message: &str,
     ) -> Result<(), CallFailed> {
-        let mut conn = self.conn();
         let mut call = self.scripts.set_rate.prepare_invoke();
         call.key(rate_key)
             .key(&self.names.learned)
@@ -100,9 +98,7 @@ impl Link {
             .arg(&self.names.channel)
             .arg(message)
             .arg(origin);
-        let _: i64 = self
-            .bounded(self.background_timeout, call.invoke_async(&mut conn))
-            .await?;
+        let _: i64 = self.invoke(&call).await?;
         Ok(())
     }
 
@@ -117,14 +113,11 @@ impl Link {
 
     /// Counts this replica alive for `ttl`; returns how many of the scope are.
     pub(crate) async fn heartbeat(&self, ttl: Duration) -> Result<u64, CallFailed> {
-        let mut conn = self.conn();
         let mut call = self.scripts.heartbeat.prepare_invoke();
         call.key(&self.names.replicas)
             .arg(&self.id)
             .arg(micros(ttl) / 1000);
-        let alive: i64 = self
-            .bounded(self.background_timeout, call.invoke_async(&mut conn))
-            .await?;
+        let alive: i64 = self.invoke(&call).await?;
         Ok(alive.max(1).unsigned_abs())
     }
 

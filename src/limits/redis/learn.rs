@@ -19,79 +19,18 @@
 //!   vanishes while replicas use it (Redis restarted empty) is written back at the last
 //!   rate seen ([`no_rate`]).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, StatusCode};
 use tokio::time::Instant;
 
-use super::pace::Remote;
+use super::remote::Remote;
 use crate::classify::parse_retry_after_at;
-use crate::engine::observe::{self, StoreLimit};
+use crate::engine::observe::StoreLimit;
 use crate::limits::adaptive::{event_grace, Change};
 use crate::limits::local::{LocalOrigin, OriginPacer};
-
-/// The least time between two quota rates one replica writes for one origin.
-pub(crate) const SET_EVERY: Duration = Duration::from_millis(250);
-
-/// What a replica knows of the fleet's learned rate for one origin.
-#[derive(Debug)]
-pub(crate) struct Learned {
-    pub(crate) rate_key: String,
-    /// Whether the fleet paces the origin, as far as this replica knows: until then its
-    /// attempts go without a round trip.
-    on: AtomicBool,
-    /// The rate last reported to metrics (`f64` bits; 0: none).
-    reported: AtomicU64,
-    /// When this replica last wrote a quota's rate.
-    last_set: Mutex<Option<Instant>>,
-    /// When Redis last gave this replica a slot at the fleet's rate.
-    last_seen: Mutex<Option<Instant>>,
-}
-
-impl Learned {
-    pub(crate) fn new(rate_key: String) -> Self {
-        Learned {
-            rate_key,
-            on: AtomicBool::new(false),
-            reported: AtomicU64::new(0),
-            last_set: Mutex::new(None),
-            last_seen: Mutex::new(None),
-        }
-    }
-
-    /// Whether the fleet paces the origin, as far as this replica knows.
-    pub(crate) fn is_on(&self) -> bool {
-        self.on.load(Ordering::Acquire)
-    }
-
-    /// The fleet paces the origin (a replica announced it), or no longer does (Redis holds
-    /// no rate for it).
-    pub(crate) fn set_on(&self, on: bool) {
-        self.on.store(on, Ordering::Release);
-    }
-
-    /// Reports `rate` as the origin's rate if it moved by more than 5 % since the last
-    /// report (the gauge is not set on every request).
-    fn report(&self, rate: f64) {
-        let last = f64::from_bits(self.reported.load(Ordering::Relaxed));
-        if last == 0.0 || (rate - last).abs() > last * 0.05 {
-            self.reported.store(rate.to_bits(), Ordering::Relaxed);
-            observe::pacing_rate(rate);
-        }
-    }
-
-    /// Whether a quota's rate may be written now (one per [`SET_EVERY`]).
-    fn may_set(&self, now: Instant) -> bool {
-        let mut last = self.last_set.lock().unwrap_or_else(|e| e.into_inner());
-        if last.is_some_and(|at| now.saturating_duration_since(at) < SET_EVERY) {
-            return false;
-        }
-        *last = Some(now);
-        true
-    }
-}
 
 /// Redis holds no rate for the origin. If this replica paced at the fleet's rate within
 /// [`RESEED_WITHIN`], Redis lost it (a restart without persistence, a flush): it is

@@ -197,6 +197,17 @@ impl Link {
         self.connector.pubsub().await
     }
 
+    /// Runs a script on the connection, bounded by the background bound; a failure marks
+    /// the link unreachable.
+    pub(super) async fn invoke<T: redis::FromRedisValue>(
+        &self,
+        call: &redis::ScriptInvocation<'_>,
+    ) -> Result<T, CallFailed> {
+        let mut conn = self.conn();
+        self.bounded(self.background_timeout, call.invoke_async(&mut conn))
+            .await
+    }
+
     /// `call`, bounded by `bound`; a failure marks the link unreachable.
     pub(super) async fn bounded<T>(
         &self,
@@ -243,16 +254,13 @@ impl Link {
         let Some((interval, tolerance)) = self.gcra() else {
             return Ok(Reservation::FREE);
         };
-        let mut conn = self.conn();
         let mut call = self.scripts.pace.prepare_invoke();
         call.key(key)
             .arg(interval)
             .arg(tolerance)
             .arg(micros(max_wait))
             .arg(floor);
-        let (wait, reserved, tat): (i64, i64, i64) = self
-            .bounded(self.background_timeout, call.invoke_async(&mut conn))
-            .await?;
+        let (wait, reserved, tat): (i64, i64, i64) = self.invoke(&call).await?;
         Ok(Reservation {
             wait: Duration::from_micros(wait.max(0).unsigned_abs()),
             reserved: reserved == 1,
@@ -274,12 +282,9 @@ impl Link {
         if interval == 0 {
             return Ok(None);
         }
-        let mut conn = self.conn();
         let mut call = self.scripts.give_back.prepare_invoke();
         call.key(key).arg(tat).arg(interval);
-        let stored: i64 = self
-            .bounded(self.background_timeout, call.invoke_async(&mut conn))
-            .await?;
+        let stored: i64 = self.invoke(&call).await?;
         Ok(u64::try_from(stored).ok())
     }
 
@@ -292,7 +297,6 @@ impl Link {
         message: &str,
         origin: &str,
     ) -> Result<(), CallFailed> {
-        let mut conn = self.conn();
         let mut call = self.scripts.cooldown.prepare_invoke();
         call.key(key)
             .key(&self.names.index)
@@ -300,9 +304,7 @@ impl Link {
             .arg(&self.names.channel)
             .arg(message)
             .arg(origin);
-        let _: i64 = self
-            .bounded(self.background_timeout, call.invoke_async(&mut conn))
-            .await?;
+        let _: i64 = self.invoke(&call).await?;
         Ok(())
     }
 
@@ -342,8 +344,7 @@ impl Link {
                 .key(self.names.cooldown(Kind::Refusal, origin))
                 .arg(origin);
         }
-        self.bounded(self.background_timeout, call.invoke_async(&mut conn))
-            .await
+        self.invoke(&call).await
     }
 
     /// Whether Redis answered the last call in time and the subscription is up.

@@ -9,6 +9,8 @@
 //! - `link`: the calls on the connection, their bound, whether Redis answers, the prober,
 //!   fallbacks;
 //! - `calls`: the calls of adaptive pacing and of the heartbeat on the link;
+//! - `remote`: what one origin's limits need of Redis, and what a replica knows of the
+//!   fleet's learned rate;
 //! - `pace`: a paced attempt's future;
 //! - `learn`: adaptive pacing's rate, shared by the fleet;
 //! - `cooldown`: the writer and the subscriber tasks;
@@ -24,6 +26,7 @@ mod learn;
 mod link;
 mod names;
 mod pace;
+mod remote;
 mod replicas;
 mod scripts;
 mod store;

@@ -10,46 +10,19 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::calls::LearnedSlot;
-use super::learn::{self, Learned};
-use super::link::{CallFailed, Link, Reservation};
-use super::names::Write;
+use super::calls::{LearnedSlot, HORIZON};
+use super::learn;
+use super::link::{CallFailed, Reservation};
+use super::remote::Remote;
 use crate::engine::observe::StoreLimit;
 use crate::limits::local::LocalOrigin;
 use crate::limits::{Pace, Paced};
-
-/// What a paced attempt's future needs, `'static`.
-pub(crate) struct Remote {
-    pub(crate) name: Arc<str>,
-    pub(crate) pace_key: String,
-    /// The latest theoretical arrival time this process stored in Redis (µs of Redis
-    /// time, 0: none): the floor of the next slot, should Redis lose it.
-    pub(crate) floor: AtomicU64,
-    pub(crate) link: Arc<Link>,
-    /// `None`: the shared cooldown is off.
-    pub(crate) writes: Option<mpsc::Sender<Write>>,
-    /// `Some` with adaptive pacing: the fleet's learned rate.
-    pub(crate) learned: Option<Learned>,
-}
-
-impl Remote {
-    /// Gives back the slot whose reservation stored `tat` at `interval`, if no later one
-    /// was taken (see `pace`); a failure only counts as one.
-    pub(crate) async fn give_back(&self, tat: u64, interval: u64) {
-        if let Ok(Some(back)) = self.link.give_back(&self.pace_key, tat, interval).await {
-            let _ = self
-                .floor
-                .compare_exchange(tat, back, Ordering::AcqRel, Ordering::Acquire);
-        }
-    }
-}
 
 /// The slot of the next attempt to `remote`'s origin, waiting at most `max_wait`; `local`
 /// holds the fallback pacer.
@@ -143,10 +116,6 @@ pub(crate) fn pace(
         }
     }))
 }
-
-/// How far ahead the fleet's learned rate reserves slots: an attempt whose slot lies
-/// further asks again when it is about this near.
-pub(crate) const HORIZON: Duration = Duration::from_millis(250);
 
 /// The least time between two asks of one attempt whose slot lies beyond [`HORIZON`].
 const ASK_EVERY: Duration = Duration::from_millis(50);

@@ -9,10 +9,11 @@ use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
-use super::learn::{self, Learned};
+use super::learn;
 use super::link::Link;
 use super::names::{Kind, Write};
-use super::pace::{self, Remote};
+use super::pace;
+use super::remote::{Learned, Remote};
 use crate::engine::observe::StoreLimit;
 use crate::limits::local::LocalOrigin;
 use crate::limits::table::{OriginTable, WhenFull};

@@ -21,7 +21,7 @@ fn throttle(pacer: &AdaptivePacer, sent_at: Instant) {
 
 #[tokio::test(start_paused = true)]
 async fn it_does_not_pace_until_the_first_429() {
-    let pacer = AdaptivePacer::new();
+    let pacer = AdaptivePacer::new(true);
     for _ in 0..100 {
         assert!(go(pacer.pace(Duration::ZERO)).is_none());
         pacer.observe(Instant::now(), StatusCode::OK, &HeaderMap::new());
@@ -38,7 +38,7 @@ async fn it_does_not_pace_until_the_first_429() {
 
 #[tokio::test(start_paused = true)]
 async fn a_429_cuts_once_per_congestion_event() {
-    let pacer = AdaptivePacer::new();
+    let pacer = AdaptivePacer::new(true);
     // 100 sends in one second, answered OK, then the 429s of one burst.
     for _ in 0..100 {
         pacer.observe(Instant::now(), StatusCode::OK, &HeaderMap::new());
@@ -68,7 +68,7 @@ async fn a_429_cuts_once_per_congestion_event() {
 
 #[tokio::test(start_paused = true)]
 async fn slots_follow_the_rate_as_it_changes_without_debt() {
-    let pacer = AdaptivePacer::new();
+    let pacer = AdaptivePacer::new(true);
     let mut headers = HeaderMap::new();
     // 20 left over 1 s, less 5 %: 19 per second.
     headers.insert(
@@ -121,7 +121,7 @@ async fn slots_follow_the_rate_as_it_changes_without_debt() {
 
 #[tokio::test(start_paused = true)]
 async fn a_slot_beyond_the_longest_wait_is_refused() {
-    let pacer = AdaptivePacer::new();
+    let pacer = AdaptivePacer::new(true);
     let mut headers = HeaderMap::new();
     headers.insert(
         "ratelimit",
@@ -139,7 +139,7 @@ async fn a_slot_beyond_the_longest_wait_is_refused() {
 #[cfg(feature = "redis")]
 #[tokio::test(start_paused = true)]
 async fn slots_recorded_elsewhere_do_not_starve_a_waiter() {
-    let pacer = AdaptivePacer::new();
+    let pacer = AdaptivePacer::new(true);
     pacer.set_rate(10.0);
     assert!(matches!(pacer.pace(Duration::from_secs(60)), Pace::Go));
     let Pace::Wait(wait) = pacer.pace(Duration::from_secs(60)) else {

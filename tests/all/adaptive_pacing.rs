@@ -122,12 +122,25 @@ fn get_calls() -> Req {
         .unwrap()
 }
 
-/// 16 closed-loop callers through `limits` for 60 s against a token bucket stepping
-/// 50 → 20 → 50 per second (20 ms a round trip, `Retry-After: 1` on a 429): each phase's
-/// served share and 429 share after its first 5 s.
-async fn sixteen_callers(limits: Limits) -> Vec<(f64, f64)> {
+/// A test server's answer: 200, or 429 with `Retry-After: retry_after`; either with, if
+/// given, the quota left (`RateLimit: "default";r=<left>;t=<retry_after>`).
+pub(crate) fn answer(ok: bool, retry_after: u64, left: Option<u64>) -> Response<Full<Bytes>> {
+    let mut resp = Response::builder().status(if ok { 200 } else { 429 });
+    if let Some(left) = left {
+        resp = resp.header("ratelimit", format!("\"default\";r={left};t={retry_after}"));
+    }
+    if !ok {
+        resp = resp.header("retry-after", retry_after.to_string());
+    }
+    resp.body(Full::new(Bytes::new())).unwrap()
+}
+
+/// 16 closed-loop callers through `limits` for 60 s against a token bucket of `rate(t)`
+/// per second (20 ms a round trip, `Retry-After: 1` on a 429): every send, when and
+/// whether it was served.
+async fn bucket_log(limits: Limits, rate: fn(Duration) -> f64) -> Vec<(Duration, bool)> {
     let start = Instant::now();
-    let bucket = Arc::new(Mutex::new(Bucket::new(start, stepping)));
+    let bucket = Arc::new(Mutex::new(Bucket::new(start, rate)));
     let log = Log::default();
     let server = {
         let log = Arc::clone(&log);
@@ -136,26 +149,22 @@ async fn sixteen_callers(limits: Limits) -> Vec<(f64, f64)> {
             log.lock().unwrap().push((start.elapsed(), ok));
             async move {
                 tokio::time::sleep(Duration::from_millis(20)).await;
-                let resp = if ok {
-                    Response::new(Full::new(Bytes::new()))
-                } else {
-                    Response::builder()
-                        .status(429)
-                        .header("retry-after", "1")
-                        .body(Full::new(Bytes::new()))
-                        .unwrap()
-                };
-                Ok::<_, Infallible>(resp)
+                Ok::<_, Infallible>(answer(ok, 1, None))
             }
         })
     };
     let svc = tower::ServiceBuilder::new()
         .layer(TelEchoRetry::new(RetryPolicy::default()).with_limits(limits))
         .service(server);
-    let end = start + Duration::from_secs(60);
-    sixteen_closed_loop(svc, post_call, end).await;
-    let log = log.lock().unwrap();
-    shares(&log, &STEPS, 5)
+    sixteen_closed_loop(svc, post_call, start + Duration::from_secs(60)).await;
+    let log = log.lock().unwrap().clone();
+    log
+}
+
+/// [`bucket_log`] stepping 50 → 20 → 50 per second: each phase's served share and 429
+/// share after its first 5 s.
+async fn sixteen_callers(limits: Limits) -> Vec<(f64, f64)> {
+    shares(&bucket_log(limits, stepping).await, &STEPS, 5)
 }
 
 #[tokio::test(start_paused = true)]
@@ -189,42 +198,8 @@ async fn adaptive_pacing_follows_a_stepping_limit_and_serves_more_than_no_pacing
 #[tokio::test(start_paused = true)]
 async fn a_server_that_states_its_quota_is_paced_without_a_429() {
     // A fixed window of 10 s allowing 200 (20 per second); every answer says what is left.
-    let start = Instant::now();
-    let window = Arc::new(Mutex::new((0u64, 0u64)));
-    let log = Log::default();
-    let server = {
-        let log = Arc::clone(&log);
-        service_fn(move |_req: Req| {
-            let now = start.elapsed();
-            let n = now.as_secs() / 10;
-            let mut w = window.lock().unwrap();
-            if w.0 != n {
-                *w = (n, 0);
-            }
-            let ok = w.1 < 200;
-            w.1 += u64::from(ok);
-            let left = 200 - w.1;
-            let reset = ((n + 1) * 10).saturating_sub(now.as_secs()).max(1);
-            log.lock().unwrap().push((now, ok));
-            let resp = Response::builder()
-                .status(if ok { 200 } else { 429 })
-                .header("ratelimit", format!("\"default\";r={left};t={reset}"))
-                .header("retry-after", reset.to_string())
-                .body(Full::new(Bytes::new()))
-                .unwrap();
-            async move {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                Ok::<_, Infallible>(resp)
-            }
-        })
-    };
     let limits = Limits::builder().pacing(Pacing::adaptive()).build();
-    let svc = tower::ServiceBuilder::new()
-        .layer(TelEchoRetry::new(RetryPolicy::default()).with_limits(limits))
-        .service(server);
-    let end = start + Duration::from_secs(30);
-    sixteen_closed_loop(svc, get_calls, end).await;
-    let log = log.lock().unwrap();
+    let log = fixed_window_log(limits, Window::STATES_QUOTA, 30).await;
     let limited = log.iter().filter(|(_, ok)| !ok).count();
     let [(served, _)] = shares(&log, &[(0, 30, 20.0)], 0)[..] else {
         unreachable!()
@@ -372,42 +347,57 @@ mod middleware {
     }
 }
 
-/// 16 closed-loop callers through `limits` for 60 s against a fixed window of 10 s allowing
-/// 200, whose 429s say `Retry-After` until the window ends (as TelEcho's per-minute limits
-/// do); `taken(window)`: how many of a window another consumer of the key takes as it
-/// opens. Every send: when, and whether it was served.
-async fn fixed_window_log(limits: Limits, taken: fn(u64) -> u64) -> Vec<(Duration, bool)> {
+/// A fixed window of 10 s allowing 200, whose 429s say `Retry-After` until the window ends
+/// (as TelEcho's per-minute limits do).
+#[derive(Clone, Copy)]
+struct Window {
+    /// How many of window `n` another consumer of the key takes as it opens.
+    taken: fn(u64) -> u64,
+    /// Whether every answer states the quota left (`RateLimit`).
+    states_quota: bool,
+}
+
+impl Window {
+    const OURS: Window = Window {
+        taken: |_| 0,
+        states_quota: false,
+    };
+    const STATES_QUOTA: Window = Window {
+        taken: |_| 0,
+        states_quota: true,
+    };
+}
+
+/// 16 closed-loop callers through `limits` for `secs` against `window`: every send, when
+/// and whether it was served.
+async fn fixed_window_log(limits: Limits, window: Window, secs: u64) -> Vec<(Duration, bool)> {
     let start = Instant::now();
-    let window = Arc::new(Mutex::new((0u64, 0u64)));
+    let count = Arc::new(Mutex::new((0u64, 0u64)));
     let log = Log::default();
     let server = {
         let log = Arc::clone(&log);
         service_fn(move |_req: Req| {
             let now = start.elapsed();
             let n = now.as_secs() / 10;
-            let mut w = window.lock().unwrap();
+            let mut w = count.lock().unwrap();
             if w.0 != n {
-                *w = (n, taken(n));
+                *w = (n, (window.taken)(n));
             }
             let ok = w.1 < 200;
             w.1 += u64::from(ok);
+            let left = window.states_quota.then(|| 200 - w.1);
             let reset = ((n + 1) * 10).saturating_sub(now.as_secs()).max(1);
             log.lock().unwrap().push((now, ok));
-            let resp = Response::builder()
-                .status(if ok { 200 } else { 429 })
-                .header("retry-after", reset.to_string())
-                .body(Full::new(Bytes::new()))
-                .unwrap();
             async move {
                 tokio::time::sleep(Duration::from_millis(20)).await;
-                Ok::<_, Infallible>(resp)
+                Ok::<_, Infallible>(answer(ok, reset, left))
             }
         })
     };
     let svc = tower::ServiceBuilder::new()
         .layer(TelEchoRetry::new(RetryPolicy::default()).with_limits(limits))
         .service(server);
-    sixteen_closed_loop(svc, get_calls, start + Duration::from_secs(60)).await;
+    sixteen_closed_loop(svc, get_calls, start + Duration::from_secs(secs)).await;
     let log = log.lock().unwrap().clone();
     log
 }
@@ -415,7 +405,7 @@ async fn fixed_window_log(limits: Limits, taken: fn(u64) -> u64) -> Vec<(Duratio
 /// [`fixed_window_log`] with the whole quota ours: (served share of the limit, share of
 /// sends answered 429).
 async fn fixed_window(limits: Limits) -> (f64, f64) {
-    let log = fixed_window_log(limits, |_| 0).await;
+    let log = fixed_window_log(limits, Window::OURS, 60).await;
     shares(&log, &[(0, 60, 20.0)], 0)[0]
 }
 
@@ -445,7 +435,11 @@ async fn on_a_fixed_window_with_an_exact_retry_after_adaptive_pacing_costs_nothi
 /// that we were served, 429s per window) over the windows from 40 s.
 async fn another_consumer_takes_half_of_a_window() -> (f64, f64) {
     let limits = Limits::builder().pacing(Pacing::adaptive()).build();
-    let log = fixed_window_log(limits, |n| if n >= 3 { 100 } else { 0 }).await;
+    let window = Window {
+        taken: |n| if n >= 3 { 100 } else { 0 },
+        states_quota: false,
+    };
+    let log = fixed_window_log(limits, window, 60).await;
     let late: Vec<bool> = log
         .iter()
         .filter(|(at, _)| (Duration::from_secs(40)..Duration::from_secs(60)).contains(at))
@@ -456,41 +450,19 @@ async fn another_consumer_takes_half_of_a_window() -> (f64, f64) {
     (served / (100.0 * 2.0), limited / 2.0)
 }
 
-/// A token bucket of 50/s (`Retry-After: 1`), whose refill another consumer halves from
-/// 30 s: (served share of the 25/s left, share of sends answered 429) from 35 s.
+/// [`bucket_log`] at 50/s, whose refill another consumer halves from 30 s, with
+/// `Pacing::adaptive()` and nothing else: (served share of the 25/s left, share of sends
+/// answered 429) from 35 s.
 async fn another_consumer_takes_half_of_a_bucket() -> (f64, f64) {
-    let start = Instant::now();
-    let bucket = Arc::new(Mutex::new(Bucket::new(start, |t| {
+    let limits = Limits::builder().pacing(Pacing::adaptive()).build();
+    let rate = |t| {
         if t < Duration::from_secs(30) {
             50.0
         } else {
             25.0
         }
-    })));
-    let log = Log::default();
-    let server = {
-        let log = Arc::clone(&log);
-        service_fn(move |_req: Req| {
-            let ok = bucket.lock().unwrap().admit();
-            log.lock().unwrap().push((start.elapsed(), ok));
-            async move {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                let resp = Response::builder()
-                    .status(if ok { 200 } else { 429 })
-                    .header("retry-after", "1")
-                    .body(Full::new(Bytes::new()))
-                    .unwrap();
-                Ok::<_, Infallible>(resp)
-            }
-        })
     };
-    let limits = Limits::builder().pacing(Pacing::adaptive()).build();
-    let svc = tower::ServiceBuilder::new()
-        .layer(TelEchoRetry::new(RetryPolicy::default()).with_limits(limits))
-        .service(server);
-    sixteen_closed_loop(svc, post_call, start + Duration::from_secs(60)).await;
-    let log = log.lock().unwrap();
-    shares(&log, &[(30, 60, 25.0)], 5)[0]
+    shares(&bucket_log(limits, rate).await, &[(30, 60, 25.0)], 5)[0]
 }
 
 #[tokio::test(start_paused = true)]
@@ -521,12 +493,7 @@ async fn a_burst_after_the_rate_was_cut_to_its_floor_is_not_refused_up_front() {
             let limited = throttling.load(std::sync::atomic::Ordering::SeqCst);
             async move {
                 tokio::time::sleep(Duration::from_millis(20)).await;
-                let resp = Response::builder()
-                    .status(if limited { 429 } else { 200 })
-                    .header("retry-after", "1")
-                    .body(Full::new(Bytes::new()))
-                    .unwrap();
-                Ok::<_, Infallible>(resp)
+                Ok::<_, Infallible>(answer(!limited, 1, None))
             }
         })
     };

@@ -21,7 +21,7 @@ use telecho_retry::{RetryPolicy, TelEchoRetry};
 use tokio::time::Instant;
 use tower::{service_fn, ServiceBuilder, ServiceExt};
 
-use crate::adaptive_pacing::Bucket;
+use crate::adaptive_pacing::{answer, Bucket};
 use crate::fleet_redis::{direct, get, redis_addr, redis_url, Scope};
 use crate::observe_support::Capture;
 use crate::support::{Proxy, Reply, Server};
@@ -44,13 +44,13 @@ async fn fleet_rate(scope: &Scope, origin: &str) -> Option<f64> {
     rate.and_then(|r| r.parse().ok())
 }
 
-/// A tower replica over a `service_fn` that answers `answer()` after 20 ms and logs each
-/// send: when, and whether it was served.
+/// A tower replica over a `service_fn` that answers after 20 ms, 200 when `admits()` says
+/// so (else 429), and logs each send: when, and whether it was served.
 fn replica(
     limits: &Limits,
     policy: RetryPolicy,
     log: &Arc<Mutex<Vec<(Instant, bool)>>>,
-    answer: Arc<dyn Fn() -> bool + Send + Sync>,
+    admits: Arc<dyn Fn() -> bool + Send + Sync>,
 ) -> impl tower::Service<
     Req,
     Response = Response<telecho_retry::body::ResponseBody<Full<Bytes>>>,
@@ -59,20 +59,11 @@ fn replica(
 > + Clone {
     let log = Arc::clone(log);
     let inner = service_fn(move |_req: Req| {
-        let ok = answer();
+        let ok = admits();
         log.lock().unwrap().push((Instant::now(), ok));
         async move {
             tokio::time::sleep(Duration::from_millis(20)).await;
-            let resp = if ok {
-                Response::new(Full::new(Bytes::new()))
-            } else {
-                Response::builder()
-                    .status(429)
-                    .header("retry-after", "1")
-                    .body(Full::new(Bytes::new()))
-                    .unwrap()
-            };
-            Ok::<_, Infallible>(resp)
+            Ok::<_, Infallible>(answer(ok, 1, None))
         }
     });
     ServiceBuilder::new()
@@ -149,13 +140,13 @@ async fn the_429s_of_one_burst_seen_by_four_replicas_cut_the_fleet_rate_once() {
 async fn four_replicas(limits: impl Fn() -> Limits, secs: u64, settle: u64) -> (f64, f64) {
     let start = Instant::now();
     let bucket = Arc::new(Mutex::new(Bucket::new(start, |_| 40.0)));
-    let answer: Arc<dyn Fn() -> bool + Send + Sync> =
+    let admits: Arc<dyn Fn() -> bool + Send + Sync> =
         Arc::new(move || bucket.lock().unwrap().admit());
     let log: Arc<Mutex<Vec<(Instant, bool)>>> = Arc::default();
     let end = start + Duration::from_secs(secs);
     let mut tasks = Vec::new();
     for _ in 0..4 {
-        let svc = replica(&limits(), RetryPolicy::default(), &log, Arc::clone(&answer));
+        let svc = replica(&limits(), RetryPolicy::default(), &log, Arc::clone(&admits));
         for _ in 0..4 {
             let svc = svc.clone();
             tasks.push(tokio::spawn(async move {

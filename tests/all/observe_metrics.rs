@@ -575,23 +575,7 @@ fn fleet_store_fallbacks_are_counted_by_limit() {
 
 #[test]
 fn adaptive_pacing_counts_its_cut_and_shows_its_rate() {
-    let m = record(true, || async {
-        let limits = Limits::builder().pacing(Pacing::adaptive()).build();
-        let svc = TelEchoRetry::new(exact().build())
-            .with_limits(limits)
-            .layer(scripted(vec![
-                status(200),
-                Answer::Status(429, Some("1")),
-                status(200),
-            ]));
-        for _ in 0..2 {
-            let resp = svc
-                .clone()
-                .oneshot(request("GET", "http://api.telecho.test/v1/agents"))
-                .await;
-            assert_eq!(resp.unwrap().status(), 200);
-        }
-    });
+    let m = record(true, one_adaptive_cut);
     assert_eq!(
         m.get("telecho_retry.pacing.adjustments{direction=down}"),
         Some(&V::C(1)),

@@ -245,23 +245,7 @@ async fn tower_a_request_held_back_by_the_cooldown_logs_the_wait() {
 async fn tower_a_429_that_cuts_adaptive_pacing_logs_the_cut() {
     let capture = Capture::default();
     let _guard = capture.install();
-    let limits = telecho_retry::limits::Limits::builder()
-        .pacing(telecho_retry::limits::Pacing::adaptive())
-        .build();
-    let svc = TelEchoRetry::new(exact().build())
-        .with_limits(limits)
-        .layer(scripted(vec![
-            status(200),
-            Answer::Status(429, Some("1")),
-            status(200),
-        ]));
-    for _ in 0..2 {
-        let resp = svc
-            .clone()
-            .oneshot(request("GET", "http://api.telecho.test/v1/agents"))
-            .await;
-        assert_eq!(resp.unwrap().status(), 200);
-    }
+    one_adaptive_cut().await;
     let c = capture.get();
     let cuts: Vec<_> = c
         .events

@@ -24,6 +24,31 @@ use tracing_subscriber::registry::LookupSpan;
 pub(crate) type Req = Request<Full<Bytes>>;
 pub(crate) type Resp = Response<Full<Bytes>>;
 
+/// Through the tower layer with adaptive pacing: a 200, then a 429 (`Retry-After: 1`) that
+/// cuts the learned rate, retried to a 200 (the two requests both end in 200).
+#[cfg(feature = "tower")]
+pub(crate) async fn one_adaptive_cut() {
+    use telecho_retry::limits::{Limits, Pacing};
+    use telecho_retry::TelEchoRetry;
+    use tower::{Layer, ServiceExt};
+
+    let limits = Limits::builder().pacing(Pacing::adaptive()).build();
+    let svc = TelEchoRetry::new(exact().build())
+        .with_limits(limits)
+        .layer(scripted(vec![
+            status(200),
+            Answer::Status(429, Some("1")),
+            status(200),
+        ]));
+    for _ in 0..2 {
+        let resp = svc
+            .clone()
+            .oneshot(request("GET", "http://api.telecho.test/v1/agents"))
+            .await;
+        assert_eq!(resp.unwrap().status(), 200);
+    }
+}
+
 /// No jitter, no `Retry-After` spread: delays are exact.
 pub(crate) fn exact() -> RetryPolicyBuilder {
     RetryPolicy::builder()

@@ -203,10 +203,11 @@ impl AdaptivePacer {
         let mut schedule = inner.schedule();
         let before = schedule.rate.rate();
         let mut cut = false;
+        let retry_after = throttled
+            .then(|| headers.get(RETRY_AFTER))
+            .flatten()
+            .and_then(|v| parse_retry_after_at(v, SystemTime::now));
         if throttled {
-            let retry_after = headers
-                .get(RETRY_AFTER)
-                .and_then(|v| parse_retry_after_at(v, SystemTime::now));
             cut = schedule
                 .rate
                 .throttled(inner.since_base(sent_at), at, retry_after);
@@ -228,12 +229,12 @@ impl AdaptivePacer {
             // a fleet's rate is lifted too.
             self.inner.faster.notify_waiters();
             let rate = AdaptiveConfig::default().max_rate;
-            let (cut, quota) = (false, true);
             return Some(Change {
                 before,
                 rate,
-                cut,
-                quota,
+                cut: false,
+                quota: true,
+                retry_after: None,
             });
         }
         let rate = after.filter(|_| after != before)?;
@@ -243,6 +244,7 @@ impl AdaptivePacer {
             rate,
             cut,
             quota: binds,
+            retry_after,
         })
     }
 
@@ -296,6 +298,8 @@ pub(crate) struct Change {
     pub(crate) cut: bool,
     /// A quota header set it.
     pub(crate) quota: bool,
+    /// The 429's `Retry-After`, if a 429 came with one.
+    pub(crate) retry_after: Option<Duration>,
 }
 
 impl Change {

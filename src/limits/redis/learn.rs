@@ -21,13 +21,12 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use http::{HeaderMap, StatusCode};
 use tokio::time::Instant;
 
 use super::remote::Remote;
-use crate::classify::parse_retry_after_at;
 use crate::engine::observe::StoreLimit;
 use crate::limits::adaptive::{event_grace, Change};
 use crate::limits::local::{LocalOrigin, OriginPacer};
@@ -52,6 +51,7 @@ pub(crate) fn no_rate(remote: &Arc<Remote>) {
         rate,
         cut: false,
         quota: true,
+        retry_after: None,
     };
     if learned.may_set(Instant::now()) {
         spawn(remote, Update::Set, change);
@@ -111,9 +111,7 @@ pub(crate) fn observe(
     if change.cut {
         // Sent within the grace after the fleet's last cut: the same event (the script
         // compares the send time, moved back by the grace, with the cut).
-        let retry_after = headers
-            .get(http::header::RETRY_AFTER)
-            .and_then(|v| parse_retry_after_at(v, SystemTime::now));
+        let retry_after = change.retry_after;
         let age = now.saturating_duration_since(sent_at) + event_grace(retry_after);
         // With the shared cooldown (`writes`), regrowth starts after the `Retry-After`.
         let held = retry_after.filter(|_| remote.writes.is_some());

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use tower::{ServiceBuilder, ServiceExt};
 
 use crate::fleet_redis::{direct, eventually, redis_addr, redis_url, Scope};
-use crate::support::{Proxy, Reply, Server};
+use crate::support::{Proxy, Server};
 
 /// The adapter a request goes through.
 #[derive(Clone, Copy, Debug)]
@@ -68,14 +68,7 @@ impl Via {
 /// A server that answers 429 with `Retry-After: 4` on paths starting with `/limited`, 200
 /// elsewhere.
 async fn server() -> Server {
-    Server::start(|seen| {
-        if seen.path.starts_with("/limited") {
-            Reply::status(429).header("retry-after", "4")
-        } else {
-            Reply::status(200)
-        }
-    })
-    .await
+    Server::limited("4").await
 }
 
 /// When the server saw `path`.

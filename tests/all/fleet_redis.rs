@@ -640,7 +640,7 @@ async fn a_free_slot_is_no_wait_the_round_trip_is_not_counted_as_sleep() {
 #[cfg(feature = "reqwest")]
 #[tokio::test]
 async fn replicas_on_the_reqwest_middleware_and_on_hyper_util_share_the_cooldown() {
-    use crate::support::{Reply, Server};
+    use crate::support::Server;
     use hyper_util::client::legacy::Client;
     use hyper_util::rt::TokioExecutor;
 
@@ -651,14 +651,7 @@ async fn replicas_on_the_reqwest_middleware_and_on_hyper_util_share_the_cooldown
         scope.limits(&redis_url(), None),
     );
     scope.subscribed(2).await;
-    let server = Server::start(|seen| {
-        if seen.path.starts_with("/limited") {
-            Reply::status(429).header("retry-after", "1")
-        } else {
-            Reply::status(200)
-        }
-    })
-    .await;
+    let server = Server::limited("1").await;
     let uri: http::Uri = server.url("/").parse().unwrap();
     let reqwest_replica = reqwest_middleware::ClientBuilder::new(
         reqwest::Client::builder().no_proxy().build().unwrap(),

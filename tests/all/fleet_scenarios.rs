@@ -81,14 +81,7 @@ pub(crate) async fn cooldown_relays(a: &Limits, b: &Limits) {
         .max_retries(0)
         .retry_after_spread(Duration::ZERO)
         .build();
-    let server = Server::start(|seen| {
-        if seen.path.starts_with("/limited") {
-            Reply::status(429).header("retry-after", "1")
-        } else {
-            Reply::status(200)
-        }
-    })
-    .await;
+    let server = Server::limited("1").await;
     let origin: http::Uri = server.url("/").parse().unwrap();
     let fallbacks = (a.fallbacks(), b.fallbacks());
     let a_client = reqwest_replica(policy.clone(), a);

@@ -107,6 +107,19 @@ pub(crate) struct Server {
 }
 
 impl Server {
+    /// Answers a request to a path under `/limited` 429 with `Retry-After: retry_after`,
+    /// any other 200.
+    pub(crate) async fn limited(retry_after: &'static str) -> Server {
+        Server::start(move |seen| {
+            if seen.path.starts_with("/limited") {
+                Reply::status(429).header("retry-after", retry_after)
+            } else {
+                Reply::status(200)
+            }
+        })
+        .await
+    }
+
     /// Answers every request with `handler(request)`.
     pub(crate) async fn start(handler: impl Fn(&Seen) -> Reply + Send + Sync + 'static) -> Server {
         let handler: Handler = Arc::new(handler);

@@ -3,7 +3,7 @@
 //! in `redis::learn`, by the same rules); pure and clock-injected: every call passes the time as a `Duration`
 //! since an epoch the caller chooses, so it can be driven by tokio's clock or a test's.
 //!
-//! - It starts off (no pacing) or at a configured rate.
+//! - It starts off (no pacing).
 //! - A 429 cuts the rate once per congestion event: `rate × β` (β = 0.7) of the lower of
 //!   the rate and the measured send rate. 429s for requests *sent* before the last cut
 //!   (or within the 429's `Retry-After` after it, at most a second) belong to the event
@@ -22,15 +22,9 @@
 //!   curve.
 //! - A quota from the response headers ([`Quota`]) sets the rate at once: `remaining`
 //!   over `reset`, less a margin; better than probing.
-//! - Optionally, for servers that count in fixed windows and answer 429 with `Retry-After`
-//!   until the window ends (TelEcho's per-minute limits): the successes counted in that
-//!   window before its first 429, over the window, are the rate, held for the next window.
 //!
 //! Nothing here waits or owes: the rate is what a pacer reads for the next slot, so a rate
 //! that drops does not put debt on callers already waiting.
-
-// The window count and a starting rate are not offered by `Pacing` yet.
-#![cfg_attr(not(test), allow(dead_code))]
 
 use std::time::Duration;
 
@@ -39,9 +33,6 @@ use super::quota::Quota;
 /// The settings of an [`AdaptiveRate`].
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct AdaptiveConfig {
-    /// The rate to start at (requests per second); `None`: no pacing until the first 429
-    /// or quota.
-    pub(crate) initial_rate: Option<f64>,
     /// The multiplicative decrease on a congestion event.
     pub(crate) beta: f64,
     /// CUBIC's scaling constant `C`.
@@ -52,11 +43,9 @@ pub(crate) struct AdaptiveConfig {
     pub(crate) max_rate: f64,
     /// Regrowth stops at this many times the measured send rate.
     pub(crate) growth_bound: f64,
-    /// The share of a quota's (or a window's) rate left unused, for the requests in
+    /// The share of a quota's rate left unused, for the requests in
     /// flight and clock skew.
     pub(crate) margin: f64,
-    /// Count admissions per fixed window of this length (`None`: CUBIC only).
-    pub(crate) window: Option<Duration>,
     /// Whether a 429's `Retry-After` holds every request back (the shared cooldown): then
     /// regrowth starts when it ends, not during it.
     pub(crate) held: bool,
@@ -65,14 +54,12 @@ pub(crate) struct AdaptiveConfig {
 impl Default for AdaptiveConfig {
     fn default() -> Self {
         AdaptiveConfig {
-            initial_rate: None,
             beta: 0.7,
             scale: 0.4,
             min_rate: 0.5,
             max_rate: 10_000.0,
             growth_bound: 2.0,
             margin: 0.05,
-            window: None,
             held: true,
         }
     }
@@ -98,18 +85,14 @@ pub(crate) struct AdaptiveRate {
     /// Whether the rate is a quota's (lifted when the quota has plenty left again).
     quota_paced: bool,
     sent: SendRate,
-    window: Option<WindowCount>,
 }
 
 impl AdaptiveRate {
-    /// Off, or at `config.initial_rate`.
+    /// Off: no pacing until the first 429 or quota.
     pub(crate) fn new(config: AdaptiveConfig) -> Self {
-        let rate = config
-            .initial_rate
-            .map(|r| r.clamp(config.min_rate, config.max_rate));
-        let mut this = AdaptiveRate {
+        AdaptiveRate {
             config,
-            rate,
+            rate: None,
             w_max: 0.0,
             k: 0.0,
             last_cut: None,
@@ -117,10 +100,7 @@ impl AdaptiveRate {
             slow_start: false,
             quota_paced: false,
             sent: SendRate::default(),
-            window: config.window.map(WindowCount::new),
-        };
-        this.set_w_max(rate.unwrap_or(0.0));
-        this
+        }
     }
 
     /// The rate to pace at, per second; `None`: do not pace.
@@ -139,12 +119,9 @@ impl AdaptiveRate {
     pub(crate) fn succeeded(&mut self, now: Duration) {
         let now = now.as_secs_f64();
         self.sent.record(now);
-        if let Some(window) = &mut self.window {
-            window.record(now);
-        }
         let Some(rate) = self.rate else { return };
         if now < self.growth_from {
-            return; // holding a window's rate
+            return; // held back by a 429's `Retry-After`
         }
         let t = now - self.growth_from - self.k;
         let bound = self.config.growth_bound * self.sent.estimate();
@@ -176,9 +153,6 @@ impl AdaptiveRate {
         }
         self.last_cut = Some(now);
         self.quota_paced = false;
-        if retry_after.is_some_and(|ra| self.window_rate(now, ra.as_secs_f64())) {
-            return true;
-        }
         let measured = self.sent.estimate();
         self.slow_start = self.rate.is_none();
         let before = match self.rate {
@@ -260,30 +234,6 @@ impl AdaptiveRate {
         self.w_max = w_max;
         self.k = (w_max * (1.0 - self.config.beta) / self.config.scale).cbrt();
     }
-
-    /// With window counting on and a `Retry-After` within one window: sets the rate to
-    /// what the window admitted before this first 429, held until the next window ends.
-    /// Whether it did.
-    fn window_rate(&mut self, now: f64, retry_after: f64) -> bool {
-        let Some(window) = self.window.as_ref() else {
-            return false;
-        };
-        let length = window.length;
-        if retry_after > length {
-            return false; // not the end of a window of this length
-        }
-        let admitted = window.admitted(now + retry_after - length, now);
-        if admitted == 0 {
-            return false;
-        }
-        let rate = f64::from(admitted) / length * (1.0 - self.config.margin);
-        let rate = rate.clamp(self.config.min_rate, self.config.max_rate);
-        self.rate = Some(rate);
-        self.set_w_max(rate);
-        self.growth_from = now + retry_after + length;
-        self.slow_start = false;
-        true
-    }
 }
 
 /// The longest `Retry-After` that delays regrowth after a cut.
@@ -330,55 +280,6 @@ impl SendRate {
     /// yet ended a bucket).
     fn estimate(&self) -> f64 {
         self.smoothed.max(f64::from(self.count) / Self::BUCKET)
-    }
-}
-
-// ===== the fixed-window count =====
-
-/// Successes over the last window, in 32 buckets.
-#[derive(Clone, Debug)]
-struct WindowCount {
-    /// The window, in seconds.
-    length: f64,
-    /// Each slot's bucket number (time / bucket length) and count.
-    slots: [(u64, u32); Self::SLOTS],
-}
-
-impl WindowCount {
-    const SLOTS: usize = 32;
-
-    fn new(window: Duration) -> Self {
-        WindowCount {
-            length: window.as_secs_f64().max(0.001),
-            slots: [(u64::MAX, 0); Self::SLOTS],
-        }
-    }
-
-    fn bucket_len(&self) -> f64 {
-        self.length / Self::SLOTS as f64
-    }
-
-    fn record(&mut self, now: f64) {
-        // Saturating float-to-int conversion: a time past u64 buckets shares the last.
-        let n = (now / self.bucket_len()) as u64;
-        let slot = &mut self.slots[(n % Self::SLOTS as u64) as usize];
-        if slot.0 != n {
-            *slot = (n, 0);
-        }
-        slot.1 = slot.1.saturating_add(1);
-    }
-
-    /// Successes recorded from `since` to `now`, counting only whole buckets after
-    /// `since` (an undercount by at most one bucket: the rate errs low).
-    fn admitted(&self, since: f64, now: f64) -> u32 {
-        let len = self.bucket_len();
-        let first = (since.max(0.0) / len).ceil() as u64;
-        let last = (now / len) as u64;
-        let oldest = last.saturating_sub(Self::SLOTS as u64 - 1).max(first);
-        self.slots
-            .iter()
-            .filter(|(n, _)| (oldest..=last).contains(n))
-            .fold(0u32, |sum, (_, c)| sum.saturating_add(*c))
     }
 }
 

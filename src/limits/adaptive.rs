@@ -21,7 +21,8 @@
 //!   that bound allows, doubling with the send rate (TCP's slow start), not along the
 //!   curve.
 //! - A quota from the response headers ([`Quota`]) sets the rate at once: `remaining`
-//!   over `reset`, less a margin; better than probing.
+//!   over `reset`, less a margin; better than probing. It binds once a tenth of it is
+//!   left, or sooner when the measured send rate would spend it within 10 s.
 //!
 //! Nothing here waits or owes: the rate is what a pacer reads for the next slot, so a rate
 //! that drops does not put debt on callers already waiting.
@@ -82,8 +83,13 @@ pub(crate) struct AdaptiveRate {
     /// Whether the rate came from a first cut, made with no rate to go by: it then grows
     /// as fast as the send rate allows (slow start, as TCP's), until the next cut.
     slow_start: bool,
-    /// Whether the rate is a quota's (lifted when the quota has plenty left again).
-    quota_paced: bool,
+    /// What the quota that paces had left, if the rate is a quota's (lifted when the
+    /// quota is refilled with plenty).
+    quota_left: Option<u64>,
+    /// The last quota seen: what it had left, and the earliest its reset was said to be
+    /// (seconds since the epoch). A reset is stated in whole seconds, rounded: each
+    /// response bounds it anew, and the tightest bound of one window is the nearest.
+    quota_seen: Option<(u64, f64)>,
     sent: SendRate,
 }
 
@@ -98,7 +104,8 @@ impl AdaptiveRate {
             last_cut: None,
             growth_from: 0.0,
             slow_start: false,
-            quota_paced: false,
+            quota_left: None,
+            quota_seen: None,
             sent: SendRate::default(),
         }
     }
@@ -152,7 +159,7 @@ impl AdaptiveRate {
             return false;
         }
         self.last_cut = Some(now);
-        self.quota_paced = false;
+        self.quota_left = None;
         let measured = self.sent.estimate();
         self.slow_start = self.rate.is_none();
         let before = match self.rate {
@@ -172,25 +179,42 @@ impl AdaptiveRate {
     }
 
     /// The server said what is left: `quota.remaining` until `quota.reset`. Whether the
-    /// quota binds.
+    /// quota binds: it does when
     ///
-    /// - While more than a tenth of a stated limit is left, a quota paces nothing: a client
-    ///   far from its limit is not slowed (an hourly quota of 5000 would otherwise spread
-    ///   every burst at 1.3/s). If a quota was pacing, pacing stops.
-    /// - Else (or with no limit stated) it paces at `remaining / reset`, less the margin,
-    ///   from `now`, regrowing from there; nothing left: one request after the reset.
+    /// - a tenth or less of a stated limit is left (or no limit is stated), or
+    /// - at the measured send rate, what is left would be spent within [`QUOTA_HORIZON`]
+    ///   (or before the reset, if sooner), or
+    /// - it paced already and has not been refilled since.
+    ///
+    /// A quota that binds paces at `remaining / reset`, less the margin (the reset being the
+    /// nearest that the responses of this window stated), from `now`,
+    /// regrowing from there; nothing left: one request after the reset. A quota far from
+    /// spent paces nothing (an hourly quota of 5000 does not spread every short burst at
+    /// 1.3/s); one refilled with plenty (a new window) lifts its pacing.
     pub(crate) fn learned_from_quota(&mut self, quota: &Quota, now: Duration) -> bool {
+        let remaining = quota.remaining;
+        let now = now.as_secs_f64();
+        let stated = now + quota.reset.as_secs_f64();
+        // The same window (nothing refilled, the reset no more than a second later): the
+        // nearest reset stated so far.
+        let reset_at = match self.quota_seen {
+            Some((left, at)) if remaining <= left && stated < at + 1.0 => at.min(stated),
+            _ => stated,
+        };
+        self.quota_seen = Some((remaining, reset_at));
+        let reset = reset_at - now;
         let plenty = quota
             .limit
-            .is_some_and(|limit| quota.remaining.saturating_mul(10) > limit);
-        if plenty {
-            if self.quota_paced {
+            .is_some_and(|limit| remaining.saturating_mul(10) > limit);
+        let horizon = reset.min(QUOTA_HORIZON.as_secs_f64());
+        let running_out = (remaining as f64) < self.sent.estimate() * horizon;
+        let refilled = self.quota_left.is_none_or(|left| remaining > left);
+        if plenty && !running_out && refilled {
+            if self.quota_left.take().is_some() {
                 self.rate = None;
-                self.quota_paced = false;
             }
             return false;
         }
-        let reset = quota.reset.as_secs_f64();
         if reset <= 0.0 {
             return false; // the window ends now: it says nothing about the next
         }
@@ -205,9 +229,9 @@ impl AdaptiveRate {
         };
         self.rate = Some(rate);
         self.set_w_max(rate);
-        self.growth_from = now.as_secs_f64();
+        self.growth_from = now;
         self.slow_start = false;
-        self.quota_paced = true;
+        self.quota_left = Some(remaining);
         true
     }
 
@@ -235,6 +259,9 @@ impl AdaptiveRate {
         self.k = (w_max * (1.0 - self.config.beta) / self.config.scale).cbrt();
     }
 }
+
+/// A quota paces once the measured send rate would spend what is left within this time.
+pub(crate) const QUOTA_HORIZON: Duration = Duration::from_secs(10);
 
 /// The longest `Retry-After` that delays regrowth after a cut.
 const MAX_HOLD: Duration = Duration::from_secs(3600);

@@ -169,6 +169,10 @@ fn a_quota_with_plenty_left_paces_nothing_and_lifts_its_own_pacing() {
         None,
         "an hourly quota far from spent does not pace"
     );
+    // Nor does a short burst: 100 in a second would spend it in 50 s, not within 10.
+    succeed(&mut a, 1.0, 2.0, 0.01);
+    assert!(!a.learned_from_quota(&quota(4899), secs(2.0)));
+    assert_eq!(a.rate(), None, "a burst of 100 is not spread");
     assert!(a.learned_from_quota(&quota(400), secs(2.0)));
     assert!(a.rate().is_some(), "under a tenth left: paced");
     assert!(!a.learned_from_quota(&quota(5000), secs(3.0)));
@@ -186,6 +190,54 @@ fn a_quota_with_plenty_left_paces_nothing_and_lifts_its_own_pacing() {
         ..quota(4999)
     };
     assert!(c.learned_from_quota(&unstated, secs(1.0)));
+}
+
+#[test]
+fn a_quota_spent_fast_paces_before_its_last_tenth_until_refilled() {
+    let quota = |remaining, reset| Quota {
+        limit: Some(300),
+        remaining,
+        reset: Duration::from_secs(reset),
+    };
+    // 100/s for a second: 290 left would be spent in 2.9 s, before the reset in 9 s.
+    let mut a = at(None);
+    succeed(&mut a, 0.0, 1.0, 0.01);
+    assert!(a.learned_from_quota(&quota(290, 9), secs(1.0)));
+    let rate = a.rate().unwrap();
+    assert!(close(rate, 290.0 / 9.0 * 0.95, 1e-9), "{rate}");
+    // Paced, it sends less: the quota still paces until it is refilled.
+    succeed(&mut a, 1.0, 6.0, 0.5);
+    assert!(a.learned_from_quota(&quota(150, 4), secs(6.0)));
+    assert!(close(a.rate().unwrap(), 150.0 / 4.0 * 0.95, 1e-9));
+    assert!(!a.learned_from_quota(&quota(300, 10), secs(7.0)));
+    assert_eq!(a.rate(), None, "refilled with plenty: lifted");
+    // The same quota, spent slowly (2/s would leave most of it at the reset): no pacing.
+    let mut b = at(None);
+    succeed(&mut b, 0.0, 5.0, 0.5);
+    assert!(!b.learned_from_quota(&quota(290, 9), secs(5.0)));
+    assert_eq!(b.rate(), None);
+}
+
+#[test]
+fn a_reset_stated_in_whole_seconds_is_bounded_by_each_response() {
+    // The window ends at 10 s; the server rounds the seconds to it up.
+    let quota = |remaining, reset| Quota {
+        limit: Some(300),
+        remaining,
+        reset: Duration::from_secs(reset),
+    };
+    let mut a = at(None);
+    assert!(a.learned_from_quota(&quota(20, 1), secs(9.05))); // the reset: by 10.05 s
+    assert!(a.learned_from_quota(&quota(10, 1), secs(9.5))); // "1 s": by 10.5 s
+    let rate = a.rate().unwrap();
+    assert!(
+        close(rate, 10.0 / 0.55 * 0.95, 1e-6),
+        "{rate}: from 10.05 s"
+    );
+    // The next window (refilled, or a reset far later) starts over.
+    assert!(!a.learned_from_quota(&quota(300, 10), secs(10.1)));
+    assert!(a.learned_from_quota(&quota(20, 9), secs(10.2)));
+    assert!(close(a.rate().unwrap(), 20.0 / 9.0 * 0.95, 1e-6));
 }
 
 // ===== simulated servers =====

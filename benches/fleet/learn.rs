@@ -18,7 +18,8 @@
 //! - `quota-headers`: `too_many` (429s, whole run), `quota_used`. Goal: 0 and ≥ 0.97, no
 //!   loss.
 //! - `redis-cut-fallback`: `worst_window_vs_quota` (the most attempts the fleet sent in a
-//!   1 s window of the run, admitted or not, over the quota), `served_vs_quota` (admitted
+//!   1 s window from the cut on, admitted or not, over the quota; `worst_window_before_cut`
+//!   the same before it, while the fleet learns the limit), `served_vs_quota` (admitted
 //!   during the cut over the quota). Goal: ≤ 1.10 and ≥ 0.9 (the issue states the first
 //!   for 8 processes, the second for 2), no loss.
 
@@ -204,19 +205,26 @@ pub(crate) fn line(r: &RunResult, sizes: &Sizes) -> (String, bool) {
             let end = sizes.cut_before + sizes.cut_len + sizes.cut_after;
             let windows = per_window(hits, Duration::from_secs(1), end);
             let quota = sizes.cut_quota as usize;
-            let worst = windows
-                .iter()
-                .map(|w| share(w.2, quota))
-                .fold(0.0, f64::max);
             let (from, to) = (
                 sizes.cut_before.as_secs(),
                 (sizes.cut_before + sizes.cut_len).as_secs(),
             );
+            // From the cut on: before it, the fleet learns a limit it was not told (the
+            // other workloads measure that).
+            let worst_of = |windows: &[(usize, usize, usize)]| {
+                windows
+                    .iter()
+                    .map(|w| share(w.2, quota))
+                    .fold(0.0, f64::max)
+            };
+            let before = worst_of(windows.get(..from as usize).unwrap_or_default());
+            let worst = worst_of(windows.get(from as usize..).unwrap_or_default());
             let cut = windows.get(from as usize..to as usize).unwrap_or_default();
             let served = share(cut.iter().map(|w| w.0).sum(), cut.len() * quota);
             let _ = write!(
                 s,
-                " processes={processes} store={} worst_window_vs_quota={worst:.2} \
+                " processes={processes} store={} worst_window_before_cut={before:.2} \
+                 worst_window_vs_quota={worst:.2} \
                  served_vs_quota={served:.2} too_many={too_many} fallbacks={}",
                 r.store, r.fallbacks
             );

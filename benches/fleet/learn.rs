@@ -6,7 +6,8 @@
 //! they began when the loop ended (those cut off sooner by the end are not counted).
 //!
 //! - `limit-step`: `throttled_share` (429s / attempts, whole run),
-//!   `worst_phase_throttled_share` (the same, in the worst of the three phases),
+//!   `worst_phase_throttled_share` (the same, in the worst of the three phases;
+//!   `phase_throttled_shares`: each phase's, in order),
 //!   `served_share` (admitted / what the bucket's rate allowed, in each phase but its
 //!   first quarter; `worst_phase_served_share`: the same in the worst phase, not a goal
 //!   of the issue), `recovery_s` (from the step up until the end of the first 1 s in
@@ -151,10 +152,12 @@ pub(crate) fn line(r: &RunResult, sizes: &Sizes) -> (String, bool) {
             let mut worst: f64 = 0.0;
             let mut worst_served = f64::INFINITY;
             let (mut served, mut allowed) = (0, 0.0);
+            let mut phases = Vec::new();
             for i in 0..3 {
                 let (a, b) = (phase * i, phase * (i + 1));
                 let (p_sent, p_tm) = sent_and_throttled(between(hits, a, b));
                 worst = worst.max(share(p_tm, p_sent));
+                phases.push(format!("{:.3}", share(p_tm, p_sent)));
                 let p_served = admitted(hits, a + sizes.step_settle, b);
                 let p_allowed = r.setup.shape.allowed(a + sizes.step_settle, b);
                 worst_served = worst_served.min(p_served as f64 / p_allowed.max(1.0));
@@ -171,9 +174,11 @@ pub(crate) fn line(r: &RunResult, sizes: &Sizes) -> (String, bool) {
             let _ = write!(
                 s,
                 " tasks={tasks} store={} throttled_share={throttled:.3} \
-                 worst_phase_throttled_share={worst:.3} served_share={served_share:.2} \
+                 worst_phase_throttled_share={worst:.3} phase_throttled_shares={} \
+                 served_share={served_share:.2} \
                  worst_phase_served_share={worst_served:.2} recovery_s={}",
                 r.store,
+                phases.join("/"),
                 rec.map_or("never".into(), |v| format!("{v:.1}")),
             );
             throttled <= 0.02

@@ -6,7 +6,7 @@
 //! - It starts off (no pacing).
 //! - A 429 cuts the rate once per congestion event: `rate × β` (β = 0.7) of the lower of
 //!   the rate and the measured send rate. 429s for requests *sent* before the last cut
-//!   (or within the 429's `Retry-After` after it, at most a second) belong to the event
+//!   (or within the 429's `Retry-After` after it, at most 250 ms) belong to the event
 //!   already answered and are ignored, so N tasks or replicas that
 //!   see the 429s of one burst cut once (as the AWS SDKs' adaptive limiter and the model
 //!   `gcra_cubic` in the fleet pacing model `adaptive_sim.py` do).
@@ -218,14 +218,15 @@ impl AdaptiveRate {
         if reset <= 0.0 {
             return false; // the window ends now: it says nothing about the next
         }
-        // `remaining` as f64 may round: it is an estimate. Nothing left: one request per
-        // reset, below the floor (the floor would send more than the quota allows).
-        let left = quota.remaining.max(1) as f64;
-        let rate = (left / reset * (1.0 - self.config.margin)).min(self.config.max_rate);
+        // `remaining` as f64 may round: it is an estimate. Nothing left: one request a
+        // second after the reset (stated in whole seconds), below the floor if need be (the
+        // floor would send more than the quota allows); not a margin of the reset, which
+        // would put a day's reset an hour late.
         let rate = if quota.remaining == 0 {
-            rate
+            1.0 / (reset + 1.0)
         } else {
-            rate.max(self.config.min_rate)
+            let rate = quota.remaining as f64 / reset * (1.0 - self.config.margin);
+            rate.clamp(self.config.min_rate, self.config.max_rate)
         };
         self.rate = Some(rate);
         self.set_w_max(rate);
@@ -267,12 +268,18 @@ pub(crate) const QUOTA_HORIZON: Duration = Duration::from_secs(10);
 const MAX_HOLD: Duration = Duration::from_secs(3600);
 
 /// How long after a cut a 429 still belongs to the congestion event that cut: the
-/// server's `Retry-After`, at most a second (0 without one). Requests sent just after a cut
-/// meet what the burst before it left (an empty bucket): cutting again for each would take
-/// the rate to its floor.
+/// server's `Retry-After`, at most [`MAX_GRACE`] (0 without one). Requests sent just after
+/// a cut meet what the burst before it left (an empty bucket), and a fleet's slots
+/// reserved before it go out within its pacing horizon (also 250 ms): cutting again for
+/// each would take the rate to its floor. A 429 later than that is a new event, though
+/// `Retry-After` is stated in whole seconds: a rate still above a token bucket's is cut
+/// again within a quarter second, not a second.
 pub(crate) fn event_grace(retry_after: Option<Duration>) -> Duration {
-    retry_after.map_or(Duration::ZERO, |ra| ra.min(Duration::from_secs(1)))
+    retry_after.map_or(Duration::ZERO, |ra| ra.min(MAX_GRACE))
 }
+
+/// The longest a 429 after a cut still belongs to the cut's event.
+const MAX_GRACE: Duration = Duration::from_millis(250);
 
 // ===== the measured send rate =====
 

@@ -52,14 +52,17 @@ async fn a_429_cuts_once_per_congestion_event() {
     throttle(&pacer, sent);
     throttle(&pacer, sent);
     assert_eq!(pacer.rate(), Some(first), "sent before the cut: same event");
-    // Sent within the 429's Retry-After (1 s) after the cut: what the burst left.
+    // Sent within the grace (the Retry-After, 1 s, at most 250 ms) after the cut: what the
+    // burst left.
+    tokio::time::advance(Duration::from_millis(240)).await;
     throttle(&pacer, Instant::now());
     assert_eq!(
         pacer.rate(),
         Some(first),
         "sent within the grace: same event"
     );
-    tokio::time::advance(Duration::from_secs(1)).await;
+    // Past the grace, though within the Retry-After: a rate still too high.
+    tokio::time::advance(Duration::from_millis(20)).await;
     let sent = Instant::now();
     tokio::time::advance(Duration::from_millis(10)).await;
     throttle(&pacer, sent);
@@ -119,6 +122,20 @@ async fn slots_follow_the_rate_as_it_changes_without_debt() {
         "{:?}",
         third - second
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn nothing_left_until_a_reset_a_day_away_waits_a_day_and_a_second() {
+    let pacer = AdaptivePacer::new(true);
+    let mut headers = HeaderMap::new();
+    headers.insert("x-ratelimit-remaining", HeaderValue::from_static("0"));
+    headers.insert("x-ratelimit-reset", HeaderValue::from_static("86400"));
+    pacer.observe(Instant::now(), StatusCode::OK, &headers);
+    let Pace::TooLong(wait) = pacer.pace(Duration::from_secs(60)) else {
+        panic!("nothing left: no slot within a minute");
+    };
+    let (low, high) = (Duration::from_secs(86_400), Duration::from_secs(86_402));
+    assert!(wait > low && wait < high, "{wait:?}");
 }
 
 #[tokio::test(start_paused = true)]

@@ -1,6 +1,7 @@
 //! A time-stepped (1 ms) model of N closed-loop senders against a rate-limited server,
 //! after issue 23's model `adaptive_sim.py`: one shared GCRA paced at the estimate's
-//! rate (reserving at the slot, no debt), a shared cooldown until `Retry-After`.
+//! rate (reserving at the slot, no debt), and a shared cooldown until `Retry-After` (or,
+//! without it, each throttled sender waits its own).
 
 use std::time::Duration;
 
@@ -31,6 +32,23 @@ impl TokenBucket {
                     40.0
                 } else {
                     100.0
+                }
+            },
+            now: 0.0,
+        }
+    }
+}
+
+impl TokenBucket {
+    /// 50/s, 20/s from 20 s, 50/s from 40 s (the fleet example's `limit-step`).
+    pub(super) fn step_50() -> Self {
+        TokenBucket {
+            tokens: 5.0,
+            rate: |t| {
+                if (20.0..40.0).contains(&t) {
+                    20.0
+                } else {
+                    50.0
                 }
             },
             now: 0.0,
@@ -110,13 +128,35 @@ struct InFlight {
     result: Result<(), f64>,
 }
 
-/// Runs `n` senders for `seconds`, paced by `estimate`.
+/// The senders: how many, and how they take a 429.
+#[derive(Clone, Copy)]
+pub(super) struct Senders {
+    pub(super) n: usize,
+    /// A 429 holds every sender back until its `Retry-After` (else only its own).
+    pub(super) cooldown: bool,
+    /// The `Retry-After` is stated in whole seconds, rounded up (as HTTP does).
+    pub(super) whole_seconds: bool,
+}
+
+impl Senders {
+    /// `n` senders, a shared cooldown, the exact `Retry-After`.
+    pub(super) fn shared(n: usize) -> Self {
+        Senders {
+            n,
+            cooldown: true,
+            whole_seconds: false,
+        }
+    }
+}
+
+/// Runs `senders` for `seconds`, paced by `estimate`.
 pub(super) fn run(
     server: &mut impl Server,
     estimate: &mut AdaptiveRate,
-    n: usize,
+    senders: Senders,
     seconds: u64,
 ) -> Stats {
+    let n = senders.n;
     const RTT_MS: u64 = 20;
     let mut stats = vec![(0, 0, 0); seconds as usize];
     // Staggered starts over the first 50 ms.
@@ -133,7 +173,16 @@ pub(super) fn run(
                 match f.result {
                     Ok(()) => estimate.succeeded(now),
                     Err(retry_after) => {
-                        cooldown = cooldown.max(t + retry_after);
+                        let retry_after = if senders.whole_seconds {
+                            retry_after.ceil()
+                        } else {
+                            retry_after
+                        };
+                        if senders.cooldown {
+                            cooldown = cooldown.max(t + retry_after);
+                        } else {
+                            ready[i] = t + retry_after;
+                        }
                         let sent = Duration::from_millis(f.sent);
                         estimate.throttled(sent, now, Some(Duration::from_secs_f64(retry_after)));
                     }

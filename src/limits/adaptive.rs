@@ -22,7 +22,8 @@
 //!   curve.
 //! - A quota from the response headers ([`Quota`]) sets the rate at once: `remaining`
 //!   over `reset`, less a margin; better than probing. It binds once a tenth of it is
-//!   left, or sooner when the measured send rate would spend it within 10 s.
+//!   left (nothing, if no limit is stated), or sooner when the measured send rate would
+//!   spend it within 10 s.
 //!
 //! Nothing here waits or owes: the rate is what a pacer reads for the next slot, so a rate
 //! that drops does not put debt on callers already waiting.
@@ -181,7 +182,7 @@ impl AdaptiveRate {
     /// The server said what is left: `quota.remaining` until `quota.reset`. Whether the
     /// quota binds: it does when
     ///
-    /// - a tenth or less of a stated limit is left (or no limit is stated), or
+    /// - a tenth or less of a stated limit is left, or nothing, or
     /// - at the measured send rate, what is left would be spent within [`QUOTA_HORIZON`]
     ///   (or before the reset, if sooner), or
     /// - it paced already and has not been refilled since.
@@ -203,9 +204,11 @@ impl AdaptiveRate {
         };
         self.quota_seen = Some((remaining, reset_at));
         let reset = reset_at - now;
-        let plenty = quota
-            .limit
-            .is_some_and(|limit| remaining.saturating_mul(10) > limit);
+        // Without a stated limit, only the send rate tells whether what is left is much.
+        let plenty = remaining > 0
+            && quota
+                .limit
+                .is_none_or(|limit| remaining.saturating_mul(10) > limit);
         let horizon = reset.min(QUOTA_HORIZON.as_secs_f64());
         let running_out = (remaining as f64) < self.sent.estimate() * horizon;
         let refilled = self.quota_left.is_none_or(|left| remaining > left);

@@ -76,9 +76,10 @@ impl Pacing {
     ///   few seconds and probing above it after that;
     /// - a quota the server states (`RateLimit: "default";r=N;t=T`,
     ///   `RateLimit-Remaining`/`-Reset`, `X-RateLimit-Remaining`/`-Reset`) sets it at once,
-    ///   at `N / T` less 5 %, once a tenth of the stated limit is left or the measured send
-    ///   rate would spend it within 10 s (a quota far from spent paces nothing), until it is
-    ///   refilled; nothing left: one request after the reset.
+    ///   at `N / T` less 5 % (at least 0.5/s), once a tenth of the stated limit is left or
+    ///   the measured send rate would spend it within 10 s (a quota far from spent paces
+    ///   nothing; with no limit stated, only the send rate tells), until it is refilled;
+    ///   nothing left: one request a second after the reset.
     ///
     /// With [`LimitsBuilder::redis`](crate::limits::LimitsBuilder::redis) the fleet keeps
     /// one estimate per origin in Redis, cut once per event whichever replicas see it.

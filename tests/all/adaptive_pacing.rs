@@ -221,25 +221,35 @@ fn plenty_left() -> Response<Full<Bytes>> {
         .unwrap()
 }
 
+/// The same without its limit (`RateLimit` without a `RateLimit-Policy`).
+fn plenty_left_no_limit_stated() -> Response<Full<Bytes>> {
+    Response::builder()
+        .header("ratelimit", "\"default\";r=4999;t=3599")
+        .body(Full::new(Bytes::new()))
+        .unwrap()
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_quota_far_from_spent_slows_nothing() {
-    let server = service_fn(|_req: Req| async { Ok::<_, Infallible>(plenty_left()) });
-    let svc = tower::ServiceBuilder::new()
-        .layer(TelEchoRetry::default())
-        .service(server);
-    let start = Instant::now();
-    let all = (0..100).map(|_| svc.clone().oneshot(get_calls()));
-    for resp in futures_util::future::join_all(all).await {
-        assert_eq!(resp.unwrap().status(), 200);
+    for answer in [plenty_left, plenty_left_no_limit_stated] {
+        let server = service_fn(move |_req: Req| async move { Ok::<_, Infallible>(answer()) });
+        let svc = tower::ServiceBuilder::new()
+            .layer(TelEchoRetry::default())
+            .service(server);
+        let start = Instant::now();
+        let all = (0..100).map(|_| svc.clone().oneshot(get_calls()));
+        for resp in futures_util::future::join_all(all).await {
+            assert_eq!(resp.unwrap().status(), 200);
+        }
+        for _ in 0..20 {
+            svc.clone().oneshot(get_calls()).await.unwrap();
+        }
+        assert_eq!(
+            start.elapsed(),
+            Duration::ZERO,
+            "paced by a quota that does not bind"
+        );
     }
-    for _ in 0..20 {
-        svc.clone().oneshot(get_calls()).await.unwrap();
-    }
-    assert_eq!(
-        start.elapsed(),
-        Duration::ZERO,
-        "paced by a quota that does not bind"
-    );
 }
 
 #[cfg(feature = "reqwest")]

@@ -183,13 +183,23 @@ fn a_quota_with_plenty_left_paces_nothing_and_lifts_its_own_pacing() {
     let cut = b.rate();
     assert!(!b.learned_from_quota(&quota(4999), secs(5.0)));
     assert_eq!(b.rate(), cut);
-    // No limit stated: the quota paces, as before.
-    let mut c = at(None);
-    let unstated = Quota {
+    // No limit stated: plenty unless the send rate would spend it soon, or none is left.
+    let unstated = |remaining| Quota {
         limit: None,
-        ..quota(4999)
+        ..quota(remaining)
     };
-    assert!(c.learned_from_quota(&unstated, secs(1.0)));
+    let mut c = at(None);
+    succeed(&mut c, 0.0, 1.0, 0.1); // 10/s
+    assert!(!c.learned_from_quota(&unstated(4999), secs(1.0)));
+    assert_eq!(c.rate(), None, "an hour's 4999 at 10/s: nothing paced");
+    assert!(
+        c.learned_from_quota(&unstated(50), secs(1.0)),
+        "50 at 10/s: 5 s"
+    );
+    assert!(
+        at(None).learned_from_quota(&unstated(0), secs(1.0)),
+        "none left"
+    );
 }
 
 #[test]

@@ -73,7 +73,11 @@ async fn a_429_cuts_once_per_congestion_event() {
 async fn slots_follow_the_rate_as_it_changes_without_debt() {
     let pacer = AdaptivePacer::new(true);
     let mut headers = HeaderMap::new();
-    // 20 left over 1 s, less 5 %: 19 per second.
+    // 20 left of 200 over 1 s, less 5 %: 19 per second.
+    headers.insert(
+        "ratelimit-policy",
+        HeaderValue::from_static("\"default\";q=200;w=1"),
+    );
     headers.insert(
         "ratelimit",
         HeaderValue::from_static("\"default\";r=20;t=1"),

@@ -188,10 +188,10 @@ impl AdaptiveRate {
     /// - it paced already and has not been refilled since.
     ///
     /// A quota that binds paces at `remaining / reset`, less the margin (the reset being the
-    /// nearest that the responses of this window stated), from `now`,
-    /// regrowing from there; nothing left: one request after the reset. A quota far from
-    /// spent paces nothing (an hourly quota of 5000 does not spread every short burst at
-    /// 1.3/s); one refilled with plenty (a new window) lifts its pacing.
+    /// nearest that the responses of this window stated), from `now`, regrowing from there;
+    /// nothing left: one request a second after the reset. A quota far from spent paces
+    /// nothing (an hourly quota of 5000 does not spread every short burst at 1.3/s); one
+    /// refilled with plenty (a new window) lifts its pacing.
     pub(crate) fn learned_from_quota(&mut self, quota: &Quota, now: Duration) -> bool {
         let remaining = quota.remaining;
         let now = now.as_secs_f64();
@@ -225,10 +225,10 @@ impl AdaptiveRate {
         // second after the reset (stated in whole seconds), below the floor if need be (the
         // floor would send more than the quota allows); not a margin of the reset, which
         // would put a day's reset an hour late.
-        let rate = if quota.remaining == 0 {
+        let rate = if remaining == 0 {
             1.0 / (reset + 1.0)
         } else {
-            let rate = quota.remaining as f64 / reset * (1.0 - self.config.margin);
+            let rate = remaining as f64 / reset * (1.0 - self.config.margin);
             rate.clamp(self.config.min_rate, self.config.max_rate)
         };
         self.rate = Some(rate);
@@ -265,7 +265,7 @@ impl AdaptiveRate {
 }
 
 /// A quota paces once the measured send rate would spend what is left within this time.
-pub(crate) const QUOTA_HORIZON: Duration = Duration::from_secs(10);
+const QUOTA_HORIZON: Duration = Duration::from_secs(10);
 
 /// The longest `Retry-After` that delays regrowth after a cut.
 const MAX_HOLD: Duration = Duration::from_secs(3600);

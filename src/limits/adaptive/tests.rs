@@ -202,13 +202,18 @@ fn a_quota_with_plenty_left_paces_nothing_and_lifts_its_own_pacing() {
     );
 }
 
-#[test]
-fn a_quota_spent_fast_paces_before_its_last_tenth_until_refilled() {
-    let quota = |remaining, reset| Quota {
+/// `remaining` of 300 left until `reset` seconds from now.
+fn of_300(remaining: u64, reset: u64) -> Quota {
+    Quota {
         limit: Some(300),
         remaining,
         reset: Duration::from_secs(reset),
-    };
+    }
+}
+
+#[test]
+fn a_quota_spent_fast_paces_before_its_last_tenth_until_refilled() {
+    let quota = of_300;
     // 100/s for a second: 290 left would be spent in 2.9 s, before the reset in 9 s.
     let mut a = at(None);
     succeed(&mut a, 0.0, 1.0, 0.01);
@@ -231,11 +236,7 @@ fn a_quota_spent_fast_paces_before_its_last_tenth_until_refilled() {
 #[test]
 fn a_reset_stated_in_whole_seconds_is_bounded_by_each_response() {
     // The window ends at 10 s; the server rounds the seconds to it up.
-    let quota = |remaining, reset| Quota {
-        limit: Some(300),
-        remaining,
-        reset: Duration::from_secs(reset),
-    };
+    let quota = of_300;
     let mut a = at(None);
     assert!(a.learned_from_quota(&quota(20, 1), secs(9.05))); // the reset: by 10.05 s
     assert!(a.learned_from_quota(&quota(10, 1), secs(9.5))); // "1 s": by 10.5 s
@@ -262,7 +263,7 @@ fn a_step_in_the_limit_is_followed() {
     for n in [4, 16, 64] {
         let mut a = at(None);
         let stats = sim::run(
-            &mut sim::TokenBucket::step(),
+            &mut sim::TokenBucket::stepping(100.0, 40.0, 30.0..60.0),
             &mut a,
             sim::Senders::shared(n),
             90,
@@ -301,7 +302,8 @@ fn without_the_cooldown_a_whole_second_retry_after_does_not_hide_a_rate_still_to
             cooldown: false,
             whole_seconds: true,
         };
-        let stats = sim::run(&mut sim::TokenBucket::step_50(), &mut a, senders, 60);
+        let mut bucket = sim::TokenBucket::stepping(50.0, 20.0, 20.0..40.0);
+        let stats = sim::run(&mut bucket, &mut a, senders, 60);
         for (phase, limit) in [(0, 50.0), (20, 20.0), (40, 50.0)] {
             let (sent, _, throttled) = sim::sum(&stats[phase..phase + 20]);
             let (_, ok, _) = sim::sum(&stats[phase + 5..phase + 20]);

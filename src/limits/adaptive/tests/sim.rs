@@ -3,6 +3,7 @@
 //! rate (reserving at the slot, no debt), and a shared cooldown until `Retry-After` (or,
 //! without it, each throttled sender waits its own).
 
+use std::ops::Range;
 use std::time::Duration;
 
 use super::AdaptiveRate;
@@ -15,50 +16,40 @@ pub(super) trait Server {
     fn admit(&mut self, t: f64) -> Result<(), f64>;
 }
 
-/// A token bucket whose rate changes over time; its capacity is 0.1 s of the rate.
+/// A token bucket whose rate steps down for a while; its capacity is 0.1 s of the rate.
 pub(super) struct TokenBucket {
     tokens: f64,
-    rate: fn(f64) -> f64,
+    high: f64,
+    low: f64,
+    /// When (seconds) the rate is `low`.
+    low_during: Range<f64>,
     now: f64,
 }
 
 impl TokenBucket {
-    /// 100/s, 40/s from 30 s, 100/s from 60 s.
-    pub(super) fn step() -> Self {
+    /// `high` per second, `low` during `low_during`, full at the start.
+    pub(super) fn stepping(high: f64, low: f64, low_during: Range<f64>) -> Self {
         TokenBucket {
-            tokens: 10.0,
-            rate: |t| {
-                if (30.0..60.0).contains(&t) {
-                    40.0
-                } else {
-                    100.0
-                }
-            },
+            tokens: high * 0.1,
+            high,
+            low,
+            low_during,
             now: 0.0,
         }
     }
-}
 
-impl TokenBucket {
-    /// 50/s, 20/s from 20 s, 50/s from 40 s (the fleet example's `limit-step`).
-    pub(super) fn step_50() -> Self {
-        TokenBucket {
-            tokens: 5.0,
-            rate: |t| {
-                if (20.0..40.0).contains(&t) {
-                    20.0
-                } else {
-                    50.0
-                }
-            },
-            now: 0.0,
+    fn rate(&self, t: f64) -> f64 {
+        if self.low_during.contains(&t) {
+            self.low
+        } else {
+            self.high
         }
     }
 }
 
 impl Server for TokenBucket {
     fn tick(&mut self, t: f64, dt: f64) {
-        let r = (self.rate)(t);
+        let r = self.rate(t);
         self.tokens = (self.tokens + r * dt).min(r * 0.1);
         self.now = t;
     }
@@ -68,7 +59,7 @@ impl Server for TokenBucket {
             self.tokens -= 1.0;
             Ok(())
         } else {
-            Err((1.0 - self.tokens) / (self.rate)(self.now))
+            Err((1.0 - self.tokens) / self.rate(self.now))
         }
     }
 }

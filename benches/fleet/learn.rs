@@ -10,7 +10,8 @@
 //!   `phase_throttled_shares`: each phase's, in order),
 //!   `served_share` (admitted / what the bucket's rate allowed, in each phase but its
 //!   first quarter; `worst_phase_served_share`: the same in the worst phase, not a goal
-//!   of the issue), `recovery_s` (from the step up until the end of the first 1 s in
+//!   of the issue), `throttled_share_after_1s` (as `throttled_share`, leaving out the
+//!   tasks' first burst, sent before any 429 could tell of a limit; not a goal), `recovery_s` (from the step up until the end of the first 1 s in
 //!   which the server admitted 90 % of L). Goal: ≤ 0.02, ≤ 0.04, ≥ 0.95, ≤ half a phase
 //!   (10 s), no loss.
 //! - `fixed-window`: `too_many_max`, `too_many_mean` (429s per window, after the first),
@@ -32,6 +33,9 @@ use crate::run::RunResult;
 use crate::server::{Answer, Hit};
 use crate::spec::Workload;
 use crate::workloads::Sizes;
+
+/// The start of a `limit-step` run that `throttled_share_after_1s` leaves out.
+const START: Duration = Duration::from_secs(1);
 
 /// A request of a closed loop still in flight when the loop ended counts as lost if it had
 /// been running this long (it was stuck, not merely cut off by the end).
@@ -171,9 +175,14 @@ pub(crate) fn line(r: &RunResult, sizes: &Sizes) -> (String, bool) {
             };
             let rec = recovery(hits, phase * 2, f64::from(sizes.step_limit));
             let throttled = share(too_many, sent);
+            // The tasks' first burst goes out before any 429 can tell of a limit: the share
+            // from the first second on shows what pacing does once it could know.
+            let (late_sent, late_tm) = sent_and_throttled(between(hits, START, phase * 3));
+            let late = share(late_tm, late_sent);
             let _ = write!(
                 s,
                 " tasks={tasks} store={} throttled_share={throttled:.3} \
+                 throttled_share_after_1s={late:.3} \
                  worst_phase_throttled_share={worst:.3} phase_throttled_shares={} \
                  served_share={served_share:.2} \
                  worst_phase_served_share={worst_served:.2} recovery_s={}",

@@ -39,14 +39,29 @@ pub(crate) enum Load {
 }
 
 impl Load {
-    /// When the child stops: requests not done by then end as [`Outcome::Cap`].
+    /// When the child stops sending: after it, no request starts.
     pub(crate) fn end(&self) -> Duration {
         match self {
             Load::Open { cfg, .. } => cfg.cap(),
             Load::Closed { duration, .. } => *duration,
         }
     }
+
+    /// How long after [`end`](Self::end) the requests in flight may still run: a closed
+    /// loop's last requests run on for [`DRAIN`], so that one slowed by its retries is not
+    /// cut off and counted lost; an open load's stop at its end. Requests not done by then
+    /// end as [`Outcome::Cap`].
+    pub(crate) fn drain(&self) -> Duration {
+        match self {
+            Load::Open { .. } => Duration::ZERO,
+            Load::Closed { .. } => DRAIN,
+        }
+    }
 }
+
+/// How long a closed loop's last requests may run past its end; one still running then is
+/// lost (stuck).
+pub(crate) const DRAIN: Duration = Duration::from_secs(10);
 
 /// What a child is told on its command line (`key=value` words after `--child`).
 #[derive(Clone, Debug)]
@@ -295,6 +310,7 @@ fn spawn_load(
     start: Instant,
 ) -> tokio::task::JoinSet<Vec<Report>> {
     let end = start + args.load.end();
+    let done_by = end + args.load.drain();
     let mut tasks = tokio::task::JoinSet::new();
     match args.load {
         Load::Open { schedule, cfg } => {
@@ -303,7 +319,7 @@ fn spawn_load(
                 let (client, url) = (client.clone(), url.to_string());
                 tasks.spawn(async move {
                     tokio::time::sleep_until(due).await;
-                    let outcome = send(&client, &url, end).await;
+                    let outcome = send(&client, &url, done_by).await;
                     vec![Report::new(k, start, due, outcome)]
                 });
             }
@@ -319,7 +335,7 @@ fn spawn_load(
                     tokio::time::sleep_until(start).await;
                     while Instant::now() < end {
                         let due = Instant::now();
-                        let outcome = send(&client, &url, end).await;
+                        let outcome = send(&client, &url, done_by).await;
                         let failed = outcome != Outcome::Ok;
                         let k = next.fetch_add(1, Ordering::Relaxed) * children + index;
                         reports.push(Report::new(k, start, due, outcome));

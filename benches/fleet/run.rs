@@ -269,7 +269,7 @@ pub(crate) async fn run(
     let mut failures = Vec::new();
     let mut finished = vec![false; setup.children];
     let mut fallbacks = 0;
-    let report_by = start + setup.load.end() + REPORT_GRACE;
+    let report_by = start + setup.load.end() + setup.load.drain() + REPORT_GRACE;
     while finished.iter().any(|f| !f) {
         match tokio::time::timeout_at(report_by, heard.recv()).await {
             Ok(Some(Heard::Line(i, l))) => {

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::MutexGuard;
+use tokio::sync::OwnedMutexGuard;
 use tokio::time::Instant;
 
 use super::instant::AtomicInstant;
@@ -15,7 +15,7 @@ use crate::sync::{AtomicUsize, Ordering};
 #[derive(Debug)]
 pub(crate) struct WaitQueue {
     /// Waiters take their slots in turn (tokio's mutex is fair: first come, first served).
-    turn: tokio::sync::Mutex<()>,
+    turn: Arc<tokio::sync::Mutex<()>>,
     /// Attempts waiting.
     waiting: AtomicUsize,
     /// When the slot of the waiter whose turn it is comes (if known): what a newcomer's
@@ -26,7 +26,7 @@ pub(crate) struct WaitQueue {
 impl WaitQueue {
     pub(crate) fn new(base: Instant) -> Arc<Self> {
         Arc::new(WaitQueue {
-            turn: tokio::sync::Mutex::new(()),
+            turn: Arc::new(tokio::sync::Mutex::new(())),
             waiting: AtomicUsize::new(0),
             head_due: AtomicInstant::new(base),
         })
@@ -70,9 +70,11 @@ impl WaitQueue {
 pub(crate) struct Place(Arc<WaitQueue>);
 
 impl Place {
-    /// Waits for this attempt's turn: the slot is its to take while the guard lives.
-    pub(crate) async fn turn(&self) -> MutexGuard<'_, ()> {
-        self.0.turn.lock().await
+    /// Waits for this attempt's turn: the slot is its to take while the guard lives (the
+    /// guard may outlive the place: a fleet's slot given back holds the turn until Redis
+    /// has it back).
+    pub(crate) async fn turn(&self) -> OwnedMutexGuard<()> {
+        Arc::clone(&self.0.turn).lock_owned().await
     }
 
     /// Tells newcomers when the slot of the attempt whose turn it is comes.

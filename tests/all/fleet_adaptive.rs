@@ -301,11 +301,11 @@ async fn alive(scope: &Scope) -> i64 {
         .unwrap()
 }
 
-/// Stores a fleet rate of `rate`/s for the test origin that holds (its regrowth starts far
-/// ahead), and announces it as another replica would.
-async fn fleet_paces_at(scope: &Scope, rate: f64) {
+/// Stores a fleet rate of `rate`/s for `origin` that holds (its regrowth starts far ahead),
+/// and announces it as another replica would.
+async fn fleet_paces_at(scope: &Scope, origin: &str, rate: f64) {
     let mut conn = direct().await;
-    let key = format!("{}rate:http://api.example:80", scope.base());
+    let key = format!("{}rate:{origin}", scope.base());
     let _: () = redis::cmd("HSET")
         .arg(&key)
         .arg("r")
@@ -319,13 +319,13 @@ async fn fleet_paces_at(scope: &Scope, rate: f64) {
         .unwrap();
     let _: i64 = redis::cmd("SADD")
         .arg(format!("{}learned", scope.base()))
-        .arg("http://api.example:80")
+        .arg(origin)
         .query_async(&mut conn)
         .await
         .unwrap();
     let _: i64 = redis::cmd("PUBLISH")
         .arg(format!("{}events", scope.base()))
-        .arg("another-replica rate 0 http://api.example:80")
+        .arg(format!("another-replica rate 0 {origin}"))
         .query_async(&mut conn)
         .await
         .unwrap();
@@ -355,7 +355,7 @@ async fn the_fallback_share_follows_the_replicas_alive_as_they_come_and_go() {
         }
     };
     scope.subscribed(4).await;
-    fleet_paces_at(&scope, 40.0).await;
+    fleet_paces_at(&scope, "http://api.example:80", 40.0).await;
     let start = Instant::now();
     while alive(&scope).await < 4 || start.elapsed() < Duration::from_millis(1100) {
         assert!(
@@ -395,7 +395,7 @@ async fn the_fallback_share_follows_the_replicas_alive_as_they_come_and_go() {
 #[tokio::test]
 async fn a_replica_that_starts_after_the_announcement_paces_at_the_fleet_rate() {
     let scope = Scope::new();
-    fleet_paces_at(&scope, 10.0).await;
+    fleet_paces_at(&scope, "http://api.example:80", 10.0).await;
     let late = adaptive(&scope, &redis_url());
     scope.subscribed(1).await;
     tokio::time::sleep(Duration::from_millis(50)).await; // its re-read
@@ -413,11 +413,7 @@ async fn a_replica_that_starts_after_the_announcement_paces_at_the_fleet_rate() 
 
 #[tokio::test]
 async fn a_rate_redis_lost_is_written_back_not_dropped() {
-    let scope = Scope::new();
-    let limits = adaptive(&scope, &redis_url());
-    scope.subscribed(1).await;
-    fleet_paces_at(&scope, 10.0).await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let (scope, limits) = replica_paced_at("http://api.example:80", 10.0).await;
     let log: Arc<Mutex<Vec<(Instant, bool)>>> = Arc::default();
     let svc = replica(&limits, RetryPolicy::default(), &log, Arc::new(|| true));
     for _ in 0..3 {
@@ -435,4 +431,123 @@ async fn a_rate_redis_lost_is_written_back_not_dropped() {
     );
     let rate = fleet_rate(&scope, "http://api.example:80").await;
     assert!(rate.is_some_and(|r| (9.0..=11.0).contains(&r)), "{rate:?}");
+}
+
+/// `tasks` closed loops of `send` for `secs`: the longest one request took.
+async fn longest_request<F, Fut>(send: F, tasks: usize, secs: u64) -> Duration
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let end = Instant::now() + Duration::from_secs(secs);
+    let loops: Vec<_> = (0..tasks)
+        .map(|_| {
+            let send = send.clone();
+            tokio::spawn(async move {
+                let mut longest = Duration::ZERO;
+                while Instant::now() < end {
+                    let begun = Instant::now();
+                    send().await;
+                    longest = longest.max(begun.elapsed());
+                }
+                longest
+            })
+        })
+        .collect();
+    let mut longest = Duration::ZERO;
+    for l in loops {
+        longest = longest.max(l.await.unwrap());
+    }
+    longest
+}
+
+/// A replica of a new scope whose fleet paces `origin` at `rate`/s, as another replica
+/// announced.
+async fn replica_paced_at(origin: &str, rate: f64) -> (Scope, Limits) {
+    let scope = Scope::new();
+    let limits = adaptive(&scope, &redis_url());
+    scope.subscribed(1).await;
+    fleet_paces_at(&scope, origin, rate).await;
+    tokio::time::sleep(Duration::from_millis(50)).await; // it hears the announcement
+    (scope, limits)
+}
+
+/// 12 closed loops at the fleet's 10/s: each request waits behind the 11 others, 1.2 s. An
+/// attempt told to ask again later must not lose its turn to newcomers each time it asks
+/// (before, one of them waited 4-7 s of a 6 s run).
+const IN_TURN: Duration = Duration::from_millis(1600);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attempts_waiting_for_the_fleet_rate_are_served_in_turn() {
+    let (_scope, limits) = replica_paced_at("http://api.example:80", 10.0).await;
+    let log: Arc<Mutex<Vec<(Instant, bool)>>> = Arc::default();
+    let svc = replica(&limits, RetryPolicy::default(), &log, Arc::new(|| true));
+    let send = move || {
+        let svc = svc.clone();
+        async move {
+            assert_eq!(svc.oneshot(get()).await.unwrap().status(), 200);
+        }
+    };
+    let longest = longest_request(send, 12, 6).await;
+    assert!(longest < IN_TURN, "a request took {longest:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attempts_waiting_for_the_fleet_rate_are_served_in_turn_through_the_middleware() {
+    let server = Server::start(|_| Reply::status(200)).await;
+    let (_scope, limits) = replica_paced_at(&format!("http://{}", server.addr), 10.0).await;
+    let client = reqwest_middleware::ClientBuilder::new(
+        reqwest::Client::builder().no_proxy().build().unwrap(),
+    )
+    .with(TelEchoRetry::default().with_limits(limits))
+    .build();
+    let url = server.url("/v1/calls");
+    let send = move || {
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            assert_eq!(client.get(url).send().await.unwrap().status(), 200);
+        }
+    };
+    let longest = longest_request(send, 12, 6).await;
+    assert!(longest < IN_TURN, "a request took {longest:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attempts_cancelled_in_turn_do_not_hold_up_the_others() {
+    let (_scope, limits) = replica_paced_at("http://api.example:80", 10.0).await;
+    let log: Arc<Mutex<Vec<(Instant, bool)>>> = Arc::default();
+    // `Timeout` above the layer drops what waits longer than 0.5 s: most of the 12 loops'
+    // requests, while they wait their turn or hold a reserved slot.
+    let svc = ServiceBuilder::new()
+        .timeout(Duration::from_millis(500))
+        .service(replica(
+            &limits,
+            RetryPolicy::default(),
+            &log,
+            Arc::new(|| true),
+        ));
+    let timed_out = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let send = {
+        let timed_out = Arc::clone(&timed_out);
+        move || {
+            let (svc, timed_out) = (svc.clone(), Arc::clone(&timed_out));
+            async move {
+                if svc.oneshot(get()).await.is_err() {
+                    timed_out.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        }
+    };
+    longest_request(send, 12, 4).await;
+    // The sends still go at the fleet's rate, one each 0.1 s: the places and turns of the
+    // dropped requests were given up.
+    let sent = log.lock().unwrap().len();
+    let timed_out = timed_out.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(timed_out > 12, "{timed_out} timed out");
+    assert!((30..=50).contains(&sent), "{sent} sent in 4 s at 10/s");
+    let interval = last_interval(&log, 20);
+    assert!(
+        (0.08..0.15).contains(&interval),
+        "one send every {interval:.3} s"
+    );
 }

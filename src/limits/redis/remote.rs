@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use super::link::Link;
 use super::names::Write;
 use crate::engine::observe;
+use crate::limits::queue::WaitQueue;
 
 /// What a paced attempt's future needs, `'static`.
 pub(crate) struct Remote {
@@ -51,6 +52,8 @@ pub(crate) struct Learned {
     on: AtomicBool,
     /// The rate last reported to metrics (`f64` bits; 0: none).
     pub(super) reported: AtomicU64,
+    /// The attempts told to ask again later for their slot, in turn (see `pace`).
+    pub(super) later: Arc<WaitQueue>,
     /// When this replica last wrote a quota's rate.
     last_set: Mutex<Option<Instant>>,
     /// When Redis last gave this replica a slot at the fleet's rate.
@@ -63,6 +66,7 @@ impl Learned {
             rate_key,
             on: AtomicBool::new(false),
             reported: AtomicU64::new(0),
+            later: WaitQueue::new(Instant::now()),
             last_set: Mutex::new(None),
             last_seen: Mutex::new(None),
         }

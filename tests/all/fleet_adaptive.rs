@@ -28,7 +28,7 @@ use crate::support::{Proxy, Reply, Server};
 
 type Req = Request<Full<Bytes>>;
 
-fn adaptive(scope: &Scope, url: &str) -> Limits {
+pub(crate) fn adaptive(scope: &Scope, url: &str) -> Limits {
     scope.limits(url, Some(Pacing::adaptive()))
 }
 
@@ -46,7 +46,7 @@ async fn fleet_rate(scope: &Scope, origin: &str) -> Option<f64> {
 
 /// A tower replica over a `service_fn` that answers after 20 ms, 200 when `admits()` says
 /// so (else 429), and logs each send: when, and whether it was served.
-fn replica(
+pub(crate) fn replica(
     limits: &Limits,
     policy: RetryPolicy,
     log: &Arc<Mutex<Vec<(Instant, bool)>>>,
@@ -303,7 +303,7 @@ async fn alive(scope: &Scope) -> i64 {
 
 /// Stores a fleet rate of `rate`/s for `origin` that holds (its regrowth starts far ahead),
 /// and announces it as another replica would.
-async fn fleet_paces_at(scope: &Scope, origin: &str, rate: f64) {
+pub(crate) async fn fleet_paces_at(scope: &Scope, origin: &str, rate: f64) {
     let mut conn = direct().await;
     let key = format!("{}rate:{origin}", scope.base());
     let _: () = redis::cmd("HSET")
@@ -332,7 +332,7 @@ async fn fleet_paces_at(scope: &Scope, origin: &str, rate: f64) {
 }
 
 /// The mean interval between the last `n` sends in `log`.
-fn last_interval(log: &Mutex<Vec<(Instant, bool)>>, n: usize) -> f64 {
+pub(crate) fn last_interval(log: &Mutex<Vec<(Instant, bool)>>, n: usize) -> f64 {
     let log = log.lock().unwrap();
     let last = &log[log.len() - n..];
     last[n - 1].0.duration_since(last[0].0).as_secs_f64() / (n - 1) as f64
@@ -433,121 +433,13 @@ async fn a_rate_redis_lost_is_written_back_not_dropped() {
     assert!(rate.is_some_and(|r| (9.0..=11.0).contains(&r)), "{rate:?}");
 }
 
-/// `tasks` closed loops of `send` for `secs`: the longest one request took.
-async fn longest_request<F, Fut>(send: F, tasks: usize, secs: u64) -> Duration
-where
-    F: Fn() -> Fut + Clone + Send + 'static,
-    Fut: std::future::Future<Output = ()> + Send,
-{
-    let end = Instant::now() + Duration::from_secs(secs);
-    let loops: Vec<_> = (0..tasks)
-        .map(|_| {
-            let send = send.clone();
-            tokio::spawn(async move {
-                let mut longest = Duration::ZERO;
-                while Instant::now() < end {
-                    let begun = Instant::now();
-                    send().await;
-                    longest = longest.max(begun.elapsed());
-                }
-                longest
-            })
-        })
-        .collect();
-    let mut longest = Duration::ZERO;
-    for l in loops {
-        longest = longest.max(l.await.unwrap());
-    }
-    longest
-}
-
 /// A replica of a new scope whose fleet paces `origin` at `rate`/s, as another replica
 /// announced.
-async fn replica_paced_at(origin: &str, rate: f64) -> (Scope, Limits) {
+pub(crate) async fn replica_paced_at(origin: &str, rate: f64) -> (Scope, Limits) {
     let scope = Scope::new();
     let limits = adaptive(&scope, &redis_url());
     scope.subscribed(1).await;
     fleet_paces_at(&scope, origin, rate).await;
     tokio::time::sleep(Duration::from_millis(50)).await; // it hears the announcement
     (scope, limits)
-}
-
-/// 12 closed loops at the fleet's 10/s: each request waits behind the 11 others, 1.2 s. An
-/// attempt told to ask again later must not lose its turn to newcomers each time it asks
-/// (before, one of them waited 4-7 s of a 6 s run).
-const IN_TURN: Duration = Duration::from_millis(1600);
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn attempts_waiting_for_the_fleet_rate_are_served_in_turn() {
-    let (_scope, limits) = replica_paced_at("http://api.example:80", 10.0).await;
-    let log: Arc<Mutex<Vec<(Instant, bool)>>> = Arc::default();
-    let svc = replica(&limits, RetryPolicy::default(), &log, Arc::new(|| true));
-    let send = move || {
-        let svc = svc.clone();
-        async move {
-            assert_eq!(svc.oneshot(get()).await.unwrap().status(), 200);
-        }
-    };
-    let longest = longest_request(send, 12, 6).await;
-    assert!(longest < IN_TURN, "a request took {longest:?}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn attempts_waiting_for_the_fleet_rate_are_served_in_turn_through_the_middleware() {
-    let server = Server::start(|_| Reply::status(200)).await;
-    let (_scope, limits) = replica_paced_at(&format!("http://{}", server.addr), 10.0).await;
-    let client = reqwest_middleware::ClientBuilder::new(
-        reqwest::Client::builder().no_proxy().build().unwrap(),
-    )
-    .with(TelEchoRetry::default().with_limits(limits))
-    .build();
-    let url = server.url("/v1/calls");
-    let send = move || {
-        let (client, url) = (client.clone(), url.clone());
-        async move {
-            assert_eq!(client.get(url).send().await.unwrap().status(), 200);
-        }
-    };
-    let longest = longest_request(send, 12, 6).await;
-    assert!(longest < IN_TURN, "a request took {longest:?}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn attempts_cancelled_in_turn_do_not_hold_up_the_others() {
-    let (_scope, limits) = replica_paced_at("http://api.example:80", 10.0).await;
-    let log: Arc<Mutex<Vec<(Instant, bool)>>> = Arc::default();
-    // `Timeout` above the layer drops what waits longer than 0.5 s: most of the 12 loops'
-    // requests, while they wait their turn or hold a reserved slot.
-    let svc = ServiceBuilder::new()
-        .timeout(Duration::from_millis(500))
-        .service(replica(
-            &limits,
-            RetryPolicy::default(),
-            &log,
-            Arc::new(|| true),
-        ));
-    let timed_out = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let send = {
-        let timed_out = Arc::clone(&timed_out);
-        move || {
-            let (svc, timed_out) = (svc.clone(), Arc::clone(&timed_out));
-            async move {
-                if svc.oneshot(get()).await.is_err() {
-                    timed_out.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
-            }
-        }
-    };
-    longest_request(send, 12, 4).await;
-    // The sends still go at the fleet's rate, one each 0.1 s: the places and turns of the
-    // dropped requests were given up.
-    let sent = log.lock().unwrap().len();
-    let timed_out = timed_out.load(std::sync::atomic::Ordering::Relaxed);
-    assert!(timed_out > 12, "{timed_out} timed out");
-    assert!((30..=50).contains(&sent), "{sent} sent in 4 s at 10/s");
-    let interval = last_interval(&log, 20);
-    assert!(
-        (0.08..0.15).contains(&interval),
-        "one send every {interval:.3} s"
-    );
 }

@@ -18,6 +18,7 @@ mod fleet_faults;
 mod fleet_redis;
 mod fleet_scenarios;
 mod fleet_tls;
+mod fleet_waiting;
 mod hostile_servers;
 mod http2;
 mod load_protection;

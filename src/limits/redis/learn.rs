@@ -103,6 +103,12 @@ pub(crate) fn observe(
             // Alone, this replica keeps its share of the fleet's rate and only cuts it: the
             // others probe for more too, and their probes would add up.
             Some(before) if !change.cut && !change.quota => pacer.set_rate(before),
+            // A quota is the key's, shared by the fleet: this replica paces at its share.
+            _ if change.quota => {
+                let rate = change.rate * remote.link.fallback_share();
+                pacer.set_rate(rate);
+                Change { rate, ..change }.emit();
+            }
             _ => change.emit(),
         }
         return;

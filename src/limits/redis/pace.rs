@@ -14,7 +14,11 @@
 //! it is keeps it until its slot has come (or has been given back), so that one reserved
 //! slot at a time is outstanding for those in line. Without the turn, an attempt that asked
 //! again could find its slot taken by newcomers each time (a 6 s run of 12 callers at
-//! 10/s saw one wait 4-7 s, where its turn comes after 1.2 s).
+//! 10/s saw one wait 4-7 s, where its turn comes after 1.2 s). Known limit: a slot
+//! given back after another replica reserved the next one stays taken; with several
+//! replicas whose attempts are often dropped while they wait (a `Timeout` shorter than the
+//! line), the fleet sends well under its rate (two replicas, 300 ms timeouts, 10/s: 9-22
+//! sends in 4 s).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -66,6 +70,7 @@ pub(crate) fn pace(
     Pace::Wait(Box::pin(async move {
         let start = Instant::now();
         let ask = || ask(&remote, &fallback, start, max_wait, hurry);
+        let on_fallback = |failed| on_fallback(&remote, &fallback, start, max_wait, failed);
         // Attempts told to ask again later wait their turn, first come, first served, and
         // newcomers queue behind them: else an attempt that asks again could find its
         // slot taken each time by newcomers, and wait without end.
@@ -76,6 +81,7 @@ pub(crate) fn pace(
                 Step::Done(paced) => return paced,
                 Step::Reserved(held, wait) => return held.go(wait).await,
                 Step::Later(wait) => later = Some(wait),
+                Step::Fallback(failed) => return on_fallback(failed).await,
             }
         }
         let place = queue.as_ref().map(|q| q.join());
@@ -95,8 +101,18 @@ pub(crate) fn pace(
                 }
                 tokio::time::sleep(wait.saturating_sub(HORIZON).max(ASK_EVERY)).await;
             }
+            // Redis gone: those in line move to the fallback pacer at once, in turn, each
+            // giving up its turn before it waits there (not one at a time behind newcomers).
+            if !remote.link.answers() {
+                drop((turn, place));
+                return on_fallback(None).await;
+            }
             match ask().await {
                 Step::Done(paced) => return paced,
+                Step::Fallback(failed) => {
+                    drop((turn, place));
+                    return on_fallback(failed).await;
+                }
                 Step::Reserved(mut held, wait) => {
                     // The turn is kept until the slot has come, one reserved slot at a
                     // time: an attempt dropped while it waits for its slot (a `Timeout`
@@ -115,16 +131,34 @@ pub(crate) fn pace(
 
 /// What one ask of Redis came to.
 enum Step {
-    /// The attempt goes now, may not go, or went on the fallback.
+    /// The attempt goes now, or may not go.
     Done(Paced),
     /// A slot reserved, this far ahead.
     Reserved(Held, Duration),
     /// The slot lies this far ahead, beyond the fleet's horizon: ask again nearer it.
     Later(Duration),
+    /// Redis did not answer in time (why, if it failed): the fallback pacer gives the slot.
+    Fallback(Option<CallFailed>),
+}
+
+/// The slot of an attempt that began waiting at `start`, from the fallback pacer.
+async fn on_fallback(
+    remote: &Remote,
+    fallback: &OriginPacer,
+    start: Instant,
+    max_wait: Duration,
+    failed: Option<CallFailed>,
+) -> Paced {
+    remote.link.fell_back(StoreLimit::Pacing, failed);
+    match fallback.pace(max_wait.saturating_sub(start.elapsed())) {
+        Pace::Go => Paced::Go,
+        Pace::Wait(wait) => wait.await,
+        Pace::TooLong(wait) => Paced::TooLong(wait),
+    }
 }
 
 /// Asks Redis once for the slot of an attempt that began waiting at `start` (at most
-/// `max_wait`); on the fallback if Redis does not answer in time.
+/// `max_wait`).
 async fn ask(
     remote: &Arc<Remote>,
     fallback: &OriginPacer,
@@ -162,16 +196,7 @@ async fn ask(
             Step::Reserved(Held::new(remote, slot), slot.wait)
         }
         Ok(slot) => Step::Done(Paced::TooLong(slot.wait)),
-        Err(failed) => {
-            remote.link.fell_back(StoreLimit::Pacing, failed);
-            Step::Done(
-                match fallback.pace(max_wait.saturating_sub(start.elapsed())) {
-                    Pace::Go => Paced::Go,
-                    Pace::Wait(wait) => wait.await,
-                    Pace::TooLong(wait) => Paced::TooLong(wait),
-                },
-            )
-        }
+        Err(failed) => Step::Fallback(failed),
     }
 }
 

@@ -1,0 +1,206 @@
+//! Attempts waiting for a fleet's learned rate (`Pacing::adaptive()` with `.redis(..)`):
+//! served in turn, through the tower layer and the reqwest middleware; cancelled ones give
+//! up their turn (`Timeout` above the layer); those in line when Redis goes away move to
+//! the fallback at once. Real time and the real Redis, as in `fleet_adaptive`.
+#![cfg(all(
+    feature = "redis",
+    feature = "tower",
+    feature = "reqwest",
+    feature = "tracing"
+))]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use telecho_retry::limits::{Limits, Pacing};
+use telecho_retry::{RetryPolicy, TelEchoRetry};
+use tokio::time::Instant;
+use tower::{ServiceBuilder, ServiceExt};
+
+use crate::fleet_adaptive::{fleet_paces_at, last_interval, replica, replica_paced_at};
+use crate::fleet_redis::{get, redis_addr, Scope};
+use crate::support::{Proxy, Reply, Server};
+
+/// `tasks` closed loops of `send` for `secs`: the longest one request took.
+async fn longest_request<F, Fut>(send: F, tasks: usize, secs: u64) -> Duration
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let end = Instant::now() + Duration::from_secs(secs);
+    let loops: Vec<_> = (0..tasks)
+        .map(|_| {
+            let send = send.clone();
+            tokio::spawn(async move {
+                let mut longest = Duration::ZERO;
+                while Instant::now() < end {
+                    let begun = Instant::now();
+                    send().await;
+                    longest = longest.max(begun.elapsed());
+                }
+                longest
+            })
+        })
+        .collect();
+    let mut longest = Duration::ZERO;
+    for l in loops {
+        longest = longest.max(l.await.unwrap());
+    }
+    longest
+}
+
+/// One request through a tower replica of `limits` (a `service_fn` that answers 200), to
+/// run in closed loops.
+fn tower_send(limits: &Limits) -> impl Fn() -> BoxFuture + Clone + Send + 'static {
+    let log: Arc<Mutex<Vec<(Instant, bool)>>> = Arc::default();
+    let svc = replica(limits, RetryPolicy::default(), &log, Arc::new(|| true));
+    move || {
+        let svc = svc.clone();
+        Box::pin(async move {
+            assert_eq!(svc.oneshot(get()).await.unwrap().status(), 200);
+        })
+    }
+}
+
+type BoxFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// 12 closed loops at the fleet's 10/s: each request waits behind the 11 others, 1.2 s. An
+/// attempt told to ask again later must not lose its turn to newcomers each time it asks
+/// (before, one of them waited 4-7 s of a 6 s run).
+const IN_TURN: Duration = Duration::from_millis(1600);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attempts_waiting_for_the_fleet_rate_are_served_in_turn() {
+    let (_scope, limits) = replica_paced_at("http://api.example:80", 10.0).await;
+    let send = tower_send(&limits);
+    let longest = longest_request(send, 12, 6).await;
+    assert!(longest < IN_TURN, "a request took {longest:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attempts_waiting_for_the_fleet_rate_are_served_in_turn_through_the_middleware() {
+    let server = Server::start(|_| Reply::status(200)).await;
+    let (_scope, limits) = replica_paced_at(&format!("http://{}", server.addr), 10.0).await;
+    let client = reqwest_middleware::ClientBuilder::new(
+        reqwest::Client::builder().no_proxy().build().unwrap(),
+    )
+    .with(TelEchoRetry::default().with_limits(limits))
+    .build();
+    let url = server.url("/v1/calls");
+    let send = move || {
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            assert_eq!(client.get(url).send().await.unwrap().status(), 200);
+        }
+    };
+    let longest = longest_request(send, 12, 6).await;
+    assert!(longest < IN_TURN, "a request took {longest:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attempts_cancelled_in_turn_do_not_hold_up_the_others() {
+    let (_scope, limits) = replica_paced_at("http://api.example:80", 10.0).await;
+    let log: Arc<Mutex<Vec<(Instant, bool)>>> = Arc::default();
+    // `Timeout` above the layer drops what waits longer than 0.5 s: most of the 12 loops'
+    // requests, while they wait their turn or hold a reserved slot.
+    let svc = ServiceBuilder::new()
+        .timeout(Duration::from_millis(500))
+        .service(replica(
+            &limits,
+            RetryPolicy::default(),
+            &log,
+            Arc::new(|| true),
+        ));
+    let timed_out = Arc::new(AtomicUsize::new(0));
+    let send = {
+        let timed_out = Arc::clone(&timed_out);
+        move || {
+            let (svc, timed_out) = (svc.clone(), Arc::clone(&timed_out));
+            async move {
+                if svc.oneshot(get()).await.is_err() {
+                    timed_out.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    };
+    longest_request(send, 12, 4).await;
+    // The sends still go at the fleet's rate, one each 0.1 s: the places and turns of the
+    // dropped requests were given up.
+    let sent = log.lock().unwrap().len();
+    let timed_out = timed_out.load(Ordering::Relaxed);
+    assert!(timed_out > 12, "{timed_out} timed out");
+    assert!((30..=50).contains(&sent), "{sent} sent in 4 s at 10/s");
+    let interval = last_interval(&log, 20);
+    assert!(
+        (0.08..0.15).contains(&interval),
+        "one send every {interval:.3} s"
+    );
+}
+
+/// A replica of a new scope that reaches Redis through a proxy the test can cut, pacing at
+/// `share` of the fleet's rate without Redis.
+async fn replica_behind_proxy(share: f64) -> (Proxy, Scope, Limits) {
+    let proxy = Proxy::start(redis_addr()).await;
+    let scope = Scope::new();
+    let limits = scope
+        .builder(&format!("redis://{}", proxy.addr), Some(Pacing::adaptive()))
+        .fallback_share(share)
+        .build()
+        .unwrap();
+    scope.subscribed(1).await;
+    (proxy, scope, limits)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attempts_in_line_when_redis_goes_away_move_to_the_fallback_at_once() {
+    let (proxy, scope, limits) = replica_behind_proxy(1.0).await;
+    fleet_paces_at(&scope, "http://api.example:80", 10.0).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let send = tower_send(&limits);
+    // Redis goes away 2 s in, with 11 requests in line, and stays away.
+    let cut = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        proxy.down();
+        proxy
+    });
+    let longest = longest_request(send, 12, 5).await;
+    let _proxy = cut.await.unwrap();
+    assert!(limits.fallbacks() > 0, "paced in process");
+    // On the fallback (its share: the whole rate, one replica) the line is as long; one in
+    // line at the cut may wait up to twice it (newcomers that went straight to the fallback
+    // come before it there), not the 4 s it waited when those in line moved one at a time.
+    assert!(longest < 2 * IN_TURN, "a request took {longest:?}");
+}
+
+#[tokio::test]
+async fn without_redis_a_quota_paces_this_replica_at_its_share() {
+    let (proxy, _scope, limits) = replica_behind_proxy(0.5).await;
+    // 570 of 6,000 left for the next 60 s (under a tenth: the quota binds): 9/s for the
+    // key (less 5 %), shared by the fleet.
+    let server = Server::start(|_| {
+        Reply::status(200)
+            .header("ratelimit-policy", "\"default\";q=6000;w=60")
+            .header("ratelimit", "\"default\";r=570;t=60")
+    })
+    .await;
+    let client = reqwest_middleware::ClientBuilder::new(
+        reqwest::Client::builder().no_proxy().build().unwrap(),
+    )
+    .with(TelEchoRetry::default().with_limits(limits.clone()))
+    .build();
+    proxy.down();
+    for _ in 0..3 {
+        let resp = client.get(server.url("/v1/calls")).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    assert!(!limits.is_reachable());
+    let start = Instant::now();
+    for _ in 0..6 {
+        let resp = client.get(server.url("/v1/calls")).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    // Half of 9/s: six sends take five intervals of 0.22 s (the whole rate: 0.55 s).
+    let took = start.elapsed().as_secs_f64();
+    assert!((0.95..2.0).contains(&took), "6 sends in {took:.2} s");
+}

@@ -85,14 +85,19 @@ pub(crate) fn pace(
             }
         }
         let place = queue.as_ref().map(|q| q.join());
-        let turn = match (&place, start.checked_add(max_wait)) {
-            (Some(place), Some(by)) => match tokio::time::timeout_at(by, place.turn()).await {
-                Ok(turn) => Some(turn),
-                // It waited all it may behind the others.
-                Err(_) => return Paced::TooLong(max_wait.saturating_add(Duration::from_nanos(1))),
-            },
-            (Some(place), None) => Some(place.turn().await),
-            (None, _) => None,
+        let turn = match &place {
+            // As the in-process pacers: at most `max_wait` behind the others in all.
+            Some(place) => {
+                match tokio::time::timeout(max_wait.saturating_sub(start.elapsed()), place.turn())
+                    .await
+                {
+                    Ok(turn) => Some(turn),
+                    Err(_) => {
+                        return Paced::TooLong(max_wait.saturating_add(Duration::from_nanos(1)))
+                    }
+                }
+            }
+            None => None,
         };
         loop {
             if let Some(wait) = later {

@@ -1,7 +1,8 @@
 //! Attempts waiting for a fleet's learned rate (`Pacing::adaptive()` with `.redis(..)`):
 //! served in turn, through the tower layer and the reqwest middleware; cancelled ones give
 //! up their turn (`Timeout` above the layer); those in line when Redis goes away move to
-//! the fallback at once. Real time and the real Redis, as in `fleet_adaptive`.
+//! the fallback at once; while a rate Redis lost is written back, the fallback paces.
+//! Real time and the real Redis, as in `fleet_adaptive`.
 #![cfg(all(
     feature = "redis",
     feature = "tower",
@@ -63,6 +64,26 @@ fn tower_send(limits: &Limits) -> impl Fn() -> BoxFuture + Clone + Send + 'stati
     }
 }
 
+/// One request through a reqwest middleware client of `limits` to `server`, to run in
+/// closed loops.
+fn middleware_send(
+    server: &Server,
+    limits: Limits,
+) -> impl Fn() -> BoxFuture + Clone + Send + 'static {
+    let client = reqwest_middleware::ClientBuilder::new(
+        reqwest::Client::builder().no_proxy().build().unwrap(),
+    )
+    .with(TelEchoRetry::default().with_limits(limits))
+    .build();
+    let url = server.url("/v1/calls");
+    move || {
+        let (client, url) = (client.clone(), url.clone());
+        Box::pin(async move {
+            assert_eq!(client.get(url).send().await.unwrap().status(), 200);
+        })
+    }
+}
+
 type BoxFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 /// 12 closed loops at the fleet's 10/s: each request waits behind the 11 others, 1.2 s. An
@@ -82,18 +103,7 @@ async fn attempts_waiting_for_the_fleet_rate_are_served_in_turn() {
 async fn attempts_waiting_for_the_fleet_rate_are_served_in_turn_through_the_middleware() {
     let server = Server::start(|_| Reply::status(200)).await;
     let (_scope, limits) = replica_paced_at(&format!("http://{}", server.addr), 10.0).await;
-    let client = reqwest_middleware::ClientBuilder::new(
-        reqwest::Client::builder().no_proxy().build().unwrap(),
-    )
-    .with(TelEchoRetry::default().with_limits(limits))
-    .build();
-    let url = server.url("/v1/calls");
-    let send = move || {
-        let (client, url) = (client.clone(), url.clone());
-        async move {
-            assert_eq!(client.get(url).send().await.unwrap().status(), 200);
-        }
-    };
+    let send = middleware_send(&server, limits);
     let longest = longest_request(send, 12, 6).await;
     assert!(longest < IN_TURN, "a request took {longest:?}");
 }
@@ -203,4 +213,51 @@ async fn without_redis_a_quota_paces_this_replica_at_its_share() {
     // Half of 9/s: six sends take five intervals of 0.22 s (the whole rate: 0.55 s).
     let took = start.elapsed().as_secs_f64();
     assert!((0.95..2.0).contains(&took), "6 sends in {took:.2} s");
+}
+
+/// Redis loses the fleet's rate (10/s) just before 8 callers send at once: how many of
+/// them are done within 150 ms, while this replica writes the rate back.
+async fn done_at_once_while_written_back<F, Fut>(scope: &Scope, send: F) -> usize
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    for _ in 0..3 {
+        send().await;
+    }
+    scope.flush().await;
+    let start = Instant::now();
+    let callers: Vec<_> = (0..8)
+        .map(|_| {
+            let send = send.clone();
+            tokio::spawn(async move {
+                send().await;
+                start.elapsed()
+            })
+        })
+        .collect();
+    let mut quick = 0;
+    for caller in callers {
+        if caller.await.unwrap() < Duration::from_millis(150) {
+            quick += 1;
+        }
+    }
+    quick
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attempts_while_a_lost_rate_is_written_back_are_paced() {
+    let (scope, limits) = replica_paced_at("http://api.example:80", 10.0).await;
+    let quick = done_at_once_while_written_back(&scope, tower_send(&limits)).await;
+    // At 10/s, two in 150 ms (three with a slot given late); unpaced, all eight.
+    assert!(quick <= 3, "{quick} of 8 done within 150 ms");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attempts_while_a_lost_rate_is_written_back_are_paced_through_the_middleware() {
+    let server = Server::start(|_| Reply::status(200)).await;
+    let (scope, limits) = replica_paced_at(&format!("http://{}", server.addr), 10.0).await;
+    let send = middleware_send(&server, limits);
+    let quick = done_at_once_while_written_back(&scope, send).await;
+    assert!(quick <= 3, "{quick} of 8 done within 150 ms");
 }

@@ -84,11 +84,12 @@ impl Link {
         Ok(rate.parse::<f64>().ok().filter(|_| cut == 1))
     }
 
-    /// Sets the fleet's learned rate at `rate_key` (from a quota the server sent).
+    /// Sets the fleet's learned rate at `rate_key` (from a quota the server sent, or written
+    /// back), regrowing towards `wmax`.
     pub(crate) async fn set_rate(
         &self,
         (rate_key, origin): (&str, &str),
-        rate: f64,
+        (rate, wmax): (f64, f64),
         message: &str,
     ) -> Result<(), CallFailed> {
         let mut call = self.scripts.set_rate.prepare_invoke();
@@ -97,7 +98,8 @@ impl Link {
             .arg(format!("{rate:.6}"))
             .arg(&self.names.channel)
             .arg(message)
-            .arg(origin);
+            .arg(origin)
+            .arg(format!("{wmax:.6}"));
         let _: i64 = self.invoke(&call).await?;
         Ok(())
     }

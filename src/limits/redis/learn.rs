@@ -16,8 +16,9 @@
 //!   alive, `replicas`). While Redis cannot be reached it paces there: it cuts on 429s
 //!   but does not regrow, since every replica probing alone would add up past the limit.
 //! - A rate left unused for ten minutes expires: the origin is learned again. A rate that
-//!   vanishes while replicas use it (Redis restarted empty) is written back at the last
-//!   rate seen ([`no_rate`]).
+//!   vanishes while replicas use it (Redis restarted empty) is written back as after a
+//!   cut ([`no_rate`]): at β × the last rate the replica knew (Redis', or the one its
+//!   fallback learned while Redis could not be reached), regrowing towards it.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -28,33 +29,37 @@ use tokio::time::Instant;
 
 use super::remote::Remote;
 use crate::engine::observe::StoreLimit;
-use crate::limits::adaptive::{event_grace, Change};
+use crate::limits::adaptive::{event_grace, AdaptiveConfig, Change};
 use crate::limits::local::{LocalOrigin, OriginPacer};
 
 /// Redis holds no rate for the origin. If this replica paced at the fleet's rate within
-/// [`RESEED_WITHIN`], Redis lost it (a restart without persistence, a flush): it is
-/// written back, at the rate last seen, instead of letting every replica go unpaced into
-/// the limit. Else the rate expired unused: the fleet paces the origin no more.
+/// [`RESEED_WITHIN`], Redis lost it (a restart without persistence, a flush): rather than
+/// let every replica go unpaced into the limit, it writes the rate back as after a cut,
+/// at β × the rate it last knew (its fallback's over its share, if it cut that while Redis
+/// could not be reached), regrowing towards it; its attempts meanwhile go at its fallback
+/// pacer's slots. Else the rate expired unused: the fleet paces the origin no more.
 pub(crate) fn no_rate(remote: &Arc<Remote>) {
     let Some(learned) = &remote.learned else {
         return;
     };
     let seen = *learned.last_seen.lock().unwrap_or_else(|e| e.into_inner());
-    let rate = f64::from_bits(learned.reported.load(Ordering::Relaxed));
+    let known = f64::from_bits(learned.known.load(Ordering::Relaxed));
     let recent = seen.is_some_and(|at| at.elapsed() < RESEED_WITHIN);
-    if !recent || rate <= 0.0 {
+    if !recent || known <= 0.0 {
         learned.set_on(false);
         return;
     }
+    // As after a cut: this replica's rate may be stale (it met no 429 while the others
+    // cut theirs), and the fleet regrows to it along the curve.
     let change = Change {
-        before: None,
-        rate,
+        before: Some(known),
+        rate: known * AdaptiveConfig::default().beta,
         cut: false,
         quota: true,
         retry_after: None,
     };
     if learned.may_set(Instant::now()) {
-        spawn(remote, Update::Set, change);
+        spawn(remote, Update::Set { wmax: known }, change);
     }
 }
 
@@ -75,7 +80,7 @@ pub(crate) fn saw_rate(remote: &Remote, fallback: &OriginPacer, rate: f64) {
     };
     learned.set_on(true);
     learned.report(rate);
-    *learned.last_seen.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+    learned.knows(rate);
     if let OriginPacer::Learned(pacer) = fallback {
         pacer.set_rate(rate * remote.link.fallback_share());
     }
@@ -107,9 +112,15 @@ pub(crate) fn observe(
             _ if change.quota => {
                 let rate = change.rate * remote.link.fallback_share();
                 pacer.set_rate(rate);
+                learned.knows(change.rate);
                 Change { rate, ..change }.emit();
             }
-            _ => change.emit(),
+            _ => {
+                if change.cut {
+                    learned.knows(change.rate / remote.link.fallback_share());
+                }
+                change.emit();
+            }
         }
         return;
     }
@@ -134,7 +145,7 @@ pub(crate) fn observe(
             change,
         );
     } else if change.quota && learned.may_set(now) {
-        spawn(remote, Update::Set, change);
+        spawn(remote, Update::Set { wmax: change.rate }, change);
     }
 }
 
@@ -147,8 +158,9 @@ enum Update {
         hold: Duration,
         measured: f64,
     },
-    /// The rate of a quota ([`Change::rate`]).
-    Set,
+    /// The rate of a quota, or one written back ([`Change::rate`]), regrowing towards
+    /// `wmax`.
+    Set { wmax: f64 },
 }
 
 /// Writes `update` in the background; reports the fleet's new rate, or this replica's
@@ -167,8 +179,8 @@ fn spawn(remote: &Arc<Remote>, update: Update, change: Change) {
                 hold,
                 measured,
             } => link.cut(key, (age, hold), measured, &message).await,
-            Update::Set => link
-                .set_rate(key, change.rate, &message)
+            Update::Set { wmax } => link
+                .set_rate(key, (change.rate, wmax), &message)
                 .await
                 .map(|()| None),
         };
@@ -186,7 +198,7 @@ fn spawn(remote: &Arc<Remote>, update: Update, change: Change) {
                 Some(rate) => rate,
                 None => return, // another replica cut for this event
             },
-            Update::Set => change.rate,
+            Update::Set { .. } => change.rate,
         };
         let was = f64::from_bits(learned.reported.swap(rate.to_bits(), Ordering::Relaxed));
         let before = Some(was).filter(|r| *r > 0.0).or(change.before);

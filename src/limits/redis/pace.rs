@@ -155,7 +155,12 @@ async fn on_fallback(
     failed: Option<CallFailed>,
 ) -> Paced {
     remote.link.fell_back(StoreLimit::Pacing, failed);
-    match fallback.pace(max_wait.saturating_sub(start.elapsed())) {
+    paced_by(fallback, max_wait.saturating_sub(start.elapsed())).await
+}
+
+/// The slot the fallback pacer gives, waiting at most `max_wait`.
+async fn paced_by(fallback: &OriginPacer, max_wait: Duration) -> Paced {
+    match fallback.pace(max_wait) {
         Pace::Go => Paced::Go,
         Pace::Wait(wait) => wait.await,
         Pace::TooLong(wait) => Paced::TooLong(wait),
@@ -188,6 +193,13 @@ async fn ask(
         learn::saw_rate(remote, fallback, rate);
     }
     match answer.map(|(slot, _)| slot) {
+        // Redis lost the fleet's rate, which this replica writes back (it stays on): until
+        // then the fallback paces, at this replica's share of the rate it last knew.
+        Ok(slot)
+            if slot == Reservation::FREE && remote.learned.as_ref().is_some_and(|l| l.is_on()) =>
+        {
+            Step::Done(paced_by(fallback, max_wait.saturating_sub(start.elapsed())).await)
+        }
         // The fleet does not pace the origin.
         Ok(slot) if slot == Reservation::FREE => Step::Done(Paced::Free),
         // The fleet's learned rate reserves no slot beyond its horizon (no debt up front

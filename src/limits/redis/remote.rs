@@ -56,8 +56,13 @@ pub(crate) struct Learned {
     pub(super) later: Arc<WaitQueue>,
     /// When this replica last wrote a quota's rate.
     last_set: Mutex<Option<Instant>>,
-    /// When Redis last gave this replica a slot at the fleet's rate.
+    /// When Redis last gave this replica a slot at the fleet's rate, or its fallback cut
+    /// it while Redis could not be reached.
     pub(super) last_seen: Mutex<Option<Instant>>,
+    /// The fleet's rate as this replica last knew it (`f64` bits; 0: none): Redis' rate,
+    /// or while Redis cannot be reached its fallback's rate over its share. Written back
+    /// into a Redis that lost the rate.
+    pub(super) known: AtomicU64,
 }
 
 impl Learned {
@@ -69,6 +74,7 @@ impl Learned {
             later: WaitQueue::new(Instant::now()),
             last_set: Mutex::new(None),
             last_seen: Mutex::new(None),
+            known: AtomicU64::new(0),
         }
     }
 
@@ -91,6 +97,12 @@ impl Learned {
             self.reported.store(rate.to_bits(), Ordering::Relaxed);
             observe::pacing_rate(rate);
         }
+    }
+
+    /// The fleet's rate is `rate`, as far as this replica knows (see [`Learned::known`]).
+    pub(super) fn knows(&self, rate: f64) {
+        self.known.store(rate.to_bits(), Ordering::Relaxed);
+        *self.last_seen.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
     }
 
     /// Whether a quota's rate may be written now (one per [`SET_EVERY`]).

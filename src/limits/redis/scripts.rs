@@ -147,16 +147,17 @@ if r == nil then redis.call('PUBLISH', ARGV[6], ARGV[7]) end
 return {1, rate}
 ";
 
-/// Sets the fleet's learned rate from a quota the server sent (its regrowth starts over
-/// from it). KEYS\[1\]: the rate key; KEYS\[2\]: the set of origins paced at a learned
-/// rate. ARGV: the rate, the channel and the message announcing that the fleet paces the
-/// origin (published when no rate was stored), and the origin.
+/// Sets the fleet's learned rate, from a quota the server sent or written back into a
+/// Redis that lost it (its regrowth starts over from it, towards `wmax`). KEYS\[1\]: the
+/// rate key; KEYS\[2\]: the set of origins paced at a learned rate. ARGV: the rate, the
+/// channel and the message announcing that the fleet paces the origin (published when no
+/// rate was stored), the origin, and `wmax`.
 const SET_RATE: &str = r"
 if redis.replicate_commands then redis.replicate_commands() end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local was = redis.call('HGET', KEYS[1], 'r')
-redis.call('HSET', KEYS[1], 'r', ARGV[1], 'wmax', ARGV[1], 'from', now, 'ss', 0)
+redis.call('HSET', KEYS[1], 'r', ARGV[1], 'wmax', ARGV[5], 'from', now, 'ss', 0)
 redis.call('PEXPIRE', KEYS[1], 600000)
 redis.call('SADD', KEYS[2], ARGV[4])
 redis.call('PEXPIRE', KEYS[2], 600000)

@@ -1,8 +1,9 @@
 //! Attempts waiting for a fleet's learned rate (`Pacing::adaptive()` with `.redis(..)`):
 //! served in turn, through the tower layer and the reqwest middleware; cancelled ones give
 //! up their turn (`Timeout` above the layer); those in line when Redis goes away move to
-//! the fallback at once; while a rate Redis lost is written back, the fallback paces.
-//! Real time and the real Redis, as in `fleet_adaptive`.
+//! the fallback at once; while a rate Redis lost is written back, the fallback paces; slots
+//! dropped on one replica go to another. Real time and the real Redis, as in
+//! `fleet_adaptive`.
 #![cfg(all(
     feature = "redis",
     feature = "tower",
@@ -20,7 +21,7 @@ use tokio::time::Instant;
 use tower::{ServiceBuilder, ServiceExt};
 
 use crate::fleet_adaptive::{fleet_paces_at, last_interval, replica, replica_paced_at};
-use crate::fleet_redis::{get, redis_addr, Scope};
+use crate::fleet_redis::{eventually, get, redis_addr, redis_url, Scope};
 use crate::support::{Proxy, Reply, Server};
 
 /// `tasks` closed loops of `send` for `secs`: the longest one request took.
@@ -204,7 +205,11 @@ async fn without_redis_a_quota_paces_this_replica_at_its_share() {
         let resp = client.get(server.url("/v1/calls")).send().await.unwrap();
         assert_eq!(resp.status(), 200);
     }
-    assert!(!limits.is_reachable());
+    // The link notices in the background (a heartbeat, or the write of the quota failing).
+    eventually("Redis unreachable", Duration::from_secs(2), || {
+        !limits.is_reachable()
+    })
+    .await;
     let start = Instant::now();
     for _ in 0..6 {
         let resp = client.get(server.url("/v1/calls")).send().await.unwrap();
@@ -260,4 +265,87 @@ async fn attempts_while_a_lost_rate_is_written_back_are_paced_through_the_middle
     let send = middleware_send(&server, limits);
     let quick = done_at_once_while_written_back(&scope, send).await;
     assert!(quick <= 3, "{quick} of 8 done within 150 ms");
+}
+
+/// Two replicas of one fleet paced at 10/s (`pacing`: a fixed rate, or `None`: one learned
+/// for `origin`), each running 6 closed loops of `send_of(its limits)` for 4 s. Under a
+/// `Timeout` of 300 ms, most attempts are dropped while they wait: they give back slots
+/// that the other replica has often reserved past already.
+async fn two_replicas<S, Fut>(pacing: Option<Pacing>, origin: &str, send_of: impl Fn(&Limits) -> S)
+where
+    S: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let scope = Scope::new();
+    let new = || scope.limits(&redis_url(), Some(pacing.unwrap_or_else(Pacing::adaptive)));
+    let replicas = [new(), new()];
+    if pacing.is_none() {
+        scope.subscribed(2).await;
+        fleet_paces_at(&scope, origin, 10.0).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let loops: Vec<_> = replicas
+        .iter()
+        .map(|limits| tokio::spawn(longest_request(send_of(limits), 6, 4)))
+        .collect();
+    for l in loops {
+        l.await.unwrap();
+    }
+}
+
+/// [`two_replicas`] through the tower layer under `Timeout`: how many attempts were sent.
+async fn sent_through_tower(pacing: Option<Pacing>) -> usize {
+    let log: Arc<Mutex<Vec<(Instant, bool)>>> = Arc::default();
+    two_replicas(pacing, "http://api.example:80", |limits| {
+        let svc = ServiceBuilder::new()
+            .timeout(Duration::from_millis(300))
+            .service(replica(
+                limits,
+                RetryPolicy::default(),
+                &log,
+                Arc::new(|| true),
+            ));
+        move || {
+            let svc = svc.clone();
+            async move {
+                let _ = svc.oneshot(get()).await;
+            }
+        }
+    })
+    .await;
+    let sent = log.lock().unwrap().len();
+    eprintln!("{sent} sent in 4 s at 10/s");
+    sent
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slots_dropped_on_one_replica_go_to_the_other_at_a_learned_rate() {
+    let sent = sent_through_tower(None).await;
+    // 40 at 10/s (and up to 4 more: the first slot, and those in flight at the end). Before,
+    // a slot given back after the other replica reserved past it was lost: 4 to 17.
+    assert!((32..=44).contains(&sent), "{sent} sent in 4 s at 10/s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slots_dropped_on_one_replica_go_to_the_other_at_a_fixed_rate() {
+    let sent = sent_through_tower(Some(Pacing::new(10, Duration::from_secs(1)))).await;
+    assert!((32..=44).contains(&sent), "{sent} sent in 4 s at 10/s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slots_dropped_on_one_replica_go_to_the_other_through_the_middleware() {
+    let server = Server::start(|_| Reply::status(200)).await;
+    let origin = format!("http://{}", server.addr);
+    two_replicas(None, &origin, |limits| {
+        let send = middleware_send(&server, limits.clone());
+        move || {
+            let send = send.clone();
+            async move {
+                let _ = tokio::time::timeout(Duration::from_millis(300), send()).await;
+            }
+        }
+    })
+    .await;
+    let sent = server.hits("/v1/calls");
+    assert!((32..=44).contains(&sent), "{sent} sent in 4 s at 10/s");
 }

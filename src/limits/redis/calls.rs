@@ -23,7 +23,7 @@ impl Link {
     /// paces the origin yet.
     pub(crate) async fn pace_learned(
         &self,
-        key: &str,
+        (key, freed): (&str, &str),
         rate_key: &str,
         max_wait: Duration,
         floor: u64,
@@ -32,6 +32,7 @@ impl Link {
         let mut call = self.scripts.learned_pace.prepare_invoke();
         call.key(key)
             .key(rate_key)
+            .key(freed)
             .arg(micros(max_wait))
             .arg(floor)
             .arg(config.beta)
@@ -50,6 +51,7 @@ impl Link {
             reserved: status == 1,
             tat: tat.max(0).unsigned_abs(),
             interval: interval.max(0).unsigned_abs(),
+            lead: interval.max(0).unsigned_abs(),
             later: status == 3,
         };
         Ok(LearnedSlot::At { slot, rate })

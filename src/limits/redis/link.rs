@@ -68,6 +68,9 @@ pub(crate) struct Reservation {
     pub(crate) tat: u64,
     /// The interval it was reserved at (µs), to give it back.
     pub(crate) interval: u64,
+    /// How far the stored time lies past the slot's own (µs): the burst tolerance, or
+    /// the interval at a learned rate.
+    pub(crate) lead: u64,
     /// Not reserved: the slot lies beyond the learned rate's horizon; ask again later.
     pub(crate) later: bool,
 }
@@ -79,6 +82,7 @@ impl Reservation {
         reserved: true,
         tat: 0,
         interval: 0,
+        lead: 0,
         later: false,
     };
 }
@@ -247,7 +251,7 @@ impl Link {
     /// the ones this process still has to use.
     pub(crate) async fn pace(
         &self,
-        key: &str,
+        (key, freed): (&str, &str),
         max_wait: Duration,
         floor: u64,
     ) -> Result<Reservation, CallFailed> {
@@ -256,6 +260,7 @@ impl Link {
         };
         let mut call = self.scripts.pace.prepare_invoke();
         call.key(key)
+            .key(freed)
             .arg(interval)
             .arg(tolerance)
             .arg(micros(max_wait))
@@ -266,6 +271,7 @@ impl Link {
             reserved: reserved == 1,
             tat: tat.max(0).unsigned_abs(),
             interval,
+            lead: tolerance,
             later: false,
         })
     }
@@ -275,15 +281,18 @@ impl Link {
     /// stored (0: none), or `None` when a later reservation kept the slot taken.
     pub(crate) async fn give_back(
         &self,
-        key: &str,
-        tat: u64,
-        interval: u64,
+        (key, freed): (&str, &str),
+        slot: Reservation,
     ) -> Result<Option<u64>, CallFailed> {
-        if interval == 0 {
+        if slot.interval == 0 {
             return Ok(None);
         }
         let mut call = self.scripts.give_back.prepare_invoke();
-        call.key(key).arg(tat).arg(interval);
+        call.key(key)
+            .key(freed)
+            .arg(slot.tat)
+            .arg(slot.interval)
+            .arg(slot.lead);
         let stored: i64 = self.invoke(&call).await?;
         Ok(u64::try_from(stored).ok())
     }

@@ -10,6 +10,8 @@ use crate::limits::Origin;
 /// `{<prefix>:<scope>}` so that a scope's keys live in one Redis Cluster slot:
 ///
 /// - `{p:s}:pace:<origin>`: the pacing GCRA's theoretical arrival time, in µs of Redis time;
+/// - `{p:s}:freed:<origin>`: slots given back after a later one was reserved, for the next
+///   reservations to take first (a sorted set of times, in µs of Redis time);
 /// - `{p:s}:rate:<origin>`: the rate the fleet learned (`Pacing::adaptive`), a hash;
 /// - `{p:s}:cooldown:<origin>`, `{p:s}:refusal:<origin>`: present while the origin is held
 ///   back or refused, expiring with it (`PX`);
@@ -44,6 +46,10 @@ impl Names {
 
     pub(crate) fn pace(&self, origin: &str) -> String {
         format!("{}pace:{origin}", self.base)
+    }
+
+    pub(crate) fn freed(&self, origin: &str) -> String {
+        format!("{}freed:{origin}", self.base)
     }
 
     pub(crate) fn rate(&self, origin: &str) -> String {

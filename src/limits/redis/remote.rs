@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::link::Link;
+use super::link::{Link, Reservation};
 use super::names::Write;
 use crate::engine::observe;
 use crate::limits::queue::WaitQueue;
@@ -18,6 +18,8 @@ use crate::limits::queue::WaitQueue;
 pub(crate) struct Remote {
     pub(crate) name: Arc<str>,
     pub(crate) pace_key: String,
+    /// The slots given back after a later one was reserved (see `GIVE_BACK`).
+    pub(crate) freed_key: String,
     /// The latest theoretical arrival time this process stored in Redis (µs of Redis
     /// time, 0: none): the floor of the next slot, should Redis lose it.
     pub(crate) floor: AtomicU64,
@@ -29,13 +31,13 @@ pub(crate) struct Remote {
 }
 
 impl Remote {
-    /// Gives back the slot whose reservation stored `tat` at `interval`, if no later one
-    /// was taken (see `pace`); a failure only counts as one.
-    pub(crate) async fn give_back(&self, tat: u64, interval: u64) {
-        if let Ok(Some(back)) = self.link.give_back(&self.pace_key, tat, interval).await {
-            let _ = self
-                .floor
-                .compare_exchange(tat, back, Ordering::AcqRel, Ordering::Acquire);
+    /// Gives back the reserved `slot` (see `GIVE_BACK`); a failure only counts as one.
+    pub(crate) async fn give_back(&self, slot: Reservation) {
+        let keys = (self.pace_key.as_str(), self.freed_key.as_str());
+        if let Ok(Some(back)) = self.link.give_back(keys, slot).await {
+            let _ =
+                self.floor
+                    .compare_exchange(slot.tat, back, Ordering::AcqRel, Ordering::Acquire);
         }
     }
 }

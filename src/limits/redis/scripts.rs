@@ -13,7 +13,9 @@ use redis::Script;
 
 /// GCRA with reservation, timed by Redis.
 ///
-/// KEYS\[1\]: the pace key. ARGV: the interval, the burst tolerance (interval × burst), the
+/// KEYS\[1\]: the pace key; KEYS\[2\]: its freed slots (see `GIVE_BACK`): the earliest
+/// one not past and within the longest wait is taken first, as `{wait_us, 1, slot +
+/// tolerance}`. ARGV: the interval, the burst tolerance (interval × burst), the
 /// longest wait the attempt accepts, all in µs, and a floor (µs of Redis time, 0 for none:
 /// the latest time this process stored, in case Redis lost it). Returns `{wait_us,
 /// reserved, new_tat}`: with `tat = max(stored, now, floor)`, `new_tat = tat + interval`,
@@ -28,6 +30,12 @@ local interval = tonumber(ARGV[1])
 local tolerance = tonumber(ARGV[2])
 local max_wait = tonumber(ARGV[3])
 local floor = tonumber(ARGV[4])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. now)
+local freed = redis.call('ZRANGEBYSCORE', KEYS[2], now, '+inf', 'LIMIT', 0, 1)[1]
+if freed and tonumber(freed) - now <= max_wait then
+  redis.call('ZREM', KEYS[2], freed)
+  return {tonumber(freed) - now, 1, tonumber(freed) + tolerance}
+end
 local tat = tonumber(redis.call('GET', KEYS[1]))
 if tat == nil or tat < now then tat = now end
 if floor > tat then tat = floor end
@@ -45,7 +53,9 @@ return {math.floor(wait), 1, new_tat}
 /// KEYS\[1\]: the pace key; KEYS\[2\]: the rate key, a hash: `r` the rate (per second),
 /// `wmax` the rate before the last cut, `from` when its regrowth started, `cut` when the
 /// last cut was (µs of Redis time), and the fleet's paced sends counted per second (`n`
-/// in the second from `nw`, `prev` the rate of the one before). ARGV: the longest wait
+/// in the second from `nw`, `prev` the rate of the one before); KEYS\[3\]: the freed
+/// slots, taken first as in `PACE` (within the horizon too, as `{wait_us, 1, slot +
+/// interval, rate, interval_us}`). ARGV: the longest wait
 /// accepted and the floor (as `PACE`), then CUBIC's β and C, the highest rate, the growth
 /// bound (a multiple of the measured send rate) and the horizon (µs): no slot further
 /// ahead is reserved (status 3: ask again later), so that attempts waiting for a rate
@@ -84,6 +94,12 @@ if elapsed > 0 then
   if target > r then r = target end
 end
 local interval = math.floor(1000000 / r + 0.5)
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. now)
+local freed = redis.call('ZRANGEBYSCORE', KEYS[3], now, '+inf', 'LIMIT', 0, 1)[1]
+if freed and tonumber(freed) - now <= math.min(max_wait, tonumber(ARGV[7])) then
+  redis.call('ZREM', KEYS[3], freed)
+  return {tonumber(freed) - now, 1, tonumber(freed) + interval, string.format('%.6f', r), interval}
+end
 local tat = tonumber(redis.call('GET', KEYS[1]))
 if tat == nil or tat < now then tat = now end
 if floor > tat then tat = floor end
@@ -181,18 +197,28 @@ redis.call('PEXPIRE', KEYS[1], ttl)
 return redis.call('ZCARD', KEYS[1])
 ";
 
-/// Gives back a reserved slot that will not be used (compare and set): if the stored time
-/// is still the one the reservation stored, it moves back one interval.
+/// Gives back a reserved slot that will not be used. If the stored time is still the one
+/// the reservation stored, it moves back one interval (compare and set). Else a later
+/// reservation was made since: the slot (the stored time less its lead) is kept in the
+/// freed set, for the next reservation to take, until it has passed.
 ///
-/// KEYS\[1\]: the pace key. ARGV: the time the reservation stored and the interval, in µs.
-/// Returns the time now stored (0 if none is left), or -1 when a later reservation
-/// changed it (the slot stays taken).
+/// KEYS\[1\]: the pace key; KEYS\[2\]: its freed slots. ARGV: the time the reservation
+/// stored, the interval and the lead (how far the stored time lies past the slot), in
+/// µs. Returns the time now stored (0 if none is left), or -1 when the slot went to the
+/// freed set (or had passed).
 const GIVE_BACK: &str = r"
 if redis.replicate_commands then redis.replicate_commands() end
-local stored = tonumber(redis.call('GET', KEYS[1]))
-if stored == nil or stored ~= tonumber(ARGV[1]) then return -1 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local stored = tonumber(redis.call('GET', KEYS[1]))
+if stored == nil or stored ~= tonumber(ARGV[1]) then
+  local slot = tonumber(ARGV[1]) - tonumber(ARGV[3])
+  if slot <= now then return -1 end
+  redis.call('ZADD', KEYS[2], slot, string.format('%.0f', slot))
+  local ms = math.ceil((slot - now) / 1000) + 1
+  if redis.call('PTTL', KEYS[2]) < ms then redis.call('PEXPIRE', KEYS[2], ms) end
+  return -1
+end
 local back = stored - tonumber(ARGV[2])
 if back <= now then
   redis.call('DEL', KEYS[1])

@@ -102,6 +102,7 @@ impl FleetState {
             local: self.local.local(origin),
             remote: Arc::new(Remote {
                 pace_key: self.link.names.pace(&name),
+                freed_key: self.link.names.freed(&name),
                 learned: self
                     .link
                     .learns()

@@ -433,6 +433,14 @@ async fn a_rate_redis_lost_is_written_back_not_dropped() {
     );
     let rate = fleet_rate(&scope, "http://api.example:80").await;
     assert!(rate.is_some_and(|r| (6.9..=10.1).contains(&r)), "{rate:?}");
+    // As a cut: a 429 to a request sent before it is the same congestion event.
+    let cut: Option<String> = redis::cmd("HGET")
+        .arg(format!("{}rate:http://api.example:80", scope.base()))
+        .arg("cut")
+        .query_async(&mut direct().await)
+        .await
+        .unwrap();
+    assert!(cut.is_some(), "the write-back counts as a cut");
 }
 
 #[tokio::test]

@@ -1,8 +1,8 @@
 //! Attempts waiting for a fleet's learned rate (`Pacing::adaptive()` with `.redis(..)`):
 //! served in turn, through the tower layer and the reqwest middleware; cancelled ones give
 //! up their turn (`Timeout` above the layer); those in line when Redis goes away move to
-//! the fallback at once; while a rate Redis lost is written back, the fallback paces; slots
-//! dropped on one replica go to another. Real time and the real Redis, as in
+//! the fallback at once, and back to Redis once it answers again; attempts wait while a
+//! rate Redis lost is written back; slots dropped on one replica go to another. Real time and the real Redis, as in
 //! `fleet_adaptive`.
 #![cfg(all(
     feature = "redis",
@@ -83,6 +83,24 @@ fn middleware_send(
             assert_eq!(client.get(url).send().await.unwrap().status(), 200);
         })
     }
+}
+
+/// `n` callers of `send` at once: each one's time from now until it was done.
+fn at_once<F, Fut>(send: &F, n: usize) -> Vec<tokio::task::JoinHandle<Duration>>
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let start = Instant::now();
+    (0..n)
+        .map(|_| {
+            let send = send.clone();
+            tokio::spawn(async move {
+                send().await;
+                start.elapsed()
+            })
+        })
+        .collect()
 }
 
 type BoxFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
@@ -184,6 +202,33 @@ async fn attempts_in_line_when_redis_goes_away_move_to_the_fallback_at_once() {
     assert!(longest < 2 * IN_TURN, "a request took {longest:?}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attempts_waiting_on_the_fallback_ask_redis_once_it_answers_again() {
+    let (proxy, scope, limits) = replica_behind_proxy(0.2).await;
+    fleet_paces_at(&scope, "http://api.example:80", 10.0).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let send = tower_send(&limits);
+    for _ in 0..3 {
+        send().await;
+    }
+    // Redis goes away: 8 callers at once line up on the fallback, at 2/s (a fifth of
+    // 10/s), where the last would wait 3.5 s. Redis answers again 0.3 s in.
+    proxy.down();
+    let callers = at_once(&send, 8);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    proxy.up();
+    let mut longest = Duration::ZERO;
+    for caller in callers {
+        longest = longest.max(caller.await.unwrap());
+    }
+    assert!(limits.fallbacks() > 0, "paced in process");
+    // Seen again within a probe (250 ms), the rest go at Redis' 10/s: done by about 1.2 s.
+    assert!(
+        longest < Duration::from_secs(2),
+        "the last took {longest:?}"
+    );
+}
+
 #[tokio::test]
 async fn without_redis_a_quota_paces_this_replica_at_its_share() {
     let (proxy, _scope, limits) = replica_behind_proxy(0.5).await;
@@ -231,16 +276,7 @@ where
         send().await;
     }
     scope.flush().await;
-    let start = Instant::now();
-    let callers: Vec<_> = (0..8)
-        .map(|_| {
-            let send = send.clone();
-            tokio::spawn(async move {
-                send().await;
-                start.elapsed()
-            })
-        })
-        .collect();
+    let callers = at_once(&send, 8);
     let mut quick = 0;
     for caller in callers {
         if caller.await.unwrap() < Duration::from_millis(150) {

@@ -22,6 +22,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use redis::aio::PubSub;
 use redis::{Client, RedisError};
+use tokio::sync::futures::OwnedNotified;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -119,6 +120,8 @@ pub(crate) struct Link {
     pub(crate) probe: Notify,
     /// Wakes the subscriber when the prober sees Redis again.
     pub(crate) resubscribe: Notify,
+    /// Wakes the attempts waiting on the fallback pacers when Redis answers again.
+    back: Arc<Notify>,
     fallbacks: AtomicU64,
     /// Fallbacks counted since the last event, and when it was logged.
     log: Mutex<(u64, Option<Instant>)>,
@@ -161,6 +164,7 @@ impl Link {
             listening: AtomicBool::new(true),
             probe: Notify::new(),
             resubscribe: Notify::new(),
+            back: Arc::new(Notify::new()),
             fallbacks: AtomicU64::new(0),
             log: Mutex::new((0, None)),
         })
@@ -375,6 +379,11 @@ impl Link {
         self.fallbacks.load(Ordering::Relaxed)
     }
 
+    /// Completes when Redis answers again (from the prober), counting from this call.
+    pub(crate) fn back(&self) -> OwnedNotified {
+        Arc::clone(&self.back).notified_owned()
+    }
+
     /// Marks the link unreachable and wakes the prober.
     pub(crate) fn unreachable(&self) {
         if self.reachable.swap(false, Ordering::AcqRel) {
@@ -431,6 +440,7 @@ impl Link {
                 }
             }
             self.reachable.store(true, Ordering::Release);
+            self.back.notify_waiters();
             self.resubscribe.notify_one();
             observe::store_reachable();
         }

@@ -1,5 +1,7 @@
 //! A paced attempt's slot: asked of Redis (one round trip, waited on for at most the call
-//! timeout), or of the in-process fallback pacer while Redis cannot be reached.
+//! timeout), or of the in-process fallback pacer while Redis cannot be reached. An attempt
+//! waiting on the fallback when Redis answers again asks Redis: two pacers at once would
+//! send more than the fleet's rate.
 //!
 //! One attempt takes at most one slot. A slot Redis reserved for an attempt that will not
 //! use it is given back in Redis: when the attempt is dropped while it waits for its slot,
@@ -22,8 +24,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
+use tokio::sync::futures::OwnedNotified;
 use tokio::sync::OwnedMutexGuard;
 use tokio::time::Instant;
 
@@ -33,6 +37,7 @@ use super::link::{CallFailed, Reservation};
 use super::remote::Remote;
 use crate::engine::observe::StoreLimit;
 use crate::limits::local::{LocalOrigin, OriginPacer};
+use crate::limits::pacer::PaceFuture;
 use crate::limits::{Pace, Paced};
 
 /// The slot of the next attempt to `remote`'s origin, waiting at most `max_wait`; `local`
@@ -55,81 +60,119 @@ pub(crate) fn pace(
     if remote.link.answers() && remote.learned.as_ref().is_some_and(|l| !l.is_on()) {
         return Pace::Go; // the fleet learned no rate (yet)
     }
-    if !remote.link.answers() {
-        // Known unreachable: no round trip, pace in process at once.
-        remote.link.fell_back(StoreLimit::Pacing, None);
-        return fallback.pace(max_wait);
-    }
     let call_timeout = remote.link.call_timeout;
     let hurry = deadline_left
         .map(|left| left / 2)
         .filter(|half| *half < call_timeout);
     let (remote, fallback) = (Arc::clone(remote), fallback.clone());
-    Pace::Wait(Box::pin(async move {
-        let start = Instant::now();
-        let ask = || ask(&remote, &fallback, start, max_wait, hurry);
-        let on_fallback = |failed| on_fallback(&remote, &fallback, start, max_wait, failed);
-        // Attempts told to ask again later wait their turn, first come, first served, and
-        // newcomers queue behind them: else an attempt that asks again could find its
-        // slot taken each time by newcomers, and wait without end.
-        let queue = remote.learned.as_ref().map(|l| Arc::clone(&l.later));
-        let mut later = None;
-        if queue.as_ref().is_none_or(|q| q.waiting() == 0) {
-            match ask().await {
-                Step::Done(paced) => return paced,
-                Step::Reserved(held, wait) => return held.go(wait).await,
-                Step::Later(wait) => later = Some(wait),
-                Step::Fallback(failed) => return on_fallback(failed).await,
-            }
-        }
-        let place = queue.as_ref().map(|q| q.join());
-        let turn = match &place {
-            // As the in-process pacers: at most `max_wait` behind the others in all.
-            Some(place) => {
-                match tokio::time::timeout(max_wait.saturating_sub(start.elapsed()), place.turn())
-                    .await
-                {
-                    Ok(turn) => Some(turn),
-                    Err(_) => {
-                        return Paced::TooLong(max_wait.saturating_add(Duration::from_nanos(1)))
-                    }
+    let start = Instant::now();
+    if !remote.link.answers() {
+        // Known unreachable: no round trip, pace in process at once (until Redis answers
+        // again: then ask it).
+        remote.link.fell_back(StoreLimit::Pacing, None);
+        let back = remote.link.back();
+        return match fallback.pace(max_wait) {
+            Pace::Wait(wait) => Pace::Wait(Box::pin(async move {
+                match until_back(wait, back).await {
+                    Some(paced) => paced,
+                    None => asked(&remote, &fallback, start, max_wait, hurry).await,
                 }
-            }
-            None => None,
+            })),
+            go_or_too_long => go_or_too_long,
         };
-        loop {
-            if let Some(wait) = later {
-                if start.elapsed() + wait > max_wait {
-                    return Paced::TooLong(start.elapsed() + wait);
+    }
+    Pace::Wait(Box::pin(async move {
+        asked(&remote, &fallback, start, max_wait, hurry).await
+    }))
+}
+
+/// The slot of an attempt that began waiting at `start`, asked of Redis; on the fallback
+/// pacer while Redis does not answer, and of Redis again once it does.
+async fn asked(
+    remote: &Arc<Remote>,
+    fallback: &OriginPacer,
+    start: Instant,
+    max_wait: Duration,
+    hurry: Option<Duration>,
+) -> Paced {
+    loop {
+        let failed = match in_turn(remote, fallback, start, max_wait, hurry).await {
+            Ok(paced) => return paced,
+            Err(failed) => failed,
+        };
+        if let Some(paced) = on_fallback(remote, fallback, start, max_wait, failed).await {
+            return paced;
+        }
+    }
+}
+
+/// The slot of an attempt asked of Redis, in turn with the others told to ask again later;
+/// `Err`: Redis did not answer in time (why, if it failed).
+async fn in_turn(
+    remote: &Arc<Remote>,
+    fallback: &OriginPacer,
+    start: Instant,
+    max_wait: Duration,
+    hurry: Option<Duration>,
+) -> Result<Paced, Option<CallFailed>> {
+    let ask = || ask(remote, fallback, start, max_wait, hurry);
+    // Attempts told to ask again later wait their turn, first come, first served, and
+    // newcomers queue behind them: else an attempt that asks again could find its slot
+    // taken each time by newcomers, and wait without end.
+    let queue = remote.learned.as_ref().map(|l| Arc::clone(&l.later));
+    let mut later = None;
+    if queue.as_ref().is_none_or(|q| q.waiting() == 0) {
+        match ask().await {
+            Step::Done(paced) => return Ok(paced),
+            Step::Reserved(held, wait) => return Ok(held.go(wait).await),
+            Step::Later(wait) => later = Some(wait),
+            Step::Fallback(failed) => return Err(failed),
+        }
+    }
+    let place = queue.as_ref().map(|q| q.join());
+    let turn = match &place {
+        // As the in-process pacers: at most `max_wait` behind the others in all.
+        Some(place) => {
+            match tokio::time::timeout(max_wait.saturating_sub(start.elapsed()), place.turn()).await
+            {
+                Ok(turn) => Some(turn),
+                Err(_) => {
+                    return Ok(Paced::TooLong(
+                        max_wait.saturating_add(Duration::from_nanos(1)),
+                    ))
                 }
-                tokio::time::sleep(wait.saturating_sub(HORIZON).max(ASK_EVERY)).await;
-            }
-            // Redis gone: those in line move to the fallback pacer at once, in turn, each
-            // giving up its turn before it waits there (not one at a time behind newcomers).
-            if !remote.link.answers() {
-                drop((turn, place));
-                return on_fallback(None).await;
-            }
-            match ask().await {
-                Step::Done(paced) => return paced,
-                Step::Fallback(failed) => {
-                    drop((turn, place));
-                    return on_fallback(failed).await;
-                }
-                Step::Reserved(mut held, wait) => {
-                    // The turn is kept until the slot has come, one reserved slot at a
-                    // time: an attempt dropped while it waits for its slot (a `Timeout`
-                    // above) gives it back, and only then may the next in line ask (and
-                    // take it); were the next slots reserved already, the dropped one's
-                    // would be lost.
-                    held.turn = turn;
-                    drop(place);
-                    return held.go(wait).await;
-                }
-                Step::Later(wait) => later = Some(wait),
             }
         }
-    }))
+        None => None,
+    };
+    loop {
+        if let Some(wait) = later {
+            if start.elapsed() + wait > max_wait {
+                return Ok(Paced::TooLong(start.elapsed() + wait));
+            }
+            tokio::time::sleep(wait.saturating_sub(HORIZON).max(ASK_EVERY)).await;
+        }
+        // Redis gone: those in line move to the fallback pacer at once, in turn, each
+        // giving up its turn before it waits there (not one at a time behind newcomers).
+        if !remote.link.answers() {
+            return Err(None);
+        }
+        match ask().await {
+            Step::Done(paced) => return Ok(paced),
+            Step::Fallback(failed) => return Err(failed),
+            Step::Reserved(mut held, wait) => {
+                // The turn is kept until the slot has come, one reserved slot at a
+                // time: an attempt dropped while it waits for its slot (a `Timeout`
+                // above) gives it back, and only then may the next in line ask (and
+                // take it); were the next slots reserved already, the dropped one's
+                // would be lost.
+                held.turn = turn;
+                drop(place);
+                return Ok(held.go(wait).await);
+            }
+            Step::Later(wait) => later = Some(wait),
+        }
+    }
 }
 
 /// What one ask of Redis came to.
@@ -144,25 +187,33 @@ enum Step {
     Fallback(Option<CallFailed>),
 }
 
-/// The slot of an attempt that began waiting at `start`, from the fallback pacer.
+/// The slot of an attempt that began waiting at `start`, from the fallback pacer; `None`
+/// if Redis answers again while it waits (it then asks Redis: two pacers at once, the
+/// fallback's and Redis', would send more than the fleet's rate).
 async fn on_fallback(
     remote: &Remote,
     fallback: &OriginPacer,
     start: Instant,
     max_wait: Duration,
     failed: Option<CallFailed>,
-) -> Paced {
+) -> Option<Paced> {
     remote.link.fell_back(StoreLimit::Pacing, failed);
-    paced_by(fallback, max_wait.saturating_sub(start.elapsed())).await
+    let back = remote.link.back();
+    match fallback.pace(max_wait.saturating_sub(start.elapsed())) {
+        Pace::Go => Some(Paced::Go),
+        Pace::Wait(wait) => until_back(wait, back).await,
+        Pace::TooLong(wait) => Some(Paced::TooLong(wait)),
+    }
 }
 
-/// The slot the fallback pacer gives, waiting at most `max_wait`.
-async fn paced_by(fallback: &OriginPacer, max_wait: Duration) -> Paced {
-    match fallback.pace(max_wait) {
-        Pace::Go => Paced::Go,
-        Pace::Wait(wait) => wait.await,
-        Pace::TooLong(wait) => Paced::TooLong(wait),
-    }
+/// The fallback's slot, or `None` if Redis answers again first (`back`).
+async fn until_back(mut wait: PaceFuture, back: OwnedNotified) -> Option<Paced> {
+    let mut back = std::pin::pin!(back);
+    std::future::poll_fn(|cx| match wait.as_mut().poll(cx) {
+        Poll::Ready(paced) => Poll::Ready(Some(paced)),
+        Poll::Pending => back.as_mut().poll(cx).map(|()| None),
+    })
+    .await
 }
 
 /// Asks Redis once for the slot of an attempt that began waiting at `start` (at most
@@ -191,12 +242,12 @@ async fn ask(
         learn::saw_rate(remote, fallback, rate);
     }
     match answer.map(|(slot, _)| slot) {
-        // Redis lost the fleet's rate, which this replica writes back (it stays on): until
-        // then the fallback paces, at this replica's share of the rate it last knew.
+        // Redis lost the fleet's rate, which this replica writes back (it stays on): ask
+        // again once it is written, in turn.
         Ok(slot)
             if slot == Reservation::FREE && remote.learned.as_ref().is_some_and(|l| l.is_on()) =>
         {
-            Step::Done(paced_by(fallback, max_wait.saturating_sub(start.elapsed())).await)
+            Step::Later(ASK_EVERY)
         }
         // The fleet does not pace the origin.
         Ok(slot) if slot == Reservation::FREE => Step::Done(Paced::Free),

@@ -167,13 +167,15 @@ return {1, rate}
 /// Redis that lost it (its regrowth starts over from it, towards `wmax`). KEYS\[1\]: the
 /// rate key; KEYS\[2\]: the set of origins paced at a learned rate. ARGV: the rate, the
 /// channel and the message announcing that the fleet paces the origin (published when no
-/// rate was stored), the origin, and `wmax`.
+/// rate was stored), the origin, and `wmax`. A rate below `wmax` (written back) counts as a
+/// cut: a 429 to a request sent before it belongs to the same congestion event.
 const SET_RATE: &str = r"
 if redis.replicate_commands then redis.replicate_commands() end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local was = redis.call('HGET', KEYS[1], 'r')
 redis.call('HSET', KEYS[1], 'r', ARGV[1], 'wmax', ARGV[5], 'from', now, 'ss', 0)
+if tonumber(ARGV[5]) > tonumber(ARGV[1]) then redis.call('HSET', KEYS[1], 'cut', now) end
 redis.call('PEXPIRE', KEYS[1], 600000)
 redis.call('SADD', KEYS[2], ARGV[4])
 redis.call('PEXPIRE', KEYS[2], 600000)

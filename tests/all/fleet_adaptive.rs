@@ -10,7 +10,6 @@
 ))]
 
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -34,7 +33,7 @@ pub(crate) fn adaptive(scope: &Scope, url: &str) -> Limits {
 }
 
 /// The fleet's learned rate for the test origin, as Redis holds it.
-async fn fleet_rate(scope: &Scope, origin: &str) -> Option<f64> {
+pub(crate) async fn fleet_rate(scope: &Scope, origin: &str) -> Option<f64> {
     let key = format!("{}rate:{origin}", scope.base());
     let rate: Option<String> = redis::cmd("HGET")
         .arg(key)
@@ -441,53 +440,6 @@ async fn a_rate_redis_lost_is_written_back_not_dropped() {
         .await
         .unwrap();
     assert!(cut.is_some(), "the write-back counts as a cut");
-}
-
-#[tokio::test]
-async fn a_rate_cut_without_redis_is_the_one_written_back() {
-    let proxy = Proxy::start(redis_addr()).await;
-    let scope = Scope::new();
-    let limits = scope
-        .builder(&proxy.url(), Some(Pacing::adaptive()))
-        .fallback_share(0.5)
-        .build()
-        .unwrap();
-    scope.subscribed(1).await;
-    let origin = "http://api.example:80";
-    fleet_paces_at(&scope, origin, 20.0).await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let log: Arc<Mutex<Vec<(Instant, bool)>>> = Arc::default();
-    let throttle = Arc::new(AtomicBool::new(false));
-    let t = Arc::clone(&throttle);
-    let svc = replica(
-        &limits,
-        RetryPolicy::default(),
-        &log,
-        Arc::new(move || !t.swap(false, Ordering::SeqCst)),
-    );
-    for _ in 0..3 {
-        svc.clone().oneshot(get()).await.unwrap();
-    }
-    // Alone, at 10/s (half of 20/s), this replica meets a 429 and cuts (to at most 7/s).
-    proxy.down();
-    throttle.store(true, Ordering::SeqCst);
-    assert_eq!(svc.clone().oneshot(get()).await.unwrap().status(), 200);
-    // Redis comes back empty: the rate written back is from the fleet's as this replica
-    // learned it alone (its cut rate over its share: at most 14/s), not the 20/s it last
-    // saw there (as after a cut: at most 0.7 × 14/s, regrowing).
-    scope.flush().await;
-    proxy.up();
-    let until = Instant::now() + Duration::from_secs(5);
-    let mut rate = None;
-    while rate.is_none() && Instant::now() < until {
-        svc.clone().oneshot(get()).await.unwrap();
-        rate = fleet_rate(&scope, origin).await;
-    }
-    assert!(
-        limits.fallbacks() > 0,
-        "paced in process while Redis was away"
-    );
-    assert!(rate.is_some_and(|r| (3.0..=10.0).contains(&r)), "{rate:?}");
 }
 
 /// A replica of a new scope whose fleet paces `origin` at `rate`/s, as another replica

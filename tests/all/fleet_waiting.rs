@@ -1,9 +1,9 @@
 //! Attempts waiting for a fleet's learned rate (`Pacing::adaptive()` with `.redis(..)`):
 //! served in turn, through the tower layer and the reqwest middleware; cancelled ones give
 //! up their turn (`Timeout` above the layer); those in line when Redis goes away move to
-//! the fallback at once, and back to Redis once it answers again; attempts wait while a
-//! rate Redis lost is written back; slots dropped on one replica go to another. Real time and the real Redis, as in
-//! `fleet_adaptive`.
+//! the fallback at once, and back to Redis once it answers again; a rate Redis lost is
+//! written back from what the fallback learned, and attempts wait meanwhile; slots dropped
+//! on one replica go to another. Real time and the real Redis, as in `fleet_adaptive`.
 #![cfg(all(
     feature = "redis",
     feature = "tower",
@@ -20,7 +20,7 @@ use telecho_retry::{RetryPolicy, TelEchoRetry};
 use tokio::time::Instant;
 use tower::{ServiceBuilder, ServiceExt};
 
-use crate::fleet_adaptive::{fleet_paces_at, last_interval, replica, replica_paced_at};
+use crate::fleet_adaptive::{fleet_paces_at, fleet_rate, last_interval, replica, replica_paced_at};
 use crate::fleet_redis::{eventually, get, redis_addr, redis_url, Scope};
 use crate::support::{Proxy, Reply, Server};
 
@@ -227,6 +227,46 @@ async fn attempts_waiting_on_the_fallback_ask_redis_once_it_answers_again() {
         longest < Duration::from_secs(2),
         "the last took {longest:?}"
     );
+}
+
+#[tokio::test]
+async fn a_rate_cut_without_redis_is_the_one_written_back() {
+    let (proxy, scope, limits) = replica_behind_proxy(0.5).await;
+    let origin = "http://api.example:80";
+    fleet_paces_at(&scope, origin, 20.0).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let log: Arc<Mutex<Vec<(Instant, bool)>>> = Arc::default();
+    let throttle = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let t = Arc::clone(&throttle);
+    let svc = replica(
+        &limits,
+        RetryPolicy::default(),
+        &log,
+        Arc::new(move || !t.swap(false, Ordering::SeqCst)),
+    );
+    for _ in 0..3 {
+        svc.clone().oneshot(get()).await.unwrap();
+    }
+    // Alone, at 10/s (half of 20/s), this replica meets a 429 and cuts (to at most 7/s).
+    proxy.down();
+    throttle.store(true, Ordering::SeqCst);
+    assert_eq!(svc.clone().oneshot(get()).await.unwrap().status(), 200);
+    // Redis comes back empty: the rate written back is from the fleet's as this replica
+    // learned it alone (its cut rate over its share: at most 14/s), not the 20/s it last
+    // saw there (as after a cut: at most 0.7 × 14/s, regrowing).
+    scope.flush().await;
+    proxy.up();
+    let until = Instant::now() + Duration::from_secs(5);
+    let mut rate = None;
+    while rate.is_none() && Instant::now() < until {
+        svc.clone().oneshot(get()).await.unwrap();
+        rate = fleet_rate(&scope, origin).await;
+    }
+    assert!(
+        limits.fallbacks() > 0,
+        "paced in process while Redis was away"
+    );
+    assert!(rate.is_some_and(|r| (3.0..=10.0).contains(&r)), "{rate:?}");
 }
 
 #[tokio::test]

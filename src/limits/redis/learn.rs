@@ -36,18 +36,18 @@ use crate::limits::local::{LocalOrigin, OriginPacer};
 /// [`RESEED_WITHIN`], Redis lost it (a restart without persistence, a flush): rather than
 /// let every replica go unpaced into the limit, it writes the rate back as after a cut,
 /// at β × the rate it last knew (its fallback's over its share, if it cut that while Redis
-/// could not be reached), regrowing towards it; its attempts meanwhile go at its fallback
-/// pacer's slots. Else the rate expired unused: the fleet paces the origin no more.
-pub(crate) fn no_rate(remote: &Arc<Remote>) {
+/// could not be reached), regrowing towards it, and returns `true`: the attempt asks again
+/// shortly. Else the rate expired unused: the fleet paces the origin no more (`false`).
+pub(crate) fn no_rate(remote: &Arc<Remote>) -> bool {
     let Some(learned) = &remote.learned else {
-        return;
+        return false;
     };
     let seen = *learned.last_seen.lock().unwrap_or_else(|e| e.into_inner());
     let known = f64::from_bits(learned.known.load(Ordering::Relaxed));
     let recent = seen.is_some_and(|at| at.elapsed() < RESEED_WITHIN);
     if !recent || known <= 0.0 {
         learned.set_on(false);
-        return;
+        return false;
     }
     // As after a cut: this replica's rate may be stale (it met no 429 while the others
     // cut theirs), and the fleet regrows to it along the curve.
@@ -61,6 +61,7 @@ pub(crate) fn no_rate(remote: &Arc<Remote>) {
     if learned.may_set(Instant::now()) {
         spawn(remote, Update::Set { wmax: known }, change);
     }
+    true
 }
 
 /// How recently a replica must have paced at the fleet's rate to write it back into a

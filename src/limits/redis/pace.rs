@@ -242,13 +242,6 @@ async fn ask(
         learn::saw_rate(remote, fallback, rate);
     }
     match answer.map(|(slot, _)| slot) {
-        // Redis lost the fleet's rate, which this replica writes back (it stays on): ask
-        // again once it is written, in turn.
-        Ok(slot)
-            if slot == Reservation::FREE && remote.learned.as_ref().is_some_and(|l| l.is_on()) =>
-        {
-            Step::Later(ASK_EVERY)
-        }
         // The fleet does not pace the origin.
         Ok(slot) if slot == Reservation::FREE => Step::Done(Paced::Free),
         // The fleet's learned rate reserves no slot beyond its horizon (no debt up front
@@ -265,6 +258,14 @@ async fn ask(
         Err(failed) => Step::Fallback(failed),
     }
 }
+
+/// The answer while this replica writes back a rate Redis lost: ask again shortly.
+const WRITTEN_BACK: Reservation = Reservation {
+    wait: ASK_EVERY,
+    reserved: false,
+    later: true,
+    ..Reservation::FREE
+};
 
 /// The least time between two asks of one attempt whose slot lies beyond [`HORIZON`].
 const ASK_EVERY: Duration = Duration::from_millis(50);
@@ -293,10 +294,10 @@ impl Call {
                     let key = &learned.rate_key;
                     match r.link.pace_learned(keys, key, max_wait, floor).await? {
                         LearnedSlot::At { slot, rate } => (slot, Some(rate)),
-                        LearnedSlot::Off => {
-                            learn::no_rate(&r);
-                            (Reservation::FREE, None)
-                        }
+                        // Redis lost the fleet's rate, which this replica writes back: ask
+                        // again once it is written, in turn.
+                        LearnedSlot::Off if learn::no_rate(&r) => (WRITTEN_BACK, None),
+                        LearnedSlot::Off => (Reservation::FREE, None),
                     }
                 }
             };

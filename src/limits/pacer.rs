@@ -6,7 +6,7 @@ use std::fmt;
 use std::future::Future;
 use std::num::NonZeroU32;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
 use governor::clock::Clock;
@@ -81,16 +81,17 @@ type Limiter = RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<D
 /// wait served first come, first served (one at a time takes the next slot).
 ///
 /// A store for a fleet keeps the same GCRA elsewhere and falls back to a `LocalPacer` at a
-/// share of the fleet's rate when it cannot be reached.
+/// share of the fleet's rate when it cannot be reached (the share follows the replicas
+/// alive: [`LocalPacer::rescale`]).
 #[derive(Clone)]
 pub(crate) struct LocalPacer {
     inner: Arc<PacerState>,
 }
 
 struct PacerState {
-    limiter: Limiter,
     clock: TokioClock,
-    pacing: Pacing,
+    /// The pacing and its GCRA; replaced whole when a fleet's fallback share changes.
+    rate: RwLock<Rate>,
     /// The attempts waiting for a slot.
     queue: Arc<WaitQueue>,
     /// The earliest slot after the last attempt sent on another pacer's slot, if any.
@@ -99,15 +100,43 @@ struct PacerState {
     busy_until: AtomicInstant,
 }
 
+/// A pacing and the GCRA that keeps it.
+struct Rate {
+    pacing: Pacing,
+    limiter: Limiter,
+}
+
+impl Rate {
+    fn new(pacing: Pacing, clock: TokioClock) -> Self {
+        let burst = NonZeroU32::new(pacing.burst_size()).unwrap_or(NonZeroU32::MIN);
+        let quota = Quota::with_period(pacing.interval())
+            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MAX))
+            .allow_burst(burst);
+        Rate {
+            pacing,
+            limiter: RateLimiter::direct_with_clock(quota, clock),
+        }
+    }
+}
+
 impl PacerState {
+    fn rate(&self) -> RwLockReadGuard<'_, Rate> {
+        self.rate.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn interval(&self) -> Duration {
+        self.rate().pacing.interval()
+    }
+
     /// Takes the next slot from the GCRA if it is now; else when it comes.
     fn take(&self) -> Result<(), Instant> {
-        match self.limiter.check() {
+        let rate = self.rate();
+        match rate.limiter.check() {
             Ok(()) => {
-                let burst = self
+                let burst = rate
                     .pacing
                     .interval()
-                    .saturating_mul(self.pacing.burst_size());
+                    .saturating_mul(rate.pacing.burst_size());
                 if let Some(until) = Instant::now().checked_add(burst) {
                     self.busy_until.extend(until);
                 }
@@ -138,15 +167,10 @@ impl LocalPacer {
         let clock = TokioClock {
             base: Instant::now(),
         };
-        let burst = NonZeroU32::new(pacing.burst_size()).unwrap_or(NonZeroU32::MIN);
-        let quota = Quota::with_period(pacing.interval())
-            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MAX))
-            .allow_burst(burst);
         LocalPacer {
             inner: Arc::new(PacerState {
-                limiter: RateLimiter::direct_with_clock(quota, clock),
                 clock,
-                pacing,
+                rate: RwLock::new(Rate::new(pacing, clock)),
                 queue: WaitQueue::new(clock.base),
                 recorded: AtomicInstant::new(clock.base),
                 busy_until: AtomicInstant::new(clock.base),
@@ -177,10 +201,23 @@ impl LocalPacer {
             // gives others would starve them.
             return;
         }
-        let next = after.saturating_add(inner.pacing.interval());
+        let next = after.saturating_add(inner.interval());
         if let Some(next) = Instant::now().checked_add(next) {
             inner.recorded.extend(next);
         }
+    }
+
+    /// Paces at `pacing` from now on (a fleet store's fallback, when the share of the
+    /// fleet's rate this replica keeps alone changes). The new GCRA starts afresh; slots
+    /// [recorded](LocalPacer::record) still come first.
+    #[cfg(feature = "redis")]
+    pub(crate) fn rescale(&self, pacing: Pacing) {
+        let inner = &self.inner;
+        if inner.rate().pacing == pacing {
+            return;
+        }
+        let rate = Rate::new(pacing, inner.clock);
+        *inner.rate.write().unwrap_or_else(|e| e.into_inner()) = rate;
     }
 
     /// Takes the next slot: now ([`Pace::Go`]), after a wait ([`Pace::Wait`]), or not at all
@@ -188,10 +225,7 @@ impl LocalPacer {
     /// estimated from the attempts already waiting).
     pub(crate) fn pace(&self, max_wait: Duration) -> Pace {
         let inner = &self.inner;
-        let wait = match inner
-            .queue
-            .wait_behind(|| inner.pacing.interval(), Instant::now())
-        {
+        let wait = match inner.queue.wait_behind(|| inner.interval(), Instant::now()) {
             Some(behind) => behind,
             None => match inner.held() {
                 Some(held) => held,
@@ -229,7 +263,7 @@ impl LocalPacer {
 impl fmt::Debug for LocalPacer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LocalPacer")
-            .field("pacing", &self.inner.pacing)
+            .field("pacing", &self.inner.rate().pacing)
             .field("waiting", &self.inner.queue.waiting())
             .finish()
     }

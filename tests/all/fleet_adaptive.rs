@@ -292,15 +292,6 @@ async fn without_redis_a_replica_paces_at_its_share_of_the_last_fleet_rate() {
     assert!((0.45..1.0).contains(&took), "6 sends in {took:.2} s");
 }
 
-/// The number of replicas of `scope` counted alive in Redis.
-async fn alive(scope: &Scope) -> i64 {
-    redis::cmd("ZCARD")
-        .arg(format!("{}replicas", scope.base()))
-        .query_async(&mut direct().await)
-        .await
-        .unwrap()
-}
-
 /// Stores a fleet rate of `rate`/s for `origin` that holds (its regrowth starts far ahead),
 /// and announces it as another replica would.
 pub(crate) async fn fleet_paces_at(scope: &Scope, origin: &str, rate: f64) {
@@ -336,60 +327,6 @@ pub(crate) fn last_interval(log: &Mutex<Vec<(Instant, bool)>>, n: usize) -> f64 
     let log = log.lock().unwrap();
     let last = &log[log.len() - n..];
     last[n - 1].0.duration_since(last[0].0).as_secs_f64() / (n - 1) as f64
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_fallback_share_follows_the_replicas_alive_as_they_come_and_go() {
-    let scope = Scope::new();
-    let proxy = Proxy::start(redis_addr()).await;
-    let me = adaptive(&scope, &format!("redis://{}", proxy.addr));
-    let mut others: Vec<Limits> = (0..3).map(|_| adaptive(&scope, &redis_url())).collect();
-    let log: Arc<Mutex<Vec<(Instant, bool)>>> = Arc::default();
-    let svc = replica(&me, RetryPolicy::default(), &log, Arc::new(|| true));
-    let send = |n: usize| {
-        let svc = svc.clone();
-        async move {
-            for _ in 0..n {
-                assert_eq!(svc.clone().oneshot(get()).await.unwrap().status(), 200);
-            }
-        }
-    };
-    scope.subscribed(4).await;
-    fleet_paces_at(&scope, "http://api.example:80", 40.0).await;
-    let start = Instant::now();
-    while alive(&scope).await < 4 || start.elapsed() < Duration::from_millis(1100) {
-        assert!(
-            start.elapsed() < Duration::from_secs(3),
-            "replicas not counted"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(format!("{me:?}").contains("fallback_share: 0.25"), "{me:?}");
-
-    // Four alive: without Redis this one paces at a quarter of 40/s.
-    send(3).await;
-    proxy.down();
-    send(6).await;
-    let alone = last_interval(&log, 5);
-    assert!(
-        (0.085..0.15).contains(&alone),
-        "one send every {alone:.3} s"
-    );
-
-    // Three stop: within a beat this one counts itself alone, and paces at all of it.
-    proxy.up();
-    others.clear();
-    let start = Instant::now();
-    while !format!("{me:?}").contains("fallback_share: 1.0") {
-        assert!(start.elapsed() < Duration::from_secs(3), "{me:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    send(3).await;
-    proxy.down();
-    send(6).await;
-    let alone = last_interval(&log, 5);
-    assert!(alone < 0.05, "one send every {alone:.3} s");
-    assert_eq!(log.lock().unwrap().len(), 18, "nothing lost");
 }
 
 #[tokio::test]

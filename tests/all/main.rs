@@ -17,6 +17,7 @@ mod fleet_edges;
 mod fleet_faults;
 mod fleet_redis;
 mod fleet_scenarios;
+mod fleet_share;
 mod fleet_tls;
 mod fleet_waiting;
 mod hostile_servers;

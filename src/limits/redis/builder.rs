@@ -19,8 +19,7 @@ use crate::limits::{Limits, LimitsBuilder, LocalStore};
 pub(crate) const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_millis(50);
 
 /// The share of the fleet's pacing rate a replica keeps alone while Redis cannot be
-/// reached, before it has counted the replicas alive (and for fixed pacing, whose fallback
-/// is made once): 0.25.
+/// reached, before it has counted the replicas alive: 0.25.
 pub(crate) const DEFAULT_FALLBACK_SHARE: f64 = 0.25;
 
 /// The default key prefix: `telecho-retry`.
@@ -100,7 +99,8 @@ impl RedisLimitsBuilder {
     ///
     /// One over the replicas alive: each replica counts itself in Redis every second, and
     /// one that stops drops out of the count within 3 s. While Redis cannot be reached the
-    /// last count holds; before the first count, and for fixed [`Pacing`], 0.25.
+    /// last count holds; before the first count, 0.25. At a learned rate and at a fixed
+    /// [`Pacing`] alike.
     ///
     /// [`Pacing`]: crate::limits::Pacing
     pub fn fallback_share(mut self, share: f64) -> Self {

@@ -238,6 +238,13 @@ impl Link {
         self.pacing.is_some_and(|p| p.is_adaptive())
     }
 
+    /// The fixed pacing at this replica's fallback share, if the fleet paces at a fixed
+    /// rate.
+    pub(crate) fn fallback_pacing(&self) -> Option<Pacing> {
+        let pacing = self.pacing.filter(|p| !p.is_adaptive())?;
+        Some(pacing.scaled(self.fallback_share()))
+    }
+
     /// The fixed pacing, if on, and its interval and burst tolerance in µs.
     fn gcra(&self) -> Option<(u64, u64)> {
         let pacing = self.pacing.filter(|p| !p.is_adaptive())?;

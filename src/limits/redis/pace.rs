@@ -238,8 +238,15 @@ async fn ask(
     };
     // A call still running goes on in the background; its slot, if any, is given back.
     drop(call);
-    if let Ok((_, Some(rate))) = answer {
-        learn::saw_rate(remote, fallback, rate);
+    match (&answer, fallback) {
+        (Ok((_, Some(rate))), _) => learn::saw_rate(remote, fallback, *rate),
+        // At a fixed rate the fallback follows the replicas alive as last counted.
+        (Ok(_), OriginPacer::Fixed(pacer)) => {
+            if let Some(pacing) = remote.link.fallback_pacing() {
+                pacer.rescale(pacing);
+            }
+        }
+        _ => {}
     }
     match answer.map(|(slot, _)| slot) {
         // The fleet does not pace the origin.

@@ -12,7 +12,8 @@
 //! - The mock reads each request body to the end before answering, and records its length.
 //!
 //! Cargo does not build files in subdirectories of `examples/` as examples of their own;
-//! each example includes this file with `#[path = "support/mock.rs"] mod mock;`.
+//! each example includes this file with `#[path = "support/mock.rs"] mod mock;` (the
+//! demo, a directory, with `#[path = "../support/mock.rs"]`).
 
 // Not every example uses every helper.
 #![allow(dead_code)]

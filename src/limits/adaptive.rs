@@ -242,6 +242,7 @@ impl AdaptiveRate {
     /// Paces at `rate` from `now` (a fleet's estimate, or its share of it), regrowing from
     /// there; the last cut is kept, so the 429s of an event already answered still cut
     /// nothing.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn set(&mut self, rate: f64, now: Duration) {
         if !rate.is_finite() || rate <= 0.0 {
             return;
@@ -254,6 +255,7 @@ impl AdaptiveRate {
     }
 
     /// The measured rate of responses, per second.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn measured(&self) -> f64 {
         self.sent.estimate()
     }

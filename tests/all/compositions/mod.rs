@@ -23,7 +23,6 @@
 //! `real_sockets::extensions` for the reqwest middleware). The helpers both use are in
 //! this file. Real-socket tests are bounded by a 2 s `tokio::time::timeout`;
 //! `Retry-After` is at most `1` on real sockets, or above the cap (never waited for).
-//! Tests marked `` assert a promise the engine does not keep yet.
 #![cfg(all(feature = "tower", feature = "reqwest"))]
 
 use crate::support;

@@ -397,6 +397,36 @@ mod tests {
         );
     }
 
+    #[cfg(feature = "redis")]
+    #[tokio::test(start_paused = true)]
+    async fn a_rescaled_pacer_goes_on_at_the_new_rate_after_the_recorded_slot() {
+        let pacer = LocalPacer::new(Pacing::new(10, Duration::from_secs(1)));
+        pacer.record(Duration::ZERO); // a fleet slot now: none here before 100 ms
+        pacer.rescale(Pacing::new(20, Duration::from_secs(1)));
+        let start = Instant::now();
+        let mut at = Vec::new();
+        for _ in 0..4 {
+            if let Some(wait) = go(pacer.pace(Duration::from_secs(60))) {
+                assert_eq!(wait.await, Paced::Go);
+            }
+            at.push(start.elapsed());
+        }
+        let ms = |n: u64| Duration::from_millis(n);
+        assert_eq!(at, [ms(100), ms(150), ms(200), ms(250)]);
+    }
+
+    #[cfg(feature = "redis")]
+    #[tokio::test(start_paused = true)]
+    async fn rescaling_to_the_same_rate_keeps_the_slots_given() {
+        let pacer = LocalPacer::new(Pacing::new(10, Duration::from_secs(1)));
+        assert!(go(pacer.pace(Duration::ZERO)).is_none());
+        pacer.rescale(Pacing::new(10, Duration::from_secs(1)));
+        match pacer.pace(Duration::ZERO) {
+            Pace::TooLong(d) => assert_eq!(d, Duration::from_millis(100)),
+            other => panic!("a fresh pacer's slot: {other:?}"),
+        }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_burst_goes_at_once_then_the_rate_holds() {
         let pacer = LocalPacer::new(Pacing::new(10, Duration::from_secs(1)).burst(3));

@@ -204,14 +204,22 @@ impl LimitStore for LocalStore {
     }
 }
 
+impl LocalStore {
+    /// Its `Debug` fields but the pacing (a fleet store shows the fleet's, not its
+    /// fallback's).
+    pub(crate) fn debug_fields(&self, d: &mut fmt::DebugStruct<'_, '_>) {
+        d.field("budget", &self.budget)
+            .field("shared_cooldown", &self.cooldown)
+            .field("origins", &self.origins.len())
+            .field("longest_cooldown", &self.longest_cooldown(Instant::now()));
+    }
+}
+
 impl fmt::Debug for LocalStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LocalStore")
-            .field("budget", &self.budget)
-            .field("shared_cooldown", &self.cooldown)
-            .field("pacing", &self.pacing)
-            .field("origins", &self.origins.len())
-            .field("longest_cooldown", &self.longest_cooldown(Instant::now()))
-            .finish()
+        let mut d = f.debug_struct("LocalStore");
+        d.field("pacing", &self.pacing);
+        self.debug_fields(&mut d);
+        d.finish()
     }
 }

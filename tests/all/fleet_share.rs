@@ -113,6 +113,10 @@ where
     let mut intervals = Vec::new();
     for share in ["0.5", "0.25"] {
         counted(&me, share).await;
+        // Debug shows the fleet's pacing, not the fallback's share of it.
+        let shown = format!("{me:?}");
+        assert!(shown.contains("requests: 40, period: 1s"), "{shown}");
+        assert_eq!(shown.matches("Pacing {").count(), 1, "{shown}");
         // Through Redis, then without it: the fallback paces at its share of 40/s.
         for _ in 0..3 {
             send().await;

@@ -238,6 +238,11 @@ impl Link {
         self.pacing.is_some_and(|p| p.is_adaptive())
     }
 
+    /// The fleet's pacing, if on.
+    pub(crate) fn pacing(&self) -> Option<Pacing> {
+        self.pacing
+    }
+
     /// The fixed pacing at this replica's fallback share, if the fleet paces at a fixed
     /// rate.
     pub(crate) fn fallback_pacing(&self) -> Option<Pacing> {

@@ -273,15 +273,16 @@ impl fmt::Debug for RedisStore {
         let link = &shared.link;
         // The address only: never the URL, which may carry a user name and password.
         let addr = link.client().get_connection_info().addr().to_string();
-        f.debug_struct("RedisStore")
-            .field("redis", &addr)
+        let mut d = f.debug_struct("RedisStore");
+        d.field("redis", &addr)
             .field("scope", &shared.settings.scope)
             .field("key_prefix", &shared.settings.prefix)
             .field("call_timeout", &link.call_timeout)
+            .field("pacing", &link.pacing())
             .field("fallback_share", &link.fallback_share())
             .field("reachable", &link.is_reachable())
-            .field("fallbacks", &link.fallbacks())
-            .field("local", &shared.local)
-            .finish()
+            .field("fallbacks", &link.fallbacks());
+        shared.local.debug_fields(&mut d);
+        d.finish()
     }
 }

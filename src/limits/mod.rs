@@ -56,7 +56,7 @@ pub(crate) use budget::Withdrawal;
 pub(crate) use local::LocalStore;
 pub(crate) use origin::Origin;
 pub(crate) use pacer::Pace;
-#[cfg(feature = "redis")]
+#[cfg(any(feature = "redis", all(test, feature = "tower")))]
 pub(crate) use pacer::Paced;
 pub use pacing::Pacing;
 #[doc(hidden)]

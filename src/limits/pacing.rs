@@ -90,7 +90,7 @@ impl Pacing {
     /// 95–98 % with
     /// [`shared_cooldown(false)`](crate::limits::LimitsBuilder::shared_cooldown), at
     /// most 2.1 % of sends answered 429 either way (four runs of
-    /// `tests/all/adaptive_pacing.rs`). So pair it with `shared_cooldown(false)` when
+    /// `tests/all/adaptive_pacing/stepping.rs`). So pair it with `shared_cooldown(false)` when
     /// the server's `Retry-After` is coarser than its limit (whole seconds on a
     /// per-second limit): the pacer then holds the rate and only the throttled requests
     /// wait. Keep the cooldown for fixed windows that answer `Retry-After` until the window

@@ -33,7 +33,7 @@ pub use backoff::Jitter;
 /// `[0, retry_after_spread]`, or this retry's backoff delay if that is longer (so never
 /// earlier than the server said, and a server that keeps answering 429 gets exponential
 /// backoff on top of its instruction: the retry-storm simulation shows why, see
-/// `examples/storm.rs`); a [`Decision::Backoff`] waits the jittered backoff delay.
+/// `examples/storm/`); a [`Decision::Backoff`] waits the jittered backoff delay.
 ///
 /// ```
 /// use std::time::Duration;

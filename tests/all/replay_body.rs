@@ -5,6 +5,8 @@
 //! answers the first request `503` as soon as its head is read and keeps that connection
 //! open until the client closes it. Every test is bounded by `tokio::time::timeout`.
 #![cfg(feature = "reqwest")]
+// The tests through the tower layer need feature `tower` too; their helpers stay.
+#![cfg_attr(not(feature = "tower"), allow(unused_imports, dead_code))]
 
 use std::io;
 use std::pin::Pin;
@@ -223,6 +225,7 @@ async fn reqwest_source_failing_after_an_early_503_never_sends_a_truncated_body_
 type UploadStream = Pin<Box<dyn Stream<Item = Result<Frame<Bytes>, io::Error>> + Send>>;
 type UploadBody = ReplayBody<StreamBody<UploadStream>>;
 
+#[cfg(feature = "tower")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tower_early_503_on_a_slow_upload_retries_it_whole_and_closes_the_first_connection() {
     use hyper_util::client::legacy::Client;
@@ -308,6 +311,7 @@ async fn reqwest_an_early_503_is_returned_when_the_body_outgrows_the_recording_d
     assert!(server.log().uploads.is_empty(), "no retry was sent");
 }
 
+#[cfg(feature = "tower")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tower_an_early_503_is_returned_when_the_body_outgrows_the_recording_during_the_wait() {
     use hyper_util::client::legacy::Client;

@@ -13,7 +13,7 @@ async fn status_matrix_retries_exactly_429_and_5xx() {
     })
     .await;
     // 400 requests at once: this test is about the status rule, not the retry budget
-    // (which would rightly stop some of these 202 retries; see tests/load_protection.rs).
+    // (which would rightly stop some of these 202 retries; see tests/all/load_protection/).
     let client = client(crate::support::unbudgeted(fast(2).build()));
     let started = Instant::now();
 

@@ -41,7 +41,7 @@ async fn every_known_code_parses_from_a_real_response() {
     })
     .await;
     // The 429s carry `Retry-After: 30`: without this, the shared cooldown would rightly
-    // hold every later request back for 30 s (see tests/load_protection.rs).
+    // hold every later request back for 30 s (see tests/all/load_protection/).
     let client = client(
         TelEchoRetry::new(fast(0).build()).with_limits(
             telecho_retry::limits::Limits::builder()

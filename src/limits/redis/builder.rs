@@ -100,7 +100,7 @@ impl RedisLimitsBuilder {
     /// One over the replicas alive: each replica counts itself in Redis every second, and
     /// one that stops drops out of the count within 3 s. While Redis cannot be reached the
     /// last count holds; before the first count, 0.25. At a learned rate and at a fixed
-    /// [`Pacing`] alike.
+    /// [`Pacing`] alike. A replica whose share is fixed is still counted by the others.
     ///
     /// [`Pacing`]: crate::limits::Pacing
     pub fn fallback_share(mut self, share: f64) -> Self {
@@ -249,9 +249,13 @@ impl RedisLimitsBuilder {
                 .abort_handle(),
             runtime.spawn(Arc::clone(&link).probe()).abort_handle(),
         ];
-        if self.fallback_share.is_none() {
-            tasks.push(runtime.spawn(replicas::heartbeat(link)).abort_handle());
-        }
+        // A replica with a fixed share is counted too: the others' shares count it.
+        let follow = self.fallback_share.is_none();
+        tasks.push(
+            runtime
+                .spawn(replicas::heartbeat(link, follow))
+                .abort_handle(),
+        );
         Ok(Limits {
             learns: pacing.is_some_and(|p| p.is_adaptive()),
             ..Limits::from_store(RedisStore::from_parts(shared, tasks))

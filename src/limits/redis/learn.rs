@@ -83,7 +83,7 @@ pub(crate) fn saw_rate(remote: &Remote, fallback: &OriginPacer, rate: f64) {
     learned.report(rate);
     learned.knows(rate);
     if let OriginPacer::Learned(pacer) = fallback {
-        pacer.set_rate(rate * remote.link.fallback_share());
+        pacer.set_rate(rate * remote.set_share());
     }
 }
 
@@ -111,7 +111,7 @@ pub(crate) fn observe(
             Some(before) if !change.cut && !change.quota => pacer.set_rate(before),
             // A quota is the key's, shared by the fleet: this replica paces at its share.
             _ if change.quota => {
-                let rate = change.rate * remote.link.fallback_share();
+                let rate = change.rate * remote.set_share();
                 pacer.set_rate(rate);
                 learned.knows(change.rate);
                 Change { rate, ..change }.emit();

@@ -71,6 +71,7 @@ pub(crate) fn pace(
         // again: then ask it).
         remote.link.fell_back(StoreLimit::Pacing, None);
         let back = remote.link.back();
+        remote.follow_share(&fallback);
         return match fallback.pace(max_wait) {
             Pace::Wait(wait) => Pace::Wait(Box::pin(async move {
                 match until_back(wait, back).await {
@@ -199,6 +200,7 @@ async fn on_fallback(
 ) -> Option<Paced> {
     remote.link.fell_back(StoreLimit::Pacing, failed);
     let back = remote.link.back();
+    remote.follow_share(fallback);
     match fallback.pace(max_wait.saturating_sub(start.elapsed())) {
         Pace::Go => Some(Paced::Go),
         Pace::Wait(wait) => until_back(wait, back).await,
@@ -238,15 +240,8 @@ async fn ask(
     };
     // A call still running goes on in the background; its slot, if any, is given back.
     drop(call);
-    match (&answer, fallback) {
-        (Ok((_, Some(rate))), _) => learn::saw_rate(remote, fallback, *rate),
-        // At a fixed rate the fallback follows the replicas alive as last counted.
-        (Ok(_), OriginPacer::Fixed(pacer)) => {
-            if let Some(pacing) = remote.link.fallback_pacing() {
-                pacer.rescale(pacing);
-            }
-        }
-        _ => {}
+    if let Ok((_, Some(rate))) = answer {
+        learn::saw_rate(remote, fallback, rate);
     }
     match answer.map(|(slot, _)| slot) {
         // The fleet does not pace the origin.

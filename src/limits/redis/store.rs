@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
+use super::builder::DEFAULT_FALLBACK_SHARE;
 use super::learn;
 use super::link::Link;
 use super::names::{Kind, Write};
@@ -41,13 +42,12 @@ impl Drop for StoreTasks {
         for task in &self.tasks {
             task.abort();
         }
-        if self.shared.settings.fallback_share.is_none() {
-            // Counted alive by heartbeats: counted gone now, not when the last one expires.
-            let link = Arc::clone(&self.shared.link);
-            link.runtime
-                .clone()
-                .spawn(async move { link.leave().await });
-        }
+        // Counted alive by heartbeats: counted gone now, not when the last one expires (if
+        // the runtime still runs the spawned task).
+        let link = Arc::clone(&self.shared.link);
+        link.runtime
+            .clone()
+            .spawn(async move { link.leave().await });
     }
 }
 
@@ -108,6 +108,13 @@ impl FleetState {
                     .learns()
                     .then(|| Learned::new(self.link.names.rate(&name))),
                 floor: AtomicU64::new(0),
+                // The share the fallback pacers are made at (see `RedisLimitsBuilder::build`).
+                share: AtomicU64::new(
+                    self.settings
+                        .fallback_share
+                        .unwrap_or(DEFAULT_FALLBACK_SHARE)
+                        .to_bits(),
+                ),
                 name,
                 link: Arc::clone(&self.link),
                 writes: self.settings.cooldown.then(|| self.writes.clone()),

@@ -208,16 +208,27 @@ impl LocalPacer {
     }
 
     /// Paces at `pacing` from now on (a fleet store's fallback, when the share of the
-    /// fleet's rate this replica keeps alone changes). The new GCRA starts afresh; slots
-    /// [recorded](LocalPacer::record) still come first.
+    /// fleet's rate this replica keeps alone changes); nothing changes if it paces so
+    /// already. The new GCRA starts afresh, after the slots [recorded](LocalPacer::record)
+    /// and one interval after a slot the old one gave within its burst (not beside it).
     #[cfg(feature = "redis")]
     pub(crate) fn rescale(&self, pacing: Pacing) {
         let inner = &self.inner;
         if inner.rate().pacing == pacing {
             return;
         }
-        let rate = Rate::new(pacing, inner.clock);
-        *inner.rate.write().unwrap_or_else(|e| e.into_inner()) = rate;
+        let mut rate = inner.rate.write().unwrap_or_else(|e| e.into_inner());
+        if rate.pacing == pacing {
+            return; // another caller rescaled it meanwhile
+        }
+        *rate = Rate::new(pacing, inner.clock);
+        drop(rate);
+        let now = Instant::now();
+        if inner.busy_until.remaining(now).is_some() {
+            if let Some(next) = now.checked_add(pacing.interval()) {
+                inner.recorded.extend(next);
+            }
+        }
     }
 
     /// Takes the next slot: now ([`Pace::Go`]), after a wait ([`Pace::Wait`]), or not at all
@@ -413,6 +424,18 @@ mod tests {
         }
         let ms = |n: u64| Duration::from_millis(n);
         assert_eq!(at, [ms(100), ms(150), ms(200), ms(250)]);
+    }
+
+    #[cfg(feature = "redis")]
+    #[tokio::test(start_paused = true)]
+    async fn a_rescaled_pacer_gives_no_slot_beside_the_last_one() {
+        let pacer = LocalPacer::new(Pacing::new(10, Duration::from_secs(1)));
+        assert!(go(pacer.pace(Duration::ZERO)).is_none());
+        pacer.rescale(Pacing::new(20, Duration::from_secs(1)));
+        match pacer.pace(Duration::ZERO) {
+            Pace::TooLong(d) => assert_eq!(d, Duration::from_millis(50)),
+            other => panic!("a fresh pacer's slot: {other:?}"),
+        }
     }
 
     #[cfg(feature = "redis")]

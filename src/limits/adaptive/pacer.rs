@@ -47,6 +47,9 @@ struct Schedule {
     rate: AdaptiveRate,
     /// The last slot given, if any.
     last: Option<Instant>,
+    /// The share of a fleet's rate the rate was set at ([`AdaptivePacer::set_share_of`]);
+    /// `None`: the rate is this pacer's own.
+    share: Option<f64>,
 }
 
 impl Schedule {
@@ -98,6 +101,7 @@ impl AdaptivePacer {
                         ..AdaptiveConfig::default()
                     }),
                     last: None,
+                    share: None,
                 }),
                 queue: WaitQueue::new(base),
                 faster: Notify::new(),
@@ -248,13 +252,42 @@ impl AdaptivePacer {
         })
     }
 
-    /// Paces at `rate` from now (a fleet's rate, or this replica's share of it).
+    /// Paces at `rate` from now, at the share it was set at.
     #[cfg(feature = "redis")]
     pub(crate) fn set_rate(&self, rate: f64) {
+        self.change(|schedule, now| schedule.rate.set(rate, now));
+    }
+
+    /// Paces at `share` of a fleet's `rate` from now.
+    #[cfg(feature = "redis")]
+    pub(crate) fn set_share_of(&self, rate: f64, share: f64) {
+        self.change(|schedule, now| {
+            schedule.rate.set(rate * share, now);
+            schedule.share = Some(share);
+        });
+    }
+
+    /// A rate set at a share of a fleet's rate follows the fleet's new `share` (what it
+    /// learned since, its cuts, is kept); a rate of its own stays.
+    #[cfg(feature = "redis")]
+    pub(crate) fn follow_share(&self, share: f64) {
+        self.change(|schedule, now| {
+            if let (Some(was), Some(rate)) = (schedule.share, schedule.rate.rate()) {
+                if was != share {
+                    schedule.rate.set(rate / was * share, now);
+                    schedule.share = Some(share);
+                }
+            }
+        });
+    }
+
+    /// Changes the schedule; wakes the waiter whose turn it is if the rate rose.
+    #[cfg(feature = "redis")]
+    fn change(&self, change: impl FnOnce(&mut Schedule, Duration)) {
         let now = Instant::now();
         let mut schedule = self.inner.schedule();
         let before = schedule.rate.rate();
-        schedule.rate.set(rate, self.inner.since_base(now));
+        change(&mut schedule, self.inner.since_base(now));
         let after = schedule.rate.rate();
         drop(schedule);
         if let Some(after) = after {

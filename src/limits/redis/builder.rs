@@ -228,7 +228,6 @@ impl RedisLimitsBuilder {
         let settings = Settings {
             scope: self.scope,
             prefix: self.prefix,
-            fallback_share: self.fallback_share,
             cooldown: self.limits.cooldown,
         };
         // The budget stays per process; the cooldown is kept here and shared by the tasks;

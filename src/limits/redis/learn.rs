@@ -83,7 +83,7 @@ pub(crate) fn saw_rate(remote: &Remote, fallback: &OriginPacer, rate: f64) {
     learned.report(rate);
     learned.knows(rate);
     if let OriginPacer::Learned(pacer) = fallback {
-        pacer.set_rate(rate * remote.set_share());
+        pacer.set_share_of(rate, remote.link.fallback_share());
     }
 }
 
@@ -111,8 +111,9 @@ pub(crate) fn observe(
             Some(before) if !change.cut && !change.quota => pacer.set_rate(before),
             // A quota is the key's, shared by the fleet: this replica paces at its share.
             _ if change.quota => {
-                let rate = change.rate * remote.set_share();
-                pacer.set_rate(rate);
+                let share = remote.link.fallback_share();
+                let rate = change.rate * share;
+                pacer.set_share_of(change.rate, share);
                 learned.knows(change.rate);
                 Change { rate, ..change }.emit();
             }

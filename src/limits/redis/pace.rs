@@ -240,8 +240,10 @@ async fn ask(
     };
     // A call still running goes on in the background; its slot, if any, is given back.
     drop(call);
-    if let Ok((_, Some(rate))) = answer {
-        learn::saw_rate(remote, fallback, rate);
+    match answer {
+        Ok((_, Some(rate))) => learn::saw_rate(remote, fallback, rate),
+        Ok(_) => remote.follow_share(fallback),
+        Err(_) => {}
     }
     match answer.map(|(slot, _)| slot) {
         // The fleet does not pace the origin.

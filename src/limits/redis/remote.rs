@@ -29,42 +29,23 @@ pub(crate) struct Remote {
     pub(crate) writes: Option<mpsc::Sender<Write>>,
     /// `Some` with adaptive pacing: the fleet's learned rate.
     pub(crate) learned: Option<Learned>,
-    /// The share of the fleet's rate the fallback pacer is set at (`f64` bits).
-    pub(crate) share: AtomicU64,
 }
 
 impl Remote {
     /// Keeps the fallback pacer at this replica's share of the fleet's rate as last
-    /// counted: a share that changed since the pacer was set (replicas came or went, or
-    /// the origin's pacer was made before the first count) rescales it. Called before the
-    /// fallback paces, and when Redis answers.
+    /// counted (replicas come and go; an origin's pacer may be made before the first
+    /// count): a fixed one at its share of the fleet's pacing, a learned one at its share
+    /// of the fleet's rate it was set at (its cuts kept). Called when Redis answers, and
+    /// before the fallback paces.
     pub(crate) fn follow_share(&self, fallback: &OriginPacer) {
-        let share = self.link.fallback_share();
-        let was = f64::from_bits(self.share.swap(share.to_bits(), Ordering::Relaxed));
-        if was == share {
-            return;
-        }
         match fallback {
             OriginPacer::Fixed(pacer) => {
                 if let Some(pacing) = self.link.fallback_pacing() {
                     pacer.rescale(pacing);
                 }
             }
-            // What it learned alone (its cuts) is kept, at the new share.
-            OriginPacer::Learned(pacer) => {
-                if let Some(rate) = pacer.rate() {
-                    pacer.set_rate(rate / was * share);
-                }
-            }
+            OriginPacer::Learned(pacer) => pacer.follow_share(self.link.fallback_share()),
         }
-    }
-
-    /// The share of the fleet's rate as last counted, at which the caller sets the
-    /// fallback pacer.
-    pub(crate) fn set_share(&self) -> f64 {
-        let share = self.link.fallback_share();
-        self.share.store(share.to_bits(), Ordering::Relaxed);
-        share
     }
 
     /// Gives back the reserved `slot` (see `GIVE_BACK`); a failure only counts as one.

@@ -9,7 +9,6 @@ use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
-use super::builder::DEFAULT_FALLBACK_SHARE;
 use super::learn;
 use super::link::Link;
 use super::names::{Kind, Write};
@@ -68,8 +67,6 @@ pub(crate) struct FleetState {
 pub(crate) struct Settings {
     pub(crate) scope: String,
     pub(crate) prefix: String,
-    /// The fixed fallback share; `None`: one over the replicas alive.
-    pub(crate) fallback_share: Option<f64>,
     /// Whether a 429 holds back the other requests (the shared cooldown).
     pub(crate) cooldown: bool,
 }
@@ -108,13 +105,6 @@ impl FleetState {
                     .learns()
                     .then(|| Learned::new(self.link.names.rate(&name))),
                 floor: AtomicU64::new(0),
-                // The share the fallback pacers are made at (see `RedisLimitsBuilder::build`).
-                share: AtomicU64::new(
-                    self.settings
-                        .fallback_share
-                        .unwrap_or(DEFAULT_FALLBACK_SHARE)
-                        .to_bits(),
-                ),
                 name,
                 link: Arc::clone(&self.link),
                 writes: self.settings.cooldown.then(|| self.writes.clone()),

@@ -183,3 +183,29 @@ async fn slots_recorded_elsewhere_do_not_starve_a_waiter() {
         start.elapsed()
     );
 }
+
+#[cfg(feature = "redis")]
+#[tokio::test(start_paused = true)]
+async fn a_rate_set_at_a_share_follows_the_share_and_keeps_its_cuts() {
+    let pacer = AdaptivePacer::new(true);
+    pacer.set_share_of(40.0, 0.25);
+    assert_eq!(pacer.rate(), Some(10.0));
+    // The same share again (an origin made afresh elsewhere): nothing changes.
+    pacer.follow_share(0.25);
+    assert_eq!(pacer.rate(), Some(10.0));
+    pacer.follow_share(0.5);
+    assert_eq!(pacer.rate(), Some(20.0));
+    // A rate restored by its keeper (a cut of its own, say) stays at the share it was set at.
+    pacer.set_rate(14.0);
+    pacer.follow_share(1.0);
+    assert_eq!(pacer.rate(), Some(28.0));
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test(start_paused = true)]
+async fn a_rate_of_its_own_does_not_follow_a_share() {
+    let pacer = AdaptivePacer::new(true);
+    pacer.set_rate(10.0);
+    pacer.follow_share(0.5);
+    assert_eq!(pacer.rate(), Some(10.0));
+}

@@ -69,10 +69,8 @@ pub(crate) fn pace(
     if !remote.link.answers() {
         // Known unreachable: no round trip, pace in process at once (until Redis answers
         // again: then ask it).
-        remote.link.fell_back(StoreLimit::Pacing, None);
-        let back = remote.link.back();
-        remote.follow_share(&fallback);
-        return match fallback.pace(max_wait) {
+        let (paced, back) = fallback_pace(&remote, &fallback, max_wait, None);
+        return match paced {
             Pace::Wait(wait) => Pace::Wait(Box::pin(async move {
                 match until_back(wait, back).await {
                     Some(paced) => paced,
@@ -198,14 +196,28 @@ async fn on_fallback(
     max_wait: Duration,
     failed: Option<CallFailed>,
 ) -> Option<Paced> {
-    remote.link.fell_back(StoreLimit::Pacing, failed);
-    let back = remote.link.back();
-    remote.follow_share(fallback);
-    match fallback.pace(max_wait.saturating_sub(start.elapsed())) {
+    let max_wait = max_wait.saturating_sub(start.elapsed());
+    let (paced, back) = fallback_pace(remote, fallback, max_wait, failed);
+    match paced {
         Pace::Go => Some(Paced::Go),
         Pace::Wait(wait) => until_back(wait, back).await,
         Pace::TooLong(wait) => Some(Paced::TooLong(wait)),
     }
+}
+
+/// Counts the fallback (Redis did not answer; why, if a call `failed`) and asks the
+/// fallback pacer, at this replica's share as last counted, for a slot within `max_wait`;
+/// with what completes when Redis answers again, taken before the pacer is asked.
+fn fallback_pace(
+    remote: &Remote,
+    fallback: &OriginPacer,
+    max_wait: Duration,
+    failed: Option<CallFailed>,
+) -> (Pace, OwnedNotified) {
+    remote.link.fell_back(StoreLimit::Pacing, failed);
+    let back = remote.link.back();
+    remote.follow_share(fallback);
+    (fallback.pace(max_wait), back)
 }
 
 /// The fallback's slot, or `None` if Redis answers again first (`back`).
